@@ -1,0 +1,55 @@
+"""A bounded cache of verified access tokens.
+
+Keyed by the exact token string, so no other token can ever hit an entry. Expiry is checked
+again on every hit. Only stateless JWTs are cached: session-mode tokens are checked against
+the session store on every request, so that a logout is seen at once by every process.
+"""
+
+from __future__ import annotations
+
+from .principal import Principal
+
+__all__ = ["TokenCache"]
+
+
+class TokenCache:
+    """Token → (principal, valid-until) with FIFO eviction at ``max_size`` entries."""
+
+    __slots__ = ("max_size", "_entries")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str, now: float) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            self._entries.pop(token, None)
+            return None
+        return entry[0]
+
+    def put(self, token: str, principal: Principal, valid_until: float) -> None:
+        if self.max_size <= 0:
+            return
+        entries = self._entries
+        if len(entries) >= self.max_size and token not in entries:
+            # Dicts keep insertion order: drop the oldest. A racing thread may have done it.
+            try:
+                del entries[next(iter(entries))]
+            except (StopIteration, KeyError, RuntimeError):
+                pass
+        entries[token] = (principal, valid_until)
+
+    def discard_user(self, user_id: str) -> None:
+        """Forget every cached token of ``user_id`` (after a role change or suspension)."""
+        for token, (principal, _) in list(self._entries.items()):
+            if principal.user == user_id:
+                self._entries.pop(token, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

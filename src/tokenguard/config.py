@@ -1,0 +1,315 @@
+"""Settings, resolved once at start-up from keyword arguments and the environment.
+
+Environment variables use Directus's names where Directus has one (``SECRET``,
+``ACCESS_TOKEN_TTL``, ``SESSION_COOKIE_NAME``…) and a ``TOKENGUARD_`` prefix otherwise.
+Keyword arguments win over the environment. Nothing here is read again per request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from .durations import parse_duration_ms
+from .errors import ConfigError
+
+__all__ = ["CookieSettings", "Settings", "generate_secret"]
+
+SameSite = Literal["lax", "strict", "none"]
+
+#: HMAC algorithms the request path verifies itself; others go through PyJWT.
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+MIN_SECRET_BYTES = 32
+
+# Published placeholders and the values people type when asked for "a secret".
+_KNOWN_WEAK_SECRETS = frozenset(
+    {
+        "secret",
+        "changeme",
+        "change-me",
+        "changethis",
+        "password",
+        "directus",
+        "directus-test",
+        "supersecret",
+        "your-secret-key",
+        "your-256-bit-secret",
+        "replace-with-random-value",
+        "0d599f0ec05c3bda8c3b8a68c32a1b47",  # CollectiveAccess's shipped JWT key
+        "blah",
+    }
+)
+
+_HOW_TO = (
+    "Make a strong one with `tokenguard secret` (or "
+    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`) and set it as SECRET."
+)
+
+
+def generate_secret() -> str:
+    """A new random secret: 48 random bytes, URL-safe base64 (64 characters)."""
+    return secrets.token_urlsafe(48)
+
+
+def _check_secret(secret: str) -> None:
+    raw = secret.encode()
+    if not secret:
+        raise ConfigError(f"SECRET is not set. {_HOW_TO}")
+    lowered = secret.strip().lower()
+    if lowered in _KNOWN_WEAK_SECRETS or any(
+        lowered.startswith(p) for p in ("change", "your-", "replace")
+    ):
+        raise ConfigError(f"SECRET is a well-known placeholder value. {_HOW_TO}")
+    if len(raw) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"SECRET is {len(raw)} bytes long; at least {MIN_SECRET_BYTES} are needed. {_HOW_TO}"
+        )
+    # A long run of one character, or a tiny alphabet, is not a secret however long it is.
+    if _entropy_bits(secret) < 128:
+        raise ConfigError(f"SECRET has too little variety to be a secret. {_HOW_TO}")
+
+
+def _entropy_bits(text: str) -> float:
+    counts: dict[str, int] = {}
+    for ch in text:
+        counts[ch] = counts.get(ch, 0) + 1
+    n = len(text)
+    per_char = -sum(c / n * math.log2(c / n) for c in counts.values())
+    return per_char * n
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSettings:
+    """Attributes of one cookie; Directus's defaults (HttpOnly always, SameSite=Lax)."""
+
+    name: str
+    max_age_ms: int
+    secure: bool = False
+    same_site: SameSite = "lax"
+    domain: str | None = None
+    path: str = "/"
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def _as_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _as_duration(name: str, value: Any) -> int:
+    try:
+        ms = parse_duration_ms(value)
+    except ValueError:
+        raise ConfigError(
+            f'{name} must be a duration such as "15m", "7d" or "500", not {value!r}'
+        ) from None
+    return ms
+
+
+def _as_same_site(name: str, value: Any) -> SameSite:
+    text = str(value).strip().lower() or "strict"  # Directus falls back to strict when empty
+    if text not in ("lax", "strict", "none"):
+        raise ConfigError(f"{name} must be lax, strict or none, not {value!r}")
+    return text  # type: ignore[return-value]
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    return tuple(str(v) for v in value)
+
+
+# field name -> (environment variable, parser); a parser of None keeps the string.
+_ENV: dict[str, tuple[str, Any]] = {
+    "secret": ("SECRET", None),
+    "algorithm": ("TOKENGUARD_JWT_ALGORITHM", None),
+    "issuer": ("TOKENGUARD_JWT_ISSUER", None),
+    "audience": ("TOKENGUARD_JWT_AUDIENCE", None),
+    "leeway_ms": ("TOKENGUARD_JWT_LEEWAY", _as_duration),
+    "allow_tokens_without_exp": ("TOKENGUARD_ALLOW_TOKENS_WITHOUT_EXP", _as_bool),
+    "max_token_length": ("TOKENGUARD_MAX_TOKEN_LENGTH", _as_int),
+    "access_token_ttl_ms": ("ACCESS_TOKEN_TTL", _as_duration),
+    "refresh_token_ttl_ms": ("REFRESH_TOKEN_TTL", _as_duration),
+    "session_cookie_ttl_ms": ("SESSION_COOKIE_TTL", _as_duration),
+    "session_refresh_grace_ms": ("SESSION_REFRESH_GRACE_PERIOD", _as_duration),
+    "refresh_cookie_name": ("REFRESH_TOKEN_COOKIE_NAME", None),
+    "refresh_cookie_secure": ("REFRESH_TOKEN_COOKIE_SECURE", _as_bool),
+    "refresh_cookie_same_site": ("REFRESH_TOKEN_COOKIE_SAME_SITE", _as_same_site),
+    "refresh_cookie_domain": ("REFRESH_TOKEN_COOKIE_DOMAIN", None),
+    "refresh_cookie_path": ("REFRESH_TOKEN_COOKIE_PATH", None),
+    "session_cookie_name": ("SESSION_COOKIE_NAME", None),
+    "session_cookie_secure": ("SESSION_COOKIE_SECURE", _as_bool),
+    "session_cookie_same_site": ("SESSION_COOKIE_SAME_SITE", _as_same_site),
+    "session_cookie_domain": ("SESSION_COOKIE_DOMAIN", None),
+    "session_cookie_path": ("SESSION_COOKIE_PATH", None),
+    "query_params": ("TOKENGUARD_QUERY_PARAMS", _as_list),
+    "public_role": ("TOKENGUARD_PUBLIC_ROLE", None),
+    "login_stall_ms": ("LOGIN_STALL_TIME", _as_duration),
+    "auth_prefix": ("TOKENGUARD_AUTH_PREFIX", None),
+    "db_filename": ("DB_FILENAME", None),
+    "redis_url": ("REDIS", None),
+    "redis_prefix": ("TOKENGUARD_REDIS_PREFIX", None),
+    "strip_query_token": ("TOKENGUARD_STRIP_QUERY_TOKEN", _as_bool),
+    "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
+    "public_url": ("PUBLIC_URL", None),
+    "dev": ("TOKENGUARD_DEV", _as_bool),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything tokenguard needs to know, validated once.
+
+    Build it with :meth:`from_env` (keyword arguments over environment variables) or
+    directly. Durations are milliseconds; ``*_TTL`` variables accept Directus's "15m" style.
+    """
+
+    secret: str = ""
+    algorithm: str = "HS256"
+    issuer: str = "directus"
+    audience: str | None = None
+    leeway_ms: int = 5_000
+    allow_tokens_without_exp: bool = False
+    max_token_length: int = 4096
+    access_token_ttl_ms: int = 15 * 60_000
+    refresh_token_ttl_ms: int = 7 * 86_400_000
+    session_cookie_ttl_ms: int = 86_400_000
+    session_refresh_grace_ms: int = 10_000
+    refresh_cookie_name: str = "directus_refresh_token"
+    refresh_cookie_secure: bool = False
+    refresh_cookie_same_site: SameSite = "lax"
+    refresh_cookie_domain: str | None = None
+    refresh_cookie_path: str = "/"
+    session_cookie_name: str = "directus_session_token"
+    session_cookie_secure: bool = False
+    session_cookie_same_site: SameSite = "lax"
+    session_cookie_domain: str | None = None
+    session_cookie_path: str = "/"
+    query_params: tuple[str, ...] = ("access_token",)
+    public_role: str | None = None
+    login_stall_ms: int = 500
+    auth_prefix: str = "/auth"
+    db_filename: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "tokenguard:"
+    strip_query_token: bool = True
+    token_cache_size: int = 10_000
+    public_url: str | None = None
+    dev: bool = False
+    # Derived, filled in by __post_init__.
+    secret_bytes: bytes = field(default=b"", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secret:
+            if not self.dev:
+                _check_secret(self.secret)
+            throwaway = generate_secret()
+            warnings.warn(
+                "tokenguard: SECRET is not set; TOKENGUARD_DEV is on, so a throw-away random "
+                "secret is used. Every token dies when this process stops. Never do this in "
+                "production.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "secret", throwaway)
+        elif not self.dev:
+            _check_secret(self.secret)
+        object.__setattr__(self, "secret_bytes", self.secret.encode())
+        if self.algorithm not in HMAC_ALGORITHMS:
+            raise ConfigError(
+                f"TOKENGUARD_JWT_ALGORITHM must be one of {', '.join(HMAC_ALGORITHMS)}, "
+                f"not {self.algorithm!r}"
+            )
+        for name in ("access_token_ttl_ms", "refresh_token_ttl_ms", "session_cookie_ttl_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_ENV[name][0]} must be a positive duration")
+        if self.session_refresh_grace_ms < 0 or self.leeway_ms < 0 or self.login_stall_ms < 0:
+            raise ConfigError("grace period, leeway and stall time cannot be negative")
+        if self.leeway_ms > 300_000:
+            raise ConfigError("TOKENGUARD_JWT_LEEWAY above 5 minutes defeats expiry; keep it small")
+        if not 64 <= self.max_token_length <= 1_000_000:
+            raise ConfigError("TOKENGUARD_MAX_TOKEN_LENGTH must be between 64 and 1000000")
+        if not self.query_params:
+            raise ConfigError("TOKENGUARD_QUERY_PARAMS needs at least one name")
+        if not self.auth_prefix.startswith("/") or self.auth_prefix.endswith("/"):
+            raise ConfigError('TOKENGUARD_AUTH_PREFIX must start with "/" and not end with one')
+        for prefix in ("refresh", "session"):
+            if getattr(self, f"{prefix}_cookie_same_site") == "none" and not getattr(
+                self, f"{prefix}_cookie_secure"
+            ):
+                upper = "REFRESH_TOKEN" if prefix == "refresh" else "SESSION"
+                raise ConfigError(
+                    f"{upper}_COOKIE_SAME_SITE=none needs {upper}_COOKIE_SECURE=true "
+                    "(browsers drop such cookies otherwise)"
+                )
+        if self.token_cache_size < 0:
+            raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); keyword arguments win."""
+        env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)} - {"secret_bytes"}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name, (var, parse) in _ENV.items():
+            if name in overrides:
+                continue
+            raw = env.get(var)
+            if raw is None or (raw == "" and name != "secret"):
+                continue
+            values[name] = parse(var, raw) if parse is not None else raw
+        for name, value in overrides.items():
+            var, parse = _ENV.get(name, (name, None))
+            if parse is not None and isinstance(value, str):
+                value = parse(var, value)
+            elif name == "query_params" and not isinstance(value, tuple):
+                value = _as_list(value)
+            values[name] = value
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (validated again)."""
+        return replace(self, **changes)
+
+    @property
+    def refresh_cookie(self) -> CookieSettings:
+        return CookieSettings(
+            self.refresh_cookie_name,
+            self.refresh_token_ttl_ms,
+            self.refresh_cookie_secure,
+            self.refresh_cookie_same_site,
+            self.refresh_cookie_domain,
+            self.refresh_cookie_path,
+        )
+
+    @property
+    def session_cookie(self) -> CookieSettings:
+        return CookieSettings(
+            self.session_cookie_name,
+            self.session_cookie_ttl_ms,
+            self.session_cookie_secure,
+            self.session_cookie_same_site,
+            self.session_cookie_domain,
+            self.session_cookie_path,
+        )

@@ -1,0 +1,93 @@
+"""The assembled core: settings, stores, the guard and the auth routes, built once.
+
+Both shells (:mod:`tokenguard.asgi`, :mod:`tokenguard.wsgi`) wrap one :class:`TokenGuard`.
+Building it yourself lets several apps, the command line and your own code share stores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from .config import Settings
+from .guard import Guard, Outcome, Refusal
+from .http.cookies import clear_cookie
+from .stores.base import AsyncSessionStore, AsyncUserStore, SessionStore, UserStore
+
+__all__ = ["TokenGuard"]
+
+Flavour = Literal["sync", "async"]
+
+
+def default_stores(
+    settings: Settings, flavour: Flavour
+) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
+    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, the SQLite
+    file ``DB_FILENAME`` when set, memory otherwise."""
+    users: UserStore | AsyncUserStore
+    sessions: SessionStore | AsyncSessionStore
+    if settings.db_filename:
+        from .stores.sqlite import SQLiteSessionStore, SQLiteUserStore
+
+        users = SQLiteUserStore(settings.db_filename)
+        sessions = SQLiteSessionStore(settings.db_filename)
+    else:
+        from .stores.memory import MemorySessionStore, MemoryUserStore
+
+        users = MemoryUserStore()
+        sessions = MemorySessionStore()
+    if settings.redis_url:
+        if flavour == "async":
+            from .stores.redis import AsyncRedisSessionStore
+
+            sessions = AsyncRedisSessionStore.from_url(
+                settings.redis_url, prefix=settings.redis_prefix
+            )
+        else:
+            from .stores.redis import RedisSessionStore
+
+            sessions = RedisSessionStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return users, sessions
+
+
+class TokenGuard:
+    """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
+
+    ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
+    ``users``/``sessions``/``clock`` are settings (see :class:`~tokenguard.config.Settings`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        users: UserStore | AsyncUserStore | None = None,
+        sessions: SessionStore | AsyncSessionStore | None = None,
+        flavour: Flavour = "sync",
+        clock: Callable[[], float] = time.time,
+        **setting_overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = Settings.from_env(**setting_overrides)
+        elif setting_overrides:
+            settings = settings.with_changes(**setting_overrides)
+        self.settings = settings
+        if users is None or sessions is None:
+            default_users, default_sessions = default_stores(settings, flavour)
+            users = users if users is not None else default_users
+            sessions = sessions if sessions is not None else default_sessions
+        self.users = users
+        self.sessions = sessions
+        self.clock = clock
+        self.guard = Guard(settings, users, sessions, clock=clock)
+        self._clear_session = clear_cookie(settings.session_cookie)
+
+    def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
+        """Extra headers for a refusal: the session cookie's deletion when it was the culprit."""
+        if refusal.clear_session_cookie:
+            return [("set-cookie", self._clear_session)]
+        return []
+
+    def is_refusal(self, outcome: Outcome) -> bool:
+        return type(outcome) is Refusal

@@ -1,0 +1,166 @@
+"""The request path: extract → verify → principal, with no I/O of its own.
+
+:meth:`Guard.authenticate` answers at once for everything that needs no store (no token, a
+JWT, any malformed input) and returns a :data:`~tokenguard.flow.Flow` for the two cases that
+need one lookup (a static token; a session-mode JWT, checked against the session store on
+every request so that a logout is seen immediately). The shells drive that flow with
+:func:`~tokenguard.flow.run_sync` or :func:`~tokenguard.flow.run_async`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .cache import TokenCache
+from .config import Settings
+from .errors import AuthError, invalid_credentials, service_unavailable
+from .extract import Extracted, Extractor
+from .flow import Call, Flow
+from .principal import Principal
+from .stores.base import (
+    AsyncSessionStore,
+    AsyncUserStore,
+    SessionStore,
+    StoreUnavailable,
+    UserStore,
+)
+from .tokens import TokenVerifier, hash_token
+
+__all__ = ["Guard", "Outcome", "Refusal"]
+
+log = logging.getLogger("tokenguard")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request the guard refuses: the error to send, and whether to clear the session
+    cookie with it (Directus does when the bad token came from that cookie)."""
+
+    error: AuthError
+    clear_session_cookie: bool = False
+
+
+Outcome = Principal | Refusal
+
+
+def _unavailable(exc: StoreUnavailable) -> Refusal:
+    return Refusal(service_unavailable(exc.service, exc.reason))
+
+
+class Guard:
+    """Decides who a request speaks for. Built once; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        users: UserStore | AsyncUserStore,
+        sessions: SessionStore | AsyncSessionStore,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.sessions = sessions
+        self.clock = clock
+        self.extractor = Extractor(settings.query_params, settings.session_cookie_name)
+        self.verifier = TokenVerifier(settings)
+        self.cache = TokenCache(settings.token_cache_size)
+        self.public = Principal(user=None, role=settings.public_role, via="public")
+        self._max_length = settings.max_token_length
+        self._leeway = settings.leeway_ms / 1000
+
+    def authenticate(
+        self,
+        authorization: str | None,
+        query_string: str,
+        cookie: str | None,
+        *,
+        authorization_count: int = 1,
+    ) -> Outcome | Flow[Outcome]:
+        """Authenticate from the raw ``Authorization`` value, query string and ``Cookie``."""
+        found = self.extractor(
+            authorization, query_string, cookie, authorization_count=authorization_count
+        )
+        if found is None:
+            return self.public
+        if isinstance(found, AuthError):
+            log.debug("refused: %s", found.code)
+            return Refusal(found)
+        return self.authenticate_token(found)
+
+    def authenticate_token(self, found: Extracted) -> Outcome | Flow[Outcome]:
+        """Authenticate an already extracted token."""
+        token = found.token
+        from_cookie = found.source == "cookie"
+        if len(token) > self._max_length or not token:
+            # Refused before any parsing; an empty token is no credential at all.
+            return Refusal(invalid_credentials(), from_cookie)
+        now = self.clock()
+        cached = self.cache.get(token, now)
+        if cached is not None:
+            return cached
+        claims = self.verifier.verify(token, now)
+        if claims is None:
+            return self._static_flow(token, from_cookie)
+        if isinstance(claims, AuthError):
+            log.debug("refused %s token: %s", found.source, claims.code)
+            clear = from_cookie and claims.code != "TOKEN_EXPIRED"
+            return Refusal(claims, clear)
+        if "session" in claims:
+            return self._session_flow(claims, now, from_cookie)
+        principal = self._principal(claims, "jwt")
+        exp = claims.get("exp")
+        self.cache.put(token, principal, (exp + self._leeway) if exp is not None else now + 60)
+        return principal
+
+    @staticmethod
+    def _principal(claims: dict[str, Any], via: Any, session: str | None = None) -> Principal:
+        return Principal(
+            user=claims.get("id"),
+            role=claims["role"],
+            admin=bool(claims["admin_access"]),
+            app=bool(claims["app_access"]),
+            via=via,
+            session=session,
+            expires_at=claims.get("exp"),
+        )
+
+    def _static_flow(self, token: str, from_cookie: bool) -> Flow[Outcome]:
+        digest = hash_token(token)
+        try:
+            user = yield Call(self.users.get_by_token_hash, (digest,))
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        # The store found it by hash; compare again in constant time so that a store with a
+        # case-insensitive or prefix index can never match a different token.
+        if (
+            user is None
+            or user.token_hash is None
+            or not hmac.compare_digest(user.token_hash, digest)
+            or user.status != "active"
+        ):
+            log.debug("refused static token: unknown or inactive")
+            return Refusal(invalid_credentials(), from_cookie)
+        return Principal(
+            user=user.id,
+            role=user.role,
+            admin=user.admin_access,
+            app=user.app_access,
+            via="static",
+        )
+
+    def _session_flow(self, claims: dict[str, Any], now: float, from_cookie: bool) -> Flow[Outcome]:
+        session = claims["session"]
+        try:
+            record = yield Call(self.sessions.get, (hash_token(session), int(now * 1000)))
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        if record is None or record.user_id != claims.get("id"):
+            log.debug("refused session token: session gone")
+            return Refusal(invalid_credentials(), from_cookie)
+        return self._principal(claims, "session", session)

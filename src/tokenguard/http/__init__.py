@@ -1,0 +1,1 @@
+"""Framework-neutral HTTP pieces: cookies, request/response views, the /auth routes."""

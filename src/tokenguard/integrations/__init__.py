@@ -1,0 +1,1 @@
+"""Framework sugar: Flask's ``current_user`` and the ``require_*`` helpers."""

@@ -1,0 +1,104 @@
+"""Flask integration: wrap ``app.wsgi_app`` and offer ``current_user`` and ``g.user``.
+
+::
+
+    from tokenguard.integrations.flask import TokenGuardFlask, current_user, require_role
+
+    app = Flask(__name__)
+    TokenGuardFlask(app)            # settings from the environment, or as keyword arguments
+
+    @app.get("/admin")
+    @require_role("administrator")
+    def admin():
+        return {"hello": current_user.user}
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, g, request
+from werkzeug.local import LocalProxy
+
+from ..core import TokenGuard
+from ..errors import AuthError, forbidden, invalid_credentials
+from ..principal import Principal
+from ..wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
+
+__all__ = ["TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def get_principal() -> Principal:
+    """The principal of the current request (raises if the app is not wrapped)."""
+    principal = request.environ.get(ENVIRON_PRINCIPAL)
+    if principal is None:
+        raise RuntimeError("tokenguard is not installed on this app: call TokenGuardFlask(app)")
+    return cast(Principal, principal)
+
+
+#: The current request's :class:`~tokenguard.principal.Principal`.
+current_user: Principal = cast(Principal, LocalProxy(get_principal))
+
+
+def error_response(error: AuthError) -> Response:
+    return Response(error.body, status=error.status, content_type="application/json; charset=utf-8")
+
+
+def require_user(view: F) -> F:
+    """Refuse the public caller with 401 ``INVALID_CREDENTIALS``, as Directus's ``/users/me``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not get_principal().is_authenticated:
+            return error_response(invalid_credentials())
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
+    """Allow only users with one of ``roles`` (admins too, unless ``admin_ok=False``).
+
+    The public caller gets 401 ``INVALID_CREDENTIALS``; another user 403 ``FORBIDDEN``.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = get_principal()
+            if not principal.is_authenticated:
+                return error_response(invalid_credentials())
+            if principal.role not in roles and not (admin_ok and principal.admin):
+                return error_response(forbidden())
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+class TokenGuardFlask:
+    """Install tokenguard on a Flask app (``TokenGuardFlask(app)`` or ``init_app(app)``)."""
+
+    def __init__(
+        self, app: Flask | None = None, guard: TokenGuard | None = None, **options: Any
+    ) -> None:
+        self.guard = guard
+        self.options = options
+        self.middleware: TokenGuardWSGI | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        self.middleware = TokenGuardWSGI(app.wsgi_app, self.guard, **self.options)
+        self.guard = self.middleware.core
+        app.wsgi_app = self.middleware  # type: ignore[method-assign]
+        app.extensions["tokenguard"] = self.guard
+
+        @app.before_request
+        def _attach_user() -> None:
+            g.user = request.environ.get(ENVIRON_PRINCIPAL)

@@ -1,0 +1,45 @@
+"""The principal: who a request speaks for, attached to every request that passes the guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["AuthMethod", "Principal"]
+
+AuthMethod = Literal["jwt", "session", "static", "public"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller, or the public (anonymous) caller.
+
+    ``admin`` and ``app`` come from the verified token's ``admin_access``/``app_access``
+    claims (or, for static tokens, from the user store); they are never re-read per request.
+    """
+
+    user: str | None
+    role: str | None
+    admin: bool = False
+    app: bool = False
+    via: AuthMethod = "public"
+    #: For ``via="session"``: the session the cookie belongs to (never logged).
+    session: str | None = None
+    #: Unix time (seconds) at which the credential stops being valid; ``None`` if it never does.
+    expires_at: int | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None
+
+    @property
+    def id(self) -> str | None:
+        """Alias of :attr:`user`, matching Directus's ``id`` claim."""
+        return self.user
+
+    def __repr__(self) -> str:
+        # The session id doubles as a refresh secret in session mode: keep it out of reprs.
+        return (
+            f"Principal(user={self.user!r}, role={self.role!r}, admin={self.admin}, "
+            f"app={self.app}, via={self.via!r})"
+        )

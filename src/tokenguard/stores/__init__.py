@@ -1,0 +1,23 @@
+"""Store protocols and their backends (memory, SQLite, Redis)."""
+
+from .base import (
+    AsyncSessionStore,
+    AsyncUserStore,
+    RotateOutcome,
+    SessionRecord,
+    SessionStore,
+    StoreUnavailable,
+    User,
+    UserStore,
+)
+
+__all__ = [
+    "AsyncSessionStore",
+    "AsyncUserStore",
+    "RotateOutcome",
+    "SessionRecord",
+    "SessionStore",
+    "StoreUnavailable",
+    "User",
+    "UserStore",
+]

@@ -1,0 +1,187 @@
+"""What the core asks of storage: users, static tokens and refresh sessions.
+
+Each protocol comes in a sync and an async flavour with the *same method names*; the core's
+flows (see :mod:`tokenguard.flow`) are written once and driven by either. Secrets never reach
+a store in clear: static tokens and refresh tokens arrive as SHA-256 hex digests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "AsyncSessionStore",
+    "AsyncUserStore",
+    "RotateOutcome",
+    "SessionRecord",
+    "SessionStore",
+    "StoreUnavailable",
+    "User",
+    "UserStore",
+]
+
+UserStatus = Literal["active", "suspended", "invited", "draft", "archived"]
+
+
+class StoreUnavailable(Exception):
+    """A backend could not answer (down, timing out, answering errors).
+
+    The core turns it into 503 ``SERVICE_UNAVAILABLE`` and never into an acceptance.
+    ``service`` names the backend in that error ("redis", "database").
+    """
+
+    def __init__(self, service: str, reason: str = "Couldn't reach the store") -> None:
+        super().__init__(f"{service}: {reason}")
+        self.service = service
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user as the core needs it. ``email`` is compared case-insensitively."""
+
+    id: str
+    email: str
+    password_hash: str | None = None
+    role: str | None = None
+    status: UserStatus = "active"
+    admin_access: bool = False
+    app_access: bool = False
+    provider: str = "default"
+    first_name: str | None = None
+    last_name: str | None = None
+    #: SHA-256 hex of the user's static token, if any; the token itself is never stored.
+    token_hash: str | None = None
+    #: TOTP secret, encrypted at rest by the caller; ``None`` when two-factor is off.
+    tfa_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One refresh token (or session-mode session), stored under the hash of its token.
+
+    ``family`` is the same for every token a login rotated into; presenting a token that was
+    rotated away (after its grace) revokes the whole family. ``next_hash`` and
+    ``live_until_ms`` are set when the token was rotated: until ``live_until_ms`` it still
+    authenticates (session mode's grace period) and a repeated refresh converges on
+    ``next_hash``; afterwards it is only kept as a tombstone to detect reuse.
+    """
+
+    token_hash: str
+    family: str
+    user_id: str
+    expires_at_ms: int
+    created_at_ms: int = 0
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+    next_hash: str | None = None
+    live_until_ms: int | None = None
+
+    def is_live(self, now_ms: int) -> bool:
+        """Whether this token still authenticates at ``now_ms``."""
+        if self.expires_at_ms < now_ms:
+            return False
+        return self.next_hash is None or (
+            self.live_until_ms is not None and now_ms < self.live_until_ms
+        )
+
+
+RotateStatus = Literal["rotated", "grace", "reused", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class RotateOutcome:
+    """What :meth:`SessionStore.rotate` did.
+
+    - ``rotated``: the old token now points at the new record (returned as ``record``).
+    - ``grace``: the old token had already been rotated to the same new hash within the grace
+      period; the new record's expiry was extended and it is returned.
+    - ``reused``: the old token had been rotated away earlier (or to another hash): the whole
+      family was revoked. The caller answers 401 and the client must log in again.
+    - ``missing``: no such token (unknown, logged out or expired).
+    """
+
+    status: RotateStatus
+    record: SessionRecord | None = None
+
+
+@runtime_checkable
+class UserStore(Protocol):
+    """Synchronous user storage."""
+
+    def get_by_id(self, user_id: str) -> User | None: ...
+
+    def get_by_email(self, email: str) -> User | None:
+        """Case-insensitive e-mail lookup."""
+        ...
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        """The user whose static token hashes to ``token_hash`` (any status)."""
+        ...
+
+    def create(self, user: User) -> User:
+        """Insert a user; raises ``ValueError`` if the id or e-mail (case-insensitive) exists."""
+        ...
+
+    def update(self, user_id: str, **changes: Any) -> User | None:
+        """Change fields of a user; returns the new value, or ``None`` if there is no such user."""
+        ...
+
+    def delete(self, user_id: str) -> bool: ...
+
+    def list_users(self) -> list[User]: ...
+
+
+@runtime_checkable
+class AsyncUserStore(Protocol):
+    """The asynchronous twin of :class:`UserStore` (same names, awaitable results)."""
+
+    async def get_by_id(self, user_id: str) -> User | None: ...
+    async def get_by_email(self, email: str) -> User | None: ...
+    async def get_by_token_hash(self, token_hash: str) -> User | None: ...
+    async def create(self, user: User) -> User: ...
+    async def update(self, user_id: str, **changes: Any) -> User | None: ...
+    async def delete(self, user_id: str) -> bool: ...
+    async def list_users(self) -> list[User]: ...
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Synchronous refresh-session storage. Every method is atomic on its own."""
+
+    def create(self, record: SessionRecord) -> None: ...
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        """The record if its token is live at ``now_ms`` (see :meth:`SessionRecord.is_live`)."""
+        ...
+
+    def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        """Replace ``token_hash`` by ``new`` atomically (``new.family`` is ignored: the old
+        record's family is kept). ``grace_ms`` is how long the old token keeps working; 0 in
+        json/cookie mode. See :class:`RotateOutcome` for the four results."""
+        ...
+
+    def revoke(self, token_hash: str) -> SessionRecord | None:
+        """Revoke the family ``token_hash`` belongs to (logout); returns the record if any."""
+        ...
+
+    def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        """Revoke every session of a user; returns how many families went."""
+        ...
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    """The asynchronous twin of :class:`SessionStore`."""
+
+    async def create(self, record: SessionRecord) -> None: ...
+    async def get(self, token_hash: str, now_ms: int) -> SessionRecord | None: ...
+    async def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome: ...
+    async def revoke(self, token_hash: str) -> SessionRecord | None: ...
+    async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int: ...

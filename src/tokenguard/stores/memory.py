@@ -1,0 +1,151 @@
+"""In-process stores: no server, nothing persisted. For tests and single-process demos."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import fields, replace
+from typing import Any
+
+from .base import RotateOutcome, SessionRecord, User
+from .rotation import plan_rotation
+
+__all__ = ["MemorySessionStore", "MemoryUserStore"]
+
+_USER_FIELDS = frozenset(f.name for f in fields(User)) - {"id"}
+
+
+class MemoryUserStore:
+    """Users in a dict, guarded by a lock."""
+
+    io_bound = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[str, User] = {}
+
+    def get_by_id(self, user_id: str) -> User | None:
+        return self._by_id.get(user_id)
+
+    def get_by_email(self, email: str) -> User | None:
+        wanted = email.casefold()
+        for user in list(self._by_id.values()):
+            if user.email.casefold() == wanted:
+                return user
+        return None
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        for user in list(self._by_id.values()):
+            if user.token_hash == token_hash:
+                return user
+        return None
+
+    def create(self, user: User) -> User:
+        with self._lock:
+            if user.id in self._by_id:
+                raise ValueError(f"a user with id {user.id!r} exists")
+            if any(u.email.casefold() == user.email.casefold() for u in self._by_id.values()):
+                raise ValueError(f"a user with e-mail {user.email!r} exists")
+            self._by_id[user.id] = user
+        return user
+
+    def update(self, user_id: str, **changes: Any) -> User | None:
+        unknown = set(changes) - _USER_FIELDS
+        if unknown:
+            raise ValueError(f"unknown user field(s): {', '.join(sorted(unknown))}")
+        with self._lock:
+            user = self._by_id.get(user_id)
+            if user is None:
+                return None
+            updated = replace(user, **changes)
+            self._by_id[user_id] = updated
+            return updated
+
+    def delete(self, user_id: str) -> bool:
+        with self._lock:
+            return self._by_id.pop(user_id, None) is not None
+
+    def list_users(self) -> list[User]:
+        return list(self._by_id.values())
+
+
+class MemorySessionStore:
+    """Refresh sessions in a dict, each operation atomic under one lock."""
+
+    io_bound = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, SessionRecord] = {}
+        self._families: dict[str, set[str]] = {}
+
+    def _put(self, record: SessionRecord) -> None:
+        self._records[record.token_hash] = record
+        self._families.setdefault(record.family, set()).add(record.token_hash)
+
+    def _drop_family(self, family: str) -> None:
+        for token_hash in self._families.pop(family, ()):
+            self._records.pop(token_hash, None)
+
+    def create(self, record: SessionRecord) -> None:
+        with self._lock:
+            self._put(record)
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        record = self._records.get(token_hash)
+        if record is None or not record.is_live(now_ms):
+            return None
+        return record
+
+    def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        with self._lock:
+            old = self._records.get(token_hash)
+            current_next = (
+                self._records.get(old.next_hash) if old is not None and old.next_hash else None
+            )
+            outcome, old_after, new_to_store = plan_rotation(
+                old, current_next, new, now_ms=now_ms, grace_ms=grace_ms
+            )
+            if outcome.status == "reused" and old is not None:
+                self._drop_family(old.family)
+            if old_after is not None:
+                self._put(old_after)
+            if new_to_store is not None:
+                self._put(new_to_store)
+            self._sweep(now_ms)
+            return outcome
+
+    def revoke(self, token_hash: str) -> SessionRecord | None:
+        with self._lock:
+            record = self._records.get(token_hash)
+            if record is not None:
+                self._drop_family(record.family)
+            return record
+
+    def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        with self._lock:
+            families = {
+                r.family
+                for r in self._records.values()
+                if r.user_id == user_id and r.family != except_family
+            }
+            for family in families:
+                self._drop_family(family)
+            return len(families)
+
+    def _sweep(self, now_ms: int) -> None:
+        # Expired records (tombstones included) are of no use; keep memory bounded by TTL.
+        if len(self._records) < 1024:
+            return
+        for token_hash, record in list(self._records.items()):
+            if record.expires_at_ms < now_ms:
+                self._records.pop(token_hash, None)
+                family = self._families.get(record.family)
+                if family is not None:
+                    family.discard(token_hash)
+                    if not family:
+                        del self._families[record.family]
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -1,0 +1,82 @@
+"""The WSGI shell: environ in, principal attached, the core's answer written out.
+
+The principal is put in the environ under documented keys:
+
+``tokenguard.principal``
+    the :class:`~tokenguard.principal.Principal` (``via="public"`` when there is no token)
+``tokenguard.user``
+    the user id, or ``None``
+``tokenguard.role``
+    the role, or the public role
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import GeneratorType
+from typing import Any
+
+from .core import TokenGuard
+from .flow import run_sync
+from .guard import Refusal
+from .http.views import JSON_TYPE
+from .principal import Principal
+from .types import Environ, StartResponse, WSGIApp
+
+__all__ = ["ENVIRON_PRINCIPAL", "ENVIRON_ROLE", "ENVIRON_USER", "TokenGuardWSGI"]
+
+ENVIRON_PRINCIPAL = "tokenguard.principal"
+ENVIRON_USER = "tokenguard.user"
+ENVIRON_ROLE = "tokenguard.role"
+
+_STATUS = {
+    200: "200 OK",
+    204: "204 No Content",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    429: "429 Too Many Requests",
+    503: "503 Service Unavailable",
+}
+
+
+def status_line(code: int) -> str:
+    return _STATUS.get(code) or f"{code} Status"
+
+
+class TokenGuardWSGI:
+    """Authenticate every request before the wrapped WSGI ``app`` sees it.
+
+    For Flask, prefer :class:`tokenguard.integrations.flask.TokenGuardFlask`, which wraps
+    ``app.wsgi_app`` with this and adds ``current_user``.
+    """
+
+    def __init__(self, app: WSGIApp, guard: TokenGuard | None = None, **options: Any) -> None:
+        self.app = app
+        self.core = guard if guard is not None else TokenGuard(flavour="sync", **options)
+        self._guard = self.core.guard
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        outcome = self._guard.authenticate(
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("QUERY_STRING", ""),
+            environ.get("HTTP_COOKIE"),
+        )
+        if type(outcome) is GeneratorType:
+            outcome = run_sync(outcome)
+        if type(outcome) is Refusal:
+            return self._refuse(outcome, start_response)
+        assert isinstance(outcome, Principal)
+        environ[ENVIRON_PRINCIPAL] = outcome
+        environ[ENVIRON_USER] = outcome.user
+        environ[ENVIRON_ROLE] = outcome.role
+        return self.app(environ, start_response)
+
+    def _refuse(self, refusal: Refusal, start_response: StartResponse) -> list[bytes]:
+        body = refusal.error.body
+        headers = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))]
+        headers.extend(self.core.refusal_headers(refusal))
+        start_response(status_line(refusal.error.status), headers)
+        return [body]
