@@ -157,7 +157,7 @@ class Guard:
     def _session_flow(self, claims: dict[str, Any], now: float, from_cookie: bool) -> Flow[Outcome]:
         session = claims["session"]
         try:
-            record = yield Call(self.sessions.get, (hash_token(session), int(now * 1000)))
+            record = yield Call(self.sessions.get, (refresh_token_key(session), int(now * 1000)))
         except StoreUnavailable as exc:
             return _unavailable(exc)
         if record is None or record.user_id != claims.get("id"):

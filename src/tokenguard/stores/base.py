@@ -7,6 +7,7 @@ a store in clear: static tokens and refresh tokens arrive as SHA-256 hex digests
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -19,7 +20,30 @@ __all__ = [
     "StoreUnavailable",
     "User",
     "UserStore",
+    "family_of",
+    "refresh_token_key",
 ]
+
+#: Refresh tokens are 64 characters of ``A-Za-z0-9_-`` (like Directus's nanoid(64)); the
+#: first ``FAMILY_LENGTH`` name the session family and stay the same across rotations, so
+#: that a backend can keep a whole family under one key (one Redis hash slot).
+REFRESH_TOKEN_LENGTH = 64
+FAMILY_LENGTH = 22
+
+
+def refresh_token_key(token: str) -> str:
+    """The store key of a refresh token: ``<family>.<SHA-256 hex of the whole token>``.
+
+    The family part is a random identifier, not a secret; the token itself is never stored.
+    """
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{token[:FAMILY_LENGTH]}.{digest}"
+
+
+def family_of(token_hash: str) -> str:
+    """The family part of a key made by :func:`refresh_token_key`."""
+    return token_hash.partition(".")[0]
+
 
 UserStatus = Literal["active", "suspended", "invited", "draft", "archived"]
 
@@ -59,7 +83,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """One refresh token (or session-mode session), stored under the hash of its token.
+    """One refresh token (or session-mode session), stored under
+    ``token_hash = refresh_token_key(token)``; ``family == family_of(token_hash)``.
 
     ``family`` is the same for every token a login rotated into; presenting a token that was
     rotated away (after its grace) revokes the whole family. ``next_hash`` and
