@@ -28,6 +28,7 @@ from .stores.base import (
     SessionStore,
     StoreUnavailable,
     UserStore,
+    refresh_token_key,
 )
 from .tokens import TokenVerifier, hash_token
 
