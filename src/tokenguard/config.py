@@ -57,7 +57,11 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
-def _check_secret(secret: str) -> None:
+# RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+def _check_secret(secret: str, algorithm: str = "HS256") -> None:
     raw = secret.encode()
     if not secret:
         raise ConfigError(f"SECRET is not set. {_HOW_TO}")
@@ -66,9 +70,10 @@ def _check_secret(secret: str) -> None:
         lowered.startswith(p) for p in ("change", "your-", "replace")
     ):
         raise ConfigError(f"SECRET is a well-known placeholder value. {_HOW_TO}")
-    if len(raw) < MIN_SECRET_BYTES:
+    needed = max(MIN_SECRET_BYTES, _MIN_KEY_BYTES.get(algorithm, MIN_SECRET_BYTES))
+    if len(raw) < needed:
         raise ConfigError(
-            f"SECRET is {len(raw)} bytes long; at least {MIN_SECRET_BYTES} are needed. {_HOW_TO}"
+            f"SECRET is {len(raw)} bytes long; {algorithm} needs at least {needed}. {_HOW_TO}"
         )
     # A long run of one character, or a tiny alphabet, is not a secret however long it is.
     if _entropy_bits(secret) < 128:
@@ -131,7 +136,7 @@ def _as_same_site(name: str, value: Any) -> SameSite:
     return text  # type: ignore[return-value]
 
 
-def _as_list(value: Any) -> tuple[str, ...]:
+def _as_list(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
     return tuple(str(v) for v in value)
@@ -182,7 +187,7 @@ class Settings:
     directly. Durations are milliseconds; ``*_TTL`` variables accept Directus's "15m" style.
     """
 
-    secret: str = ""
+    secret: str = field(default="", repr=False)
     algorithm: str = "HS256"
     issuer: str = "directus"
     audience: str | None = None
@@ -231,7 +236,7 @@ class Settings:
             )
             object.__setattr__(self, "secret", throwaway)
         elif not self.dev:
-            _check_secret(self.secret)
+            _check_secret(self.secret, self.algorithm)
         object.__setattr__(self, "secret_bytes", self.secret.encode())
         if self.algorithm not in HMAC_ALGORITHMS:
             raise ConfigError(
@@ -284,7 +289,7 @@ class Settings:
             if parse is not None and isinstance(value, str):
                 value = parse(var, value)
             elif name == "query_params" and not isinstance(value, tuple):
-                value = _as_list(value)
+                value = _as_list(name, value)
             values[name] = value
         return cls(**values)
 
