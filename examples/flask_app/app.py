@@ -1,0 +1,84 @@
+"""A Flask app wrapped by tokenguard, configured like a Directus server.
+
+Run it with ``bash examples/run.sh flask`` (or ``python -m examples.flask_app.app`` with
+``SECRET`` set). Same settings and routes as the Starlette example.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from tokenguard.errors import invalid_credentials
+from tokenguard.integrations.flask import (
+    TokenGuardFlask,
+    current_user,
+    error_response,
+    require_role,
+    require_user,
+)
+from tokenguard.users import seed_from_env
+
+app = Flask(__name__)
+tokenguard = TokenGuardFlask(app)
+assert tokenguard.guard is not None
+users = tokenguard.guard.users
+seed_from_env(users)  # type: ignore[arg-type]
+
+
+@app.get("/")
+def home() -> dict[str, Any]:
+    """Public: anyone may call it; the public role is attached when there is no token."""
+    return {"data": {"hello": "world", "role": current_user.role, "via": current_user.via}}
+
+
+@app.get("/users/me")
+def users_me() -> Any:
+    """Who am I, as Directus's ``GET /users/me`` answers it."""
+    if not current_user.is_authenticated:
+        return error_response(invalid_credentials())
+    user = users.get_by_id(current_user.user)  # type: ignore[union-attr, arg-type]
+    if user is None:
+        return error_response(invalid_credentials())
+    return {
+        "data": {
+            "id": user.id,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "email": user.email,
+            "status": user.status,
+            "role": user.role,
+            "provider": user.provider,
+        }
+    }
+
+
+@app.get("/private")
+@require_user
+def private() -> dict[str, Any]:
+    """Any logged-in user."""
+    return {"data": {"secret": "for users only", "user": current_user.user}}
+
+
+@app.get("/admin")
+@require_role("administrator")
+def admin() -> dict[str, Any]:
+    """Administrators only (a role, or the admin_access flag)."""
+    return {"data": {"secret": "for administrators only"}}
+
+
+def main() -> None:
+    from werkzeug.serving import run_simple
+
+    run_simple(
+        os.environ.get("HOST", "127.0.0.1"),
+        int(os.environ.get("PORT", "8055")),
+        app,
+        threaded=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A Starlette app wrapped by tokenguard, configured like a Directus server.
+
+Run it with ``bash examples/run.sh starlette`` (or ``python -m examples.starlette_app.app``
+with ``SECRET`` set). It listens on ``HOST``/``PORT`` (default 127.0.0.1:8055), keeps users
+in ``DB_FILENAME`` (SQLite) or in memory, sessions in ``REDIS`` when set, and seeds an
+administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/``ADMIN_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tokenguard import TokenGuard, TokenGuardMiddleware
+from tokenguard.errors import invalid_credentials
+from tokenguard.integrations.starlette import error_response, require_role, require_user
+from tokenguard.users import seed_from_env
+
+guard = TokenGuard(flavour="async")
+seed_from_env(guard.users)  # type: ignore[arg-type]
+
+
+def home(request: Request) -> JSONResponse:
+    """Public: anyone may call it; the public role is attached when there is no token."""
+    principal = request.state.user
+    return JSONResponse({"data": {"hello": "world", "role": principal.role, "via": principal.via}})
+
+
+def users_me(request: Request) -> JSONResponse:
+    """Who am I, as Directus's ``GET /users/me`` answers it."""
+    principal = request.state.user
+    if not principal.is_authenticated:
+        return error_response(invalid_credentials())  # type: ignore[return-value]
+    user = guard.users.get_by_id(principal.user)
+    if user is None:
+        return error_response(invalid_credentials())  # type: ignore[return-value]
+    return JSONResponse(
+        {
+            "data": {
+                "id": user.id,
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "email": user.email,
+                "status": user.status,
+                "role": user.role,
+                "provider": user.provider,
+            }
+        }
+    )
+
+
+@require_user
+def private(request: Request) -> JSONResponse:
+    """Any logged-in user."""
+    return JSONResponse({"data": {"secret": "for users only", "user": request.state.user.user}})
+
+
+@require_role("administrator")
+def admin(request: Request) -> JSONResponse:
+    """Administrators only (a role, or the admin_access flag)."""
+    return JSONResponse({"data": {"secret": "for administrators only"}})
+
+
+app = Starlette(
+    routes=[
+        Route("/", home),
+        Route("/users/me", users_me),
+        Route("/private", private),
+        Route("/admin", admin),
+    ]
+)
+app.add_middleware(TokenGuardMiddleware, guard=guard)
+
+
+def main() -> None:
+    import uvicorn
+
+    host = os.environ.get("HOST", "127.0.0.1")
+    uvicorn.run(app, host=host, port=int(os.environ.get("PORT", "8055")))
+
+
+if __name__ == "__main__":
+    main()

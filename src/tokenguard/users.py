@@ -1,0 +1,153 @@
+"""Managing users: create them, set roles, passwords and static tokens.
+
+Used by the command line and by apps that seed users at start-up. These are administrative
+operations on a synchronous :class:`~tokenguard.stores.base.UserStore` (the embedded stores
+are synchronous); they are not on any request path.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Mapping
+
+from .auth.passwords import hash_password
+from .stores.base import User, UserStore
+from .tokens import hash_token
+
+__all__ = [
+    "MIN_STATIC_TOKEN_LENGTH",
+    "create_user",
+    "ensure_admin",
+    "find_user",
+    "new_static_token",
+    "seed_from_env",
+    "set_password",
+    "set_role",
+    "set_static_token",
+]
+
+#: Shorter static tokens are refused: a stored SHA-256 of a guessable token is guessable.
+MIN_STATIC_TOKEN_LENGTH = 16
+
+
+def new_static_token() -> str:
+    """A fresh static token: 32 random bytes, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def find_user(store: UserStore, email_or_id: str) -> User:
+    """The user with that e-mail (case-insensitive) or id; ``LookupError`` if none."""
+    user = store.get_by_email(email_or_id) or store.get_by_id(email_or_id)
+    if user is None:
+        raise LookupError(f"no user {email_or_id!r}")
+    return user
+
+
+def create_user(
+    store: UserStore,
+    email: str,
+    *,
+    password: str | None = None,
+    role: str | None = None,
+    admin_access: bool = False,
+    app_access: bool = False,
+    first_name: str | None = None,
+    last_name: str | None = None,
+) -> User:
+    """Create an active user; the password is stored as an argon2id hash only."""
+    if "@" not in email:
+        raise ValueError(f"{email!r} is not an e-mail address")
+    user = User(
+        id=str(uuid.uuid4()),
+        email=email,
+        password_hash=hash_password(password) if password else None,
+        role=role,
+        admin_access=admin_access,
+        app_access=app_access or admin_access,
+        first_name=first_name,
+        last_name=last_name,
+    )
+    return store.create(user)
+
+
+def set_password(store: UserStore, email_or_id: str, password: str) -> User:
+    user = find_user(store, email_or_id)
+    updated = store.update(user.id, password_hash=hash_password(password))
+    assert updated is not None
+    return updated
+
+
+def set_role(
+    store: UserStore,
+    email_or_id: str,
+    role: str | None,
+    *,
+    admin_access: bool | None = None,
+    app_access: bool | None = None,
+) -> User:
+    """Change a user's role (and optionally its admin/app access flags).
+
+    Access tokens already issued keep their old claims until they expire (at most
+    ``ACCESS_TOKEN_TTL``); revoke the user's sessions to cut session-mode logins at once.
+    """
+    user = find_user(store, email_or_id)
+    changes: dict[str, object] = {"role": role}
+    if admin_access is not None:
+        changes["admin_access"] = admin_access
+    if app_access is not None:
+        changes["app_access"] = app_access
+    updated = store.update(user.id, **changes)
+    assert updated is not None
+    return updated
+
+
+def set_static_token(store: UserStore, email_or_id: str, token: str | None = None) -> str:
+    """Give a user a static token (a new random one unless ``token`` is given) and return it.
+
+    Only its SHA-256 is stored: show the returned value once, it cannot be read back.
+    Passing ``token=""`` removes the user's static token.
+    """
+    user = find_user(store, email_or_id)
+    if token == "":
+        store.update(user.id, token_hash=None)
+        return ""
+    if token is None:
+        token = new_static_token()
+    if len(token) < MIN_STATIC_TOKEN_LENGTH:
+        raise ValueError(f"a static token needs at least {MIN_STATIC_TOKEN_LENGTH} characters")
+    store.update(user.id, token_hash=hash_token(token))
+    return token
+
+
+def ensure_admin(
+    store: UserStore,
+    email: str,
+    password: str | None = None,
+    token: str | None = None,
+    *,
+    role: str = "administrator",
+) -> User:
+    """Create the administrator if missing (as Directus does from ``ADMIN_EMAIL`` and
+    ``ADMIN_PASSWORD``); set the password and static token (``ADMIN_TOKEN``) when given."""
+    user = store.get_by_email(email)
+    if user is None:
+        user = create_user(store, email, password=password, role=role, admin_access=True)
+    elif password:
+        user = set_password(store, user.id, password)
+    if token:
+        set_static_token(store, user.id, token)
+    return find_user(store, user.id)
+
+
+def seed_from_env(store: UserStore, environ: Mapping[str, str] | None = None) -> User | None:
+    """Seed the administrator from ``ADMIN_EMAIL``, ``ADMIN_PASSWORD`` and ``ADMIN_TOKEN``
+    when they are set, like Directus's bootstrap; returns the admin, or ``None``."""
+    env = os.environ if environ is None else environ
+    email = env.get("ADMIN_EMAIL")
+    if not email:
+        return None
+    return ensure_admin(
+        store, email, env.get("ADMIN_PASSWORD") or None, env.get("ADMIN_TOKEN") or None
+    )
