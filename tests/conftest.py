@@ -8,3 +8,60 @@ for _name in list(os.environ):
         ("TOKENGUARD_", "ACCESS_TOKEN_", "REFRESH_TOKEN_", "SESSION_COOKIE_", "SESSION_REFRESH_")
     ):
         del os.environ[_name]
+
+
+# --- Redis fixtures (real servers, unique prefixes) -------------------------------------------
+
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers.redis_server import RedisServer, redis_server_binary  # noqa: E402
+
+_TEST_REDIS_URL = os.environ.get("TG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The shared test Redis; tests using it must also use ``redis_prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(_TEST_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {_TEST_REDIS_URL}")
+    finally:
+        client.close()
+    return _TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix unique to this test; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"tg-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private, running ``redis-server`` on a free port, stopped (by PID) afterwards."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,443 @@
+"""Refresh sessions in Redis, with a sync (redis-py) and an async (``redis.asyncio``) client.
+
+Key layout (``prefix`` defaults to ``"tokenguard:"``):
+
+- ``<prefix>s:{<family>}`` — a HASH per session family: field = token hash
+  (:func:`~tokenguard.stores.base.refresh_token_key`), value = the record as compact JSON.
+  Its expiry (``PEXPIREAT``) is the latest expiry of its records, so Redis forgets dead
+  families by itself. The braces make the family a hash tag: everything a rotation touches
+  lives in one key, hence one Cluster slot.
+- ``<prefix>u:<user_id>`` — a SET of the user's families, for :meth:`revoke_user`. It may
+  hold families that are already gone; deleting a missing key is harmless.
+
+Every operation is written once, in :class:`_RedisSessions`, as a generator that yields the
+Redis work it needs (a Lua script or a batch of commands, one round trip each) and parses
+the replies; the two public classes are thin drivers for a sync and an async client.
+
+Fail closed: every Redis error (refused, timed out, loading, read-only, script error…)
+becomes :class:`~tokenguard.stores.base.StoreUnavailable` ``("redis", …)``, which the core
+answers with 503 — a token that could not be checked is never accepted. Connections are
+re-established by the pool on the next call, and scripts are reloaded on ``NOSCRIPT``, so the
+store works again as soon as Redis does. Needs Redis 7.0 or newer (``PEXPIRETIME``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+
+from .base import RotateOutcome, SessionRecord, StoreUnavailable, family_of
+
+__all__ = ["AsyncRedisSessionStore", "RedisSessionStore"]
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "tokenguard:"
+
+#: Timestamps must stay below 10**14 ms (year 5138): Lua's cjson writes numbers with 14
+#: significant digits, and we never want it to round one.
+_MAX_MS = 10**14
+# Families come from client-supplied tokens; only the refresh-token alphabet may reach a
+# key name (no braces to break the hash tag, no separators).
+_FAMILY = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+# The rule of tokenguard.stores.rotation.plan_rotation, in Lua; the shared test-suite holds
+# both to the same results. Records: {u=user_id, e=expires_at_ms, c=created_at_ms, ip=, ua=,
+# o=origin, n=next_hash, l=live_until_ms}; absent keys are None.
+_LUA_PRELUDE = """
+local function extend(key, at)
+  -- only ever push the key's expiry later: it is the max over the family's records
+  if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
+end
+local function is_live(r, now)
+  if r.e < now then return false end
+  return r.n == nil or (r.l ~= nil and now < r.l)
+end
+"""
+
+_SCRIPTS = {
+    # KEYS: family, user set. ARGV: token hash, record JSON, expires_at_ms, family.
+    "create": _LUA_PRELUDE
+    + """
+local at = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+extend(KEYS[1], at)
+redis.call('SADD', KEYS[2], ARGV[4])
+extend(KEYS[2], at)
+return 1
+""",
+    # KEYS: family. ARGV: old hash, new hash, new record JSON, new expires, now, grace.
+    # Returns {"missing"} | {"reused"} | {"rotated"} | {"grace", record JSON}.
+    "rotate": _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local now = tonumber(ARGV[5])
+local raw = redis.call('HGET', key, ARGV[1])
+if not raw then return {'missing'} end
+local old = cjson.decode(raw)
+if old.e < now then return {'missing'} end
+if old.n ~= nil then
+  if old.l ~= nil and now < old.l and old.n == ARGV[2] then
+    local cur_raw = redis.call('HGET', key, old.n)
+    if not cur_raw then return {'missing'} end
+    local cur = cjson.decode(cur_raw)
+    if not is_live(cur, now) or cur.n ~= nil then return {'missing'} end
+    cur.e = tonumber(ARGV[4])
+    local encoded = cjson.encode(cur)
+    redis.call('HSET', key, old.n, encoded)
+    extend(key, cur.e)
+    return {'grace', encoded}
+  end
+  redis.call('DEL', key)
+  return {'reused'}
+end
+old.n = ARGV[2]
+old.l = now + tonumber(ARGV[6])
+redis.call('HSET', key, ARGV[1], cjson.encode(old), ARGV[2], ARGV[3])
+extend(key, math.max(old.e, tonumber(ARGV[4])))
+return {'rotated'}
+""",
+    # KEYS: family. ARGV: token hash. Returns the record JSON (or nil) and drops the family.
+    "revoke": """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then redis.call('DEL', KEYS[1]) end
+return raw
+""",
+}
+
+# What a dead, slow or confused server can raise through redis-py (asyncio's TimeoutError is
+# not an OSError before Python 3.11).
+_REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    """Run one of ``_SCRIPTS``: one round trip, atomic."""
+
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[str | int | bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Commands:
+    """Send these commands in one round trip (a non-transactional pipeline); replies as a list."""
+
+    commands: tuple[tuple[str | int | bytes, ...], ...]
+
+
+_Step = _Script | _Commands
+_Op = Generator[_Step, Any, T]
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    # The class name only: redis messages may carry host names or command arguments.
+    return StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}")
+
+
+def _check_ms(*values: int) -> None:
+    for value in values:
+        if not isinstance(value, int) or not 0 <= value < _MAX_MS:
+            raise ValueError(f"timestamp out of range for the Redis store: {value!r}")
+
+
+def _encode(record: SessionRecord) -> bytes:
+    _check_ms(record.expires_at_ms, record.created_at_ms)
+    if record.live_until_ms is not None:
+        _check_ms(record.live_until_ms)
+    data: dict[str, Any] = {"u": record.user_id, "e": record.expires_at_ms}
+    if record.created_at_ms:
+        data["c"] = record.created_at_ms
+    for name, value in (
+        ("ip", record.ip),
+        ("ua", record.user_agent),
+        ("o", record.origin),
+        ("n", record.next_hash),
+        ("l", record.live_until_ms),
+    ):
+        if value is not None:
+            data[name] = value
+    # Raw UTF-8 (not \\u escapes) because Lua's cjson rejects escaped lone surrogates; a
+    # string that is not valid Unicode fails here, as a ValueError, before reaching Redis.
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _int(value: Any) -> int:
+    # cjson hands numbers back as doubles ("1.7e+12" never, "1700000000000.0" never, but be
+    # strict anyway): only integral values are accepted.
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise TypeError(f"not an integer: {value!r}")
+    return int(value)
+
+
+def _decode(raw: bytes | str, token_hash: str) -> SessionRecord:
+    try:
+        data = json.loads(raw)
+        live_until = data.get("l")
+        return SessionRecord(
+            token_hash=token_hash,
+            family=family_of(token_hash),
+            user_id=str(data["u"]),
+            expires_at_ms=_int(data["e"]),
+            created_at_ms=_int(data.get("c", 0)),
+            ip=data.get("ip"),
+            user_agent=data.get("ua"),
+            origin=data.get("o"),
+            next_hash=data.get("n"),
+            live_until_ms=None if live_until is None else _int(live_until),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A record we cannot read is a record we cannot check: fail closed.
+        raise StoreUnavailable("redis", "unreadable session record") from exc
+
+
+def _family(token_hash: str) -> str | None:
+    family = family_of(token_hash)
+    return family if _FAMILY.match(family) else None
+
+
+class _RedisSessions:
+    """Key layout, scripts and reply parsing, shared by both drivers (no I/O here)."""
+
+    #: The sync driver blocks; the async core runs it in a worker thread.
+    io_bound = False
+
+    def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+
+    def family_key(self, family: str) -> str:
+        """The HASH holding one family's records."""
+        return f"{self.prefix}s:{{{family}}}"
+
+    def user_key(self, user_id: str) -> str:
+        """The SET of one user's families."""
+        return f"{self.prefix}u:{user_id}"
+
+    def _create(self, record: SessionRecord) -> _Op[None]:
+        family = _family(record.token_hash)
+        if family is None or family != record.family:
+            raise ValueError("record.family must be the family part of record.token_hash")
+        yield _Script(
+            "create",
+            (self.family_key(family), self.user_key(record.user_id)),
+            (record.token_hash, _encode(record), record.expires_at_ms, family),
+        )
+
+    def _get(self, token_hash: str, now_ms: int) -> _Op[SessionRecord | None]:
+        family = _family(token_hash)
+        if family is None:
+            return None
+        (raw,) = yield _Commands((("HGET", self.family_key(family), token_hash),))
+        if raw is None:
+            return None
+        record = _decode(raw, token_hash)
+        return record if record.is_live(now_ms) else None
+
+    def _rotate(
+        self, token_hash: str, new: SessionRecord, now_ms: int, grace_ms: int
+    ) -> _Op[RotateOutcome]:
+        family = _family(token_hash)
+        if family is None:
+            return RotateOutcome("missing")
+        if family_of(new.token_hash) != family:
+            raise ValueError("a rotated token must keep its family prefix")
+        _check_ms(now_ms, now_ms + grace_ms)
+        reply = yield _Script(
+            "rotate",
+            (self.family_key(family),),
+            (
+                token_hash,
+                new.token_hash,
+                _encode(new),
+                new.expires_at_ms,
+                now_ms,
+                grace_ms,
+            ),
+        )
+        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if status == "rotated":
+            return RotateOutcome("rotated", replace(new, family=family))
+        if status == "grace":
+            return RotateOutcome("grace", _decode(reply[1], new.token_hash))
+        if status in ("reused", "missing"):
+            return RotateOutcome(status)  # type: ignore[arg-type]
+        raise StoreUnavailable("redis", "unexpected rotation reply")
+
+    def _revoke(self, token_hash: str) -> _Op[SessionRecord | None]:
+        family = _family(token_hash)
+        if family is None:
+            return None
+        raw = yield _Script("revoke", (self.family_key(family),), (token_hash,))
+        return None if raw is None else _decode(raw, token_hash)
+
+    def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
+        user_key = self.user_key(user_id)
+        (members,) = yield _Commands((("SMEMBERS", user_key),))
+        families = sorted(
+            {m.decode() if isinstance(m, bytes) else str(m) for m in members} - {except_family}
+        )
+        if not families:
+            return 0
+        # Family keys may sit in other Cluster slots than the user's set: one DEL each.
+        replies = yield _Commands(
+            (
+                *(("DEL", self.family_key(f)) for f in families),
+                ("SREM", user_key, *families),
+            )
+        )
+        return sum(int(r) for r in replies[:-1])
+
+
+def _client_options(
+    connect_timeout: float, timeout: float, options: dict[str, Any], retry_cls: type[Any]
+) -> dict[str, Any]:
+    # No automatic retries: a rotation retried after a lost reply would look like token
+    # reuse and revoke the family. Stale pooled connections are replaced before use anyway.
+    return {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": timeout,
+        "retry": retry_cls(NoBackoff(), 0),
+        **options,
+    }
+
+
+class RedisSessionStore(_RedisSessions):
+    """:class:`~tokenguard.stores.base.SessionStore` over a synchronous redis-py client."""
+
+    io_bound = True
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(prefix=prefix)
+        self.client = client
+        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+        self._execute: Callable[..., Any] = client.execute_command
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout: float = 0.5,
+        timeout: float = 1.0,
+        **options: Any,
+    ) -> RedisSessionStore:
+        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts."""
+        from redis.retry import Retry
+
+        opts = _client_options(connect_timeout, timeout, options, Retry)
+        return cls(redis.Redis.from_url(url, **opts), prefix=prefix)
+
+    def _run(self, op: _Op[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, _Script):
+                    reply = self._scripts[step.name](keys=step.keys, args=step.args)
+                elif len(step.commands) == 1:
+                    reply = [self._execute(*step.commands[0])]
+                else:
+                    pipe: Any = self.client.pipeline(transaction=False)
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = pipe.execute()
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except _REDIS_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    def create(self, record: SessionRecord) -> None:
+        return self._run(self._create(record))
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        return self._run(self._get(token_hash, now_ms))
+
+    def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        return self._run(self._rotate(token_hash, new, now_ms, grace_ms))
+
+    def revoke(self, token_hash: str) -> SessionRecord | None:
+        return self._run(self._revoke(token_hash))
+
+    def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        return self._run(self._revoke_user(user_id, except_family))
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+
+class AsyncRedisSessionStore(_RedisSessions):
+    """:class:`~tokenguard.stores.base.AsyncSessionStore` over ``redis.asyncio``."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(prefix=prefix)
+        self.client = client
+        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+        self._execute: Callable[..., Any] = client.execute_command
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout: float = 0.5,
+        timeout: float = 1.0,
+        **options: Any,
+    ) -> AsyncRedisSessionStore:
+        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts."""
+        from redis.asyncio.retry import Retry
+
+        opts = _client_options(connect_timeout, timeout, options, Retry)
+        return cls(redis.asyncio.Redis.from_url(url, **opts), prefix=prefix)
+
+    async def _run(self, op: _Op[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, _Script):
+                    reply = await self._scripts[step.name](keys=step.keys, args=step.args)
+                elif len(step.commands) == 1:
+                    reply = [await self._execute(*step.commands[0])]
+                else:
+                    pipe: Any = self.client.pipeline(transaction=False)
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = await pipe.execute()
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except _REDIS_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def create(self, record: SessionRecord) -> None:
+        return await self._run(self._create(record))
+
+    async def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        return await self._run(self._get(token_hash, now_ms))
+
+    async def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        return await self._run(self._rotate(token_hash, new, now_ms, grace_ms))
+
+    async def revoke(self, token_hash: str) -> SessionRecord | None:
+        return await self._run(self._revoke(token_hash))
+
+    async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        return await self._run(self._revoke_user(user_id, except_family))
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()

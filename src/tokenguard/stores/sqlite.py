@@ -1,0 +1,369 @@
+"""Users and refresh sessions in one SQLite file (stdlib ``sqlite3``, WAL mode).
+
+The default backend (``DB_FILENAME``). Each thread gets its own connection, so the stores
+can be used from a thread pool (the ASGI driver runs them in worker threads: ``io_bound``).
+Every write is a ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock up front:
+two threads or two processes rotating the same token are serialized, and exactly one of
+them sees the unrotated record. Tables are prefixed ``tokenguard_`` so the file may be
+shared with an application's own tables.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import astuple, fields, replace
+from typing import Any
+
+from .base import RotateOutcome, SessionRecord, StoreUnavailable, User
+from .rotation import plan_rotation
+
+__all__ = ["SCHEMA_VERSION", "SQLiteSessionStore", "SQLiteUserStore"]
+
+#: Bumped by every schema change; ``_MIGRATIONS[n]`` brings a version ``n - 1`` file to ``n``.
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS tokenguard_users (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            password_hash TEXT,
+            role TEXT,
+            status TEXT NOT NULL,
+            admin_access INTEGER NOT NULL,
+            app_access INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            first_name TEXT,
+            last_name TEXT,
+            token_hash TEXT UNIQUE,
+            tfa_secret TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS tokenguard_sessions (
+            token_hash TEXT PRIMARY KEY,
+            family TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            ip TEXT,
+            user_agent TEXT,
+            origin TEXT,
+            next_hash TEXT,
+            live_until_ms INTEGER
+        )""",
+        "CREATE INDEX IF NOT EXISTS tokenguard_sessions_family ON tokenguard_sessions (family)",
+        "CREATE INDEX IF NOT EXISTS tokenguard_sessions_user ON tokenguard_sessions (user_id)",
+        "CREATE INDEX IF NOT EXISTS tokenguard_sessions_expiry"
+        " ON tokenguard_sessions (expires_at_ms)",
+    ),
+}
+
+_USER_COLUMNS = tuple(f.name for f in fields(User))
+_USER_FIELDS = frozenset(_USER_COLUMNS) - {"id"}
+# Expired rows are useless (a dead tombstone no longer proves reuse: the rotation rule
+# answers "missing" for it); purging at most this often keeps writes cheap.
+_PURGE_EVERY_MS = 60_000
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer tokenguard; refusing to guess its layout."""
+
+
+class _Database:
+    """Connections to one SQLite file: one per thread (one shared, locked, for ``:memory:``)."""
+
+    def __init__(self, filename: str | os.PathLike[str], timeout: float) -> None:
+        self.filename = os.fspath(filename)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._memory = self.filename in ("", ":memory:")
+        # A ``:memory:`` database exists per connection, so it gets exactly one, under a lock.
+        self._shared_lock = threading.RLock()
+        self._shared: sqlite3.Connection | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._ready = False
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.filename,
+            timeout=self._timeout,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=not self._memory,
+        )
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL stays consistent after a crash; it may lose the last commits on a
+            # power cut, which for sessions means a logout or rotation to redo, never a leak.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        with self._all_lock:
+            self._all.append(conn)
+        if not self._ready:
+            self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tokenguard_meta"
+                " (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"{self.filename!r} has tokenguard schema {version}; "
+                    f"this version knows {SCHEMA_VERSION}"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO tokenguard_meta (key, value) VALUES ('schema_version', ?)",
+                (str(max(version, SCHEMA_VERSION)),),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._ready = True
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._memory:
+            if self._shared is None:
+                self._shared = self._open()
+            return self._shared
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one or more reads (each its own snapshot)."""
+        with self._guard():
+            yield self._connection()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A connection inside a ``BEGIN IMMEDIATE`` transaction, committed on success."""
+        with self._guard():
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        if self._memory:
+            self._shared_lock.acquire()
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.OperationalError as exc:
+            # Locked beyond the busy timeout, disk full, I/O error: answer 503, never guess.
+            raise StoreUnavailable("database", type(exc).__name__) from exc
+        finally:
+            if self._memory:
+                self._shared_lock.release()
+
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._shared = None
+        self._local = threading.local()
+
+
+def _user_from_row(row: tuple[Any, ...]) -> User:
+    values = dict(zip(_USER_COLUMNS, row, strict=True))
+    values["admin_access"] = bool(values["admin_access"])
+    values["app_access"] = bool(values["app_access"])
+    return User(**values)
+
+
+def _user_params(user: User) -> tuple[Any, ...]:
+    return (*astuple(user), user.email.casefold())
+
+
+_USER_SELECT = (
+    "SELECT id, email, password_hash, role, status, admin_access, app_access, provider,"
+    " first_name, last_name, token_hash, tfa_secret FROM tokenguard_users"
+)
+_USER_INSERT = (
+    "INSERT INTO tokenguard_users (id, email, password_hash, role, status, admin_access,"
+    " app_access, provider, first_name, last_name, token_hash, tfa_secret, email_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_USER_UPDATE = (
+    "UPDATE tokenguard_users SET id = ?, email = ?, password_hash = ?, role = ?, status = ?,"
+    " admin_access = ?, app_access = ?, provider = ?, first_name = ?, last_name = ?,"
+    " token_hash = ?, tfa_secret = ?, email_key = ? WHERE id = ?"
+)
+_SESSION_SELECT = (
+    "SELECT token_hash, family, user_id, expires_at_ms, created_at_ms, ip, user_agent, origin,"
+    " next_hash, live_until_ms FROM tokenguard_sessions WHERE token_hash = ?"
+)
+_SESSION_INSERT = (
+    "INSERT OR REPLACE INTO tokenguard_sessions (token_hash, family, user_id, expires_at_ms,"
+    " created_at_ms, ip, user_agent, origin, next_hash, live_until_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SQLiteUserStore:
+    """Users in ``tokenguard_users``; e-mails unique case-insensitively (``str.casefold``)."""
+
+    io_bound = True
+
+    def __init__(self, filename: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self._db = _Database(filename, timeout)
+
+    def get_by_id(self, user_id: str) -> User | None:
+        return self._one(f"{_USER_SELECT} WHERE id = ?", (user_id,))
+
+    def get_by_email(self, email: str) -> User | None:
+        return self._one(f"{_USER_SELECT} WHERE email_key = ?", (email.casefold(),))
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        return self._one(f"{_USER_SELECT} WHERE token_hash = ?", (token_hash,))
+
+    def create(self, user: User) -> User:
+        try:
+            with self._db.write() as conn:
+                conn.execute(_USER_INSERT, _user_params(user))
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"a user with this id, e-mail or token exists ({user.id!r})") from exc
+        return user
+
+    def update(self, user_id: str, **changes: Any) -> User | None:
+        unknown = set(changes) - _USER_FIELDS
+        if unknown:
+            raise ValueError(f"unknown user field(s): {', '.join(sorted(unknown))}")
+        try:
+            with self._db.write() as conn:
+                row = conn.execute(f"{_USER_SELECT} WHERE id = ?", (user_id,)).fetchone()
+                if row is None:
+                    return None
+                updated = replace(_user_from_row(row), **changes)
+                conn.execute(_USER_UPDATE, (*_user_params(updated), user_id))
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"another user has this e-mail or token ({user_id!r})") from exc
+        return updated
+
+    def delete(self, user_id: str) -> bool:
+        with self._db.write() as conn:
+            cursor = conn.execute("DELETE FROM tokenguard_users WHERE id = ?", (user_id,))
+            return cursor.rowcount > 0
+
+    def list_users(self) -> list[User]:
+        with self._db.read() as conn:
+            rows = conn.execute(f"{_USER_SELECT} ORDER BY rowid").fetchall()
+        return [_user_from_row(row) for row in rows]
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> User | None:
+        with self._db.read() as conn:
+            row = conn.execute(sql, params).fetchone()
+        return None if row is None else _user_from_row(row)
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self._db.close()
+
+
+class SQLiteSessionStore:
+    """Refresh sessions in ``tokenguard_sessions``, keyed by token hash.
+
+    Rotation follows :func:`~tokenguard.stores.rotation.plan_rotation` inside one
+    ``BEGIN IMMEDIATE`` transaction, so it is atomic across threads and processes.
+    """
+
+    io_bound = True
+
+    def __init__(self, filename: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self._db = _Database(filename, timeout)
+        self._last_purge_ms = 0
+
+    def create(self, record: SessionRecord) -> None:
+        with self._db.write() as conn:
+            self._insert(conn, record)
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        with self._db.read() as conn:
+            record = self._select(conn, token_hash)
+        if record is None or not record.is_live(now_ms):
+            return None
+        return record
+
+    def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        with self._db.write() as conn:
+            old = self._select(conn, token_hash)
+            current_next = (
+                self._select(conn, old.next_hash) if old is not None and old.next_hash else None
+            )
+            outcome, old_after, new_to_store = plan_rotation(
+                old, current_next, new, now_ms=now_ms, grace_ms=grace_ms
+            )
+            if outcome.status == "reused" and old is not None:
+                conn.execute("DELETE FROM tokenguard_sessions WHERE family = ?", (old.family,))
+            for record in (old_after, new_to_store):
+                if record is not None:
+                    self._insert(conn, record)
+            self._purge(conn, now_ms)
+        return outcome
+
+    def revoke(self, token_hash: str) -> SessionRecord | None:
+        with self._db.write() as conn:
+            record = self._select(conn, token_hash)
+            if record is not None:
+                conn.execute("DELETE FROM tokenguard_sessions WHERE family = ?", (record.family,))
+        return record
+
+    def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        with self._db.write() as conn:
+            families = conn.execute(
+                "SELECT COUNT(DISTINCT family) FROM tokenguard_sessions"
+                " WHERE user_id = ? AND family IS NOT ?",
+                (user_id, except_family),
+            ).fetchone()[0]
+            conn.execute(
+                "DELETE FROM tokenguard_sessions WHERE user_id = ? AND family IS NOT ?",
+                (user_id, except_family),
+            )
+        return int(families)
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self._db.close()
+
+    @staticmethod
+    def _select(conn: sqlite3.Connection, token_hash: str) -> SessionRecord | None:
+        row = conn.execute(_SESSION_SELECT, (token_hash,)).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, record: SessionRecord) -> None:
+        conn.execute(_SESSION_INSERT, astuple(record))
+
+    def _purge(self, conn: sqlite3.Connection, now_ms: int) -> None:
+        if now_ms - self._last_purge_ms < _PURGE_EVERY_MS:
+            return
+        self._last_purge_ms = now_ms
+        conn.execute("DELETE FROM tokenguard_sessions WHERE expires_at_ms < ?", (now_ms,))
