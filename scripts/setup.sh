@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything the tests need, from scratch, idempotently: a virtualenv with tokenguard
+# and its test extras, and a Redis server answering on 127.0.0.1:6379.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then
+    if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; _APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "setup: please install $* (needs root)" >&2
+    return 1
+  fi
+}
+
+redis_ping() {
+  .venv/bin/python - <<'PY' 2>/dev/null
+import redis, sys
+try:
+    sys.exit(0 if redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping() else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+if ! redis_ping; then
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --logfile "$(mktemp -t redis-tokenguard.XXXXXX.log)"
+  for _ in $(seq 50); do redis_ping && break; sleep 0.1; done
+  redis_ping || { echo "setup: Redis did not start" >&2; exit 1; }
+fi
