@@ -14,6 +14,7 @@ from typing import Any
 from .core import TokenGuard
 from .flow import run_async
 from .guard import Refusal
+from .http.serve import serve_asgi
 from .http.views import JSON_TYPE
 from .principal import Principal
 from .types import ASGIApp, Receive, Scope, Send
@@ -32,6 +33,8 @@ class TokenGuardMiddleware:
         self.app = app
         self.core = guard if guard is not None else TokenGuard(flavour="async", **options)
         self._guard = self.core.guard
+        self._router = self.core.router
+        self._auth_prefix = self._router.prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,6 +62,10 @@ class TokenGuardMiddleware:
             await self._refuse(outcome, send)
             return
         assert isinstance(outcome, Principal)
+        path = scope["path"]
+        if path.startswith(self._auth_prefix) and self._router.answers(scope["method"], path):
+            await serve_asgi(self._router, scope, receive, send, outcome)
+            return
         state = dict(scope.get("state") or ())
         state["user"] = outcome
         state["role"] = outcome.role

@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .auth.passwords import Passwords
+from .auth.service import AuthService
 from .config import Settings
 from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
+from .http.routes import AuthRouter
 from .stores.base import AsyncSessionStore, AsyncUserStore, SessionStore, UserStore
 
 __all__ = ["TokenGuard"]
@@ -55,7 +58,8 @@ class TokenGuard:
     """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
 
     ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
-    ``users``/``sessions``/``clock`` are settings (see :class:`~tokenguard.config.Settings`).
+    ``users``/``sessions``/``clock``/``passwords`` are settings (see
+    :class:`~tokenguard.config.Settings`).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class TokenGuard:
         sessions: SessionStore | AsyncSessionStore | None = None,
         flavour: Flavour = "sync",
         clock: Callable[[], float] = time.time,
+        passwords: Passwords | None = None,
         **setting_overrides: Any,
     ) -> None:
         if settings is None:
@@ -81,6 +86,9 @@ class TokenGuard:
         self.sessions = sessions
         self.clock = clock
         self.guard = Guard(settings, users, sessions, clock=clock)
+        #: login / refresh / logout, and the ``/auth`` routes that serve them.
+        self.auth = AuthService(settings, users, sessions, clock=clock, passwords=passwords)
+        self.router = AuthRouter(self.auth, settings, self.guard.verifier)
         self._clear_session = clear_cookie(settings.session_cookie)
 
     def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:

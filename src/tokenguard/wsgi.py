@@ -19,6 +19,7 @@ from typing import Any
 from .core import TokenGuard
 from .flow import run_sync
 from .guard import Refusal
+from .http.serve import serve_wsgi
 from .http.views import JSON_TYPE
 from .principal import Principal
 from .types import Environ, StartResponse, WSGIApp
@@ -57,6 +58,8 @@ class TokenGuardWSGI:
         self.app = app
         self.core = guard if guard is not None else TokenGuard(flavour="sync", **options)
         self._guard = self.core.guard
+        self._router = self.core.router
+        self._auth_prefix = self._router.prefix
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         outcome = self._guard.authenticate(
@@ -69,6 +72,11 @@ class TokenGuardWSGI:
         if type(outcome) is Refusal:
             return self._refuse(outcome, start_response)
         assert isinstance(outcome, Principal)
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self._auth_prefix) and self._router.answers(
+            environ.get("REQUEST_METHOD", "GET"), path
+        ):
+            return serve_wsgi(self._router, environ, start_response, outcome)
         environ[ENVIRON_PRINCIPAL] = outcome
         environ[ENVIRON_USER] = outcome.user
         environ[ENVIRON_ROLE] = outcome.role

@@ -1,0 +1,1 @@
+"""Login, refresh and logout: passwords, refresh tokens and the flows that use them."""

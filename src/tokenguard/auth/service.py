@@ -1,0 +1,307 @@
+"""Login, refresh and logout as flows over the stores, written once for WSGI and ASGI.
+
+Each operation is a generator (see :mod:`tokenguard.flow`): it yields the store calls and
+the argon2 work it needs and either returns its result or raises an
+:class:`~tokenguard.errors.AuthError` with Directus's status, code and message. A store that
+cannot answer (:class:`~tokenguard.stores.base.StoreUnavailable`, or any other failure of a
+store call) becomes 503 ``SERVICE_UNAVAILABLE``: a token that cannot be checked is never
+accepted, and a login whose session cannot be recorded hands out nothing.
+
+The processing order is Directus's (spec §5.2): the user is looked up, refused when unknown,
+not active or from another provider; then the password; then the one-time password; then the
+session is recorded and the tokens issued. Every outcome of a login, success included, is
+stalled to at least ``LOGIN_STALL_TIME`` from the start of the request, so that neither
+"unknown user" nor "wrong password" can be told apart by timing. An unknown user also costs
+one argon2 verification of a dummy hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..config import Settings
+from ..errors import (
+    AuthError,
+    invalid_credentials,
+    invalid_otp,
+    service_unavailable,
+    user_suspended,
+)
+from ..flow import Call, Flow, Sleep
+from ..stores.base import (
+    FAMILY_LENGTH,
+    AsyncSessionStore,
+    AsyncUserStore,
+    SessionRecord,
+    SessionStore,
+    StoreUnavailable,
+    User,
+    UserStore,
+    refresh_token_key,
+)
+from ..tokens import issue_access_token
+from .passwords import Passwords
+from .refresh_tokens import RefreshTokens, is_refresh_token
+
+__all__ = ["AuthService", "ClientInfo", "Credentials", "Mode", "OtpVerifier", "Tokens"]
+
+log = logging.getLogger("tokenguard.auth")
+
+Mode = Literal["json", "cookie", "session"]
+OtpVerifier = Callable[[User, str], bool]
+
+#: Directus truncates the stored user agent to this many characters.
+USER_AGENT_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Where a login or refresh came from, recorded on the session."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A validated login payload."""
+
+    email: str
+    password: str
+    otp: str | None = None
+
+    def __repr__(self) -> str:  # never show the password or the code
+        return "Credentials(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """What a login or refresh hands out.
+
+    ``access_token`` is the JWT (in session mode: the session cookie's value, carrying the
+    ``session`` claim); ``expires_ms`` is its lifetime in milliseconds, as Directus reports it.
+    """
+
+    access_token: str
+    refresh_token: str
+    expires_ms: int
+    mode: Mode
+
+    def __repr__(self) -> str:
+        return f"Tokens(mode={self.mode!r}, expires_ms={self.expires_ms}, <redacted>)"
+
+
+def default_otp_verifier(user: User, otp: str) -> bool:
+    """Check a TOTP code against ``user.tfa_secret`` with pyotp (SHA-1, 6 digits, 30 s, no
+    drift window, as Directus's otplib). Without pyotp, or with a secret pyotp cannot read,
+    every code is refused: two-factor users can then not log in, which fails safe."""
+    try:
+        import pyotp
+    except ImportError:
+        return False
+    secret = user.tfa_secret
+    if not secret or not otp.isdigit() or len(otp) != 6:
+        return False
+    try:
+        return bool(pyotp.TOTP(secret).verify(otp, valid_window=0))
+    except Exception:  # an unreadable secret is a refusal, not a crash
+        return False
+
+
+class AuthService:
+    """The three Directus operations over a user store and a session store.
+
+    Thread-safe and shared by every request; nothing per-request is kept on it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        users: UserStore | AsyncUserStore,
+        sessions: SessionStore | AsyncSessionStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        passwords: Passwords | None = None,
+        otp_verifier: OtpVerifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.sessions = sessions
+        self.clock = clock
+        self.monotonic = monotonic
+        self.passwords = passwords if passwords is not None else Passwords()
+        self.otp_verifier = otp_verifier if otp_verifier is not None else default_otp_verifier
+        self.refresh_tokens = RefreshTokens(settings.secret_bytes)
+        self._stall_s = settings.login_stall_ms / 1000
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def stall(self, started: float) -> Flow[None]:
+        """Wait until ``LOGIN_STALL_TIME`` has passed since ``started`` (a ``monotonic`` time)."""
+        remaining = self._stall_s - (self.monotonic() - started)
+        if remaining > 0:
+            yield Sleep(remaining)
+
+    @staticmethod
+    def _store(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Flow[Any]:
+        try:
+            return (yield Call(fn, args, kwargs))
+        except StoreUnavailable as exc:
+            log.warning("store unavailable (%s): %s", exc.service, exc.reason)
+            raise service_unavailable(exc.service, exc.reason) from None
+        except Exception as exc:
+            # Whatever went wrong, the answer cannot be "yes": refuse with a 503.
+            log.error("store call %s failed: %s", getattr(fn, "__name__", "?"), type(exc).__name__)
+            raise service_unavailable("database", "Couldn't reach the store") from None
+
+    def _issue(self, user: User, refresh_token: str, mode: Mode, now: float) -> Tokens:
+        settings = self.settings
+        if mode == "session":
+            ttl = settings.session_cookie_ttl_ms
+            session: str | None = refresh_token
+        else:
+            ttl = settings.access_token_ttl_ms
+            session = None
+        access = issue_access_token(
+            settings,
+            user_id=user.id,
+            role=user.role,
+            app_access=user.app_access,
+            admin_access=user.admin_access,
+            ttl_ms=ttl,
+            now=now,
+            session=session,
+        )
+        return Tokens(access, refresh_token, ttl, mode)
+
+    @staticmethod
+    def _record(
+        token: str, user_id: str, expires_at_ms: int, now_ms: int, client: ClientInfo
+    ) -> SessionRecord:
+        user_agent = client.user_agent
+        if user_agent is not None:
+            user_agent = user_agent[:USER_AGENT_LIMIT]
+        return SessionRecord(
+            token_hash=refresh_token_key(token),
+            family=token[:FAMILY_LENGTH],
+            user_id=user_id,
+            expires_at_ms=expires_at_ms,
+            created_at_ms=now_ms,
+            ip=client.ip,
+            user_agent=user_agent,
+            origin=client.origin,
+        )
+
+    # -- login -----------------------------------------------------------------------------
+
+    def login(
+        self,
+        credentials: Credentials,
+        mode: Mode,
+        client: ClientInfo,
+        started: float,
+    ) -> Flow[Tokens]:
+        """Log in with e-mail and password (and OTP); ``started`` is the ``monotonic`` time
+        the request began, from which the stall is measured."""
+        try:
+            tokens = yield from self._login(credentials, mode, client)
+        except AuthError as error:
+            log.info("login refused: %s", error.code)
+            yield from self.stall(started)
+            raise
+        yield from self.stall(started)
+        return tokens
+
+    def _login(self, credentials: Credentials, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+        user: User | None = yield from self._store(self.users.get_by_email, credentials.email)
+        if user is None or user.status != "active" or user.provider != "default":
+            yield Call(self.passwords.burn, (credentials.password,), blocking=True)
+            raise invalid_credentials()
+        ok = yield Call(
+            self.passwords.verify, (user.password_hash, credentials.password), blocking=True
+        )
+        if not ok:
+            raise invalid_credentials()
+        if user.tfa_secret:
+            # Checked after the password, as Directus does (so INVALID_OTP implies a right
+            # password; the stall and the lockout are what protect it).
+            if not credentials.otp:
+                raise invalid_otp()
+            if not (yield Call(self.otp_verifier, (user, credentials.otp))):
+                raise invalid_otp()
+        token = self.refresh_tokens.new()
+        now = self.clock()
+        now_ms = int(now * 1000)
+        # Even a session-mode row starts with REFRESH_TOKEN_TTL, as in Directus (spec §5.2).
+        record = self._record(
+            token, user.id, now_ms + self.settings.refresh_token_ttl_ms, now_ms, client
+        )
+        yield from self._store(self.sessions.create, record)
+        log.info("login: user %s, %s mode", user.id, mode)
+        return self._issue(user, token, mode, now)
+
+    # -- refresh ---------------------------------------------------------------------------
+
+    def refresh(self, token: Any, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+        """Rotate ``token`` and issue new tokens.
+
+        json/cookie mode has no grace: a second use of the same token is reuse, and the
+        store revokes the whole session family. Session mode converges concurrent refreshes
+        on one successor within ``SESSION_REFRESH_GRACE_PERIOD``.
+        """
+        if not is_refresh_token(token):
+            raise invalid_credentials()
+        key = refresh_token_key(token)
+        successor = self.refresh_tokens.successor(token)
+        now = self.clock()
+        now_ms = int(now * 1000)
+        session_mode = mode == "session"
+        grace_ms = self.settings.session_refresh_grace_ms if session_mode else 0
+        record: SessionRecord | None = yield from self._store(self.sessions.get, key, now_ms)
+        if record is None:
+            # Not live. It may be unknown, expired, logged out, or rotated away long ago: let
+            # the store tell, so that a stolen old token revokes its family.
+            probe = self._record(successor, "", now_ms, now_ms, client)
+            outcome = yield from self._store(
+                self.sessions.rotate, key, probe, now_ms=now_ms, grace_ms=0
+            )
+            if outcome.status in ("rotated", "grace"):  # cannot happen; never hand it out
+                yield from self._store(self.sessions.revoke, key)
+            if outcome.status == "reused":
+                log.warning("refresh token reused after rotation: session revoked")
+            raise invalid_credentials()
+        user: User | None = yield from self._store(self.users.get_by_id, record.user_id)
+        if user is None or user.status != "active":
+            yield from self._store(self.sessions.revoke, key)
+            if user is not None and user.status == "suspended":
+                raise user_suspended()
+            raise invalid_credentials()
+        ttl = (
+            self.settings.session_cookie_ttl_ms
+            if session_mode
+            else self.settings.refresh_token_ttl_ms
+        )
+        new = self._record(successor, user.id, now_ms + ttl, now_ms, client)
+        outcome = yield from self._store(
+            self.sessions.rotate, key, new, now_ms=now_ms, grace_ms=grace_ms
+        )
+        if outcome.status == "reused":
+            log.warning("refresh token reused after rotation: session revoked")
+        if outcome.status not in ("rotated", "grace"):
+            raise invalid_credentials()
+        return self._issue(user, successor, mode, now)
+
+    # -- logout ----------------------------------------------------------------------------
+
+    def logout(self, token: Any) -> Flow[None]:
+        """Revoke the session ``token`` belongs to. Unknown or dead tokens are not an error
+        (Directus answers 204 for them too); a store that cannot answer is."""
+        if not is_refresh_token(token):
+            return
+        yield from self._store(self.sessions.revoke, refresh_token_key(token))
