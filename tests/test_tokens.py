@@ -17,7 +17,6 @@ from tokenguard.tokens import TokenVerifier, b64url_decode_strict, issue_access_
 
 settings = Settings(secret=SECRET, leeway_ms=0)
 verifier = TokenVerifier(settings)
-NOW = time.time()
 
 
 def code(result: object) -> str:
@@ -41,12 +40,12 @@ def test_valid_token_returns_claims() -> None:
 
 
 def test_expired_is_token_expired() -> None:
-    assert code(verifier.verify(mint(exp=int(NOW) - 10, iat=int(NOW) - 100), time.time())) == "TOKEN_EXPIRED"
+    assert code(verifier.verify(mint(exp=int(time.time()) - 10, iat=int(time.time()) - 100), time.time())) == "TOKEN_EXPIRED"
 
 
 def test_expired_with_bad_signature_is_invalid_token() -> None:
     # The signature is checked before expiry, as jsonwebtoken does.
-    token = mint(secret=OTHER_SECRET, exp=int(NOW) - 10)
+    token = mint(secret=OTHER_SECRET, exp=int(time.time()) - 10)
     assert code(verifier.verify(token, time.time())) == "INVALID_TOKEN"
 
 
@@ -76,15 +75,16 @@ def test_configured_algorithm_is_honoured() -> None:
 
 
 def test_not_yet_valid_and_future_iat() -> None:
-    assert code(verifier.verify(mint(nbf=int(NOW) + 60), time.time())) == "INVALID_TOKEN"
-    assert code(verifier.verify(mint(iat=int(NOW) + 3600), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(nbf=int(time.time()) + 60), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(iat=int(time.time()) + 3600), time.time())) == "INVALID_TOKEN"
 
 
 def test_leeway_applies() -> None:
     v = TokenVerifier(Settings(secret=SECRET, leeway_ms=5000))
-    assert code(v.verify(mint(exp=int(NOW) - 3), time.time())) == "OK"
-    assert code(v.verify(mint(exp=int(NOW) - 30), time.time())) == "TOKEN_EXPIRED"
-    assert code(v.verify(mint(nbf=int(NOW) + 3), time.time())) == "OK"
+    now = time.time()
+    assert code(v.verify(mint(exp=int(now) - 3), now)) == "OK"
+    assert code(v.verify(mint(exp=int(now) - 30), now)) == "TOKEN_EXPIRED"
+    assert code(v.verify(mint(nbf=int(now) + 3), now)) == "OK"
 
 
 def test_foreign_issuer_is_a_static_token_candidate() -> None:
@@ -193,7 +193,7 @@ def test_issued_tokens_match_directus_shape() -> None:
     )
     session = issue_access_token(
         settings, user_id="u1", role=None, app_access=False, admin_access=False, ttl_ms=86_400_000,
-        now=NOW, session="s" * 64,
+        now=time.time(), session="s" * 64,
     )
     decoded = jwt.decode(session, SECRET, algorithms=["HS256"], issuer="directus")
     assert decoded["session"] == "s" * 64 and decoded["exp"] - decoded["iat"] == 86_400
@@ -202,5 +202,5 @@ def test_issued_tokens_match_directus_shape() -> None:
 @pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
 def test_own_tokens_verify(alg: str) -> None:
     s = Settings(secret=LONG_SECRET, algorithm=alg)
-    token = issue_access_token(s, user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=NOW)
+    token = issue_access_token(s, user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
     assert code(TokenVerifier(s).verify(token, time.time())) == "OK"
