@@ -17,9 +17,22 @@ from .guard import Refusal
 from .http.serve import serve_asgi
 from .http.views import JSON_TYPE
 from .principal import Principal
+from .redact import remove_query_params
 from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["TokenGuardMiddleware"]
+
+
+def _strip_query_token(scope: Scope, query: str, names: frozenset[str]) -> None:
+    """Take the query token out of the URL the app (and the server's access log) sees."""
+    stripped = remove_query_params(query, names)
+    if stripped is query:
+        return
+    scope["query_string"] = stripped.encode("latin-1")
+    raw_path = scope.get("raw_path")
+    if raw_path and b"?" in raw_path:
+        path = raw_path.partition(b"?")[0]
+        scope["raw_path"] = path + b"?" + scope["query_string"] if stripped else path
 
 
 class TokenGuardMiddleware:
@@ -35,6 +48,8 @@ class TokenGuardMiddleware:
         self._guard = self.core.guard
         self._router = self.core.router
         self._auth_prefix = self._router.prefix
+        settings = self.core.settings
+        self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,12 +65,12 @@ class TokenGuardMiddleware:
                     authorization = value.decode("latin-1")
             elif name == b"cookie":
                 cookies.append(value.decode("latin-1"))
+        query = scope.get("query_string", b"").decode("latin-1")
         outcome = self._guard.authenticate(
-            authorization,
-            scope.get("query_string", b"").decode("latin-1"),
-            "; ".join(cookies) if cookies else None,
-            authorization_count=count,
+            authorization, query, "; ".join(cookies) if cookies else None, authorization_count=count
         )
+        if query and self._strip:
+            _strip_query_token(scope, query, self._strip)
         if type(outcome) is GeneratorType:
             outcome = await run_async(outcome)
         if type(outcome) is Refusal:

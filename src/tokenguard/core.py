@@ -16,6 +16,7 @@ from .config import Settings
 from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
 from .http.routes import AuthRouter
+from .logs import install_log_redaction
 from .stores.base import AsyncSessionStore, AsyncUserStore, SessionStore, UserStore
 
 __all__ = ["TokenGuard"]
@@ -78,6 +79,7 @@ class TokenGuard:
         elif setting_overrides:
             settings = settings.with_changes(**setting_overrides)
         self.settings = settings
+        install_log_redaction(settings)
         if users is None or sessions is None:
             default_users, default_sessions = default_stores(settings, flavour)
             users = users if users is not None else default_users

@@ -22,6 +22,7 @@ from .guard import Refusal
 from .http.serve import serve_wsgi
 from .http.views import JSON_TYPE
 from .principal import Principal
+from .redact import remove_query_params
 from .types import Environ, StartResponse, WSGIApp
 
 __all__ = ["ENVIRON_PRINCIPAL", "ENVIRON_ROLE", "ENVIRON_USER", "TokenGuardWSGI"]
@@ -43,6 +44,19 @@ _STATUS = {
 }
 
 
+def _strip_query_token(environ: Environ, query: str, names: frozenset[str]) -> None:
+    """Take the query token out of the URL the app (and the server's access log) sees."""
+    stripped = remove_query_params(query, names)
+    if stripped is query:
+        return
+    environ["QUERY_STRING"] = stripped
+    for key in ("REQUEST_URI", "RAW_URI"):
+        uri = environ.get(key)
+        if uri and "?" in uri:
+            path = uri.partition("?")[0]
+            environ[key] = f"{path}?{stripped}" if stripped else path
+
+
 def status_line(code: int) -> str:
     return _STATUS.get(code) or f"{code} Status"
 
@@ -60,13 +74,16 @@ class TokenGuardWSGI:
         self._guard = self.core.guard
         self._router = self.core.router
         self._auth_prefix = self._router.prefix
+        settings = self.core.settings
+        self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        query = environ.get("QUERY_STRING", "")
         outcome = self._guard.authenticate(
-            environ.get("HTTP_AUTHORIZATION"),
-            environ.get("QUERY_STRING", ""),
-            environ.get("HTTP_COOKIE"),
+            environ.get("HTTP_AUTHORIZATION"), query, environ.get("HTTP_COOKIE")
         )
+        if query and self._strip:
+            _strip_query_token(environ, query, self._strip)
         if type(outcome) is GeneratorType:
             outcome = run_sync(outcome)
         if type(outcome) is Refusal:

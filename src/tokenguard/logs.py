@@ -1,0 +1,260 @@
+"""Keep tokens out of every log a deployment writes.
+
+:class:`RedactingFilter` rewrites a :class:`logging.LogRecord` in place (its message, its
+arguments, its exception and stack text) with :mod:`tokenguard.redact`.
+:func:`install_log_redaction`, called whenever a :class:`~tokenguard.core.TokenGuard` is
+built, attaches one shared filter to the loggers that servers and frameworks write requests
+and tracebacks to, so that nobody has to write logging configuration for it.
+
+A filter on a logger sees only the records made on that very logger; a filter on a handler
+sees every record the handler writes. Both are used: logger filters survive
+``logging.config.dictConfig`` (which replaces handlers but keeps filters), handler filters
+catch records that reach a handler from child loggers. For any other logger, one line::
+
+    logging.getLogger("myapp").addFilter(RedactingFilter())
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .redact import DEFAULT_COOKIE_NAMES, DEFAULT_PARAM_NAMES, Redactor, redactor_for
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["LOGGERS", "RedactingFilter", "install_log_redaction", "redaction_filter"]
+
+#: Loggers that servers and frameworks write request lines, URLs and tracebacks to.
+LOGGERS: tuple[str, ...] = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+    "werkzeug",
+    "flask.app",
+    "starlette",
+    "fastapi",
+    "asyncio",
+    "concurrent.futures",
+    "hypercorn.error",
+    "hypercorn.access",
+    "tokenguard",
+)
+
+# Child loggers of these, existing when the filter is installed, get it too.
+_FAMILIES = ("uvicorn.", "gunicorn.", "werkzeug.", "tokenguard.", "starlette.", "fastapi.")
+
+# Header-valued gunicorn atoms ("{authorization}i", "{http_cookie}e"): redacted by header.
+_ATOM_SUFFIXES = ("}i", "}o", "}e")
+
+_MARK = "_tokenguard_redacted"
+_FORMATTER = logging.Formatter()
+_PLAIN = (int, float, bool, type(None))
+
+
+class _Redacted:
+    """Stands in for a log argument of another type whose text had to be redacted; it
+    formats as the original would have with ``%s`` and ``%r``."""
+
+    __slots__ = ("_repr", "_str")
+
+    def __init__(self, text: str, rep: str) -> None:
+        self._str = text
+        self._repr = rep
+
+    def __str__(self) -> str:
+        return self._str
+
+    def __repr__(self) -> str:
+        return self._repr
+
+
+class _Names:
+    """Every name that any TokenGuard of this process redacts, and the redactor for them."""
+
+    def __init__(self) -> None:
+        self.params: tuple[str, ...] = DEFAULT_PARAM_NAMES
+        self.cookies: tuple[str, ...] = DEFAULT_COOKIE_NAMES
+        self.redactor: Redactor = redactor_for(self.params, self.cookies)
+
+    def add(self, params: tuple[str, ...], cookies: tuple[str, ...]) -> None:
+        new_params = tuple(dict.fromkeys((*self.params, *params)))
+        new_cookies = tuple(dict.fromkeys((*self.cookies, *cookies)))
+        if new_params != self.params or new_cookies != self.cookies:
+            self.params, self.cookies = new_params, new_cookies
+            # One assignment, so a thread logging meanwhile sees the old or the new one.
+            self.redactor = redactor_for(new_params, new_cookies)
+
+
+_names = _Names()
+_lock = threading.Lock()
+
+
+class RedactingFilter(logging.Filter):
+    """A :class:`logging.Filter` that hides tokens in every record it sees (never drops one).
+
+    Without ``redactor`` it follows the names of every TokenGuard built in this process
+    (``access_token`` and the configured query parameters, ``refresh_token``, the session
+    and refresh cookies), so ``RedactingFilter()`` is all a custom logger needs.
+    """
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._fixed = redactor
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._fixed if self._fixed is not None else _names.redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(_MARK):
+            return True
+        record.__dict__[_MARK] = True
+        try:
+            self._redact(record, self.redactor)
+        except Exception:  # a broken record must still be logged, just not in the clear
+            record.msg = "tokenguard could not redact this log record; it was dropped"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+    def _redact(self, record: logging.LogRecord, redactor: Redactor) -> None:
+        msg = record.msg
+        args = record.args
+        if not isinstance(msg, str):
+            text = str(msg)
+            new_text = redactor.text(text)
+            if new_text is not text:
+                record.msg = new_text
+            msg = record.msg
+        if args:
+            record.args = _redact_args(args, redactor)
+            # A name in the format string with its value in an argument
+            # ("...?access_token=%s"): only the formatted message shows the pair.
+            if isinstance(msg, str) and redactor._maybe(msg):
+                try:
+                    full = record.getMessage()
+                except Exception:  # leave a bad format to logging's own error report
+                    full = None
+                if full is not None:
+                    red = redactor.text(full)
+                    if red is not full:
+                        record.msg = red
+                        record.args = None
+        elif isinstance(msg, str):
+            record.msg = redactor.text(msg)
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or _FORMATTER.formatException(record.exc_info)
+            red = redactor.text(text)
+            if red is not text:
+                # Without exc_info no formatter can render the original again.
+                record.exc_text = red
+                record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redactor.text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redactor.text(record.stack_info)
+
+
+def _redact_args(
+    args: tuple[Any, ...] | Mapping[str, Any], redactor: Redactor
+) -> tuple[Any, ...] | Mapping[str, Any]:
+    if isinstance(args, Mapping):
+        changes: dict[str, Any] = {}
+        for key, value in args.items():
+            if isinstance(key, str) and key.startswith("{") and key.endswith(_ATOM_SUFFIXES):
+                if isinstance(value, str):
+                    new = redactor.text(redactor.header(key[1:-2], value))
+                else:
+                    new = _redact_value(value, redactor)
+            else:
+                new = _redact_value(value, redactor)
+            if new is not value:
+                changes[key] = new
+        if not changes:
+            return args
+        # copy.copy keeps the mapping's class (gunicorn's SafeAtoms answers "-" for missing
+        # atoms) without running its __init__ again, and leaves the caller's dict alone.
+        out = copy.copy(args)
+        for key, new in changes.items():
+            out[key] = new  # type: ignore[index]
+        return out
+    new_args = [_redact_value(a, redactor) for a in args]
+    if all(n is a for n, a in zip(new_args, args, strict=True)):
+        return args
+    return tuple(new_args)
+
+
+def _redact_value(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor.text(value)
+    if isinstance(value, bytes):
+        return redactor.text(value)
+    if isinstance(value, _PLAIN):
+        return value
+    try:
+        text = str(value)
+        rep = repr(value)
+    except Exception:
+        return value
+    new_text = redactor.text(text)
+    new_rep = redactor.text(rep)
+    if new_text is text and new_rep is rep:
+        return value
+    return _Redacted(new_text, new_rep)
+
+
+_filter = RedactingFilter()
+
+
+def redaction_filter() -> RedactingFilter:
+    """The shared filter that :func:`install_log_redaction` installs."""
+    return _filter
+
+
+def _attach_to_handlers(logger: logging.Logger) -> None:
+    for handler in logger.handlers:
+        if _filter not in handler.filters:
+            handler.addFilter(_filter)
+
+
+def install_log_redaction(settings: Settings | None = None) -> RedactingFilter:
+    """Redact tokens in the logs of uvicorn, gunicorn, Werkzeug, Flask, Starlette, asyncio
+    and tokenguard itself, and in the handlers of the root logger. Idempotent and cheap;
+    each call adds the names of ``settings`` (the token parameters, the cookies).
+
+    Returns the shared :class:`RedactingFilter`.
+    """
+    with _lock:
+        if settings is not None:
+            _names.add(
+                (*settings.query_params, "refresh_token"),
+                (settings.session_cookie_name, settings.refresh_cookie_name),
+            )
+        loggers = [logging.getLogger(name) for name in LOGGERS]
+        for name, existing in list(logging.root.manager.loggerDict.items()):
+            if isinstance(existing, logging.Logger) and name.startswith(_FAMILIES):
+                loggers.append(existing)
+        for logger in loggers:
+            if _filter not in logger.filters:
+                logger.addFilter(_filter)
+            _attach_to_handlers(logger)
+        _attach_to_handlers(logging.getLogger())
+        if logging.lastResort is not None and _filter not in logging.lastResort.filters:
+            logging.lastResort.addFilter(_filter)
+        flask_logging = sys.modules.get("flask.logging")
+        default_handler = getattr(flask_logging, "default_handler", None)
+        if isinstance(default_handler, logging.Handler) and _filter not in default_handler.filters:
+            # Flask's app loggers are named after the app; they all share this handler.
+            default_handler.addFilter(_filter)
+    return _filter
