@@ -43,8 +43,7 @@ class MemoryUserStore:
         with self._lock:
             if user.id in self._by_id:
                 raise ValueError(f"a user with id {user.id!r} exists")
-            if any(u.email.casefold() == user.email.casefold() for u in self._by_id.values()):
-                raise ValueError(f"a user with e-mail {user.email!r} exists")
+            self._check_unique(user)
             self._by_id[user.id] = user
         return user
 
@@ -57,12 +56,24 @@ class MemoryUserStore:
             if user is None:
                 return None
             updated = replace(user, **changes)
+            self._check_unique(updated)
             self._by_id[user_id] = updated
             return updated
 
     def delete(self, user_id: str) -> bool:
         with self._lock:
             return self._by_id.pop(user_id, None) is not None
+
+    def _check_unique(self, user: User) -> None:
+        # Same constraints as a database's unique columns: one e-mail (case-insensitive) and
+        # one static token per user; a token hash shared by two users would be ambiguous.
+        for other in self._by_id.values():
+            if other.id == user.id:
+                continue
+            if other.email.casefold() == user.email.casefold():
+                raise ValueError(f"a user with e-mail {user.email!r} exists")
+            if user.token_hash is not None and other.token_hash == user.token_hash:
+                raise ValueError("another user has this static token")
 
     def list_users(self) -> list[User]:
         return list(self._by_id.values())

@@ -344,7 +344,8 @@ class SQLiteSessionStore:
                 (user_id, except_family),
             ).fetchone()[0]
             conn.execute(
-                "DELETE FROM tokenguard_sessions WHERE user_id = ? AND family IS NOT ?",
+                "DELETE FROM tokenguard_sessions WHERE family IN (SELECT family"
+                " FROM tokenguard_sessions WHERE user_id = ? AND family IS NOT ?)",
                 (user_id, except_family),
             )
         return int(families)

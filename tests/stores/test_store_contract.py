@@ -1,0 +1,219 @@
+"""One contract, every backend: memory (the reference), SQLite, Redis sync and Redis async."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_key
+
+from .conftest import new_token, record
+
+HOUR = 3_600_000
+GRACE = 10_000
+
+
+def family_of_token(token: str) -> str:
+    return token[:22]
+
+
+def successor(old: SessionRecord, now: int, *, ttl: int = HOUR, **extra: Any) -> SessionRecord:
+    """The record a refresh of ``old`` would hand out (same family prefix, new secret)."""
+    return record(new_token(old.family), user_id=old.user_id, expires_at_ms=now + ttl, **extra)
+
+
+# --- create / get / expiry ------------------------------------------------------------------
+
+
+def test_create_then_get_returns_the_same_record(sessions: Any, now: int) -> None:
+    rec = record(
+        new_token(),
+        expires_at_ms=now + HOUR,
+        created_at_ms=now,
+        ip="203.0.113.7",
+        user_agent='Mozilla/5.0 "quoted" \\ é 漢字 \x00 /slash',
+        origin="https://app.example",
+    )
+    sessions.create(rec)
+    assert sessions.get(rec.token_hash, now) == rec
+
+
+def test_unknown_and_malformed_hashes_are_absent(sessions: Any, now: int) -> None:
+    sessions.create(record(new_token(), expires_at_ms=now + HOUR))
+    for key in (refresh_token_key(new_token()), "", ".", "x", "{a}.b", "a b.c", "é" * 22 + ".x"):
+        assert sessions.get(key, now) is None
+        assert sessions.revoke(key) is None
+        family = key.partition(".")[0]
+        nxt = record(new_token(family if len(family) == 22 else None), expires_at_ms=now + HOUR)
+        assert sessions.rotate(key, nxt, now_ms=now, grace_ms=0) == RotateOutcome("missing")
+
+
+def test_a_record_lives_until_its_expiry_inclusive(sessions: Any, now: int) -> None:
+    rec = record(new_token(), expires_at_ms=now + 1000)
+    sessions.create(rec)
+    assert sessions.get(rec.token_hash, now + 1000) == rec
+    assert sessions.get(rec.token_hash, now + 1001) is None
+
+
+def test_an_expired_token_does_not_rotate(sessions: Any, now: int) -> None:
+    rec = record(new_token(), expires_at_ms=now + 1000)
+    sessions.create(rec)
+    nxt = successor(rec, now)
+    assert sessions.rotate(rec.token_hash, nxt, now_ms=now + 1001, grace_ms=GRACE) == (
+        RotateOutcome("missing")
+    )
+    assert sessions.get(nxt.token_hash, now + 1001) is None
+
+
+# --- rotate ---------------------------------------------------------------------------------
+
+
+def test_rotation_keeps_the_family_and_retires_the_old_token(sessions: Any, now: int) -> None:
+    old = record(new_token(), user_id="u", expires_at_ms=now + HOUR, ip="10.0.0.1")
+    sessions.create(old)
+    nxt = replace(successor(old, now, ip="10.0.0.2"), family="ignored-by-the-store")
+    outcome = sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=0)
+    assert outcome == RotateOutcome("rotated", replace(nxt, family=old.family))
+    assert sessions.get(old.token_hash, now) is None
+    assert sessions.get(nxt.token_hash, now) == replace(nxt, family=old.family)
+    # the new token rotates in turn
+    third = successor(old, now + 5)
+    assert sessions.rotate(nxt.token_hash, third, now_ms=now + 5, grace_ms=0).status == "rotated"
+
+
+def test_session_mode_grace_converges_on_the_same_token(sessions: Any, now: int) -> None:
+    old = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(old)
+    nxt = successor(old, now)
+    first = sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=GRACE)
+    assert first.status == "rotated"
+    # within the grace period the old token still authenticates…
+    assert sessions.get(old.token_hash, now + GRACE - 1) is not None
+    # …and a repeated refresh converges on the token already handed out, extending it
+    later = replace(nxt, expires_at_ms=now + 2 * HOUR)
+    again = sessions.rotate(old.token_hash, later, now_ms=now + GRACE - 1, grace_ms=GRACE)
+    assert again == RotateOutcome(
+        "grace", replace(nxt, family=old.family, expires_at_ms=now + 2 * HOUR)
+    )
+    assert sessions.get(nxt.token_hash, now + HOUR + 1) is not None
+    # after the grace period the old token is dead, and presenting it again is reuse
+    assert sessions.get(old.token_hash, now + GRACE) is None
+    assert sessions.rotate(old.token_hash, later, now_ms=now + GRACE, grace_ms=GRACE) == (
+        RotateOutcome("reused")
+    )
+    assert sessions.get(nxt.token_hash, now + GRACE) is None
+
+
+def test_json_mode_reuse_revokes_the_family(sessions: Any, now: int) -> None:
+    old = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(old)
+    nxt = successor(old, now)
+    assert sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    # the same old token again, even with the same new hash and at the same instant: reuse
+    assert sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=0) == RotateOutcome("reused")
+    assert sessions.get(nxt.token_hash, now) is None
+    assert sessions.get(old.token_hash, now) is None
+    # the family is gone: nothing in it rotates any more
+    assert sessions.rotate(nxt.token_hash, successor(old, now), now_ms=now, grace_ms=0) == (
+        RotateOutcome("missing")
+    )
+
+
+def test_a_different_successor_within_grace_is_reuse(sessions: Any, now: int) -> None:
+    old = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(old)
+    nxt = successor(old, now)
+    assert sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=GRACE).status == "rotated"
+    other = successor(old, now)
+    assert sessions.rotate(old.token_hash, other, now_ms=now + 1, grace_ms=GRACE) == (
+        RotateOutcome("reused")
+    )
+    assert sessions.get(nxt.token_hash, now + 1) is None
+
+
+def test_grace_does_not_resurrect_a_successor_that_moved_on(sessions: Any, now: int) -> None:
+    a = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(a)
+    b = successor(a, now)
+    c = successor(a, now)
+    assert sessions.rotate(a.token_hash, b, now_ms=now, grace_ms=GRACE).status == "rotated"
+    assert sessions.rotate(b.token_hash, c, now_ms=now + 1, grace_ms=GRACE).status == "rotated"
+    # a client still holding A is behind: it gets nothing, and the family survives
+    assert sessions.rotate(a.token_hash, b, now_ms=now + 2, grace_ms=GRACE) == (
+        RotateOutcome("missing")
+    )
+    assert sessions.get(c.token_hash, now + 2) == replace(c, family=a.family)
+
+
+def test_grace_with_an_expired_successor_is_missing(sessions: Any, now: int) -> None:
+    a = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(a)
+    b = successor(a, now, ttl=5)
+    assert sessions.rotate(a.token_hash, b, now_ms=now, grace_ms=GRACE).status == "rotated"
+    assert sessions.rotate(a.token_hash, b, now_ms=now + 6, grace_ms=GRACE) == (
+        RotateOutcome("missing")
+    )
+
+
+# --- revoke ---------------------------------------------------------------------------------
+
+
+def test_revoke_removes_the_whole_family(sessions: Any, now: int) -> None:
+    a = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(a)
+    b = successor(a, now)
+    assert sessions.rotate(a.token_hash, b, now_ms=now, grace_ms=GRACE).status == "rotated"
+    bystander = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(bystander)
+    assert sessions.revoke(b.token_hash) == replace(b, family=a.family)
+    assert sessions.get(a.token_hash, now) is None  # was alive in its grace period
+    assert sessions.get(b.token_hash, now) is None
+    assert sessions.rotate(a.token_hash, b, now_ms=now, grace_ms=GRACE) == RotateOutcome("missing")
+    assert sessions.revoke(b.token_hash) is None
+    assert sessions.get(bystander.token_hash, now) == bystander
+
+
+def test_revoke_user_takes_every_family_but_the_excepted_one(sessions: Any, now: int) -> None:
+    mine = [record(new_token(), user_id="alice", expires_at_ms=now + HOUR) for _ in range(3)]
+    theirs = record(new_token(), user_id="bob", expires_at_ms=now + HOUR)
+    for rec in (*mine, theirs):
+        sessions.create(rec)
+    rotated = successor(mine[0], now)
+    assert sessions.rotate(mine[0].token_hash, rotated, now_ms=now, grace_ms=0).status == "rotated"
+
+    assert sessions.revoke_user("alice", except_family=mine[2].family) == 2
+    assert sessions.get(rotated.token_hash, now) is None
+    assert sessions.get(mine[1].token_hash, now) is None
+    assert sessions.get(mine[2].token_hash, now) == mine[2]
+    assert sessions.get(theirs.token_hash, now) == theirs
+
+    assert sessions.revoke_user("alice") == 1
+    assert sessions.get(mine[2].token_hash, now) is None
+    assert sessions.revoke_user("alice") == 0
+    assert sessions.revoke_user("nobody") == 0
+    assert sessions.get(theirs.token_hash, now) == theirs
+
+
+def test_a_new_login_after_revoke_user_is_kept(sessions: Any, now: int) -> None:
+    sessions.create(record(new_token(), user_id="alice", expires_at_ms=now + HOUR))
+    assert sessions.revoke_user("alice") == 1
+    fresh = record(new_token(), user_id="alice", expires_at_ms=now + HOUR)
+    sessions.create(fresh)
+    assert sessions.get(fresh.token_hash, now) == fresh
+    assert sessions.revoke_user("alice") == 1
+
+
+@pytest.mark.parametrize("grace", [0, GRACE])
+def test_rotation_chain(sessions: Any, now: int, grace: int) -> None:
+    current = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(current)
+    family = current.family
+    for step in range(20):
+        t = now + step * (grace + 1)
+        nxt = successor(current, t)
+        outcome = sessions.rotate(current.token_hash, nxt, now_ms=t, grace_ms=grace)
+        assert outcome == RotateOutcome("rotated", replace(nxt, family=family))
+        current = outcome.record
+    assert sessions.get(current.token_hash, now + 20 * (grace + 1)) == current

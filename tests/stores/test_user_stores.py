@@ -1,0 +1,168 @@
+"""User storage, memory and SQLite held to one contract; SQLite's file layout on its own."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenguard.stores.base import User
+from tokenguard.stores.sqlite import SchemaTooNew, SQLiteSessionStore, SQLiteUserStore
+
+ALICE = User(
+    id="u-alice",
+    email="Alice@Example.com",
+    password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+    role="r-admin",
+    admin_access=True,
+    app_access=True,
+    first_name="Alice",
+    last_name="Liddell",
+    token_hash="a" * 64,
+)
+BOB = User(id="u-bob", email="bob@example.com", status="suspended")
+
+
+def test_create_and_look_up(users: Any) -> None:
+    assert users.create(ALICE) == ALICE
+    users.create(BOB)
+    assert users.get_by_id("u-alice") == ALICE
+    assert users.get_by_id("u-nobody") is None
+    assert users.get_by_email("alice@example.COM") == ALICE
+    assert users.get_by_email("ALICE@EXAMPLE.COM") == ALICE
+    assert users.get_by_email("alice@example.co") is None
+    assert users.get_by_token_hash("a" * 64) == ALICE
+    assert users.get_by_token_hash("b" * 64) is None
+    assert users.get_by_email("bob@example.com") == BOB  # any status
+    assert users.list_users() == [ALICE, BOB]
+
+
+def test_unicode_e_mails_compare_casefolded(users: Any) -> None:
+    users.create(User(id="1", email="straße@example.com"))
+    assert users.get_by_email("STRASSE@example.com") is not None
+    with pytest.raises(ValueError):
+        users.create(User(id="2", email="STRASSE@EXAMPLE.COM"))
+
+
+def test_duplicates_are_refused(users: Any) -> None:
+    users.create(ALICE)
+    for clash in (
+        replace(BOB, id=ALICE.id),
+        replace(BOB, email="ALICE@example.com"),
+        replace(BOB, token_hash=ALICE.token_hash),
+    ):
+        with pytest.raises(ValueError):
+            users.create(clash)
+    assert users.list_users() == [ALICE]
+
+
+def test_update(users: Any) -> None:
+    users.create(ALICE)
+    users.create(BOB)
+    changed = users.update("u-bob", status="active", email="Bobby@example.com", token_hash="c" * 64)
+    assert changed == replace(BOB, status="active", email="Bobby@example.com", token_hash="c" * 64)
+    assert users.get_by_email("bobby@EXAMPLE.com") == changed
+    assert users.get_by_email("bob@example.com") is None
+    assert users.get_by_token_hash("c" * 64) == changed
+    assert users.update("u-bob", token_hash=None) == replace(changed, token_hash=None)
+    assert users.get_by_token_hash("c" * 64) is None
+    assert users.update("u-nobody", status="active") is None
+
+
+def test_update_refuses_clashes_and_unknown_fields(users: Any) -> None:
+    users.create(ALICE)
+    users.create(BOB)
+    with pytest.raises(ValueError):
+        users.update("u-bob", email="alice@EXAMPLE.com")
+    with pytest.raises(ValueError):
+        users.update("u-bob", token_hash=ALICE.token_hash)
+    with pytest.raises(ValueError):
+        users.update("u-bob", id="u-other")
+    with pytest.raises(ValueError):
+        users.update("u-bob", password="clear text")
+    assert users.get_by_id("u-bob") == BOB
+
+
+def test_delete(users: Any) -> None:
+    users.create(ALICE)
+    assert users.delete("u-alice") is True
+    assert users.delete("u-alice") is False
+    assert users.get_by_id("u-alice") is None
+    assert users.get_by_email(ALICE.email) is None
+    assert users.get_by_token_hash("a" * 64) is None
+    users.create(replace(BOB, email=ALICE.email))  # the e-mail is free again
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    email=_text.filter(bool),
+    first=st.none() | _text,
+    admin=st.booleans(),
+    status=st.sampled_from(["active", "suspended", "invited", "draft", "archived"]),
+)
+def test_sqlite_round_trips_any_user(
+    tmp_path_factory: pytest.TempPathFactory,
+    email: str,
+    first: str | None,
+    admin: bool,
+    status: Any,
+) -> None:
+    store = SQLiteUserStore(tmp_path_factory.mktemp("users") / "u.db")
+    try:
+        user = User(id=email, email=email, first_name=first, admin_access=admin, status=status)
+        store.create(user)
+        assert store.get_by_id(email) == user
+        assert store.get_by_email(email.upper()) in (user, None)
+        assert store.get_by_email(email.casefold()) == user
+    finally:
+        store.close()
+
+
+def test_sqlite_persists_and_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    first = SQLiteUserStore(path)
+    first.create(ALICE)
+    first.close()
+    sessions = SQLiteSessionStore(path)  # one file may hold both
+    sessions.close()
+    again = SQLiteUserStore(path)
+    assert again.get_by_email("alice@example.com") == ALICE
+    again.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute(
+            "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
+        ).fetchone() == ("1",)
+    conn.close()
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    SQLiteUserStore(path).close()
+    store = SQLiteUserStore(path)
+    store.list_users()
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE tokenguard_meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNew):
+        SQLiteUserStore(path).list_users()
+
+
+def test_sqlite_in_memory_works_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SQLiteUserStore(":memory:")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.create(User(id=str(i), email=f"{i}@x.org")), range(50)))
+    assert len(store.list_users()) == 50
+    store.close()
