@@ -11,9 +11,10 @@ import os
 import secrets
 import uuid
 from collections.abc import Mapping
+from typing import get_args
 
 from .auth.passwords import hash_password
-from .stores.base import User, UserStore
+from .stores.base import User, UserStatus, UserStore
 from .tokens import hash_token
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "set_password",
     "set_role",
     "set_static_token",
+    "set_status",
 ]
 
 #: Shorter static tokens are refused: a stored SHA-256 of a guessable token is guessable.
@@ -99,6 +101,19 @@ def set_role(
     if app_access is not None:
         changes["app_access"] = app_access
     updated = store.update(user.id, **changes)
+    assert updated is not None
+    return updated
+
+
+def set_status(store: UserStore, email_or_id: str, status: UserStatus) -> User:
+    """Change a user's status; only ``active`` users can log in or use their static token.
+
+    As with :func:`set_role`, access tokens already issued stay valid until they expire.
+    """
+    if status not in get_args(UserStatus):
+        raise ValueError(f"{status!r} is not a user status")
+    user = find_user(store, email_or_id)
+    updated = store.update(user.id, status=status)
     assert updated is not None
     return updated
 

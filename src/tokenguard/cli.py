@@ -1,0 +1,449 @@
+"""The ``tokenguard`` command line: secrets, users and static tokens in the embedded store.
+
+It works on the SQLite file named by ``DB_FILENAME`` (as the app does), or ``--db FILE``.
+Passwords are never taken as arguments, where they would land in shell history and in
+``ps``: they are read from standard input (``--password-stdin``) or prompted for without
+echo (``--password-prompt``). Static tokens are printed once, alone on standard output, so
+that ``TOKEN=$(tokenguard tokens set admin@example.com)`` works; only their hash is stored.
+
+Exit codes: 0 success, 1 a failure the command could not get past (no such user, e-mail
+taken, database unreadable…), 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
+
+from . import __version__
+from .config import generate_secret
+from .stores.base import StoreUnavailable, User, UserStore
+from .stores.sqlite import SchemaTooNew
+from .users import (
+    create_user,
+    find_user,
+    set_password,
+    set_role,
+    set_static_token,
+    set_status,
+)
+
+__all__ = ["CommandError", "main"]
+
+#: Builds the user store from a database file name; replaceable for embedding and tests.
+StoreFactory = Callable[[str], UserStore]
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback. ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises instead of exiting, so that :func:`main` returns its status when embedded."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise CommandError(f"{message} (see `{self.prog} --help`)", 2)
+
+
+def _sqlite_store(filename: str) -> UserStore:
+    from .stores.sqlite import SQLiteUserStore
+
+    return SQLiteUserStore(filename)
+
+
+# --------------------------------------------------------------------------- context
+
+
+class _Context:
+    """What a command needs: the parsed arguments, the streams and (lazily) the store."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        environ: Mapping[str, str],
+        store_factory: StoreFactory,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+    ) -> None:
+        self.args = args
+        self.environ = environ
+        self.store_factory = store_factory
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._store: UserStore | None = None
+
+    @property
+    def db(self) -> str:
+        db: str | None = getattr(self.args, "db", None) or self.environ.get("DB_FILENAME")
+        if not db:
+            raise CommandError("no database: set DB_FILENAME or pass --db FILE", 2)
+        if "\0" in db:
+            raise CommandError("the database file name contains a NUL character", 2)
+        return db
+
+    def store(self, *, create: bool = False) -> UserStore:
+        """The user store; only commands that add users may create a missing file, so that
+        a typo in ``--db`` is reported instead of silently making an empty database."""
+        if self._store is None:
+            db = self.db
+            if not create and db != ":memory:" and not os.path.exists(db):
+                raise CommandError(f"no database at {db!r} (create a user first)")
+            self._store = self.store_factory(db)
+        return self._store
+
+    def close(self) -> None:
+        close = getattr(self._store, "close", None)
+        if callable(close):
+            close()
+
+    def out(self, text: str) -> None:
+        print(text, file=self.stdout)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.stderr)
+
+    def user(self, email_or_id: str) -> User:
+        try:
+            return find_user(self.store(), email_or_id)
+        except LookupError:
+            raise CommandError(f"no such user: {email_or_id}") from None
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def _read_password(ctx: _Context) -> str | None:
+    """The password chosen by ``--password-stdin``/``--password-prompt``, or ``None``."""
+    args = ctx.args
+    if getattr(args, "password_stdin", False):
+        # One line: the trailing newline that `echo` or a here-string adds is not part of it.
+        password = ctx.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CommandError("no password on standard input")
+        return password
+    if getattr(args, "password_prompt", False):
+        password = getpass.getpass("Password: ")
+        if not password:
+            raise CommandError("the password is empty")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords do not match")
+        return password
+    return None
+
+
+class _RefusePlainPassword(argparse.Action):
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        raise CommandError(
+            "a password is never taken as an argument (it would be kept in shell history and "
+            "shown by ps): use --password-stdin or --password-prompt",
+            2,
+        )
+
+
+def _add_password_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--password", action=_RefusePlainPassword, help=argparse.SUPPRESS)
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    group.add_argument(
+        "--password-prompt",
+        action="store_true",
+        help="prompt for the password (not echoed), twice",
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_secret(ctx: _Context) -> int:
+    ctx.out(generate_secret())
+    return 0
+
+
+def _describe(user: User) -> dict[str, object]:
+    # Never the password hash, the static token's hash or the TFA secret: only whether set.
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "status": user.status,
+        "admin_access": user.admin_access,
+        "app_access": user.app_access,
+        "password": user.password_hash is not None,
+        "static_token": user.token_hash is not None,
+    }
+
+
+def _cmd_users_create(ctx: _Context) -> int:
+    args = ctx.args
+    password = _read_password(ctx)
+    store = ctx.store(create=True)
+    try:
+        user = create_user(
+            store,
+            args.email,
+            password=password,
+            role=args.role,
+            admin_access=args.admin,
+            app_access=args.app,
+        )
+    except ValueError as exc:
+        if store.get_by_email(args.email) is not None:
+            raise CommandError(f"a user with e-mail {args.email} already exists") from None
+        raise CommandError(str(exc)) from None
+    ctx.out(user.id)
+    ctx.note(f"created {user.email} (role {user.role or '-'})")
+    if password is None:
+        ctx.note("it has no password: set one with `users set-password` or give it a token")
+    return 0
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _cmd_users_list(ctx: _Context) -> int:
+    users = sorted(ctx.store().list_users(), key=lambda u: u.email.lower())
+    rows = [_describe(u) for u in users]
+    if ctx.args.json:
+        ctx.out(json.dumps(rows))
+        return 0
+    header = ("EMAIL", "ROLE", "STATUS", "ADMIN", "APP", "PASSWORD", "TOKEN", "ID")
+    table = [header] + [
+        (
+            str(r["email"]),
+            str(r["role"] or "-"),
+            str(r["status"]),
+            _yes_no(bool(r["admin_access"])),
+            _yes_no(bool(r["app_access"])),
+            _yes_no(bool(r["password"])),
+            _yes_no(bool(r["static_token"])),
+            str(r["id"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_users_set_role(ctx: _Context) -> int:
+    args = ctx.args
+    user = ctx.user(args.email)
+    role = None if args.role.lower() in ("", "none", "null") else args.role
+    app = args.app
+    if args.admin and app is None:
+        app = True  # as at creation: admin access without app access makes no sense
+    updated = set_role(ctx.store(), user.id, role, admin_access=args.admin, app_access=app)
+    ctx.note(
+        f"{updated.email}: role {updated.role or '-'}, admin {_yes_no(updated.admin_access)}, "
+        f"app {_yes_no(updated.app_access)} (tokens already issued keep their old role "
+        "until they expire)"
+    )
+    return 0
+
+
+def _cmd_users_set_password(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    password = _read_password(ctx)
+    assert password is not None  # the option group is required
+    set_password(ctx.store(), user.id, password)
+    ctx.note(f"password of {user.email} changed")
+    return 0
+
+
+def _set_status(ctx: _Context, status: str) -> int:
+    user = ctx.user(ctx.args.email)
+    set_status(ctx.store(), user.id, status)  # type: ignore[arg-type]
+    ctx.note(f"{user.email} is now {status}")
+    if status != "active":
+        ctx.note(
+            "it can no longer log in, refresh or use its static token; access tokens already "
+            "issued stay valid until they expire"
+        )
+    return 0
+
+
+def _cmd_users_suspend(ctx: _Context) -> int:
+    return _set_status(ctx, "suspended")
+
+
+def _cmd_users_activate(ctx: _Context) -> int:
+    return _set_status(ctx, "active")
+
+
+def _print_token(ctx: _Context, user: User, verb: str) -> int:
+    token = set_static_token(ctx.store(), user.id)
+    ctx.out(token)
+    ctx.note(f"static token {verb} for {user.email}; it is shown once and cannot be read back")
+    return 0
+
+
+def _cmd_tokens_set(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    if user.token_hash is not None:
+        raise CommandError(
+            f"{user.email} already has a static token: use `tokens rotate` to replace it"
+        )
+    return _print_token(ctx, user, "set")
+
+
+def _cmd_tokens_rotate(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    if user.token_hash is None:
+        raise CommandError(f"{user.email} has no static token: use `tokens set`")
+    return _print_token(ctx, user, "rotated (the old one no longer works)")
+
+
+def _cmd_tokens_revoke(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    if user.token_hash is None:
+        ctx.note(f"{user.email} had no static token")
+        return 0
+    set_static_token(ctx.store(), user.id, "")
+    ctx.note(f"static token of {user.email} revoked")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation tools)."""
+    # --db is accepted before or after the command; SUPPRESS keeps a later one from
+    # resetting an earlier one to None.
+    db_parent = _Parser(add_help=False)
+    db_parent.add_argument(
+        "--db",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="SQLite database file (default: $DB_FILENAME)",
+    )
+
+    parser = _Parser(
+        prog="tokenguard",
+        description="Manage tokenguard's secret, users and static tokens.",
+        parents=[db_parent],
+    )
+    parser.add_argument("--version", action="version", version=f"tokenguard {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    secret = commands.add_parser("secret", help="print a new strong SECRET")
+    secret.set_defaults(func=_cmd_secret)
+
+    users = commands.add_parser("users", help="create, list and change users")
+    user_cmds = users.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    user_cmds.required = True
+
+    create = user_cmds.add_parser("create", parents=[db_parent], help="create a user")
+    create.add_argument("email", metavar="EMAIL")
+    create.add_argument("--role", help="role name (e.g. administrator, editor)")
+    create.add_argument("--admin", action="store_true", help="grant admin access (implies --app)")
+    create.add_argument("--app", action="store_true", help="grant app access")
+    _add_password_options(create, required=False)
+    create.set_defaults(func=_cmd_users_create)
+
+    listing = user_cmds.add_parser("list", parents=[db_parent], help="list users (no secrets)")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    listing.set_defaults(func=_cmd_users_list)
+
+    set_role_p = user_cmds.add_parser(
+        "set-role", parents=[db_parent], help="change a user's role and access flags"
+    )
+    set_role_p.add_argument("email", metavar="EMAIL", help="e-mail or id")
+    set_role_p.add_argument("role", metavar="ROLE", help='role name, or "none"')
+    set_role_p.add_argument(
+        "--admin", action=argparse.BooleanOptionalAction, default=None, help="admin access"
+    )
+    set_role_p.add_argument(
+        "--app", action=argparse.BooleanOptionalAction, default=None, help="app access"
+    )
+    set_role_p.set_defaults(func=_cmd_users_set_role)
+
+    set_pw = user_cmds.add_parser(
+        "set-password", parents=[db_parent], help="change a user's password"
+    )
+    set_pw.add_argument("email", metavar="EMAIL", help="e-mail or id")
+    _add_password_options(set_pw, required=True)
+    set_pw.set_defaults(func=_cmd_users_set_password)
+
+    for name, func, text in (
+        ("suspend", _cmd_users_suspend, "stop a user from logging in or using its token"),
+        ("activate", _cmd_users_activate, "let a suspended user in again"),
+    ):
+        p = user_cmds.add_parser(name, parents=[db_parent], help=text)
+        p.add_argument("email", metavar="EMAIL", help="e-mail or id")
+        p.set_defaults(func=func)
+
+    tokens = commands.add_parser("tokens", help="static tokens")
+    token_cmds = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    token_cmds.required = True
+    for name, func, text in (
+        ("set", _cmd_tokens_set, "give a user a new static token and print it once"),
+        ("rotate", _cmd_tokens_rotate, "replace a user's static token and print the new one"),
+        ("revoke", _cmd_tokens_revoke, "remove a user's static token"),
+    ):
+        p = token_cmds.add_parser(name, parents=[db_parent], help=text)
+        p.add_argument("email", metavar="EMAIL", help="e-mail or id")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    store_factory: StoreFactory = _sqlite_store,
+) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    stdin, stdout, stderr = sys.stdin, sys.stdout, sys.stderr
+    ctx: _Context | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        ctx = _Context(
+            args, os.environ if environ is None else environ, store_factory, stdin, stdout, stderr
+        )
+        status: int = args.func(ctx)
+        return status
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except CommandError as exc:
+        print(f"tokenguard: error: {exc}", file=stderr)
+        return exc.code
+    except StoreUnavailable as exc:
+        cause = exc.__cause__ or exc.reason
+        print(f"tokenguard: error: the database is unavailable: {cause}", file=stderr)
+        return 1
+    except SchemaTooNew as exc:
+        print(f"tokenguard: error: {exc}", file=stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:
+        print(f"tokenguard: error: cannot use the database: {exc}", file=stderr)
+        return 1
+    except EOFError:
+        print("tokenguard: error: no password given", file=stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("", file=stderr)
+        return 130
+    finally:
+        if ctx is not None:
+            ctx.close()
