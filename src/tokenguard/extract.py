@@ -90,6 +90,27 @@ class Extractor:
                 return invalid_payload(_TWO_TOKENS)
         return found
 
+    def bearer_only(
+        self, authorization: str | None, query_string: str, authorization_count: int = 1
+    ) -> str | None:
+        """The Bearer token when it is certainly what :meth:`__call__` would extract, else
+        ``None`` (then call :meth:`__call__`).
+
+        The common request — one ``Authorization: Bearer`` header, no token in the query —
+        answered without building an :class:`Extracted`; any doubt falls back.
+        """
+        if authorization is None or authorization_count != 1:
+            return None
+        if query_string and (
+            "%" in query_string or any(n in query_string for n in self.query_params)
+        ):
+            return None
+        scheme, sep, token = authorization.partition(" ")
+        # Exactly one space, as __call__'s split(" ") into two parts requires.
+        if not sep or " " in token or scheme.lower() != "bearer":
+            return None
+        return token
+
     def __call__(
         self,
         authorization: str | None,

@@ -84,6 +84,9 @@ class Guard:
         authorization_count: int = 1,
     ) -> Outcome | Flow[Outcome]:
         """Authenticate from the raw ``Authorization`` value, query string and ``Cookie``."""
+        bearer = self.extractor.bearer_only(authorization, query_string, authorization_count)
+        if bearer is not None:
+            return self._authenticate(bearer, "header")
         found = self.extractor(
             authorization, query_string, cookie, authorization_count=authorization_count
         )
@@ -96,8 +99,10 @@ class Guard:
 
     def authenticate_token(self, found: Extracted) -> Outcome | Flow[Outcome]:
         """Authenticate an already extracted token."""
-        token = found.token
-        from_cookie = found.source == "cookie"
+        return self._authenticate(found.token, found.source)
+
+    def _authenticate(self, token: str, source: str) -> Outcome | Flow[Outcome]:
+        from_cookie = source == "cookie"
         if len(token) > self._max_length or not token:
             # Refused before any parsing; an empty token is no credential at all.
             return Refusal(invalid_credentials(), from_cookie)
@@ -109,7 +114,7 @@ class Guard:
         if claims is None:
             return self._static_flow(token, from_cookie)
         if isinstance(claims, AuthError):
-            log.debug("refused %s token: %s", found.source, claims.code)
+            log.debug("refused %s token: %s", source, claims.code)
             clear = from_cookie and claims.code != "TOKEN_EXPIRED"
             return Refusal(claims, clear)
         if "session" in claims:

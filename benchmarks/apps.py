@@ -1,0 +1,199 @@
+"""The apps the benchmarks compare: a bare app, tokenguard, and the peers, all built alike.
+
+Every ASGI variant wraps the same bare ASGI app and every WSGI variant the same bare Flask
+route, so that subtracting the bare app's time leaves exactly what authentication adds.
+The ``make_*`` functions are also uvicorn/gunicorn factories (``--factory``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+
+from tokenguard import Settings, TokenGuard, TokenGuardMiddleware, User
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+from tokenguard.tokens import hash_token, issue_access_token
+
+# A fixed benchmark-only secret, so that separately started servers accept the same tokens.
+SECRET = "bench-only-4kQ9vX2pLm7RtY8wZ3nB6cD1fG5hJ0sA-uE_iO9pK2lM4nQ7rS8tU1vW3xY"
+ISSUER = "directus"
+STATIC_TOKEN = "bench-static-token-Vb3Nq8Zr2Kx7Lm4Pw9Ts6Yd1Hf5Gc0J"
+ROLE = "4b2c6f4e-61c6-4cb8-9f0d-8e3d2f5a7b10"
+BODY = b"ok"
+
+SETTINGS = Settings(secret=SECRET, issuer=ISSUER)
+
+
+def directus_token(user_id: str | None = None, *, ttl_s: int = 3600) -> str:
+    """A Directus-shaped HS256 access token (id, role, app/admin access, iat, exp, iss)."""
+    return issue_access_token(
+        SETTINGS,
+        user_id=user_id or str(uuid.uuid4()),
+        role=ROLE,
+        app_access=True,
+        admin_access=False,
+        ttl_ms=ttl_s * 1000,
+        now=time.time(),
+    )
+
+
+def invalid_token() -> str:
+    """One of ours by its claims, but with a wrong signature: a 403 INVALID_TOKEN."""
+    head, payload, sig = directus_token().split(".")
+    flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
+    return f"{head}.{payload}.{flipped}"
+
+
+# --- ASGI -------------------------------------------------------------------------------
+
+_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+}
+_BODY = {"type": "http.response.body", "body": BODY}
+
+
+async def bare_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The smallest useful ASGI app: 200 "ok" for every HTTP request."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send(_START)
+    await send(_BODY)
+
+
+def make_core(flavour: str) -> TokenGuard:
+    """A tokenguard core with in-memory stores holding one user with a static token."""
+    users = MemoryUserStore()
+    users.create(
+        User(
+            id=str(uuid.uuid4()),
+            email="static@example.com",
+            role=ROLE,
+            token_hash=hash_token(STATIC_TOKEN),
+        )
+    )
+    return TokenGuard(SETTINGS, users=users, sessions=MemorySessionStore(), flavour=flavour)  # type: ignore[arg-type]
+
+
+def make_asgi_tokenguard() -> Any:
+    return TokenGuardMiddleware(bare_asgi, make_core("async"))
+
+
+def make_asgi_starlette_auth() -> Any:
+    """Starlette's ``AuthenticationMiddleware`` with the usual PyJWT bearer backend."""
+    from starlette.authentication import (
+        AuthCredentials,
+        AuthenticationBackend,
+        AuthenticationError,
+        SimpleUser,
+    )
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    class JWTBackend(AuthenticationBackend):
+        async def authenticate(self, conn: Any) -> Any:
+            header = conn.headers.get("authorization")
+            if header is None:
+                return None
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            try:
+                claims = jwt.decode(token, SECRET, algorithms=["HS256"], issuer=ISSUER)
+            except jwt.InvalidTokenError as exc:
+                raise AuthenticationError("invalid token") from exc
+            return AuthCredentials(["authenticated"]), SimpleUser(claims["id"])
+
+    return AuthenticationMiddleware(bare_asgi, backend=JWTBackend())
+
+
+def make_asgi_handwritten() -> Any:
+    """The minimal hand-written middleware: read the header, ``jwt.decode``, attach claims."""
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    token = value.decode("latin-1").partition(" ")[2]
+                    try:
+                        scope["user"] = jwt.decode(
+                            token, SECRET, algorithms=["HS256"], issuer=ISSUER
+                        )
+                    except jwt.InvalidTokenError:
+                        await send({**_START, "status": 401})
+                        await send({"type": "http.response.body", "body": b""})
+                        return
+                    break
+        await bare_asgi(scope, receive, send)
+
+    return middleware
+
+
+def make_asgi_bare() -> Any:
+    return bare_asgi
+
+
+# --- WSGI (Flask) -----------------------------------------------------------------------
+
+
+def _flask_app(decorate: Any = None) -> Any:
+    from flask import Flask
+
+    app = Flask("bench")
+
+    def index() -> str:
+        return "ok"
+
+    app.add_url_rule("/", "index", decorate(index) if decorate else index)
+    return app
+
+
+def make_flask_bare() -> Any:
+    return _flask_app()
+
+
+def make_flask_tokenguard() -> Any:
+    from tokenguard.integrations.flask import TokenGuardFlask
+
+    app = _flask_app()
+    TokenGuardFlask(app, guard=make_core("sync"))
+    return app
+
+
+def make_flask_jwt_extended() -> Any:
+    """flask-jwt-extended's ``jwt_required``, configured to accept Directus's tokens."""
+    from flask_jwt_extended import JWTManager, jwt_required
+
+    app = _flask_app(jwt_required())
+    app.config.update(
+        JWT_SECRET_KEY=SECRET,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ISSUER=ISSUER,
+        JWT_IDENTITY_CLAIM="id",
+        JWT_TOKEN_LOCATION=["headers"],
+    )
+    JWTManager(app)
+    return app
+
+
+ASGI_FACTORIES = {
+    "bare": make_asgi_bare,
+    "tokenguard": make_asgi_tokenguard,
+    "starlette-auth": make_asgi_starlette_auth,
+    "handwritten": make_asgi_handwritten,
+}
+
+WSGI_FACTORIES = {
+    "flask": make_flask_bare,
+    "flask+tokenguard": make_flask_tokenguard,
+    "flask-jwt-extended": make_flask_jwt_extended,
+}
