@@ -448,3 +448,13 @@ def test_passwords_are_argon2id_and_never_crash() -> None:
     assert Passwords().needs_rehash(stored)  # cheaper parameters than the defaults
     default = hash_password("pw")
     assert default.startswith("$argon2id$") and verify_password(default, "pw")
+
+
+def test_a_json_twin_that_read_the_clock_first_is_still_reuse(env: _Env) -> None:
+    """Concurrent twins: one read the clock a millisecond before the winner rotated."""
+    tokens = env.login()
+    winner = env.refresh(tokens.refresh_token)
+    env.clock.advance(-0.001)
+    assert env.error(env.refresh, tokens.refresh_token).code == "INVALID_CREDENTIALS"
+    env.clock.advance(0.001)
+    assert env.error(env.refresh, winner.refresh_token).code == "INVALID_CREDENTIALS"

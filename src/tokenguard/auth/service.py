@@ -36,6 +36,7 @@ from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
     AsyncUserStore,
+    RotateOutcome,
     SessionRecord,
     SessionStore,
     StoreUnavailable,
@@ -291,6 +292,12 @@ class AuthService:
         outcome = yield from self._store(
             self.sessions.rotate, key, new, now_ms=now_ms, grace_ms=grace_ms
         )
+        if outcome.status == "grace" and not session_mode:
+            # json/cookie mode has no grace. A concurrent twin whose clock reading came a
+            # millisecond before the winner's rotation lands here: it is a second use of the
+            # token all the same, and is treated exactly as reuse.
+            yield from self._store(self.sessions.revoke, key)
+            outcome = RotateOutcome("reused")
         if outcome.status == "reused":
             log.warning("refresh token reused after rotation: session revoked")
         if outcome.status not in ("rotated", "grace"):
