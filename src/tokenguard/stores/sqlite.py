@@ -93,7 +93,8 @@ class _Database:
             self.filename,
             timeout=self._timeout,
             isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-            check_same_thread=not self._memory,
+            # Each thread uses only its own connection; close() may run from any thread.
+            check_same_thread=False,
         )
         if not self._memory:
             conn.execute("PRAGMA journal_mode=WAL")
