@@ -1,0 +1,483 @@
+"""The sync :class:`Client` and the async :class:`AsyncClient`: two drivers of one logic.
+
+Both only run the flows of :mod:`._auth` — send a request, read or write the storage, take
+the refresh lock — and expose them as methods. Everything about tokens is in ``_auth``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from ._auth import AuthFlows, Exclusive, Flow, Load, Mode, Save, Step, check_mode
+from ._realtime import realtime_auth_message
+from ._storage import AsyncTokenStorage, AuthData, MemoryStorage, TokenStorage
+
+__all__ = ["AsyncClient", "Client"]
+
+T = TypeVar("T")
+_C = TypeVar("_C", bound="Client")
+_A = TypeVar("_A", bound="AsyncClient")
+
+
+def _flows(
+    url: str | httpx.URL,
+    http: httpx.Client | httpx.AsyncClient,
+    mode: Mode,
+    *,
+    auto_refresh: bool,
+    refresh_margin: float,
+    raise_errors: bool,
+    auth_prefix: str,
+    refresh_cookie: str,
+    session_cookie: str,
+    clock_ms: Callable[[], int] | None,
+) -> AuthFlows:
+    extra: dict[str, Any] = {} if clock_ms is None else {"clock_ms": clock_ms}
+    base = httpx.URL(url)
+    if not base.is_absolute_url:
+        raise ValueError("url must be absolute, e.g. 'https://api.example.com'")
+    return AuthFlows(
+        base,
+        mode=check_mode(mode),
+        build_request=http.build_request,
+        cookies=http.cookies,
+        auto_refresh=auto_refresh,
+        refresh_margin=refresh_margin,
+        raise_errors=raise_errors,
+        auth_prefix=auth_prefix,
+        refresh_cookie=refresh_cookie,
+        session_cookie=session_cookie,
+        **extra,
+    )
+
+
+def _initial_storage(storage: Any, static_token: str | None, mode: Mode) -> Any:
+    if static_token is None:
+        return storage if storage is not None else MemoryStorage()
+    if mode == "session":
+        raise ValueError("a static token is sent as a bearer token; use mode 'json'")
+    if storage is not None:
+        raise ValueError("give either static_token or storage, not both")
+    return MemoryStorage(AuthData(access_token=static_token))
+
+
+class Client:
+    """A blocking Directus-compatible API client that logs in and stays logged in.
+
+    ``url`` is the API's base URL. ``mode`` is how the login is kept (``"json"``: both
+    tokens in the storage, the default for a service; ``"cookie"``: the refresh token in the
+    ``directus_refresh_token`` cookie; ``"session"``: the ``directus_session_token`` cookie
+    only). ``storage`` keeps the login (default: memory; see :class:`FileStorage`).
+    ``static_token`` makes a client that always sends that token and never refreshes.
+
+    The access token is refreshed before a request when it is within ``refresh_margin``
+    seconds of its expiry (at most half its lifetime), and once when a request is answered
+    401 ``TOKEN_EXPIRED``; concurrent callers share one refresh. ``raise_errors`` turns
+    error answers into typed :class:`DirectusError` exceptions. Any other keyword argument
+    goes to :class:`httpx.Client`; ``http`` gives a ready-made one instead (not closed by
+    :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        mode: Mode = "json",
+        storage: TokenStorage | None = None,
+        static_token: str | None = None,
+        auto_refresh: bool = True,
+        refresh_margin: float = 30.0,
+        raise_errors: bool = True,
+        auth_prefix: str = "/auth",
+        refresh_cookie: str = "directus_refresh_token",
+        session_cookie: str = "directus_session_token",
+        http: httpx.Client | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        if http is not None and httpx_options:
+            raise TypeError("give either http or httpx options, not both")
+        self._owns_http = http is None
+        self.http = http if http is not None else httpx.Client(**httpx_options)
+        self.storage: TokenStorage = _initial_storage(storage, static_token, mode)
+        self._flows = _flows(
+            url,
+            self.http,
+            mode,
+            auto_refresh=auto_refresh and static_token is None,
+            refresh_margin=refresh_margin,
+            raise_errors=raise_errors,
+            auth_prefix=auth_prefix,
+            refresh_cookie=refresh_cookie,
+            session_cookie=session_cookie,
+            clock_ms=clock_ms,
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def mode(self) -> Mode:
+        """How the login is kept; :meth:`login` with another ``mode`` changes it."""
+        return self._flows.mode
+
+    @property
+    def url(self) -> httpx.URL:
+        """The API's base URL."""
+        return self._flows.url
+
+    # -- the driver ------------------------------------------------------------------------
+
+    def _run(self, flow: Flow[T]) -> T:
+        send: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = flow.throw(error) if error is not None else flow.send(send)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                send, error = None, None
+                try:
+                    send = self._do(step)
+                except Exception as exc:  # handed to the flow, which may handle it
+                    error = exc
+        finally:
+            flow.close()
+
+    def _do(self, step: Step) -> Any:
+        if isinstance(step, httpx.Request):
+            return self.http.send(step)
+        if isinstance(step, Load):
+            return self._sync(self.storage.get())
+        if isinstance(step, Save):
+            return self._sync(self.storage.set(step.data))  # type: ignore[func-returns-value]
+        if isinstance(step, Exclusive):
+            return self._exclusive(step.flow)
+        raise TypeError(f"unknown step {step!r}")
+
+    def _exclusive(self, flow: Flow[T]) -> T:
+        with self._lock:
+            return self._run(flow)
+
+    @staticmethod
+    def _sync(result: Any) -> Any:
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise TypeError("Client needs a synchronous storage; use AsyncClient for this one")
+        return result
+
+    # -- authentication --------------------------------------------------------------------
+
+    def login(
+        self,
+        email: str,
+        password: str,
+        otp: str | None = None,
+        *,
+        mode: Mode | None = None,
+        provider: str | None = None,
+    ) -> AuthData:
+        """Log in (``POST /auth/login``) and keep the tokens.
+
+        ``otp`` is the one-time password for accounts with two-factor authentication;
+        ``mode`` overrides (and from now on replaces) the client's mode. Raises
+        :class:`InvalidCredentials`, :class:`InvalidOtp`, :class:`InvalidPayload`…
+        """
+        return self._exclusive(self._flows.login(email, password, otp, mode, provider))
+
+    def refresh(self, *, mode: Mode | None = None) -> AuthData:
+        """Refresh the login now. Raises :class:`RefreshFailed` if the server refuses."""
+        return self._exclusive(self._flows.refresh(mode))
+
+    def logout(self, *, mode: Mode | None = None) -> None:
+        """Log out (``POST /auth/logout``) and forget the login, even if the server fails."""
+        self._exclusive(self._flows.logout(mode))
+
+    def get_token(self) -> str | None:
+        """The current access token, refreshed first if it is about to expire.
+
+        In session mode this is the session cookie's value (a JWT that also works as a
+        bearer token). ``None`` when logged out.
+        """
+        return self._run(self._flows.get_token())
+
+    def set_token(self, token: str | None) -> None:
+        """Use ``token`` from now on (no refresh token, no known expiry); ``None`` forgets."""
+        self._exclusive(self._flows.set_token(token))
+
+    def realtime_auth_message(self, *, uid: str | int | None = None) -> str:
+        """The WebSocket ``auth`` message carrying the current (fresh) access token."""
+        token = self.get_token()
+        if token is None:
+            raise RuntimeError("not logged in: there is no token to authenticate the socket")
+        return realtime_auth_message(access_token=token, uid=uid)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        token: str | None = None,
+        headers: Any = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request with the login attached; ``url`` is relative to the base URL.
+
+        ``token`` sends that token instead of the login, for this request only (the SDK's
+        ``withToken``). The login is only ever sent to the client's own origin. Other
+        keyword arguments are :meth:`httpx.Client.build_request`'s (``params``, ``json``,
+        ``content``, ``data``, ``files``, ``cookies``, ``timeout``, ``extensions``).
+        """
+        return self._run(
+            self._flows.request(method, url, token=token, headers=headers, kwargs=kwargs)
+        )
+
+    def get(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``GET``; see :meth:`request`."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``POST``; see :meth:`request`."""
+        return self.request("POST", url, **kwargs)
+
+    def put(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``PUT``; see :meth:`request`."""
+        return self.request("PUT", url, **kwargs)
+
+    def patch(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``PATCH``; see :meth:`request`."""
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``DELETE``; see :meth:`request`."""
+        return self.request("DELETE", url, **kwargs)
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the underlying httpx client (if this client created it)."""
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.url)!r}, mode={self.mode!r})"
+
+
+class AsyncClient:
+    """The :class:`Client` for ``async`` code, on :class:`httpx.AsyncClient`.
+
+    Same arguments and methods, as coroutines. ``storage`` may be a :class:`TokenStorage`
+    or an :class:`AsyncTokenStorage`. A refresh in progress is shielded from cancellation,
+    so that a cancelled caller cannot lose a token the server has already rotated.
+    """
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        mode: Mode = "json",
+        storage: TokenStorage | AsyncTokenStorage | None = None,
+        static_token: str | None = None,
+        auto_refresh: bool = True,
+        refresh_margin: float = 30.0,
+        raise_errors: bool = True,
+        auth_prefix: str = "/auth",
+        refresh_cookie: str = "directus_refresh_token",
+        session_cookie: str = "directus_session_token",
+        http: httpx.AsyncClient | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        if http is not None and httpx_options:
+            raise TypeError("give either http or httpx options, not both")
+        self._owns_http = http is None
+        self.http = http if http is not None else httpx.AsyncClient(**httpx_options)
+        self.storage: TokenStorage | AsyncTokenStorage = _initial_storage(
+            storage, static_token, mode
+        )
+        self._flows = _flows(
+            url,
+            self.http,
+            mode,
+            auto_refresh=auto_refresh and static_token is None,
+            refresh_margin=refresh_margin,
+            raise_errors=raise_errors,
+            auth_prefix=auth_prefix,
+            refresh_cookie=refresh_cookie,
+            session_cookie=session_cookie,
+            clock_ms=clock_ms,
+        )
+        # Created on first use, inside the event loop that will use it.
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def mode(self) -> Mode:
+        """How the login is kept; :meth:`login` with another ``mode`` changes it."""
+        return self._flows.mode
+
+    @property
+    def url(self) -> httpx.URL:
+        """The API's base URL."""
+        return self._flows.url
+
+    # -- the driver ------------------------------------------------------------------------
+
+    def _get_lock(self) -> anyio.Lock:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
+
+    async def _run(self, flow: Flow[T]) -> T:
+        send: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                try:
+                    step = flow.throw(error) if error is not None else flow.send(send)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                send, error = None, None
+                try:
+                    send = await self._do(step)
+                except Exception as exc:  # handed to the flow, which may handle it
+                    error = exc
+        finally:
+            flow.close()
+
+    async def _do(self, step: Step) -> Any:
+        if isinstance(step, httpx.Request):
+            return await self.http.send(step)
+        if isinstance(step, Load):
+            return await self._maybe_await(self.storage.get())
+        if isinstance(step, Save):
+            return await self._maybe_await(self.storage.set(step.data))
+        if isinstance(step, Exclusive):
+            return await self._exclusive(step.flow)
+        raise TypeError(f"unknown step {step!r}")
+
+    async def _exclusive(self, flow: Flow[T]) -> T:
+        async with self._get_lock():
+            with anyio.CancelScope(shield=True):
+                result = await self._run(flow)
+        return result
+
+    @staticmethod
+    async def _maybe_await(result: Any) -> Any:
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    # -- authentication --------------------------------------------------------------------
+
+    async def login(
+        self,
+        email: str,
+        password: str,
+        otp: str | None = None,
+        *,
+        mode: Mode | None = None,
+        provider: str | None = None,
+    ) -> AuthData:
+        """Log in (``POST /auth/login``) and keep the tokens; see :meth:`Client.login`."""
+        return await self._exclusive(self._flows.login(email, password, otp, mode, provider))
+
+    async def refresh(self, *, mode: Mode | None = None) -> AuthData:
+        """Refresh the login now. Raises :class:`RefreshFailed` if the server refuses."""
+        return await self._exclusive(self._flows.refresh(mode))
+
+    async def logout(self, *, mode: Mode | None = None) -> None:
+        """Log out (``POST /auth/logout``) and forget the login, even if the server fails."""
+        await self._exclusive(self._flows.logout(mode))
+
+    async def get_token(self) -> str | None:
+        """The current access token, refreshed first if it is about to expire."""
+        return await self._run(self._flows.get_token())
+
+    async def set_token(self, token: str | None) -> None:
+        """Use ``token`` from now on (no refresh token, no known expiry); ``None`` forgets."""
+        await self._exclusive(self._flows.set_token(token))
+
+    async def realtime_auth_message(self, *, uid: str | int | None = None) -> str:
+        """The WebSocket ``auth`` message carrying the current (fresh) access token."""
+        token = await self.get_token()
+        if token is None:
+            raise RuntimeError("not logged in: there is no token to authenticate the socket")
+        return realtime_auth_message(access_token=token, uid=uid)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        token: str | None = None,
+        headers: Any = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request with the login attached; see :meth:`Client.request`."""
+        return await self._run(
+            self._flows.request(method, url, token=token, headers=headers, kwargs=kwargs)
+        )
+
+    async def get(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``GET``; see :meth:`request`."""
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``POST``; see :meth:`request`."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``PUT``; see :meth:`request`."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``PATCH``; see :meth:`request`."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        """``DELETE``; see :meth:`request`."""
+        return await self.request("DELETE", url, **kwargs)
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the underlying httpx client (if this client created it)."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self: _A) -> _A:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.url)!r}, mode={self.mode!r})"
