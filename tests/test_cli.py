@@ -18,13 +18,15 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.helpers.tokens import SECRET
+from tests.helpers.tokens import SECRET, mint
 from tokenguard import cli
 from tokenguard.auth.passwords import verify_password
 from tokenguard.config import Settings
 from tokenguard.flow import run_sync
 from tokenguard.guard import Guard, Refusal
 from tokenguard.principal import Principal
+from tokenguard.stores.base import SessionRecord, SessionStore, refresh_token_key
+from tokenguard.stores.redis import RedisSessionStore
 from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
 PASSWORD = "correct horse battery staple"
@@ -67,6 +69,16 @@ def guard(db: Path) -> Iterator[Guard]:
     yield Guard(Settings(secret=SECRET), users, sessions)
     users.close()
     sessions.close()
+
+
+def open_session(sessions: SessionStore, user_id: str, family: str) -> str:
+    """A live session-mode login of ``user_id``; returns its session-mode access token."""
+    import time
+
+    token = (family * 64)[:22] + "s" * 42
+    now_ms = int(time.time() * 1000)
+    sessions.create(SessionRecord(refresh_token_key(token), token[:22], user_id, now_ms + 60_000, now_ms))
+    return mint(id=user_id, role="editor", session=token)
 
 
 def authenticate(guard: Guard, token: str) -> Principal | Refusal:
@@ -336,15 +348,55 @@ def test_token_lifecycle_through_the_guard(run, db: Path, guard: Guard) -> None:
 
 
 def test_suspend_and_activate(run, db: Path, guard: Guard) -> None:
-    make_user(run)
+    user_id = make_user(run)
+    other_id = make_user(run, "bob@example.com")
     token = run("tokens", "set", "ada@example.com").out.strip()
+    ada_sessions = [open_session(guard.sessions, user_id, f) for f in "AB"]  # type: ignore[arg-type]
+    bob_session = open_session(guard.sessions, other_id, "C")  # type: ignore[arg-type]
+    assert all(isinstance(authenticate(guard, t), Principal) for t in [*ada_sessions, bob_session])
     r = run("users", "suspend", "ada@example.com")
-    assert r.code == 0 and "is now suspended" in r.err
+    assert r.code == 0 and "is now suspended" in r.err and "revoked 2 sessions of ada@example.com" in r.err
     assert users_in(db).get_by_email("ada@example.com").status == "suspended"  # type: ignore[union-attr]
     assert isinstance(authenticate(guard, token), Refusal)
+    # session-mode logins are cut at once; another user's are not touched
+    assert all(isinstance(authenticate(guard, t), Refusal) for t in ada_sessions)
+    assert isinstance(authenticate(guard, bob_session), Principal)
     assert run("users", "activate", "ada@example.com").code == 0
     assert users_in(db).get_by_email("ada@example.com").status == "active"  # type: ignore[union-attr]
     assert isinstance(authenticate(guard, token), Principal)
+
+
+def test_revoke_sessions(run, guard: Guard) -> None:
+    user_id = make_user(run)
+    session = open_session(guard.sessions, user_id, "D")  # type: ignore[arg-type]
+    r = run("users", "revoke-sessions", "ada@example.com")
+    assert (r.code, r.out, r.err) == (0, "", "revoked 1 session of ada@example.com\n")
+    assert isinstance(authenticate(guard, session), Refusal)
+    assert run("users", "revoke-sessions", "ada@example.com").err == "revoked 0 sessions of ada@example.com\n"
+
+
+@pytest.mark.redis
+def test_revoke_sessions_in_redis(run, redis_url: str, redis_prefix: str) -> None:
+    user_id = make_user(run)
+    sessions = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        open_session(sessions, user_id, "E")
+        env = {"REDIS": redis_url, "TOKENGUARD_REDIS_PREFIX": redis_prefix}
+        r = run("users", "suspend", "ada@example.com", env=env)
+        assert r.code == 0 and "revoked 1 session of ada@example.com" in r.err
+        token = "E" * 22 + "s" * 42
+        assert sessions.get(refresh_token_key(token), 0) is None
+    finally:
+        sessions.close()
+
+
+def test_unreachable_session_store_is_reported(run) -> None:
+    make_user(run)
+    env = {"REDIS": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
+    r = run("users", "revoke-sessions", "ada@example.com", env=env)
+    assert r.code == 1 and r.out == ""
+    assert r.err.startswith("tokenguard: error: could not revoke the sessions of ada@example.com: ")
+    assert "Traceback" not in r.err
 
 
 # --------------------------------------------------------------------------- hypothesis

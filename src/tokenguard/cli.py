@@ -23,7 +23,7 @@ from typing import TextIO
 
 from . import __version__
 from .config import generate_secret
-from .stores.base import StoreUnavailable, User, UserStore
+from .stores.base import SessionStore, StoreUnavailable, User, UserStore
 from .stores.sqlite import SchemaTooNew
 from .users import (
     create_user,
@@ -38,6 +38,8 @@ __all__ = ["CommandError", "main"]
 
 #: Builds the user store from a database file name; replaceable for embedding and tests.
 StoreFactory = Callable[[str], UserStore]
+#: Builds the session store from the database file name and the environment.
+SessionFactory = Callable[[str, Mapping[str, str]], SessionStore]
 
 
 class CommandError(Exception):
@@ -62,6 +64,19 @@ def _sqlite_store(filename: str) -> UserStore:
     return SQLiteUserStore(filename)
 
 
+def _default_sessions(filename: str, environ: Mapping[str, str]) -> SessionStore:
+    """Where the app keeps sessions: Redis when ``REDIS`` is set, else the SQLite file."""
+    redis_url = environ.get("REDIS")
+    if redis_url:
+        from .stores.redis import DEFAULT_PREFIX, RedisSessionStore
+
+        prefix = environ.get("TOKENGUARD_REDIS_PREFIX") or DEFAULT_PREFIX
+        return RedisSessionStore.from_url(redis_url, prefix=prefix)
+    from .stores.sqlite import SQLiteSessionStore
+
+    return SQLiteSessionStore(filename)
+
+
 # --------------------------------------------------------------------------- context
 
 
@@ -73,6 +88,7 @@ class _Context:
         args: argparse.Namespace,
         environ: Mapping[str, str],
         store_factory: StoreFactory,
+        session_factory: SessionFactory,
         stdin: TextIO,
         stdout: TextIO,
         stderr: TextIO,
@@ -80,10 +96,12 @@ class _Context:
         self.args = args
         self.environ = environ
         self.store_factory = store_factory
+        self.session_factory = session_factory
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self._store: UserStore | None = None
+        self._sessions: SessionStore | None = None
 
     @property
     def db(self) -> str:
@@ -104,10 +122,16 @@ class _Context:
             self._store = self.store_factory(db)
         return self._store
 
+    def sessions(self) -> SessionStore:
+        if self._sessions is None:
+            self._sessions = self.session_factory(self.db, self.environ)
+        return self._sessions
+
     def close(self) -> None:
-        close = getattr(self._store, "close", None)
-        if callable(close):
-            close()
+        for store in (self._store, self._sessions):
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
 
     def out(self, text: str) -> None:
         print(text, file=self.stdout)
@@ -269,15 +293,34 @@ def _cmd_users_set_password(ctx: _Context) -> int:
     return 0
 
 
+def _revoke_sessions(ctx: _Context, user: User) -> int:
+    try:
+        count = ctx.sessions().revoke_user(user.id)
+    except Exception as exc:  # Redis or the file being down must not hide what was done
+        raise CommandError(
+            f"could not revoke the sessions of {user.email}: {type(exc).__name__}: {exc}"
+        ) from None
+    ctx.note(f"revoked {count} session{'' if count == 1 else 's'} of {user.email}")
+    return count
+
+
 def _set_status(ctx: _Context, status: str) -> int:
     user = ctx.user(ctx.args.email)
     set_status(ctx.store(), user.id, status)  # type: ignore[arg-type]
     ctx.note(f"{user.email} is now {status}")
     if status != "active":
+        # A session-mode cookie is checked against its session on every request, so revoking
+        # the sessions shuts the user out now rather than when the cookie expires.
+        _revoke_sessions(ctx, user)
         ctx.note(
-            "it can no longer log in, refresh or use its static token; access tokens already "
-            "issued stay valid until they expire"
+            "it can no longer log in, refresh or use its static token; json/cookie-mode "
+            "access tokens already issued stay valid until they expire"
         )
+    return 0
+
+
+def _cmd_users_revoke_sessions(ctx: _Context) -> int:
+    _revoke_sessions(ctx, ctx.user(ctx.args.email))
     return 0
 
 
@@ -388,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("suspend", _cmd_users_suspend, "stop a user from logging in or using its token"),
         ("activate", _cmd_users_activate, "let a suspended user in again"),
+        ("revoke-sessions", _cmd_users_revoke_sessions, "log a user out everywhere"),
     ):
         p = user_cmds.add_parser(name, parents=[db_parent], help=text)
         p.add_argument("email", metavar="EMAIL", help="e-mail or id")
@@ -412,6 +456,7 @@ def main(
     *,
     environ: Mapping[str, str] | None = None,
     store_factory: StoreFactory = _sqlite_store,
+    session_factory: SessionFactory = _default_sessions,
 ) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     stdin, stdout, stderr = sys.stdin, sys.stdout, sys.stderr
@@ -419,7 +464,13 @@ def main(
     try:
         args = build_parser().parse_args(argv)
         ctx = _Context(
-            args, os.environ if environ is None else environ, store_factory, stdin, stdout, stderr
+            args,
+            os.environ if environ is None else environ,
+            store_factory,
+            session_factory,
+            stdin,
+            stdout,
+            stderr,
         )
         status: int = args.func(ctx)
         return status
