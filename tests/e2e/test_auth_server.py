@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,8 +205,9 @@ def test_concurrent_session_refreshes_converge(server: Server) -> None:
     )
 
 
+@pytest.mark.parametrize("failure", ["stopped", "paused"])
 def test_redis_down_is_503_and_access_tokens_keep_working(
-    tmp_path: Path, private_redis: RedisServer
+    tmp_path: Path, private_redis: RedisServer, failure: str
 ) -> None:
     db = tmp_path / "tokenguard.db"
     _create_user(db)
@@ -212,7 +215,11 @@ def test_redis_down_is_503_and_access_tokens_keep_working(
     with serve(UVICORN, env, tmp_path) as srv:
         login = _login(srv.url, "json").json()["data"]
         session_cookie = _login(srv.url, "session").cookies["directus_session_token"]
-        private_redis.stop()
+        if failure == "stopped":
+            private_redis.stop()
+        else:  # alive but not answering: every call times out
+            assert private_redis.process is not None
+            os.kill(private_redis.process.pid, signal.SIGSTOP)
         for path, body in [
             ("/auth/login", {"email": EMAIL, "password": PASSWORD}),
             ("/auth/refresh", {"refresh_token": login["refresh_token"]}),
@@ -233,6 +240,9 @@ def test_redis_down_is_503_and_access_tokens_keep_working(
             f"{srv.url}/whoami", headers={"authorization": f"Bearer {login['access_token']}"}
         )
         assert (ok.status_code, ok.text) == (200, f"user={USER_ID}")
+        if failure == "paused":
+            assert private_redis.process is not None
+            os.kill(private_redis.process.pid, signal.SIGCONT)
 
 
 def test_login_stall_is_applied(tmp_path: Path) -> None:
