@@ -61,7 +61,7 @@ _CLOSE = r"""["'](?=[\s,;:)\]}>&]|$)"""
 _QUERY_VALUE_RE = re.compile(rf"""(?:(?!{_CLOSE})[^ \t\r\n\f\v&#])*""")
 _COOKIE_VALUE_RE = re.compile(rf"""(?:(?!{_CLOSE})[^ \t\r\n\f\v&#;,])*""")
 # Credentials after a scheme word: anything up to ASCII whitespace or a closing quote.
-_BEARER_RE = re.compile(rf"""(?i)\b(bearer)([ \t]+)((?:(?!{_CLOSE})[^ \t\r\n\f\v])+)""")
+_BEARER_RE = re.compile(rf"""(?i)(bearer)([ \t]+)((?:(?!{_CLOSE})[^ \t\r\n\f\v])+)""")
 _ASCII_SPACE = " \t\r\n\f\v"
 # "Authorization: ..." as a header line (a dump of headers in an error message).
 _AUTH_LINE_RE = re.compile(r"(?im)^([ \t]*(?:proxy-)?authorization[ \t]*:[ \t]*)([^\r\n]+)$")
