@@ -166,3 +166,27 @@ def test_sqlite_in_memory_works_across_threads() -> None:
         list(pool.map(lambda i: store.create(User(id=str(i), email=f"{i}@x.org")), range(50)))
     assert len(store.list_users()) == 50
     store.close()
+
+
+def test_sqlite_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """A server starting one thread per request must not keep one connection per request."""
+    import gc
+    import threading
+
+    store = SQLiteUserStore(tmp_path / "threads.db")
+    store.create(ALICE)
+    seen: list[User | None] = []
+    for _ in range(3):
+        threads = [
+            threading.Thread(target=lambda: seen.append(store.get_by_id("u-alice")))
+            for _ in range(20)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    del threads, t
+    gc.collect()
+    assert seen == [ALICE] * 60
+    assert len(store._db._all) <= 1  # only this thread's connection
+    store.close()

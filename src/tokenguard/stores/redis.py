@@ -65,6 +65,8 @@ end
 
 _SCRIPTS = {
     # KEYS: family, user set. ARGV: token hash, record JSON, expires_at_ms, family.
+    # The only script with two keys (two slots on a Cluster, where it would need splitting
+    # into the family write and a separate SADD; the rotation path is already Cluster-safe).
     "create": _LUA_PRELUDE
     + """
 local at = tonumber(ARGV[3])
@@ -171,8 +173,8 @@ def _encode(record: SessionRecord) -> bytes:
 
 
 def _int(value: Any) -> int:
-    # cjson hands numbers back as doubles ("1.7e+12" never, "1700000000000.0" never, but be
-    # strict anyway): only integral values are accepted.
+    # Lua's cjson writes numbers back as it read them (integral, < 10**14); anything else
+    # means the record was not written by us, and we refuse to interpret it.
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise TypeError(f"not an integer: {value!r}")
     return int(value)
@@ -200,14 +202,14 @@ def _decode(raw: bytes | str, token_hash: str) -> SessionRecord:
 
 
 def _family(token_hash: str) -> str | None:
-    family = family_of(token_hash)
-    return family if _FAMILY.match(family) else None
+    """The family of a well-formed key (``<family>.<digest>``), else ``None`` (no such token)."""
+    family, dot, _ = token_hash.partition(".")
+    return family if dot and _FAMILY.match(family) else None
 
 
 class _RedisSessions:
     """Key layout, scripts and reply parsing, shared by both drivers (no I/O here)."""
 
-    #: The sync driver blocks; the async core runs it in a worker thread.
     io_bound = False
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
@@ -312,6 +314,7 @@ def _client_options(
 class RedisSessionStore(_RedisSessions):
     """:class:`~tokenguard.stores.base.SessionStore` over a synchronous redis-py client."""
 
+    #: It blocks on the network: under ASGI the core runs it in a worker thread.
     io_bound = True
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:

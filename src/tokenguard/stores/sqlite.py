@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, fields, replace
@@ -73,6 +74,10 @@ class SchemaTooNew(RuntimeError):
     """The file was written by a newer tokenguard; refusing to guess its layout."""
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the base class cannot)."""
+
+
 class _Database:
     """Connections to one SQLite file: one per thread (one shared, locked, for ``:memory:``)."""
 
@@ -84,7 +89,9 @@ class _Database:
         # A ``:memory:`` database exists per connection, so it gets exactly one, under a lock.
         self._shared_lock = threading.RLock()
         self._shared: sqlite3.Connection | None = None
-        self._all: list[sqlite3.Connection] = []
+        # Weak: a thread's connection closes when the thread ends and its thread-local goes
+        # (servers that start a thread per request must not leak one connection each).
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._ready = False
 
@@ -95,6 +102,7 @@ class _Database:
             isolation_level=None,  # we issue BEGIN/COMMIT ourselves
             # Each thread uses only its own connection; close() may run from any thread.
             check_same_thread=False,
+            factory=_Connection,
         )
         if not self._memory:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -102,7 +110,7 @@ class _Database:
             # power cut, which for sessions means a logout or rotation to redo, never a leak.
             conn.execute("PRAGMA synchronous=NORMAL")
         with self._all_lock:
-            self._all.append(conn)
+            self._all.add(conn)
         if not self._ready:
             self._migrate(conn)
         return conn
@@ -184,7 +192,8 @@ class _Database:
     def close(self) -> None:
         """Close every connection this object opened (in any thread)."""
         with self._all_lock:
-            conns, self._all = self._all, []
+            conns = list(self._all)
+            self._all.clear()
         for conn in conns:
             conn.close()
         self._shared = None
