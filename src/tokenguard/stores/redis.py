@@ -36,7 +36,7 @@ from redis.backoff import NoBackoff
 
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, family_of
 
-__all__ = ["AsyncRedisSessionStore", "RedisSessionStore"]
+__all__ = ["DEFAULT_PREFIX", "AsyncRedisSessionStore", "RedisSessionStore"]
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from typing import Any
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User
 from .rotation import plan_rotation
 
-__all__ = ["SCHEMA_VERSION", "SQLiteSessionStore", "SQLiteUserStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteSessionStore", "SQLiteUserStore", "SchemaTooNew"]
 
 #: Bumped by every schema change; ``_MIGRATIONS[n]`` brings a version ``n - 1`` file to ``n``.
 SCHEMA_VERSION = 1
