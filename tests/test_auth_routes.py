@@ -834,3 +834,25 @@ def test_any_bytes_get_a_directus_answer(
         cookies={"directus_refresh_token": cookie} if cookie else None,
     )
     _check(reply)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"],
+)
+def test_an_empty_form_post_cannot_log_out(h: Harness, content_type: str) -> None:
+    token = h.login("cookie").cookie("directus_refresh_token")
+    reply = h.request(
+        "POST",
+        "/auth/logout",
+        content=b"",
+        headers={"content-type": content_type},
+        cookies={"directus_refresh_token": token},
+    )
+    assert reply.status == 400
+    assert reply.body == invalid_payload_body(
+        "The request body must be JSON (Content-Type: application/json)"
+    )
+    # No body and no Content-Type at all is `{}`: cookie mode, as in Directus.
+    bare = h.request("POST", "/auth/refresh", cookies={"directus_refresh_token": token})
+    assert bare.status == 200

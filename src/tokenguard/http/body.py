@@ -5,9 +5,10 @@ otherwise the body must be JSON whose first non-blank character is ``{`` or ``[`
 mode), in UTF-8, at most ``MAX_PAYLOAD_SIZE`` bytes. Every failure is 400 ``INVALID_PAYLOAD``
 with a ``reason``.
 
-Deliberately stricter than Directus: a non-empty body that is not ``application/json`` is a
-400 (Directus silently reads it as ``{}``), so that a cross-site HTML form or ``text/plain``
-"simple request" can never drive these endpoints without a CORS preflight.
+Deliberately stricter than Directus: a body declared as anything but ``application/json`` is
+a 400, even an empty one (Directus silently reads it as ``{}``), so that a cross-site HTML
+form or ``text/plain`` "simple request" can never drive these endpoints. A request with no
+body and no ``Content-Type`` is still ``{}``, as in Directus.
 
 Validation of the login payload reproduces Joi's messages for Directus's schema
 ``{email: string().email().required(), password: string().required(),
@@ -51,10 +52,13 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json_body(body: bytes, content_type: str | None) -> Any:
     """The JSON value of ``body`` (a dict or a list), or an :class:`AuthError`."""
-    if not body:
-        return {}
     media, _, params = (content_type or "").partition(";")
-    if media.strip().lower() != "application/json":
+    is_json = media.strip().lower() == "application/json"
+    if not body:
+        # No body at all is `{}` (a bare `curl -X POST` with a cookie); an empty HTML form
+        # post still names its type, and is refused like any other non-JSON body.
+        return {} if content_type is None or is_json else invalid_payload(NOT_JSON)
+    if not is_json:
         return invalid_payload(NOT_JSON)
     for param in params.split(";"):
         name, _, value = param.partition("=")
