@@ -46,6 +46,11 @@ class Passwords:
                     self._dummy = self.hasher.hash(secrets.token_bytes(16))
         return self._dummy
 
+    @property
+    def warm(self) -> bool:
+        """Whether the dummy hash exists (so an unknown user costs exactly one verification)."""
+        return self._dummy is not None
+
     def warm_up(self) -> None:
         """Compute the dummy hash now rather than on the first failed login."""
         self._dummy_hash()

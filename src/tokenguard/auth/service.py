@@ -220,6 +220,10 @@ class AuthService:
         return tokens
 
     def _login(self, credentials: Credentials, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+        if not self.passwords.warm:
+            # Made before the first lookup, whatever its outcome, so that no login ever pays
+            # for it on the unknown-user path only.
+            yield Call(self.passwords.warm_up, blocking=True)
         user: User | None = yield from self._store(self.users.get_by_email, credentials.email)
         if user is None or user.status != "active" or user.provider != "default":
             yield Call(self.passwords.burn, (credentials.password,), blocking=True)
