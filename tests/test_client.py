@@ -800,3 +800,37 @@ def test_any_login_answer_is_stored_or_raised_typed(status: int, body: bytes) ->
         assert status < 400
         assert isinstance(data.access_token, str) and isinstance(data.refresh_token, str)
         assert api.storage.get() == data
+
+
+def _jwt(payload: object) -> str:
+    import base64
+
+    def part(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.c2ln"
+
+
+def test_jwt_exp_bounds_the_expiry(clock: Clock) -> None:
+    from tokenguard.client._auth import jwt_expiry_ms
+
+    assert jwt_expiry_ms(_jwt({"exp": 1_800_000_001})) == 1_800_000_001_000
+    for bad in ("a.b", "x.!!!.y", _jwt([1]), _jwt({"exp": "1"}), _jwt({"exp": True}), _jwt({"exp": -5}), _jwt({})):
+        assert jwt_expiry_ms(bad) is None
+    # The token says it expires 700 ms before "now + expires" does: the token wins.
+    token = _jwt({"exp": (clock() + 1_300) / 1000})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": {"expires": 2000, "access_token": token, "refresh_token": "r"}})
+
+    api = Client(BASE, http=httpx.Client(transport=httpx.MockTransport(handler)), clock_ms=clock)
+    assert api.login(EMAIL, PASSWORD).expires_at == clock() + 1_300
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300) | st.lists(st.text(max_size=40), min_size=3, max_size=3).map(".".join))
+def test_jwt_exp_never_raises(token: str) -> None:
+    from tokenguard.client._auth import jwt_expiry_ms
+
+    value = jwt_expiry_ms(token)
+    assert value is None or isinstance(value, int)

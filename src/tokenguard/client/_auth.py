@@ -34,7 +34,9 @@ survives a restart in the cookie modes.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -95,6 +97,25 @@ def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return mode  # type: ignore[return-value]
+
+
+def jwt_expiry_ms(token: str) -> int | None:
+    """The ``exp`` of a JWT in milliseconds, read without verifying it; ``None`` otherwise.
+
+    Only used to refresh in time: Directus mints ``exp`` from a whole-second ``iat``, so a
+    token can expire up to a second before "now + expires" says.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 4096:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)) or not 0 < exp < 1e11:
+        return None
+    return int(exp * 1000)
 
 
 def _cookie_domain(host: str) -> str:
@@ -240,6 +261,9 @@ class AuthFlows:
             raise self._no_tokens(response)
         if mode != "session" and (not isinstance(refresh, str) or not refresh):
             raise self._no_tokens(response)
+        exp = jwt_expiry_ms(access)
+        if expires_at is not None and exp is not None:
+            expires_at = min(expires_at, exp)
         return AuthData(access, refresh if mode != "session" else None, expires, expires_at)
 
     def _response_cookie(self, response: httpx.Response, name: str) -> str | None:
