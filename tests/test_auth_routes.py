@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -856,3 +859,52 @@ def test_an_empty_form_post_cannot_log_out(h: Harness, content_type: str) -> Non
     # No body and no Content-Type at all is `{}`: cookie mode, as in Directus.
     bare = h.request("POST", "/auth/refresh", cookies={"directus_refresh_token": token})
     assert bare.status == 200
+
+
+def _together(count: int, call: Callable[[], Reply]) -> list[Reply]:
+    barrier = threading.Barrier(count)
+
+    def run() -> Reply:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: run(), range(count)))
+
+
+@pytest.mark.parametrize("mode", ["json", "cookie"])
+def test_threads_refreshing_one_token_get_exactly_one_new_token(h: Harness, mode: str) -> None:
+    login = h.login(mode)
+    if mode == "json":
+        token = login.json()["data"]["refresh_token"]
+        replies = _together(
+            12, lambda: h.request("POST", "/auth/refresh", json_body={"refresh_token": token})
+        )
+    else:
+        cookie = login.cookie("directus_refresh_token")
+        replies = _together(
+            12,
+            lambda: h.request(
+                "POST",
+                "/auth/refresh",
+                json_body={"mode": "cookie"},
+                cookies={"directus_refresh_token": cookie},
+            ),
+        )
+    assert sorted(r.status for r in replies) == [200] + [401] * 11
+    assert all(r.body == INVALID_CREDENTIALS for r in replies if r.status == 401)
+
+
+def test_threads_refreshing_one_session_converge_on_one_cookie(h: Harness) -> None:
+    cookie = h.login("session").cookie("directus_session_token")
+    replies = _together(
+        12,
+        lambda: h.request(
+            "POST",
+            "/auth/refresh",
+            json_body={"mode": "session"},
+            cookies={"directus_session_token": cookie},
+        ),
+    )
+    assert [r.status for r in replies] == [200] * 12
+    assert len({tuple(r.all("set-cookie")) for r in replies}) == 1
