@@ -187,3 +187,91 @@ def test_an_unreachable_url_fails_fast_and_closed() -> None:
         bounded(store.get, "a" * 22 + "." + "b" * 64, real_now_ms())
     assert "127.0.0.1" not in str(info.value)
     store.close()
+
+
+class _AnsweringServer:
+    """A socket on 127.0.0.1 that answers every Redis command with one fixed reply.
+
+    For replies a real server only gives in passing (``-LOADING`` while it reads its data
+    set at start-up) or never (a broken protocol).
+    """
+
+    def __init__(self, reply: bytes) -> None:
+        import socket
+        import threading
+
+        self.reply = reply
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            buffer = b""
+            while not self.stopped.is_set():
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                # one reply per command (an array header at the start of a line)
+                commands = (b"\r\n" + buffer).count(b"\r\n*")
+                buffer = buffer[buffer.rfind(b"\r\n") + 2 :] if commands else buffer
+                try:
+                    conn.sendall(self.reply * commands)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-LOADING Redis is loading the dataset in memory\r\n",
+        b"-MASTERDOWN Link with MASTER is down\r\n",
+        b"-ERR unknown command\r\n",
+        b"+OK\r\n",  # a reply of the wrong shape for every command
+        b"?garbage\r\n",
+    ],
+)
+def test_any_error_reply_means_unavailable_never_a_guess(
+    flavour: str, tmp_path: Path, reply: bytes
+) -> None:
+    server = _AnsweringServer(reply)
+    try:
+        with ExitStack() as stack:
+            store = open_session_store(flavour, stack, tmp_path, server.url, "tg-fault:")
+            now = real_now_ms()
+            for operation in every_operation(store, now):
+                try:
+                    result = bounded(operation)
+                except StoreUnavailable:
+                    continue
+                # "+OK" parses as a reply to HGET/SMEMBERS; it must never read as a session
+                assert reply == b"+OK\r\n"
+                assert result is None or result == 0
+    finally:
+        server.close()

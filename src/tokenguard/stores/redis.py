@@ -23,7 +23,6 @@ store works again as soon as Redis does. Needs Redis 7.0 or newer (``PEXPIRETIME
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable, Generator
@@ -115,10 +114,6 @@ return raw
 """,
 }
 
-# What a dead, slow or confused server can raise through redis-py (asyncio's TimeoutError is
-# not an OSError before Python 3.11).
-_REDIS_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
-
 
 @dataclass(frozen=True, slots=True)
 class _Script:
@@ -141,8 +136,21 @@ _Op = Generator[_Step, Any, T]
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
-    # The class name only: redis messages may carry host names or command arguments.
+    # Anything raised while talking to Redis means the question went unanswered: not only
+    # RedisError (refused, timeout, LOADING, READONLY, NOSCRIPT after a retry…) but also what
+    # redis-py itself trips over on a broken or impostor server. Cancellation is a
+    # BaseException and passes through. The class name only: redis messages may carry host
+    # names or command arguments.
     return StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}")
+
+
+def _resume(op: _Op[Any], reply: Any) -> _Step:
+    """Hand ``reply`` to ``op``; a reply it cannot make sense of is the server's fault."""
+    try:
+        return op.send(reply)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Not the shape our commands answer with (a proxy, a wrong server…): fail closed.
+        raise StoreUnavailable("redis", "unexpected reply") from exc
 
 
 def _check_ms(*values: int) -> None:
@@ -340,23 +348,24 @@ class RedisSessionStore(_RedisSessions):
         return cls(redis.Redis.from_url(url, **opts), prefix=prefix)
 
     def _run(self, op: _Op[T]) -> T:
-        reply: Any = None
         try:
+            step = op.send(None)  # argument errors (ValueError) surface here, before any I/O
             while True:
-                step = op.send(reply)
-                if isinstance(step, _Script):
-                    reply = self._scripts[step.name](keys=step.keys, args=step.args)
-                elif len(step.commands) == 1:
-                    reply = [self._execute(*step.commands[0])]
-                else:
-                    pipe: Any = self.client.pipeline(transaction=False)
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = pipe.execute()
+                try:
+                    if isinstance(step, _Script):
+                        reply = self._scripts[step.name](keys=step.keys, args=step.args)
+                    elif len(step.commands) == 1:
+                        reply = [self._execute(*step.commands[0])]
+                    else:
+                        pipe: Any = self.client.pipeline(transaction=False)
+                        for command in step.commands:
+                            pipe.execute_command(*command)
+                        reply = pipe.execute()
+                except Exception as exc:  # see _unavailable
+                    raise _unavailable(exc) from exc
+                step = _resume(op, reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except _REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
 
     def create(self, record: SessionRecord) -> None:
         return self._run(self._create(record))
@@ -406,23 +415,24 @@ class AsyncRedisSessionStore(_RedisSessions):
         return cls(redis.asyncio.Redis.from_url(url, **opts), prefix=prefix)
 
     async def _run(self, op: _Op[T]) -> T:
-        reply: Any = None
         try:
+            step = op.send(None)  # argument errors (ValueError) surface here, before any I/O
             while True:
-                step = op.send(reply)
-                if isinstance(step, _Script):
-                    reply = await self._scripts[step.name](keys=step.keys, args=step.args)
-                elif len(step.commands) == 1:
-                    reply = [await self._execute(*step.commands[0])]
-                else:
-                    pipe: Any = self.client.pipeline(transaction=False)
-                    for command in step.commands:
-                        pipe.execute_command(*command)
-                    reply = await pipe.execute()
+                try:
+                    if isinstance(step, _Script):
+                        reply = await self._scripts[step.name](keys=step.keys, args=step.args)
+                    elif len(step.commands) == 1:
+                        reply = [await self._execute(*step.commands[0])]
+                    else:
+                        pipe: Any = self.client.pipeline(transaction=False)
+                        for command in step.commands:
+                            pipe.execute_command(*command)
+                        reply = await pipe.execute()
+                except Exception as exc:  # see _unavailable
+                    raise _unavailable(exc) from exc
+                step = _resume(op, reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except _REDIS_ERRORS as exc:
-            raise _unavailable(exc) from exc
 
     async def create(self, record: SessionRecord) -> None:
         return await self._run(self._create(record))
