@@ -149,7 +149,7 @@ class FakeDirectus:
             self.calls.append((request.method, request.url.path))
             self.requests.append(request)
         path = request.url.path
-        body = json.loads(request.content) if request.content else {}
+        body = json.loads(request.content) if request.content and path.startswith("/auth/") else {}
         # Directus fails any request carrying a bad credential, even a login.
         if path.startswith("/auth/") and "authorization" in request.headers:
             return _error(400, "TEST_BEARER_ON_AUTH", "the client sent a bearer to /auth")
@@ -834,3 +834,14 @@ def test_jwt_exp_never_raises(token: str) -> None:
 
     value = jwt_expiry_ms(token)
     assert value is None or isinstance(value, int)
+
+
+def test_a_streamed_body_is_not_sent_twice(fake: FakeDirectus, clock: Clock) -> None:
+    with make_client(fake, refresh_margin=0) as api:
+        api.login(EMAIL, PASSWORD)
+        token = api.storage.get().access_token  # type: ignore[union-attr]
+        user, _exp, session = fake.access[token]
+        fake.access[token] = (user, clock() - 1, session)
+        with pytest.raises(TokenExpired):
+            api.post("/users/me", content=iter([b"chunk"]))
+        assert fake.count("/auth/refresh") == 0

@@ -446,12 +446,15 @@ class AuthFlows:
             return self.checked(response)
         data = yield from self.current()
         request = self._build(method, target, headers=self._with_auth(hdrs, data), **kwargs)
+        # Only a body held in memory can be sent again (checked now: sending reads a stream
+        # into memory, and the caller's iterator is spent by then).
+        replayable = isinstance(request.stream, httpx.ByteStream)
         response = yield request
         if (
-            self.auto_refresh
+            replayable
+            and self.auto_refresh
             and data.access_token is not None
             and self._can_refresh(data, self.mode)
-            and isinstance(request.stream, httpx.ByteStream)  # a body we can send again
             and self._is_token_expired(response)
         ):
             data = yield Exclusive(self._refresh_after_expiry(data))
