@@ -17,7 +17,7 @@ from tests.helpers.tokens import SECRET, mint
 from tokenguard import TokenGuard
 from tokenguard.config import Settings
 from tokenguard.logs import LOGGERS, RedactingFilter, install_log_redaction, redaction_filter
-from tokenguard.redact import PLACEHOLDER
+from tokenguard.redact import PLACEHOLDER, default_redactor
 
 TOKEN = "tg-test-fake.token-Zq8Xw7Vu6Ts5Rq4Po3Nm"
 
@@ -40,7 +40,7 @@ class Capture:
 @pytest.fixture
 def cap() -> Iterator[Capture]:
     logger = logging.getLogger(f"tg-test-{uuid.uuid4().hex}")
-    logger.addFilter(RedactingFilter())
+    logger.addFilter(RedactingFilter(default_redactor()))  # independent of other tests' names
     capture = Capture(logger)
     yield capture
     logger.removeHandler(capture.handler)
@@ -154,7 +154,7 @@ def test_gunicorn_atoms() -> None:
     from gunicorn.glogging import SafeAtoms
 
     logger = logging.getLogger(f"tg-test-{uuid.uuid4().hex}")
-    logger.addFilter(RedactingFilter())
+    logger.addFilter(RedactingFilter(default_redactor()))
     capture = Capture(logger, logging.Formatter("%(message)s"))
     enc = quote(TOKEN, safe="")
     atoms = SafeAtoms(
@@ -163,7 +163,7 @@ def test_gunicorn_atoms() -> None:
             "r": f"GET /x?access_token={enc}&b=2 HTTP/1.1",
             "U": "/x",
             "q": f"access_token={enc}&b=2",
-            "f": f"http://h/prev?jwt=1&refresh_token={TOKEN}",
+            "f": f"http://h/prev?jwt=1&refresh_token={TOKEN}",  # jwt is not a default name
             "s": "401",
             "{authorization}i": f"Bearer {TOKEN}",
             "{proxy-authorization}i": f"Basic {TOKEN}",

@@ -386,3 +386,88 @@ def test_remove_query_params_identity_and_edges() -> None:
     assert remove_query_params("a=1&&access_token=x&", names) == "a=1&&"
     assert remove_query_params("access_token", names) == ""
     assert remove_query_params("xaccess_token=1", names) == "xaccess_token=1"
+
+
+# --- the shells strip the query token --------------------------------------------------------
+
+
+def _asgi_call(strip: bool, query: bytes, raw_path: bytes | None) -> tuple[dict[str, object] | None, int]:
+    import asyncio
+
+    from tests.helpers.tokens import mint
+    from tokenguard import TokenGuardMiddleware
+
+    seen: dict[str, object] = {}
+    sent: list[dict[str, object]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    mw = TokenGuardMiddleware(app, secret=SECRET, strip_query_token=strip, query_params="access_token,jwt")
+    q = query.replace(b"TOKEN", mint().encode())
+    scope: dict[str, object] = {
+        "type": "http", "method": "GET", "path": "/x", "query_string": q, "headers": [],
+    }
+    if raw_path is not None:
+        scope["raw_path"] = raw_path.replace(b"TOKEN", mint().encode())
+    asyncio.run(mw(scope, receive, send))  # type: ignore[arg-type]
+    return (seen or None), int(sent[0]["status"])  # type: ignore[call-overload]
+
+
+def test_asgi_strips_the_query_token_and_keeps_the_principal() -> None:
+    seen, status = _asgi_call(True, b"a=1&access_token=TOKEN&b=%20", b"/x?a=1&access_token=TOKEN&b=%20")
+    assert status == 200 and seen is not None
+    assert seen["query_string"] == b"a=1&b=%20"
+    assert seen["raw_path"] == b"/x?a=1&b=%20"
+    assert seen["user"].via == "jwt"  # type: ignore[attr-defined]
+    seen, _ = _asgi_call(True, b"jwt=TOKEN", b"/x")  # uvicorn's raw_path has no query
+    assert seen is not None and seen["query_string"] == b"" and seen["raw_path"] == b"/x"
+    seen, _ = _asgi_call(True, b"jwt=TOKEN", b"/x?jwt=TOKEN")
+    assert seen is not None and seen["raw_path"] == b"/x"
+
+
+def test_asgi_strip_off_and_untouched_queries() -> None:
+    seen, _ = _asgi_call(False, b"a=1&access_token=TOKEN", None)
+    assert seen is not None and b"access_token=ey" in seen["query_string"]  # type: ignore[operator]
+    seen, _ = _asgi_call(True, b"a=1&b=2", b"/x?a=1&b=2")
+    assert seen is not None and seen["query_string"] == b"a=1&b=2" and seen["raw_path"] == b"/x?a=1&b=2"
+
+
+def test_wsgi_strips_the_query_token_and_keeps_the_principal() -> None:
+    from werkzeug.test import EnvironBuilder
+
+    from tests.helpers.tokens import mint
+    from tokenguard import ENVIRON_PRINCIPAL, TokenGuardWSGI
+
+    seen: dict[str, object] = {}
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    for strip in (True, False):
+        seen.clear()
+        token = mint()
+        environ = EnvironBuilder(path="/x", query_string=f"a=1&access_token={token}&b=2").get_environ()
+        environ["REQUEST_URI"] = environ["RAW_URI"] = f"/x?a=1&access_token={token}&b=2"
+        wsgi = TokenGuardWSGI(app, secret=SECRET, strip_query_token=strip)
+        list(wsgi(environ, lambda status, headers, exc_info=None: None))
+        assert seen[ENVIRON_PRINCIPAL].via == "jwt"  # type: ignore[attr-defined]
+        if strip:
+            assert (seen["QUERY_STRING"], seen["REQUEST_URI"], seen["RAW_URI"]) == ("a=1&b=2", "/x?a=1&b=2", "/x?a=1&b=2")
+        else:
+            assert token in str(seen["QUERY_STRING"]) and token in str(seen["RAW_URI"])
+
+
+def test_strip_setting_from_the_environment() -> None:
+    assert Settings.from_env({"SECRET": SECRET}).strip_query_token is True
+    assert Settings.from_env({"SECRET": SECRET, "TOKENGUARD_STRIP_QUERY_TOKEN": "false"}).strip_query_token is False

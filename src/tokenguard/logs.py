@@ -110,23 +110,36 @@ class RedactingFilter(logging.Filter):
     def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
         super().__init__(name)
         self._fixed = redactor
+        # Format strings are few and constant: whether one names a secret is asked once.
+        self._templates: dict[str, bool] = {}
+        self._templates_for: Redactor | None = None
 
     @property
     def redactor(self) -> Redactor:
         return self._fixed if self._fixed is not None else _names.redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.__dict__.get(_MARK):
+        attributes = record.__dict__
+        if _MARK in attributes:
             return True
-        record.__dict__[_MARK] = True
+        attributes[_MARK] = True
         try:
-            self._redact(record, self.redactor)
+            self._redact(record, self._fixed or _names.redactor)
         except Exception:  # a broken record must still be logged, just not in the clear
             record.msg = "tokenguard could not redact this log record; it was dropped"
             record.args = None
             record.exc_info = None
             record.exc_text = None
         return True
+
+    def _mentions(self, msg: str, redactor: Redactor) -> bool:
+        if self._templates_for is not redactor or len(self._templates) > 1024:
+            self._templates = {}
+            self._templates_for = redactor
+        known = self._templates.get(msg)
+        if known is None:
+            known = self._templates[msg] = redactor._mentions(msg)
+        return known
 
     def _redact(self, record: logging.LogRecord, redactor: Redactor) -> None:
         msg = record.msg
@@ -141,7 +154,7 @@ class RedactingFilter(logging.Filter):
             record.args = _redact_args(args, redactor)
             # A name in the format string with its value in an argument
             # ("...?access_token=%s"): only the formatted message shows the pair.
-            if isinstance(msg, str) and redactor._maybe(msg):
+            if type(msg) is str and self._mentions(msg, redactor):
                 try:
                     full = record.getMessage()
                 except Exception:  # leave a bad format to logging's own error report
@@ -164,6 +177,18 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redactor.text(record.exc_text)
         if record.stack_info:
             record.stack_info = redactor.text(record.stack_info)
+
+
+def _plain_text(args: tuple[Any, ...]) -> str | None:
+    """All the text of ``args`` when they are only strings and numbers, else ``None``."""
+    texts = []
+    for arg in args:
+        kind = type(arg)
+        if kind is str:
+            texts.append(arg)
+        elif kind is not int and kind is not float and arg is not None and kind is not bool:
+            return None
+    return "\n".join(texts)
 
 
 def _redact_args(
@@ -189,6 +214,10 @@ def _redact_args(
         for key, new in changes.items():
             out[key] = new  # type: ignore[index]
         return out
+    # The common record (a server's access line): one look at all its text at once.
+    text = _plain_text(args)
+    if text is not None and not redactor._maybe(text):
+        return args
     new_args = [_redact_value(a, redactor) for a in args]
     if all(n is a for n, a in zip(new_args, args, strict=True)):
         return args

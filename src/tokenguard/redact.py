@@ -164,10 +164,17 @@ class Redactor:
 
     def _maybe(self, text: str) -> bool:
         """False only when no name can occur in ``text`` (the fast path)."""
-        if "%" in text:
-            return True
         low = text.lower()
-        return any(n in low for n in self._needles)
+        for needle in self._needles:  # a plain loop: this runs for every log record
+            if needle in low:
+                return True
+        # A percent-encoded name is only a name with an "=" after it.
+        return "%" in text and "=" in text
+
+    def _mentions(self, text: str) -> bool:
+        """Whether a name itself, unencoded, occurs in ``text``."""
+        low = text.lower()
+        return any(needle in low for needle in self._needles)
 
     # -- query strings and URLs ---------------------------------------------------------
 
