@@ -291,9 +291,9 @@ class _RedisSessions:
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
         user_key = self.user_key(user_id)
         (members,) = yield _Commands((("SMEMBERS", user_key),))
-        families = sorted(
-            {m.decode() if isinstance(m, bytes) else str(m) for m in members} - {except_family}
-        )
+        names = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        # Only names we could have written may become key names (see _FAMILY).
+        families = sorted(f for f in names - {except_family} if _FAMILY.match(f))
         if not families:
             return 0
         # Family keys may sit in other Cluster slots than the user's set: one DEL each.

@@ -168,11 +168,24 @@ class _Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self._abort(conn)
                 raise
-            conn.execute("COMMIT")
+
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # A connection stuck in a transaction would refuse every later BEGIN: drop it,
+            # the next call in this thread opens a fresh one.
+            if getattr(self._local, "conn", None) is conn:
+                del self._local.conn
+            if self._shared is conn:
+                self._shared = None
+            conn.close()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -180,10 +193,11 @@ class _Database:
             self._shared_lock.acquire()
         try:
             yield
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.OperationalError as exc:
-            # Locked beyond the busy timeout, disk full, I/O error: answer 503, never guess.
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # the caller's business: a duplicate, or a bug
+        except sqlite3.DatabaseError as exc:
+            # Locked beyond the busy timeout, disk full, I/O error, not a database: answer
+            # 503, never guess.
             raise StoreUnavailable("database", type(exc).__name__) from exc
         finally:
             if self._memory:

@@ -1,0 +1,52 @@
+"""SQLite that cannot answer: locked by another writer, or not a database at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tokenguard.stores.base import StoreUnavailable, User
+from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
+
+from .conftest import new_token, real_now_ms, record
+
+HOUR = 3_600_000
+
+
+def test_a_locked_file_is_unavailable_for_writes_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    sessions = SQLiteSessionStore(path, timeout=0.1)
+    now = real_now_ms()
+    old = record(new_token(), expires_at_ms=now + HOUR)
+    sessions.create(old)
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        nxt = record(new_token(old.family), expires_at_ms=now + HOUR)
+        with pytest.raises(StoreUnavailable) as info:
+            sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=0)
+        assert info.value.service == "database"
+        with pytest.raises(StoreUnavailable):
+            sessions.revoke(old.token_hash)
+        assert sessions.get(old.token_hash, now) == old  # WAL: readers are not blocked
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    # nothing half-done, and the same connection works again
+    assert sessions.rotate(old.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    sessions.close()
+
+
+def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not an SQLite file" * 100)
+    users = SQLiteUserStore(path)
+    with pytest.raises(StoreUnavailable):
+        users.get_by_email("a@example.com")
+    with pytest.raises(StoreUnavailable):
+        users.create(User(id="1", email="a@example.com"))
+    users.close()
