@@ -96,3 +96,11 @@ def test_secret_is_not_in_repr() -> None:
     text = repr(Settings(secret=SECRET))
     assert SECRET not in text
     assert "secret" not in text.replace("session", "")
+
+
+def test_payload_size() -> None:
+    assert Settings.from_env({"SECRET": SECRET}).max_payload_bytes == 1024 * 1024
+    assert Settings.from_env({"SECRET": SECRET, "MAX_PAYLOAD_SIZE": "100kb"}).max_payload_bytes == 102_400
+    assert Settings.from_env({"SECRET": SECRET, "MAX_PAYLOAD_SIZE": "512"}).max_payload_bytes == 512
+    with pytest.raises(ConfigError, match="MAX_PAYLOAD_SIZE"):
+        Settings.from_env({"SECRET": SECRET, "MAX_PAYLOAD_SIZE": "lots"})

@@ -129,6 +129,26 @@ def _as_duration(name: str, value: Any) -> int:
     return ms
 
 
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def _as_size(name: str, value: Any) -> int:
+    # The `bytes` package's forms, as Directus's MAX_PAYLOAD_SIZE takes them: "1mb", "100kb", 512.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    number, unit = text, "b"
+    for suffix in ("kb", "mb", "gb", "b"):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)].strip(), suffix
+            break
+    try:
+        return int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        example = '"1mb" or "100kb"'
+        raise ConfigError(f"{name} must be a size such as {example}, not {value!r}") from None
+
+
 def _as_same_site(name: str, value: Any) -> SameSite:
     text = str(value).strip().lower() or "strict"  # Directus falls back to strict when empty
     if text not in ("lax", "strict", "none"):
@@ -168,6 +188,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "query_params": ("TOKENGUARD_QUERY_PARAMS", _as_list),
     "public_role": ("TOKENGUARD_PUBLIC_ROLE", None),
     "login_stall_ms": ("LOGIN_STALL_TIME", _as_duration),
+    "max_payload_bytes": ("MAX_PAYLOAD_SIZE", _as_size),
     "auth_prefix": ("TOKENGUARD_AUTH_PREFIX", None),
     "db_filename": ("DB_FILENAME", None),
     "redis_url": ("REDIS", None),
@@ -211,6 +232,7 @@ class Settings:
     query_params: tuple[str, ...] = ("access_token",)
     public_role: str | None = None
     login_stall_ms: int = 500
+    max_payload_bytes: int = 1024 * 1024
     auth_prefix: str = "/auth"
     db_filename: str | None = None
     redis_url: str | None = None
@@ -265,6 +287,8 @@ class Settings:
                     f"{upper}_COOKIE_SAME_SITE=none needs {upper}_COOKIE_SECURE=true "
                     "(browsers drop such cookies otherwise)"
                 )
+        if not 0 < self.max_payload_bytes <= 1024**3:
+            raise ConfigError("MAX_PAYLOAD_SIZE must be between 1 byte and 1gb")
         if self.token_cache_size < 0:
             raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
 

@@ -90,7 +90,9 @@ class TokenGuard:
         self.guard = Guard(settings, users, sessions, clock=clock)
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         self.auth = AuthService(settings, users, sessions, clock=clock, passwords=passwords)
-        self.router = AuthRouter(self.auth, settings, self.guard.verifier)
+        self.router = AuthRouter(
+            self.auth, settings, self.guard.verifier, max_payload_bytes=settings.max_payload_bytes
+        )
         self._clear_session = clear_cookie(settings.session_cookie)
 
     def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
