@@ -313,3 +313,24 @@ def test_unprintable_argument_does_not_stop_redaction() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "x %s %s", (evil, f"access_token={TOKEN}"), None)
     assert RedactingFilter().filter(record) is True
     assert record.args == (evil, f"access_token={PLACEHOLDER}")
+
+
+def test_gunicorn_atoms_not_in_the_format_are_not_touched() -> None:
+    from gunicorn.glogging import SafeAtoms
+
+    class Watched:
+        touched = 0
+
+        def __str__(self) -> str:
+            Watched.touched += 1
+            return f"access_token={TOKEN}"
+
+        __repr__ = __str__
+
+    logger = logging.getLogger(f"tg-test-{uuid.uuid4().hex}")
+    logger.addFilter(RedactingFilter(default_redactor()))
+    capture = Capture(logger, logging.Formatter("%(message)s"))
+    atoms = SafeAtoms({"r": f"GET /?access_token={TOKEN} HTTP/1.1", "{wsgi.input}e": Watched()})
+    logger.info('"%(r)s" %({X-Missing}i)s', atoms)
+    assert capture.text.strip() == f'"GET /?access_token={PLACEHOLDER} HTTP/1.1" -'
+    assert Watched.touched == 0

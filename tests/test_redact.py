@@ -471,3 +471,21 @@ def test_wsgi_strips_the_query_token_and_keeps_the_principal() -> None:
 def test_strip_setting_from_the_environment() -> None:
     assert Settings.from_env({"SECRET": SECRET}).strip_query_token is True
     assert Settings.from_env({"SECRET": SECRET, "TOKENGUARD_STRIP_QUERY_TOKEN": "false"}).strip_query_token is False
+
+
+def test_large_hostile_inputs_are_handled_in_linear_time() -> None:
+    # Each of these made an earlier pattern backtrack quadratically or worse; at these sizes a
+    # quadratic scan would not finish within the test run.
+    for text in (
+        "%41" * 70_000 + " =",
+        "A" * 200_000 + "=",
+        "access_token" + "%5b%5d" * 20_000 + "%3dx",
+        "access_token" + "[]" * 50_000 + "=x",
+        "'access_token': '" * 20_000,
+        "bearer " * 50_000,
+        "Authorization: x\n" * 30_000,
+        "%3d" * 60_000 + "access_token%3d" * 1_000,
+    ):
+        for fn in (R.text, R.url, R.query, R.cookie):
+            out = fn(text)
+            assert isinstance(out, str)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -113,6 +114,7 @@ class RedactingFilter(logging.Filter):
         # Format strings are few and constant: whether one names a secret is asked once.
         self._templates: dict[str, bool] = {}
         self._templates_for: Redactor | None = None
+        self._keys: dict[str, tuple[str, ...]] = {}
 
     @property
     def redactor(self) -> Redactor:
@@ -131,6 +133,14 @@ class RedactingFilter(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+    def _format_keys(self, msg: str) -> tuple[str, ...]:
+        keys = self._keys.get(msg)
+        if keys is None:
+            if len(self._keys) > 1024:
+                self._keys = {}
+            keys = self._keys[msg] = tuple(dict.fromkeys(_KEY_IN_FORMAT.findall(msg)))
+        return keys
 
     def _mentions(self, msg: str, redactor: Redactor) -> bool:
         if self._templates_for is not redactor or len(self._templates) > 1024:
@@ -151,7 +161,8 @@ class RedactingFilter(logging.Filter):
                 record.msg = new_text
             msg = record.msg
         if args:
-            record.args = _redact_args(args, redactor)
+            keys = self._format_keys(msg) if type(msg) is str else None
+            record.args = _redact_args(args, redactor, keys)
             # A name in the format string with its value in an argument
             # ("...?access_token=%s"): only the formatted message shows the pair.
             if type(msg) is str and self._mentions(msg, redactor):
@@ -191,12 +202,31 @@ def _plain_text(args: tuple[Any, ...]) -> str | None:
     return "\n".join(texts)
 
 
+_KEY_IN_FORMAT = re.compile(r"%\(([^)]*)\)")
+
+
+def _referenced(args: Mapping[str, Any], keys: tuple[str, ...] | None) -> list[str]:
+    if keys is None:
+        return list(args)
+    found = []
+    for key in keys:
+        if key in args:
+            found.append(key)
+        elif key.lower() in args:  # gunicorn's atoms match "{Header}i" in any case
+            found.append(key.lower())
+    return found
+
+
 def _redact_args(
-    args: tuple[Any, ...] | Mapping[str, Any], redactor: Redactor
+    args: tuple[Any, ...] | Mapping[str, Any],
+    redactor: Redactor,
+    keys: tuple[str, ...] | None = None,
 ) -> tuple[Any, ...] | Mapping[str, Any]:
     if isinstance(args, Mapping):
         changes: dict[str, Any] = {}
-        for key, value in args.items():
+        # Only what the format string shows: gunicorn passes the whole environ as atoms.
+        for key in _referenced(args, keys):
+            value = args[key]
             if isinstance(key, str) and key.startswith("{") and key.endswith(_ATOM_SUFFIXES):
                 if isinstance(value, str):
                     new = redactor.text(redactor.header(key[1:-2], value))

@@ -54,7 +54,9 @@ S = TypeVar("S", str, bytes)
 
 # Characters a query key is made of in a log line (RFC 3986 unreserved, plus "%" and "+",
 # which decode into anything).
-_KEY_RE = re.compile(r"[A-Za-z0-9_.~%+\-]+(?:\[[^\]\s=&]*\])*=")
+# A match starts only where a run of key characters starts, so that a long run with no "="
+# after it is scanned once, not once per position.
+_KEY_RE = re.compile(r"(?<![A-Za-z0-9_.~%+\-])[A-Za-z0-9_.~%+\-]+(?:\[[^\]\s=&]*\])*=")
 # A quote ends a value only where it plainly closes a string (a repr, JSON, a quoted log
 # field); a quote inside a value is taken as part of the secret.
 _CLOSE = r"""["'](?=[\s,;:)\]}>&]|$)"""
@@ -133,7 +135,7 @@ class Redactor:
         # A name=value pair inside another value, percent-encoded once.
         self._encoded_re = re.compile(
             rf"(?i)(?:(?<=%3f)|(?<=%26)|(?<=%3b)|(?<=%23)|(?<![A-Za-z0-9_.~%+\-]))"
-            rf"(?:{alternatives})(?:%5b.*?%5d)*%3d"
+            rf"(?:{alternatives})(?:%5b(?:(?!%5d)[^&\s])*%5d)*%3d"
             rf"((?:(?!%26|%23|{_CLOSE})[^ \t\r\n\f\v&#])*)"
         )
         self._quoted_re = re.compile(
