@@ -334,3 +334,18 @@ def test_gunicorn_atoms_not_in_the_format_are_not_touched() -> None:
     logger.info('"%(r)s" %({X-Missing}i)s', atoms)
     assert capture.text.strip() == f'"GET /?access_token={PLACEHOLDER} HTTP/1.1" -'
     assert Watched.touched == 0
+
+
+def test_install_reaches_handlers_of_any_existing_logger() -> None:
+    logger = logging.getLogger(f"someapp-{uuid.uuid4().hex}")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    child = logging.getLogger(logger.name + ".views")  # no handler: propagates to `handler`
+    child.setLevel(logging.INFO)
+    try:
+        install_log_redaction()
+        child.info("upstream said %s", f"Authorization: Bearer {TOKEN}")
+        assert stream.getvalue() == f"upstream said Authorization: Bearer {PLACEHOLDER}\n"
+    finally:
+        logger.removeHandler(handler)

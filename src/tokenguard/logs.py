@@ -289,8 +289,12 @@ def _attach_to_handlers(logger: logging.Logger) -> None:
 
 def install_log_redaction(settings: Settings | None = None) -> RedactingFilter:
     """Redact tokens in the logs of uvicorn, gunicorn, Werkzeug, Flask, Starlette, asyncio
-    and tokenguard itself, and in the handlers of the root logger. Idempotent and cheap;
-    each call adds the names of ``settings`` (the token parameters, the cookies).
+    and tokenguard itself, and in every handler that exists at the time (the root logger's,
+    an app's, logging's last resort). Idempotent and cheap; each call adds the names of
+    ``settings`` (the token parameters, the cookies).
+
+    A logger made later, with handlers of its own, needs one line:
+    ``logging.getLogger("name").addFilter(RedactingFilter())``.
 
     Returns the shared :class:`RedactingFilter`.
     """
@@ -302,8 +306,13 @@ def install_log_redaction(settings: Settings | None = None) -> RedactingFilter:
             )
         loggers = [logging.getLogger(name) for name in LOGGERS]
         for name, existing in list(logging.root.manager.loggerDict.items()):
-            if isinstance(existing, logging.Logger) and name.startswith(_FAMILIES):
+            if not isinstance(existing, logging.Logger):
+                continue
+            if name.startswith(_FAMILIES):
                 loggers.append(existing)
+            else:
+                # Whatever a handler writes, from whichever logger, passes the filter.
+                _attach_to_handlers(existing)
         for logger in loggers:
             if _filter not in logger.filters:
                 logger.addFilter(_filter)
