@@ -20,6 +20,13 @@ import pytest  # noqa: E402
 
 from tests.helpers.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
+def _skip_or_fail(reason: str) -> None:
+    # On a developer's laptop a missing Redis skips; in CI (which installs one) it is a failure.
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 _TEST_REDIS_URL = os.environ.get("TG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -32,7 +39,7 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.RedisError:
-        pytest.skip(f"no Redis at {_TEST_REDIS_URL}")
+        _skip_or_fail(f"no Redis at {_TEST_REDIS_URL}")
     finally:
         client.close()
     return _TEST_REDIS_URL
@@ -58,7 +65,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private, running ``redis-server`` on a free port, stopped (by PID) afterwards."""
     if redis_server_binary() is None:
-        pytest.skip("redis-server is not installed")
+        _skip_or_fail("redis-server is not installed")
     server = RedisServer(tmp_path)
     server.start()
     try:
