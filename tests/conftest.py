@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 from tests.helpers.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
+
 def _skip_or_fail(reason: str) -> None:
     # On a developer's laptop a missing Redis skips; in CI (which installs one) it is a failure.
     if os.environ.get("CI"):
