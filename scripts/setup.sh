@@ -38,3 +38,8 @@ if ! redis_ping; then
   for _ in $(seq 50); do redis_ping && break; sleep 0.1; done
   redis_ping || { echo "setup: Redis did not start" >&2; exit 1; }
 fi
+
+# Node and npm drive the official @directus/sdk in tests/e2e (the test runs `npm ci` itself).
+if ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
