@@ -40,6 +40,7 @@ import json
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from http.cookiejar import Cookie
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -203,9 +204,16 @@ class AuthFlows:
 
     # -- the cookie jar --------------------------------------------------------------------
 
+    def _jar_cookies(self) -> list[Cookie]:
+        jar = self._cookies.jar
+        # Iterating the jar while another thread's response updates it would fail: take
+        # the jar's own lock (CookieJar has always had one) for the snapshot.
+        with getattr(jar, "_cookies_lock", contextlib.nullcontext()):
+            return list(jar)
+
     def _jar_value(self, name: str) -> str | None:
         domain = _cookie_domain(self.url.host)
-        for cookie in self._cookies.jar:
+        for cookie in self._jar_cookies():
             if cookie.name == name and cookie.domain.lstrip(".") == domain and cookie.value:
                 return cookie.value
         return None
@@ -214,7 +222,7 @@ class AuthFlows:
         if self._jar_value(name) == value:
             return
         domain = _cookie_domain(self.url.host)
-        for cookie in list(self._cookies.jar):
+        for cookie in self._jar_cookies():
             if cookie.name == name and cookie.domain.lstrip(".") == domain:
                 with contextlib.suppress(KeyError):
                     self._cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
