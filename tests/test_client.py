@@ -211,6 +211,7 @@ class FakeDirectus:
                 return self.handle(request)
             finally:
                 self.refresh_delay = delay
+        await anyio.sleep(0)  # a checkpoint, as a real network round trip has
         return self.handle(request)
 
 
@@ -856,3 +857,39 @@ def test_client_modules_import_only_the_client_package() -> None:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("tokenguard"), source.name
+
+
+def test_a_cancelled_caller_does_not_lose_a_rotated_token(fake: FakeDirectus, clock: Clock) -> None:
+    fake.refresh_delay = 0.05
+
+    async def main() -> None:
+        async with make_async(fake) as api:
+            first = await api.login(EMAIL, PASSWORD)
+            clock.advance(TTL_MS)
+            with anyio.move_on_after(0.01) as scope:
+                await api.get("/users/me")
+            assert scope.cancelled_caught
+            # The refresh the server answered was kept, although its caller gave up.
+            stored = api.storage.get()  # type: ignore[union-attr]
+            assert stored is not None and stored.refresh_token != first.refresh_token
+            assert stored.refresh_token in fake.sessions
+            assert (await api.get("/users/me")).status_code == 200
+            assert fake.count("/auth/refresh") == 1
+
+    run(main)
+
+
+def test_no_token_or_password_in_logs(fake: FakeDirectus, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG), make_client(fake, mode="cookie") as api:
+        data = api.login(EMAIL, PASSWORD)
+        api.get("/users/me")
+        clock.advance(TTL_MS)
+        fresh = api.get_token()
+        api.logout()
+        with pytest.raises(InvalidCredentials):
+            api.login(EMAIL, "hunter2-wrong")
+    assert caplog.records  # httpx did log the requests
+    for secret in (PASSWORD, "hunter2-wrong", data.access_token, data.refresh_token, fresh):
+        assert secret and secret not in caplog.text
