@@ -89,15 +89,14 @@ def make_asgi_tokenguard() -> Any:
     return TokenGuardMiddleware(bare_asgi, make_core("async"))
 
 
-def make_asgi_starlette_auth() -> Any:
-    """Starlette's ``AuthenticationMiddleware`` with the usual PyJWT bearer backend."""
+def _jwt_backend() -> Any:
+    """The usual PyJWT bearer backend for Starlette's ``AuthenticationMiddleware``."""
     from starlette.authentication import (
         AuthCredentials,
         AuthenticationBackend,
         AuthenticationError,
         SimpleUser,
     )
-    from starlette.middleware.authentication import AuthenticationMiddleware
 
     class JWTBackend(AuthenticationBackend):
         async def authenticate(self, conn: Any) -> Any:
@@ -113,13 +112,23 @@ def make_asgi_starlette_auth() -> Any:
                 raise AuthenticationError("invalid token") from exc
             return AuthCredentials(["authenticated"]), SimpleUser(claims["id"])
 
-    return AuthenticationMiddleware(bare_asgi, backend=JWTBackend())
+    return JWTBackend()
 
 
-def make_asgi_handwritten() -> Any:
+def make_asgi_starlette_auth() -> Any:
+    """Starlette's ``AuthenticationMiddleware`` with a PyJWT bearer backend."""
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    return AuthenticationMiddleware(bare_asgi, backend=_jwt_backend())
+
+
+class HandwrittenJWT:
     """The minimal hand-written middleware: read the header, ``jwt.decode``, attach claims."""
 
-    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -133,13 +142,52 @@ def make_asgi_handwritten() -> Any:
                         await send({"type": "http.response.body", "body": b""})
                         return
                     break
-        await bare_asgi(scope, receive, send)
+        await self.app(scope, receive, send)
 
-    return middleware
+
+def make_asgi_handwritten() -> Any:
+    return HandwrittenJWT(bare_asgi)
 
 
 def make_asgi_bare() -> Any:
     return bare_asgi
+
+
+# --- Starlette apps (for the server runs: what the peers' numbers are usually quoted on) --
+
+
+def _starlette(middleware: list[Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def index(request: Any) -> Any:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/", index)], middleware=middleware)
+
+
+def make_starlette_bare() -> Any:
+    return _starlette([])
+
+
+def make_starlette_tokenguard() -> Any:
+    from starlette.middleware import Middleware
+
+    return _starlette([Middleware(TokenGuardMiddleware, guard=make_core("async"))])
+
+
+def make_starlette_auth() -> Any:
+    from starlette.middleware import Middleware
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    return _starlette([Middleware(AuthenticationMiddleware, backend=_jwt_backend())])
+
+
+def make_starlette_handwritten() -> Any:
+    from starlette.middleware import Middleware
+
+    return _starlette([Middleware(HandwrittenJWT)])
 
 
 # --- WSGI (Flask) -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,16 +60,15 @@ class Config:
     new_tokens: int
     cache_entries: int
     redis_sessions: int
-    seed: int = 1
-    sections: tuple[str, ...] = ("inprocess", "servers", "memory", "auth")
+    server_warmup: bool = True
 
 
 FULL = Config(
     rounds=15,
     n_asgi=3000,
     n_wsgi=1000,
-    server_rounds=3,
-    server_seconds=4.0,
+    server_rounds=7,
+    server_seconds=3.0,
     connections=16,
     new_tokens=80_000,
     cache_entries=10_000,
@@ -84,6 +84,7 @@ QUICK = Config(
     new_tokens=2_000,
     cache_entries=1_000,
     redis_sessions=1_000,
+    server_warmup=False,
 )
 
 
@@ -437,6 +438,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+STARLETTE_BARE = "uvicorn: bare Starlette app"
+RAW_BARE = "uvicorn: bare raw ASGI app"
+FLASK_BARE = "gunicorn: bare Flask"
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants, from /proc (0.0 where there is none).
+
+    Under contention, requests per second fall with every neighbour's burst while CPU time
+    per request barely moves: it is the steadier measure of what a request costs the server.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / _TICKS
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total + sum(_cpu_seconds(int(child)) for child in children)
+
+
 class Server:
     """One uvicorn or gunicorn process with a single worker on a free 127.0.0.1 port."""
 
@@ -453,18 +477,28 @@ class Server:
                    "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
                    f"benchmarks.apps:{factory}()"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+        self.factory = factory
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
+
+    def wait_ready(self) -> None:
+        """Return once the server answers HTTP (servers boot in parallel, then this)."""
+        deadline = time.monotonic() + 30
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as r:
                     r.read()
                 break
+            except urllib.error.HTTPError:
+                break  # any HTTP answer (flask-jwt-extended's 401) means it is up
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"server {factory} did not start") from None
+                    raise RuntimeError(f"server {self.factory} did not start") from None
                 time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its worker processes."""
+        return _cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -479,9 +513,11 @@ class Server:
 def run_wrk(
     port: int, seconds: float, connections: int, script: str, args: list[str]
 ) -> dict[str, Any]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
            "-s", script, f"http://127.0.0.1:{port}/", "--", *args]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    if out.returncode:
+        raise RuntimeError(f"wrk failed: {out.stdout!r} {out.stderr!r}")
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
             result: dict[str, Any] = json.loads(line[8:])
@@ -499,32 +535,40 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
     log(f"servers: issuing {cfg.new_tokens} tokens for the new-token-per-request runs…")
     tokens_file = workdir / "tokens.txt"
     tokens_file.write_text("\n".join(apps.directus_token() for _ in range(cfg.new_tokens)) + "\n")
-    plan = {
+    fixed = ["fixed", token]
+    plan: dict[str, tuple[str, str, list[str]]] = {
         # variant: (server kind, factory, wrk args)
-        "uvicorn: bare app": ("asgi", "make_asgi_bare", ["fixed", token]),
-        "uvicorn: tokenguard, repeated JWT": ("asgi", "make_asgi_tokenguard", ["fixed", token]),
-        "uvicorn: tokenguard, new JWT every request": ("asgi", "make_asgi_tokenguard", ["file"]),
-        "uvicorn: Starlette AuthenticationMiddleware + PyJWT": (
+        STARLETTE_BARE: ("asgi", "make_starlette_bare", fixed),
+        "uvicorn: Starlette + tokenguard, repeated JWT": (
             "asgi",
-            "make_asgi_starlette_auth",
-            ["fixed", token],
+            "make_starlette_tokenguard",
+            fixed,
         ),
-        "uvicorn: hand-written jwt.decode middleware": (
+        "uvicorn: Starlette + tokenguard, new JWT every request": (
             "asgi",
-            "make_asgi_handwritten",
-            ["fixed", token],
+            "make_starlette_tokenguard",
+            ["file"],
         ),
-        "gunicorn: bare Flask": ("wsgi", "make_flask_bare", ["fixed", token]),
-        "gunicorn: Flask + tokenguard, repeated JWT": (
-            "wsgi",
-            "make_flask_tokenguard",
-            ["fixed", token],
+        "uvicorn: Starlette + AuthenticationMiddleware + PyJWT": (
+            "asgi",
+            "make_starlette_auth",
+            fixed,
         ),
-        "gunicorn: Flask + flask-jwt-extended": (
-            "wsgi",
-            "make_flask_jwt_extended",
-            ["fixed", token],
+        "uvicorn: Starlette + hand-written jwt.decode": (
+            "asgi",
+            "make_starlette_handwritten",
+            fixed,
         ),
+        RAW_BARE: ("asgi", "make_asgi_bare", fixed),
+        "uvicorn: raw ASGI + tokenguard, repeated JWT": ("asgi", "make_asgi_tokenguard", fixed),
+        "uvicorn: raw ASGI + tokenguard, new JWT every request": (
+            "asgi",
+            "make_asgi_tokenguard",
+            ["file"],
+        ),
+        FLASK_BARE: ("wsgi", "make_flask_bare", fixed),
+        "gunicorn: Flask + tokenguard, repeated JWT": ("wsgi", "make_flask_tokenguard", fixed),
+        "gunicorn: Flask + flask-jwt-extended": ("wsgi", "make_flask_jwt_extended", fixed),
     }
     servers: dict[str, Server] = {}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in plan}
@@ -533,7 +577,10 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
         for kind, factory, _ in plan.values():
             if factory not in servers:
                 servers[factory] = Server(kind, factory)
-        for round_no in range(cfg.server_rounds + 1):  # round 0: a short warm-up
+        for server in servers.values():
+            server.wait_ready()
+        first = 0 if cfg.server_warmup else 1
+        for round_no in range(first, cfg.server_rounds + 1):  # round 0: a short warm-up
             order = list(plan)
             rng.shuffle(order)
             for name in order:
@@ -542,7 +589,10 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
                     args = ["file", str(tokens_file), str(offset)]
                     offset += cfg.new_tokens // (cfg.server_rounds + 2)
                 seconds = cfg.server_seconds if round_no else min(1.0, cfg.server_seconds)
+                cpu_before = servers[factory].cpu_seconds()
                 res = run_wrk(servers[factory].port, seconds, cfg.connections, str(script), args)
+                cpu = servers[factory].cpu_seconds() - cpu_before
+                res["cpu_us_per_request"] = cpu / max(res["requests"], 1) * 1e6
                 if res["non2xx"] or res["socket_errors"]:
                     raise RuntimeError(f"{name}: {res}")
                 if round_no:
@@ -556,9 +606,19 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
     def per_round(name: str, base: str) -> list[float]:
         return [a["rps"] / b["rps"] for a, b in zip(results[name], results[base], strict=True)]
 
+    def cpu_ratio(name: str, base: str) -> list[float]:
+        # Requests per CPU-second relative to the bare app's: the rps ratio without contention.
+        pairs = zip(results[name], results[base], strict=True)
+        return [b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs]
+
+    def base_of(name: str) -> str:
+        if name.startswith("uvicorn: Starlette"):
+            return STARLETTE_BARE
+        return RAW_BARE if name.startswith("uvicorn: raw ASGI") else FLASK_BARE
+
     rows = []
     for name, runs in results.items():
-        base = "uvicorn: bare app" if name.startswith("uvicorn") else "gunicorn: bare Flask"
+        base = base_of(name)
         rows.append(
             {
                 "variant": name,
@@ -566,19 +626,24 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
                 "p50_us": median(r["p50_us"] for r in runs),
                 "p99_us": median(r["p99_us"] for r in runs),
                 "rps_vs_bare": per_round(name, base),
+                "cpu_us_per_request": median(r["cpu_us_per_request"] for r in runs),
+                "cpu_rps_vs_bare": cpu_ratio(name, base),
                 "requests": sum(r["requests"] for r in runs),
             }
         )
-    ratios = {
-        "uvicorn_repeated_rps": per_round("uvicorn: tokenguard, repeated JWT", "uvicorn: bare app"),
-        "uvicorn_new_token_rps": per_round(
-            "uvicorn: tokenguard, new JWT every request", "uvicorn: bare app"
-        ),
-    }
+    ratios = {}
+    for frame, base in (("starlette", STARLETTE_BARE), ("raw", RAW_BARE)):
+        prefix = "uvicorn: Starlette" if frame == "starlette" else "uvicorn: raw ASGI"
+        repeated = f"{prefix} + tokenguard, repeated JWT"
+        new = f"{prefix} + tokenguard, new JWT every request"
+        ratios[f"{frame}_repeated_rps"] = per_round(repeated, base)
+        ratios[f"{frame}_new_token_rps"] = per_round(new, base)
+        ratios[f"{frame}_repeated_cpu"] = cpu_ratio(repeated, base)
+        ratios[f"{frame}_new_token_cpu"] = cpu_ratio(new, base)
     return {
         "rows": rows,
         "ratios": ratios,
-        "wrk": f"-t1 -c{cfg.connections} -d{cfg.server_seconds}s",
+        "wrk": f"-t1 -c{cfg.connections} -d{max(1, round(cfg.server_seconds))}s",
         "new_tokens": cfg.new_tokens,
     }
 
@@ -619,9 +684,11 @@ def bench_cache_memory(cfg: Config) -> dict[str, Any]:
 
 def bench_redis_memory(cfg: Config) -> dict[str, Any]:
     try:
-        from tokenguard.stores import redis as redis_store  # noqa: F401
+        from tokenguard.stores import redis as _redis_store  # noqa: F401
     except ImportError:
         return {"skipped": "tokenguard.stores.redis does not exist yet"}
+    if shutil.which("redis-server") is None:
+        return {"skipped": "redis-server is not installed"}
     from . import redis_memory
 
     return redis_memory.measure(cfg.redis_sessions)
@@ -630,12 +697,16 @@ def bench_redis_memory(cfg: Config) -> dict[str, Any]:
 # --- auth endpoints ---------------------------------------------------------------------
 
 
-def bench_auth(cfg: Config, rng: random.Random) -> dict[str, Any]:
+def bench_auth(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, Any]:
     try:
-        from . import auth_latency
+        from tokenguard.http import routes as _routes  # noqa: F401
     except ImportError:
-        return {"skipped": "no benchmark for the /auth endpoints yet"}
-    return auth_latency.measure(cfg, rng)
+        return {"skipped": "the /auth endpoints do not exist yet"}
+    if shutil.which("redis-server") is None:
+        return {"skipped": "redis-server is not installed"}
+    from . import auth_latency
+
+    return auth_latency.measure(cfg, rng, workdir)
 
 
 # --- report -----------------------------------------------------------------------------
@@ -729,21 +800,29 @@ def markdown(report: dict[str, Any]) -> str:
                 f"### Over real servers (127.0.0.1, one worker, wrk {sv['wrk']}, "
                 f"{meta['server_rounds']} rounds, median)",
                 "",
-                "| variant | req/s | p50 µs | p99 µs | req/s vs bare, per round |",
-                "|---|---:|---:|---:|---|",
+                "| variant | req/s | p50 µs | p99 µs | server CPU µs/request "
+                "| req/s vs bare | req per CPU-s vs bare |",
+                "|---|---:|---:|---:|---:|---|---|",
             ]
             for row in sv["rows"]:
-                per = ", ".join(f"{x:.3f}" for x in row["rps_vs_bare"])
                 lines.append(
                     f"| {row['variant']} | {row['rps']:.0f} | {row['p50_us']:.0f} | "
-                    f"{row['p99_us']:.0f} | {per} |"
+                    f"{row['p99_us']:.0f} | {row['cpu_us_per_request']:.0f} | "
+                    f"{_spread(row['rps_vs_bare'])} | {_spread(row['cpu_rps_vs_bare'])} |"
                 )
             lines.append("")
             targets += [
-                ("uvicorn, repeated JWT: req/s / bare app's", "uvicorn_repeated_rps",
-                 sv["ratios"]["uvicorn_repeated_rps"]),
-                ("uvicorn, new JWT every request: req/s / bare app's", "uvicorn_new_token_rps",
-                 sv["ratios"]["uvicorn_new_token_rps"]),
+                *(
+                    (f"uvicorn, {label}: {what} / bare {frame_label}'s", target,
+                     sv["ratios"][f"{frame}_{key}"])
+                    for frame, frame_label in (("starlette", "Starlette app"),
+                                               ("raw", "raw ASGI app"))
+                    for what, suffix in (("req/s", "rps"), ("requests per server CPU-second", "cpu"))
+                    for label, key, target in (
+                        ("repeated JWT", f"repeated_{suffix}", "uvicorn_repeated_rps"),
+                        ("new JWT every request", f"new_token_{suffix}", "uvicorn_new_token_rps"),
+                    )
+                ),
             ]  # fmt: skip
     if targets:
         lines += [
@@ -783,13 +862,16 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"Refresh/logout latency: not measured — {au['skipped']}.", ""]
         else:
             lines += [
-                "### /auth latency (µs, median)",
+                "### /auth latency, in-process through the ASGI middleware",
                 "",
-                "| operation | store | µs |",
-                "|---|---|---:|",
+                "| operation | session store | median µs | p99 µs | requests |",
+                "|---|---|---:|---:|---:|",
             ]
             for row in au["rows"]:
-                lines.append(f"| {row['operation']} | {row['store']} | {row['us']:.0f} |")
+                lines.append(
+                    f"| POST /auth/{row['operation']} | {row['store']} | {row['us']:.0f} | "
+                    f"{row['p99_us']:.0f} | {row['n']} |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -833,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in sections:
             report["memory"] = {"cache": bench_cache_memory(cfg), "redis": bench_redis_memory(cfg)}
         if "auth" in sections:
-            report["auth"] = bench_auth(cfg, rng)
+            report["auth"] = bench_auth(cfg, rng, Path(tmp))
     report["meta"]["seconds"] = round(time.monotonic() - started, 1)
     text = markdown(report)
     print(text)

@@ -378,6 +378,11 @@ def _outcome(fn: Any, raw: bytes) -> Any:
         st.recursive(json_scalars.filter(lambda v: not isinstance(v, Raw)), st.lists).map(
             lambda v: json.dumps(v).encode()
         ),
+        st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4)).map(
+            lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        ),
+        st.binary(max_size=12).map(lambda b: b'{"' + b),
+        st.text(max_size=6).map(lambda t: ('{"' + t).encode("utf-16-le", "surrogatepass")),
     )
 )
 @settings(max_examples=300)

@@ -102,7 +102,10 @@ _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_const
 
 def _strict_json(raw: bytes) -> Any:
     """``json.loads(raw, object_pairs_hook=…, parse_constant=…)`` without a decoder per call."""
-    return _STRICT_DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    # A JSON object's text starts with '{"' in UTF-8 (no BOM, no NUL): what detect_encoding
+    # would conclude, without its several checks.
+    encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
+    return _STRICT_DECODER.decode(raw.decode(encoding, "surrogatepass"))
 
 
 def _is_int(value: Any) -> bool:
@@ -132,6 +135,7 @@ class TokenVerifier:
         "require_exp",
         "max_length",
         "_good_headers",
+        "_mac",
     )
 
     def __init__(self, settings: Settings) -> None:
@@ -145,6 +149,7 @@ class TokenVerifier:
         self.require_exp = not settings.allow_tokens_without_exp
         self.max_length = settings.max_token_length
         self._good_headers: set[str] = set()
+        self._mac = hmac.new(self._key, digestmod=self._digest)
 
     def verify(self, token: str, now: float) -> dict[str, Any] | AuthError | None:
         """Verify ``token`` at Unix time ``now``."""
@@ -168,9 +173,10 @@ class TokenVerifier:
         signature = b64url_decode_strict(sig_seg)
         if signature is None or len(signature) != self._sig_len:
             return _INVALID
-        expected = hmac.digest(
-            self._key, f"{header_seg}.{payload_seg}".encode("ascii"), self._digest
-        )
+        # Copying a keyed HMAC skips hashing the key again for every token.
+        mac = self._mac.copy()
+        mac.update(f"{header_seg}.{payload_seg}".encode("ascii"))
+        expected = mac.digest()
         if not hmac.compare_digest(expected, signature):
             return _INVALID
         return self.check_claims(payload, now)
