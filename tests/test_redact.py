@@ -489,3 +489,12 @@ def test_large_hostile_inputs_are_handled_in_linear_time() -> None:
         for fn in (R.text, R.url, R.query, R.cookie):
             out = fn(text)
             assert isinstance(out, str)
+
+
+def test_passwords_in_urls() -> None:
+    assert R.text("Error connecting to redis://:s3cr3t-pw@127.0.0.1:6379/0") == (
+        f"Error connecting to redis://:{PLACEHOLDER}@127.0.0.1:6379/0"
+    )
+    assert R.url("https://user:pw-123@example.test/x?y=1") == f"https://user:{PLACEHOLDER}@example.test/x?y=1"
+    plain = "mail sent to someone@example.test via https://example.test/"
+    assert R.text(plain) is plain

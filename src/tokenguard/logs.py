@@ -49,6 +49,9 @@ LOGGERS: tuple[str, ...] = (
     "hypercorn.error",
     "hypercorn.access",
     "tokenguard",
+    "tokenguard.auth",
+    "tokenguard.mail",
+    "tokenguard.client",
 )
 
 # Child loggers of these, existing when the filter is installed, get it too.

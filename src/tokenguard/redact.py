@@ -11,7 +11,8 @@ What is hidden, with Directus's placeholder ``--redacted--``:
   parameter's percent-encoded value (``next=%2F%3Faccess_token%3D...``) and in a fragment;
 * the value of the session and refresh cookies (and of any named cookie) in ``Cookie`` and
   ``Set-Cookie``;
-* the credentials of ``Authorization`` and ``Proxy-Authorization`` (the scheme is kept).
+* the credentials of ``Authorization`` and ``Proxy-Authorization`` (the scheme is kept);
+* a password in a URL (``redis://:secret@host``).
 
 Where the servers that read a token would disagree on where its value ends, the longer
 reading is hidden: ``access_token=a;b=c`` is one parameter to Starlette and Werkzeug, so
@@ -65,6 +66,8 @@ _COOKIE_VALUE_RE = re.compile(rf"""(?:(?!{_CLOSE})[^ \t\r\n\f\v&#;,])*""")
 # Credentials after a scheme word: anything up to ASCII whitespace or a closing quote.
 _BEARER_RE = re.compile(rf"""(?i)(bearer)([ \t]+)((?:(?!{_CLOSE})[^ \t\r\n\f\v])+)""")
 _ASCII_SPACE = " \t\r\n\f\v"
+# A password in a URL's user information ("redis://:pw@host", "https://u:pw@host").
+_USERINFO_RE = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^/\s:@'\"]*:)([^/\s@'\"]+)(@)")
 # "Authorization: ..." as a header line (a dump of headers in an error message).
 _AUTH_LINE_RE = re.compile(r"(?im)^([ \t]*(?:proxy-)?authorization[ \t]*:[ \t]*)([^\r\n]+)$")
 # A quoted key and a quoted value: JSON, Python reprs of dicts, of ASGI header pairs and of
@@ -171,7 +174,7 @@ class Redactor:
             if needle in low:
                 return True
         # A percent-encoded name is only a name with an "=" after it.
-        return "%" in text and "=" in text
+        return ("%" in text and "=" in text) or ("@" in text and "://" in text)
 
     def _mentions(self, text: str) -> bool:
         """Whether a name itself, unencoded, occurs in ``text``."""
@@ -235,11 +238,12 @@ class Redactor:
             return url
         head, hash_, fragment = url.partition("#")
         path, q, query = head.partition("?")
+        new_path = _USERINFO_RE.sub(_userinfo_sub, path) if "@" in path else path
         new_query = self.query(query) if q else query
         new_fragment = self.query(fragment) if hash_ else fragment
-        if new_query is query and new_fragment is fragment:
+        if new_path == path and new_query is query and new_fragment is fragment:
             return url
-        return path + q + new_query + hash_ + new_fragment
+        return new_path + q + new_query + hash_ + new_fragment
 
     # -- cookies and headers ------------------------------------------------------------
 
@@ -322,6 +326,8 @@ class Redactor:
             out = _BEARER_RE.sub(_bearer_sub, out)
         if "authorization" in low:
             out = _AUTH_LINE_RE.sub(_auth_line_sub, out)
+        if "@" in out and "://" in out:
+            out = _USERINFO_RE.sub(_userinfo_sub, out)
         return text if out == text else out
 
     def _pairs(self, text: str) -> str:
@@ -376,6 +382,10 @@ def _bearer_sub(m: re.Match[str]) -> str:
     if m.group(3) == PLACEHOLDER:
         return m.group()
     return m.group(1) + m.group(2) + PLACEHOLDER
+
+
+def _userinfo_sub(m: re.Match[str]) -> str:
+    return m.group(1) + PLACEHOLDER + m.group(3)
 
 
 def _auth_line_sub(m: re.Match[str]) -> str:
