@@ -498,3 +498,11 @@ def test_passwords_in_urls() -> None:
     assert R.url("https://user:pw-123@example.test/x?y=1") == f"https://user:{PLACEHOLDER}@example.test/x?y=1"
     plain = "mail sent to someone@example.test via https://example.test/"
     assert R.text(plain) is plain
+
+
+def test_header_dumps_and_yaml_lines() -> None:
+    text = "Host: h\nX-Access-Token: abc123\nrefresh_token: def456\nX-Other: keep\n  Directus-Session-Token: ghi"
+    assert R.text(text) == (
+        f"Host: h\nX-Access-Token: {PLACEHOLDER}\nrefresh_token: {PLACEHOLDER}\nX-Other: keep\n"
+        f"  Directus-Session-Token: {PLACEHOLDER}"
+    )

@@ -117,6 +117,7 @@ class Redactor:
         "_encoded_re",
         "_names",
         "_needles",
+        "_line_re",
         "_quoted_re",
         "cookies",
         "params",
@@ -133,7 +134,8 @@ class Redactor:
         self._cookie_names = frozenset(c.lower() for c in self.cookies) - frozenset(
             p.lower() for p in self.params
         )
-        self._needles = (*sorted(self._names), "bearer", "authorization")
+        dashed = {n.replace("_", "-") for n in self._names} - self._names
+        self._needles = (*sorted(self._names), *sorted(dashed), "bearer", "authorization")
         alternatives = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         # A name=value pair inside another value, percent-encoded once.
         self._encoded_re = re.compile(
@@ -143,6 +145,13 @@ class Redactor:
         )
         self._quoted_re = re.compile(
             "(?i)" + _QUOTED_PAIR.format(keys=f"{alternatives}|{_AUTH_KEYS}|{_COOKIE_KEYS}")
+        )
+        flexible = "|".join(
+            re.escape(n).replace("_", "[-_]") for n in sorted(self._names, key=len, reverse=True)
+        )
+        # "X-Access-Token: ..." in a dump of headers, "refresh_token: ..." in YAML.
+        self._line_re = re.compile(
+            rf"(?im)^([ \t]*(?:[\w-]*[-_])?(?:{flexible})[ \t]*:[ \t]*)([^\r\n]+)$"
         )
 
     @classmethod
@@ -326,6 +335,8 @@ class Redactor:
             out = _BEARER_RE.sub(_bearer_sub, out)
         if "authorization" in low:
             out = _AUTH_LINE_RE.sub(_auth_line_sub, out)
+        if ":" in out:
+            out = self._line_re.sub(_line_sub, out)
         if "@" in out and "://" in out:
             out = _USERINFO_RE.sub(_userinfo_sub, out)
         return text if out == text else out
@@ -382,6 +393,10 @@ def _bearer_sub(m: re.Match[str]) -> str:
     if m.group(3) == PLACEHOLDER:
         return m.group()
     return m.group(1) + m.group(2) + PLACEHOLDER
+
+
+def _line_sub(m: re.Match[str]) -> str:
+    return m.group(1) + PLACEHOLDER
 
 
 def _userinfo_sub(m: re.Match[str]) -> str:
