@@ -197,6 +197,18 @@ _ENV: dict[str, tuple[str, Any]] = {
     "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
     "public_url": ("PUBLIC_URL", None),
     "dev": ("TOKENGUARD_DEV", _as_bool),
+    # realtime and GraphQL (tokenguard.realtime, tokenguard.asgi_ws, tokenguard.graphql)
+    "websockets_enabled": ("WEBSOCKETS_ENABLED", _as_bool),
+    "websockets_rest_enabled": ("WEBSOCKETS_REST_ENABLED", _as_bool),
+    "websockets_rest_path": ("WEBSOCKETS_REST_PATH", None),
+    "websockets_rest_auth": ("WEBSOCKETS_REST_AUTH", None),
+    "websockets_rest_auth_timeout_s": ("WEBSOCKETS_REST_AUTH_TIMEOUT", lambda n, v: _as_s(n, v)),
+    "websockets_rest_conn_limit": ("WEBSOCKETS_REST_CONN_LIMIT", lambda n, v: _as_limit(n, v)),
+    "websockets_heartbeat_enabled": ("WEBSOCKETS_HEARTBEAT_ENABLED", _as_bool),
+    "websockets_heartbeat_period_s": ("WEBSOCKETS_HEARTBEAT_PERIOD", lambda n, v: _as_s(n, v)),
+    "graphql_enabled": ("TOKENGUARD_GRAPHQL_ENABLED", _as_bool),
+    "graphql_path": ("TOKENGUARD_GRAPHQL_PATH", None),
+    "graphql_auth_service_path": ("TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH", None),
 }
 
 
@@ -241,6 +253,18 @@ class Settings:
     token_cache_size: int = 10_000
     public_url: str | None = None
     dev: bool = False
+    # Realtime (WebSocket) and GraphQL; seconds, as Directus counts them here.
+    websockets_enabled: bool = False
+    websockets_rest_enabled: bool = True
+    websockets_rest_path: str = "/websocket"
+    websockets_rest_auth: str = "handshake"
+    websockets_rest_auth_timeout_s: float = 10.0
+    websockets_rest_conn_limit: int | None = None
+    websockets_heartbeat_enabled: bool = True
+    websockets_heartbeat_period_s: float = 30.0
+    graphql_enabled: bool = False
+    graphql_path: str = "/graphql/system"
+    graphql_auth_service_path: str | None = None
     # Derived, filled in by __post_init__.
     secret_bytes: bytes = field(default=b"", repr=False, compare=False)
 
@@ -291,6 +315,7 @@ class Settings:
             raise ConfigError("MAX_PAYLOAD_SIZE must be between 1 byte and 1gb")
         if self.token_cache_size < 0:
             raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
+        _check_realtime_settings(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -342,3 +367,72 @@ class Settings:
             self.session_cookie_domain,
             self.session_cookie_path,
         )
+
+
+def _as_s(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds")
+    return seconds
+
+
+def _as_limit(name: str, value: Any) -> int | None:
+    if str(value).strip().lower() in ("infinity", "inf", ""):
+        return None  # Directus's default: no limit
+    return _as_int(name, value)
+
+
+#: Directus's WEBSOCKETS_REST_AUTH values.
+WEBSOCKET_AUTH_MODES = ("public", "handshake", "strict")
+
+
+def _check_realtime_settings(settings: Settings) -> None:
+    if settings.websockets_rest_auth not in WEBSOCKET_AUTH_MODES:
+        raise ConfigError(
+            "WEBSOCKETS_REST_AUTH must be public, handshake or strict, "
+            f"not {settings.websockets_rest_auth!r}"
+        )
+    for name in ("websockets_rest_auth_timeout_s", "websockets_heartbeat_period_s"):
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{_ENV[name][0]} must be a positive number of seconds")
+    limit = settings.websockets_rest_conn_limit
+    if limit is not None and limit < 0:
+        raise ConfigError("WEBSOCKETS_REST_CONN_LIMIT cannot be negative")
+    for name in ("websockets_rest_path", "graphql_path", "graphql_auth_service_path"):
+        path = getattr(settings, name)
+        if path is None:
+            continue
+        if not path.startswith("/") or (len(path) > 1 and path.endswith("/")) or "?" in path:
+            raise ConfigError(f'{_ENV[name][0]} must start with "/" and not end with one')
+
+
+def _as_seconds_ms(name: str, value: Any) -> int:
+    # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+    return max(1, round(seconds * 1000))
+
+
+def _as_attempts(name: str, value: Any) -> int:
+    # Directus's auth_login_attempts: null turns the lockout off; so do 0 and "false".
+    if value is None or str(value).strip().lower() in ("", "null", "false", "0"):
+        return 0
+    return _as_int(name, value)
+
+
+def _as_hops(name: str, value: Any) -> int:
+    # IP_TRUST_PROXY: false (no proxy), true (one), or how many proxies stand in front.
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on"):
+        return 1
+    if text in ("false", "no", "off", ""):
+        return 0
+    return _as_int(name, value)
