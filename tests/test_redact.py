@@ -485,6 +485,9 @@ def test_large_hostile_inputs_are_handled_in_linear_time() -> None:
         "bearer " * 50_000,
         "Authorization: x\n" * 30_000,
         "%3d" * 60_000 + "access_token%3d" * 1_000,
+        "a" * 100_000 + "@://",
+        "x://" + "a" * 100_000 + ":" + "b" * 100_000 + " @",
+        "a_" * 100_000 + "access_token:",
     ):
         for fn in (R.text, R.url, R.query, R.cookie):
             out = fn(text)

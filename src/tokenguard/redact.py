@@ -54,9 +54,8 @@ DEFAULT_COOKIE_NAMES: tuple[str, ...] = ("directus_session_token", "directus_ref
 S = TypeVar("S", str, bytes)
 
 # Characters a query key is made of in a log line (RFC 3986 unreserved, plus "%" and "+",
-# which decode into anything).
-# A match starts only where a run of key characters starts, so that a long run with no "="
-# after it is scanned once, not once per position.
+# which decode into anything). A match starts only where a run of key characters starts, so
+# that a long run with no "=" after it is scanned once, not once per position.
 _KEY_RE = re.compile(r"(?<![A-Za-z0-9_.~%+\-])[A-Za-z0-9_.~%+\-]+(?:\[[^\]\s=&]*\])*=")
 # A quote ends a value only where it plainly closes a string (a repr, JSON, a quoted log
 # field); a quote inside a value is taken as part of the secret.
@@ -67,7 +66,11 @@ _COOKIE_VALUE_RE = re.compile(rf"""(?:(?!{_CLOSE})[^ \t\r\n\f\v&#;,])*""")
 _BEARER_RE = re.compile(rf"""(?i)(bearer)([ \t]+)((?:(?!{_CLOSE})[^ \t\r\n\f\v])+)""")
 _ASCII_SPACE = " \t\r\n\f\v"
 # A password in a URL's user information ("redis://:pw@host", "https://u:pw@host").
-_USERINFO_RE = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^/\s:@'\"]*:)([^/\s@'\"]+)(@)")
+# (Anchored at the start of a scheme and with no ":" in the password, so a long run without
+# "@" is scanned once.)
+_USERINFO_RE = re.compile(
+    r"(?i)(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*://[^/\s:@'\"]*:)([^/\s:@'\"]+)(@)"
+)
 # "Authorization: ..." as a header line (a dump of headers in an error message).
 _AUTH_LINE_RE = re.compile(r"(?im)^([ \t]*(?:proxy-)?authorization[ \t]*:[ \t]*)([^\r\n]+)$")
 # A quoted key and a quoted value: JSON, Python reprs of dicts, of ASGI header pairs and of
