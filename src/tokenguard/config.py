@@ -197,6 +197,18 @@ _ENV: dict[str, tuple[str, Any]] = {
     "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
     "public_url": ("PUBLIC_URL", None),
     "dev": ("TOKENGUARD_DEV", _as_bool),
+    # hardening (tokenguard.limits, tokenguard.csrf)
+    "rate_limiter_enabled": ("RATE_LIMITER_ENABLED", _as_bool),
+    "rate_limiter_points": ("RATE_LIMITER_POINTS", _as_int),
+    "rate_limiter_duration_ms": ("RATE_LIMITER_DURATION", lambda n, v: _as_seconds_ms(n, v)),
+    "rate_limiter_store": ("RATE_LIMITER_STORE", None),
+    "login_account_points": ("TOKENGUARD_LOGIN_ACCOUNT_POINTS", _as_int),
+    "login_account_duration_ms": ("TOKENGUARD_LOGIN_ACCOUNT_DURATION", _as_duration),
+    "auth_login_attempts": ("AUTH_LOGIN_ATTEMPTS", lambda n, v: _as_attempts(n, v)),
+    "ip_trust_proxy": ("IP_TRUST_PROXY", lambda n, v: _as_hops(n, v)),
+    "csrf_protection": ("TOKENGUARD_CSRF_PROTECTION", _as_bool),
+    "csrf_trusted_origins": ("TOKENGUARD_CSRF_TRUSTED_ORIGINS", _as_list),
+    "csrf_require_origin": ("TOKENGUARD_CSRF_REQUIRE_ORIGIN", _as_bool),
     # realtime and GraphQL (tokenguard.realtime, tokenguard.asgi_ws, tokenguard.graphql)
     "websockets_enabled": ("WEBSOCKETS_ENABLED", _as_bool),
     "websockets_rest_enabled": ("WEBSOCKETS_REST_ENABLED", _as_bool),
@@ -253,6 +265,19 @@ class Settings:
     token_cache_size: int = 10_000
     public_url: str | None = None
     dev: bool = False
+    # Hardening: rate limits (Directus's RATE_LIMITER_*, applied to the /auth routes), the
+    # login lockout, the trusted-proxy hop count and the cookie CSRF check.
+    rate_limiter_enabled: bool = False
+    rate_limiter_points: int = 50
+    rate_limiter_duration_ms: int = 1_000
+    rate_limiter_store: str = "memory"
+    login_account_points: int = 10
+    login_account_duration_ms: int = 60_000
+    auth_login_attempts: int = 25
+    ip_trust_proxy: int = 0
+    csrf_protection: bool = True
+    csrf_trusted_origins: tuple[str, ...] = ()
+    csrf_require_origin: bool = False
     # Realtime (WebSocket) and GraphQL; seconds, as Directus counts them here.
     websockets_enabled: bool = False
     websockets_rest_enabled: bool = True
@@ -315,6 +340,22 @@ class Settings:
             raise ConfigError("MAX_PAYLOAD_SIZE must be between 1 byte and 1gb")
         if self.token_cache_size < 0:
             raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
+        if self.rate_limiter_store not in ("memory", "redis"):
+            raise ConfigError("RATE_LIMITER_STORE must be memory or redis")
+        if self.rate_limiter_store == "redis" and not self.redis_url:
+            raise ConfigError("RATE_LIMITER_STORE=redis needs REDIS (the connection URL)")
+        if self.rate_limiter_points < 1 or self.rate_limiter_duration_ms < 1:
+            raise ConfigError("RATE_LIMITER_POINTS and RATE_LIMITER_DURATION must be positive")
+        if self.login_account_points < 0 or self.login_account_duration_ms < 1:
+            raise ConfigError("TOKENGUARD_LOGIN_ACCOUNT_POINTS/_DURATION cannot be negative")
+        if self.auth_login_attempts < 0 or self.ip_trust_proxy < 0:
+            raise ConfigError("AUTH_LOGIN_ATTEMPTS and IP_TRUST_PROXY cannot be negative")
+        for origin in self.csrf_trusted_origins:
+            if "://" not in origin or origin.endswith("/") or origin.count("/") != 2:
+                raise ConfigError(
+                    "TOKENGUARD_CSRF_TRUSTED_ORIGINS entries are origins such as "
+                    f"https://app.example.com (scheme, host, optional port), not {origin!r}"
+                )
         _check_realtime_settings(self)
 
     @classmethod
@@ -409,6 +450,33 @@ def _check_realtime_settings(settings: Settings) -> None:
         if not path.startswith("/") or (len(path) > 1 and path.endswith("/")) or "?" in path:
             raise ConfigError(f'{_ENV[name][0]} must start with "/" and not end with one')
 
+
+def _as_seconds_ms(name: str, value: Any) -> int:
+    # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+    return max(1, round(seconds * 1000))
+
+
+def _as_attempts(name: str, value: Any) -> int:
+    # Directus's auth_login_attempts: null turns the lockout off; so do 0 and "false".
+    if value is None or str(value).strip().lower() in ("", "null", "false", "0"):
+        return 0
+    return _as_int(name, value)
+
+
+def _as_hops(name: str, value: Any) -> int:
+    # IP_TRUST_PROXY: false (no proxy), true (one), or how many proxies stand in front.
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on"):
+        return 1
+    if text in ("false", "no", "off", ""):
+        return 0
+    return _as_int(name, value)
 
 def _as_seconds_ms(name: str, value: Any) -> int:
     # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).

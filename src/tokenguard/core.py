@@ -13,10 +13,13 @@ from typing import Any, Literal
 from .auth.passwords import Passwords
 from .auth.service import AuthService
 from .config import Settings
+from .csrf import SAFE_METHODS
 from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
 from .http.routes import AuthRouter
+from .limits import Limits, counter_for
 from .logs import install_log_redaction
+from .principal import Principal
 from .stores.base import AsyncSessionStore, AsyncUserStore, SessionStore, UserStore
 
 __all__ = ["TokenGuard"]
@@ -89,7 +92,11 @@ class TokenGuard:
         self.clock = clock
         self.guard = Guard(settings, users, sessions, clock=clock)
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
-        self.auth = AuthService(settings, users, sessions, clock=clock, passwords=passwords)
+        #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
+        self.limits = Limits(settings, counter_for(settings, flavour), clock=clock)
+        self.auth = AuthService(
+            settings, users, sessions, clock=clock, passwords=passwords, limits=self.limits
+        )
         self.router = AuthRouter(
             self.auth, settings, self.guard.verifier, max_payload_bytes=settings.max_payload_bytes
         )
@@ -100,6 +107,28 @@ class TokenGuard:
         if refusal.clear_session_cookie:
             return [("set-cookie", self._clear_session)]
         return []
+
+    def csrf_refusal(
+        self,
+        method: str,
+        principal: Principal,
+        authorization: str | None,
+        query_string: str,
+        cookie: str | None,
+        origin: str | None,
+        referer: str | None,
+        host: str | None,
+        scheme: str,
+    ) -> Refusal | None:
+        """The cross-site check for an app request (see :mod:`tokenguard.csrf`): only an
+        unsafe method whose credential came from the session cookie is checked."""
+        if principal.via == "public" or not cookie or method in SAFE_METHODS:
+            return None
+        found = self.guard.extractor(authorization, query_string, cookie)
+        if getattr(found, "source", None) != "cookie":
+            return None
+        error = self.router.csrf.check(method, origin, referer, host, scheme)
+        return None if error is None else Refusal(error)
 
     def is_refusal(self, outcome: Outcome) -> bool:
         return type(outcome) is Refusal

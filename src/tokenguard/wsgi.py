@@ -17,6 +17,7 @@ from types import GeneratorType
 from typing import Any
 
 from .core import TokenGuard
+from .csrf import SAFE_METHODS
 from .flow import run_sync
 from .guard import Refusal
 from .http.serve import serve_wsgi
@@ -94,6 +95,24 @@ class TokenGuardWSGI:
             environ.get("REQUEST_METHOD", "GET"), path
         ):
             return serve_wsgi(self._router, environ, start_response, outcome)
+        cookie = environ.get("HTTP_COOKIE")
+        if cookie and outcome.via != "public":
+            method = environ.get("REQUEST_METHOD", "GET")
+            if method not in SAFE_METHODS:
+                # Only here can the credential be the (ambient) session cookie.
+                refusal = self.core.csrf_refusal(
+                    method,
+                    outcome,
+                    environ.get("HTTP_AUTHORIZATION"),
+                    query,
+                    cookie,
+                    environ.get("HTTP_ORIGIN"),
+                    environ.get("HTTP_REFERER"),
+                    environ.get("HTTP_HOST"),
+                    environ.get("wsgi.url_scheme", "http"),
+                )
+                if refusal is not None:
+                    return self._refuse(refusal, start_response)
         environ[ENVIRON_PRINCIPAL] = outcome
         environ[ENVIRON_USER] = outcome.user
         environ[ENVIRON_ROLE] = outcome.role

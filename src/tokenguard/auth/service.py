@@ -32,6 +32,7 @@ from ..errors import (
     user_suspended,
 )
 from ..flow import Call, Flow, Sleep
+from ..limits import Limits
 from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
@@ -130,6 +131,7 @@ class AuthService:
         monotonic: Callable[[], float] = time.monotonic,
         passwords: Passwords | None = None,
         otp_verifier: OtpVerifier | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.settings = settings
         self.users = users
@@ -139,6 +141,8 @@ class AuthService:
         self.passwords = passwords if passwords is not None else Passwords()
         self.otp_verifier = otp_verifier if otp_verifier is not None else default_otp_verifier
         self.refresh_tokens = RefreshTokens(settings.secret_bytes)
+        #: Rate limits and the lockout (in-process counters unless the core passes Redis).
+        self.limits = limits if limits is not None else Limits(settings, clock=clock)
         self._stall_s = settings.login_stall_ms / 1000
 
     # -- helpers ---------------------------------------------------------------------------
@@ -210,6 +214,9 @@ class AuthService:
     ) -> Flow[Tokens]:
         """Log in with e-mail and password (and OTP); ``started`` is the ``monotonic`` time
         the request began, from which the stall is measured."""
+        # Counted before anything else and answered at once: a 429 that waited for the stall
+        # would let a flood hold a worker per request.
+        yield from self.limits.check_account(credentials.email)
         try:
             tokens = yield from self._login(credentials, mode, client)
         except AuthError as error:
@@ -228,9 +235,18 @@ class AuthService:
         if user is None or user.status != "active" or user.provider != "default":
             yield Call(self.passwords.burn, (credentials.password,), blocking=True)
             raise invalid_credentials()
+        # Counted before the password is checked, so that parallel guesses are all counted.
+        lock = yield from self.limits.attempt(user.id)
         ok = yield Call(
             self.passwords.verify, (user.password_hash, credentials.password), blocking=True
         )
+        if lock:
+            # The attempt after AUTH_LOGIN_ATTEMPTS consecutive failures suspends the user, as
+            # in Directus; unlike Directus the suspension holds for this very attempt, so a
+            # right password now fails too (and the answer does not say which it was).
+            yield from self._store(self.users.update, user.id, status="suspended")
+            log.warning("login: user %s suspended after too many failed attempts", user.id)
+            raise invalid_credentials()
         if not ok:
             raise invalid_credentials()
         if user.tfa_secret:
@@ -240,6 +256,9 @@ class AuthService:
                 raise invalid_otp()
             if not (yield Call(self.otp_verifier, (user, credentials.otp))):
                 raise invalid_otp()
+        # Only a complete login (password and OTP) ends the run of failures: wrong codes
+        # after a right password keep counting towards the lockout.
+        yield from self.limits.succeeded(user.id)
         token = self.refresh_tokens.new()
         now = self.clock()
         now_ms = int(now * 1000)

@@ -22,9 +22,11 @@ from typing import Any
 
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
 from ..config import Settings
+from ..csrf import CsrfPolicy
 from ..errors import AuthError, invalid_payload, route_not_found, service_unavailable
 from ..extract import parse_cookie
 from ..flow import Flow
+from ..limits import TooManyRequests, client_address
 from ..tokens import TokenVerifier
 from .body import MAX_PAYLOAD_BYTES, MODES, TOO_LARGE, is_truthy, parse_json_body, validate_login
 from .cookies import clear_cookie, set_cookie
@@ -71,6 +73,13 @@ class AuthRouter:
         self._session_cookie = settings.session_cookie
         self._clear_refresh = clear_cookie(self._refresh_cookie)
         self._clear_session = clear_cookie(self._session_cookie)
+        self.csrf = CsrfPolicy(
+            enabled=settings.csrf_protection,
+            trusted_origins=settings.csrf_trusted_origins,
+            public_url=settings.public_url,
+            require_origin=settings.csrf_require_origin,
+        )
+        self._trust_hops = settings.ip_trust_proxy
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -96,12 +105,18 @@ class AuthRouter:
     @staticmethod
     def error(error: AuthError) -> ResponseView:
         """A Directus error body as a response."""
+        if isinstance(error, TooManyRequests):
+            return json_response(
+                error.status, error.body, [("retry-after", str(error.retry_after))]
+            )
         return json_response(error.status, error.body)
 
-    def handle(self, request: RequestView) -> Flow[ResponseView]:
-        """Answer ``request`` (a flow). Never raises: every failure is a Directus error."""
+    def handle(self, request: RequestView, scheme: str = "http") -> Flow[ResponseView]:
+        """Answer ``request`` (a flow). Never raises: every failure is a Directus error.
+
+        ``scheme`` is the request's own (``http``/``https``), for the cross-site check."""
         try:
-            return (yield from self._dispatch(request))
+            return (yield from self._dispatch(request, scheme))
         except AuthError as error:
             return self.error(error)
         except Exception as exc:
@@ -109,26 +124,46 @@ class AuthRouter:
             log.error("auth route %s failed: %s", request.path, type(exc).__name__)
             return self.error(service_unavailable("authentication", "Unexpected error"))
 
-    def _dispatch(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def _dispatch(
+        self, request: RequestView, scheme: str = "http"
+    ) -> Generator[Any, Any, ResponseView]:
         route = self.route_of(request.path)
         method = request.method
         if route == "providers" and method in ("GET", "HEAD"):
             return json_response(200, _PROVIDERS, _NO_CACHE)
+        if method == "POST" and route in ("login", "refresh", "logout"):
+            yield from self.service.limits.check_address(self._client(request).ip)
         if method == "POST":
             if route == "login":
-                return (yield from self._login(request))
+                return (yield from self._login(request, scheme))
             if route == "refresh":
-                return (yield from self._refresh(request))
+                return (yield from self._refresh(request, scheme))
             if route == "logout":
-                return (yield from self._logout(request))
+                return (yield from self._logout(request, scheme))
         return self.error(route_not_found(request.path))
 
     # -- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _client(request: RequestView) -> ClientInfo:
+    def _client(self, request: RequestView) -> ClientInfo:
         headers = request.headers
-        return ClientInfo(request.client_ip, headers.get("user-agent"), headers.get("origin"))
+        ip = client_address(request.client_ip, headers.get("x-forwarded-for"), self._trust_hops)
+        return ClientInfo(ip, headers.get("user-agent"), headers.get("origin"))
+
+    def _check_origin(self, request: RequestView, mode: str, scheme: str) -> None:
+        """Cookie and session modes use a credential the browser sends by itself: refuse
+        them from an untrusted origin (see :mod:`tokenguard.csrf`)."""
+        if mode == "json":
+            return
+        headers = request.headers
+        refusal = self.csrf.check(
+            request.method,
+            headers.get("origin"),
+            headers.get("referer"),
+            headers.get("host"),
+            scheme,
+        )
+        if refusal is not None:
+            raise refusal
 
     def _tokens_response(self, tokens: Tokens) -> ResponseView:
         data: dict[str, Any] = {"expires": tokens.expires_ms}
@@ -189,7 +224,9 @@ class AuthRouter:
 
     # -- handlers --------------------------------------------------------------------------
 
-    def _login(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def _login(
+        self, request: RequestView, scheme: str = "http"
+    ) -> Generator[Any, Any, ResponseView]:
         started = self.service.monotonic()
         data = parse_json_body(request.body, request.headers.get("content-type"))
         if isinstance(data, AuthError):
@@ -201,16 +238,24 @@ class AuthRouter:
             return self.error(payload)
         credentials = Credentials(payload.email, payload.password, payload.otp)
         mode: Mode = payload.mode  # type: ignore[assignment]  # validated against MODES
+        # Login CSRF: a cookie-mode login from an untrusted origin would plant its session.
+        self._check_origin(request, mode, scheme)
         tokens = yield from self.service.login(credentials, mode, self._client(request), started)
         return self._tokens_response(tokens)
 
-    def _refresh(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def _refresh(
+        self, request: RequestView, scheme: str = "http"
+    ) -> Generator[Any, Any, ResponseView]:
         mode, token = self._presented(request)
+        self._check_origin(request, mode, scheme)
         tokens = yield from self.service.refresh(token, mode, self._client(request))
         return self._tokens_response(tokens)
 
-    def _logout(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
-        _mode, token = self._presented(request)
+    def _logout(
+        self, request: RequestView, scheme: str = "http"
+    ) -> Generator[Any, Any, ResponseView]:
+        mode, token = self._presented(request)
+        self._check_origin(request, mode, scheme)
         yield from self.service.logout(token)
         headers = list(_NO_CACHE)
         cookie = request.cookie

@@ -25,6 +25,7 @@ _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    429: "Too Many Requests",
     503: "Service Unavailable",
 }
 
@@ -92,7 +93,7 @@ async def serve_asgi(
             principal,
             client[0] if client else None,
         )
-        response = await run_async(router.handle(view))
+        response = await run_async(router.handle(view, scope.get("scheme", "http")))
     out = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.headers]
     payload = response.body
     if response.status != 204:
@@ -163,7 +164,7 @@ def serve_wsgi(
             principal,
             environ.get("REMOTE_ADDR"),
         )
-        response = run_sync(router.handle(view))
+        response = run_sync(router.handle(view, environ.get("wsgi.url_scheme", "http")))
     out = [(_title(n), v) for n, v in response.headers]
     payload = response.body
     if response.status != 204:
