@@ -13,6 +13,7 @@ from types import GeneratorType
 from typing import Any
 
 from .core import TokenGuard
+from .csrf import SAFE_METHODS
 from .flow import run_async
 from .guard import Refusal
 from .http.serve import serve_asgi
@@ -90,12 +91,37 @@ class TokenGuardMiddleware:
         if path.startswith(self._auth_prefix) and self._router.answers(scope["method"], path):
             await serve_asgi(self._router, scope, receive, send, outcome)
             return
+        if cookies and outcome.via != "public" and scope["method"] not in SAFE_METHODS:
+            # Only here can the credential be the (ambient) session cookie.
+            refusal = self._csrf(scope, outcome, authorization, query, "; ".join(cookies))
+            if refusal is not None:
+                await self._refuse(refusal, send)
+                return
         state = dict(scope.get("state") or ())
         state["user"] = outcome
         state["role"] = outcome.role
         scope["state"] = state
         scope["user"] = outcome
         await self.app(scope, receive, send)
+
+    def _csrf(
+        self, scope: Scope, principal: Principal, authorization: str | None, query: str, cookie: str
+    ) -> Refusal | None:
+        found: dict[bytes, str] = {}
+        for name, value in scope["headers"]:
+            if name in (b"origin", b"referer", b"host") and name not in found:
+                found[name] = value.decode("latin-1")
+        return self.core.csrf_refusal(
+            scope["method"],
+            principal,
+            authorization,
+            query,
+            cookie,
+            found.get(b"origin"),
+            found.get(b"referer"),
+            found.get(b"host"),
+            scope.get("scheme", "http"),
+        )
 
     async def _refuse(self, refusal: Refusal, send: Send) -> None:
         body = refusal.error.body
