@@ -5,6 +5,7 @@ from .config import Settings, generate_secret
 from .core import TokenGuard
 from .errors import AuthError, ConfigError
 from .guard import Guard, Refusal
+from .logs import RedactingFilter
 from .principal import Principal
 from .stores.base import SessionRecord, StoreUnavailable, User
 from .wsgi import ENVIRON_PRINCIPAL, ENVIRON_ROLE, ENVIRON_USER, TokenGuardWSGI
@@ -17,6 +18,7 @@ __all__ = [
     "ConfigError",
     "Guard",
     "Principal",
+    "RedactingFilter",
     "Refusal",
     "SessionRecord",
     "Settings",

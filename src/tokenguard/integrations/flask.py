@@ -24,6 +24,7 @@ from werkzeug.local import LocalProxy
 
 from ..core import TokenGuard
 from ..errors import AuthError, forbidden, invalid_credentials
+from ..logs import redaction_filter
 from ..principal import Principal
 from ..wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
 
@@ -98,6 +99,9 @@ class TokenGuardFlask:
         self.guard = self.middleware.core
         app.wsgi_app = self.middleware  # type: ignore[method-assign]
         app.extensions["tokenguard"] = self.guard
+        # Flask's own logger reports unhandled errors with the request URL: keep tokens out.
+        if redaction_filter() not in app.logger.filters:
+            app.logger.addFilter(redaction_filter())
 
         @app.before_request
         def _attach_user() -> None:
