@@ -49,7 +49,7 @@ class TokenGuardMiddleware:
         self.core = guard if guard is not None else TokenGuard(flavour="async", **options)
         self._guard = self.core.guard
         self._router = self.core.router
-        self._auth_prefix = self._router.prefix
+        self._auth_prefix = self._router.path_prefixes
         settings = self.core.settings
         self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
         self._websockets: Any = None

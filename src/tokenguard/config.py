@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from .durations import parse_duration_ms
 from .errors import ConfigError
 
-__all__ = ["CookieSettings", "Settings", "generate_secret"]
+__all__ = ["CookieSettings", "Settings", "generate_secret", "password_policy_pattern"]
 
 SameSite = Literal["lax", "strict", "none"]
 
@@ -197,6 +198,22 @@ _ENV: dict[str, tuple[str, Any]] = {
     "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
     "public_url": ("PUBLIC_URL", None),
     "dev": ("TOKENGUARD_DEV", _as_bool),
+    # password reset, two-factor, providers and SSO, e-mail (tokenguard.auth.reset/totp/sso/mail)
+    "password_reset_url_allow_list": ("PASSWORD_RESET_URL_ALLOW_LIST", _as_list),
+    "password_reset_ttl_ms": ("TOKENGUARD_PASSWORD_RESET_TTL", _as_duration),
+    "auth_password_policy": ("AUTH_PASSWORD_POLICY", None),
+    "auth_providers": ("AUTH_PROVIDERS", _as_list),
+    "auth_disable_default": ("AUTH_DISABLE_DEFAULT", _as_bool),
+    "tfa_prefix": ("TOKENGUARD_TFA_PREFIX", None),
+    "totp_issuer": ("TOKENGUARD_TOTP_ISSUER", None),
+    "email_transport": ("EMAIL_TRANSPORT", None),
+    "email_from": ("EMAIL_FROM", None),
+    "email_smtp_host": ("EMAIL_SMTP_HOST", None),
+    "email_smtp_port": ("EMAIL_SMTP_PORT", _as_int),
+    "email_smtp_user": ("EMAIL_SMTP_USER", None),
+    "email_smtp_password": ("EMAIL_SMTP_PASSWORD", None),
+    "email_smtp_secure": ("EMAIL_SMTP_SECURE", _as_bool),
+    "email_smtp_starttls": ("EMAIL_SMTP_STARTTLS", _as_bool),
     # hardening (tokenguard.limits, tokenguard.csrf)
     "rate_limiter_enabled": ("RATE_LIMITER_ENABLED", _as_bool),
     "rate_limiter_points": ("RATE_LIMITER_POINTS", _as_int),
@@ -222,6 +239,11 @@ _ENV: dict[str, tuple[str, Any]] = {
     "graphql_path": ("TOKENGUARD_GRAPHQL_PATH", None),
     "graphql_auth_service_path": ("TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH", None),
 }
+
+#: Settings holding lists; a list or tuple given as a keyword argument is kept as a tuple.
+_LIST_FIELDS = frozenset(
+    {"query_params", "password_reset_url_allow_list", "auth_providers"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +287,24 @@ class Settings:
     token_cache_size: int = 10_000
     public_url: str | None = None
     dev: bool = False
+    # Password reset, two-factor, providers and SSO, e-mail.
+    password_reset_url_allow_list: tuple[str, ...] = ()
+    password_reset_ttl_ms: int = 3_600_000
+    auth_password_policy: str | None = None
+    auth_providers: tuple[str, ...] = ()
+    auth_disable_default: bool = False
+    #: The ``AUTH_<NAME>_*`` variables of the providers in ``auth_providers`` (name, value).
+    auth_provider_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tfa_prefix: str = "/users/me/tfa"
+    totp_issuer: str = "tokenguard"
+    email_transport: str = "smtp"
+    email_from: str = "no-reply@example.com"
+    email_smtp_host: str = "localhost"
+    email_smtp_port: int | None = None
+    email_smtp_user: str | None = None
+    email_smtp_password: str | None = field(default=None, repr=False)
+    email_smtp_secure: bool = False
+    email_smtp_starttls: bool = False
     # Hardening: rate limits (Directus's RATE_LIMITER_*, applied to the /auth routes), the
     # login lockout, the trusted-proxy hop count and the cookie CSRF check.
     rate_limiter_enabled: bool = False
@@ -340,6 +380,7 @@ class Settings:
             raise ConfigError("MAX_PAYLOAD_SIZE must be between 1 byte and 1gb")
         if self.token_cache_size < 0:
             raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
+        _check_account_settings(self)
         if self.rate_limiter_store not in ("memory", "redis"):
             raise ConfigError("RATE_LIMITER_STORE must be memory or redis")
         if self.rate_limiter_store == "redis" and not self.redis_url:
@@ -378,9 +419,10 @@ class Settings:
             var, parse = _ENV.get(name, (name, None))
             if parse is not None and isinstance(value, str):
                 value = parse(var, value)
-            elif name == "query_params" and not isinstance(value, tuple):
+            elif name in _LIST_FIELDS and not isinstance(value, tuple):
                 value = _as_list(name, value)
             values[name] = value
+        _collect_provider_env(env, values)
         return cls(**values)
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -504,3 +546,67 @@ def _as_hops(name: str, value: Any) -> int:
     if text in ("false", "no", "off", ""):
         return 0
     return _as_int(name, value)
+
+
+def _collect_provider_env(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Fill ``auth_provider_env`` with the ``AUTH_<NAME>_*`` variables of the listed providers
+    (a mapping given as a keyword argument is taken as those variables)."""
+    given = values.get("auth_provider_env")
+    if isinstance(given, Mapping):
+        values["auth_provider_env"] = tuple(sorted((str(k), str(v)) for k, v in given.items()))
+        return
+    if given is not None:
+        values["auth_provider_env"] = tuple(tuple(pair) for pair in given)
+        return
+    prefixes = tuple(f"AUTH_{name.upper()}_" for name in values.get("auth_providers", ()))
+    if prefixes:
+        values["auth_provider_env"] = tuple(
+            sorted((k, v) for k, v in env.items() if k.startswith(prefixes))
+        )
+
+
+def _check_account_settings(settings: Settings) -> None:
+    # The password reset, two-factor and e-mail settings; providers are checked when the
+    # SSO registry is built (tokenguard.auth.providers), which knows each driver's needs.
+    if settings.password_reset_ttl_ms <= 0:
+        raise ConfigError("TOKENGUARD_PASSWORD_RESET_TTL must be a positive duration")
+    if settings.auth_password_policy:
+        password_policy_pattern(settings.auth_password_policy)
+    prefix = settings.tfa_prefix
+    if not prefix.startswith("/") or prefix.endswith("/") or prefix.startswith(
+        settings.auth_prefix + "/"
+    ):
+        raise ConfigError(
+            'TOKENGUARD_TFA_PREFIX must start with "/", not end with one, and not lie under '
+            "the auth prefix"
+        )
+    if settings.email_transport not in ("smtp", "console"):
+        raise ConfigError(
+            f"EMAIL_TRANSPORT must be smtp or console, not {settings.email_transport!r}"
+        )
+    if settings.email_smtp_port is not None and not 0 < settings.email_smtp_port < 65536:
+        raise ConfigError("EMAIL_SMTP_PORT must be a TCP port")
+    if settings.email_smtp_secure and settings.email_smtp_starttls:
+        raise ConfigError("EMAIL_SMTP_SECURE and EMAIL_SMTP_STARTTLS exclude each other")
+
+
+_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "u": 0}
+
+
+def password_policy_pattern(policy: str) -> re.Pattern[str]:
+    """``AUTH_PASSWORD_POLICY`` as a pattern: a regular expression, optionally written as
+    Directus stores it, ``/…/flags`` (flags among ``i``, ``m``, ``s``, ``u``). A password
+    passes when the pattern is found in it (JavaScript's ``RegExp.test``)."""
+    source, flags = policy, 0
+    if len(policy) >= 2 and policy.startswith("/"):
+        end = policy.rfind("/")
+        if end > 0 and all(ch in _REGEX_FLAGS for ch in policy[end + 1 :]):
+            source = policy[1:end]
+            for ch in policy[end + 1 :]:
+                flags |= _REGEX_FLAGS[ch]
+    try:
+        return re.compile(source, flags)
+    except re.error as exc:
+        raise ConfigError(
+            f"AUTH_PASSWORD_POLICY is not a valid regular expression: {exc}"
+        ) from None

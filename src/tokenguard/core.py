@@ -10,17 +10,26 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService
 from .config import Settings
 from .csrf import SAFE_METHODS
 from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
+from .http.extras import build_extras
 from .http.routes import AuthRouter
 from .limits import Limits, counter_for
 from .logs import install_log_redaction
 from .principal import Principal
-from .stores.base import AsyncSessionStore, AsyncUserStore, SessionStore, UserStore
+from .stores.base import (
+    AsyncOnceStore,
+    AsyncSessionStore,
+    AsyncUserStore,
+    OnceStore,
+    SessionStore,
+    UserStore,
+)
 
 __all__ = ["TokenGuard"]
 
@@ -62,7 +71,7 @@ class TokenGuard:
     """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
 
     ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
-    ``users``/``sessions``/``clock``/``passwords`` are settings (see
+    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer`` are settings (see
     :class:`~tokenguard.config.Settings`).
     """
 
@@ -75,6 +84,8 @@ class TokenGuard:
         flavour: Flavour = "sync",
         clock: Callable[[], float] = time.time,
         passwords: Passwords | None = None,
+        once: OnceStore | AsyncOnceStore | None = None,
+        mailer: Mailer | None = None,
         **setting_overrides: Any,
     ) -> None:
         if settings is None:
@@ -97,8 +108,16 @@ class TokenGuard:
         self.auth = AuthService(
             settings, users, sessions, clock=clock, passwords=passwords, limits=self.limits
         )
+        #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
+        self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)
         self.router = AuthRouter(
-            self.auth, settings, self.guard.verifier, max_payload_bytes=settings.max_payload_bytes
+            self.auth,
+            settings,
+            self.guard.verifier,
+            max_payload_bytes=settings.max_payload_bytes,
+            account=self.extras.account,
+            sso=self.extras.sso,
+            providers=self.extras.providers,
         )
         self._clear_session = clear_cookie(settings.session_cookie)
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..config import Settings
 from ..errors import (
@@ -55,6 +55,14 @@ log = logging.getLogger("tokenguard.auth")
 
 Mode = Literal["json", "cookie", "session"]
 OtpVerifier = Callable[[User, str], bool]
+
+
+class OtpCheck(Protocol):
+    """A one-time-password check that may use stores (a flow), e.g.
+    :class:`tokenguard.auth.totp.TwoFactor`."""
+
+    def check(self, user: User, code: str) -> Flow[bool]: ...
+
 
 #: Directus truncates the stored user agent to this many characters.
 USER_AGENT_LIMIT = 1024
@@ -131,6 +139,7 @@ class AuthService:
         monotonic: Callable[[], float] = time.monotonic,
         passwords: Passwords | None = None,
         otp_verifier: OtpVerifier | None = None,
+        two_factor: OtpCheck | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.settings = settings
@@ -140,6 +149,9 @@ class AuthService:
         self.monotonic = monotonic
         self.passwords = passwords if passwords is not None else Passwords()
         self.otp_verifier = otp_verifier if otp_verifier is not None else default_otp_verifier
+        #: The TOTP check with decryption and replay protection (tokenguard.auth.totp);
+        #: when set it replaces ``otp_verifier``.
+        self.two_factor = two_factor
         self.refresh_tokens = RefreshTokens(settings.secret_bytes)
         #: Rate limits and the lockout (in-process counters unless the core passes Redis).
         self.limits = limits if limits is not None else Limits(settings, clock=clock)
@@ -254,11 +266,20 @@ class AuthService:
             # password; the stall and the lockout are what protect it).
             if not credentials.otp:
                 raise invalid_otp()
-            if not (yield Call(self.otp_verifier, (user, credentials.otp))):
+            if self.two_factor is not None:
+                ok = yield from self.two_factor.check(user, credentials.otp)
+            else:
+                ok = yield Call(self.otp_verifier, (user, credentials.otp))
+            if not ok:
                 raise invalid_otp()
         # Only a complete login (password and OTP) ends the run of failures: wrong codes
         # after a right password keep counting towards the lockout.
-        yield from self.limits.succeeded(user.id)
+        yield from self.limits.succeeded(user.id, credentials.email)
+        return (yield from self.start_session(user, mode, client))
+
+    def start_session(self, user: User, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+        """Record a new session for ``user`` (already authenticated: by password and OTP, or by
+        single sign-on) and issue its tokens."""
         token = self.refresh_tokens.new()
         now = self.clock()
         now_ms = int(now * 1000)

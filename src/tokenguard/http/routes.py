@@ -20,6 +20,7 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
+from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
 from ..config import Settings
 from ..csrf import CsrfPolicy
@@ -28,8 +29,10 @@ from ..extract import parse_cookie
 from ..flow import Flow
 from ..limits import TooManyRequests, client_address
 from ..tokens import TokenVerifier
+from .account_routes import AccountRoutes
 from .body import MAX_PAYLOAD_BYTES, MODES, TOO_LARGE, is_truthy, parse_json_body, validate_login
 from .cookies import clear_cookie, set_cookie
+from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
 
 __all__ = ["AuthRouter"]
@@ -38,7 +41,11 @@ log = logging.getLogger("tokenguard.auth")
 
 NO_REFRESH_TOKEN = "The refresh token is required in either the payload or cookie"
 
-_PROVIDERS = b'{"data":[],"disableDefault":false}'
+_BODY_ROUTES = frozenset(
+    {"login", "refresh", "logout", "password_request", "password_reset", "sso_callback"}
+    | {"tfa_generate", "tfa_enable", "tfa_disable"}
+)
+_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout"} | {"sso_login"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
@@ -57,6 +64,9 @@ class AuthRouter:
         verifier: TokenVerifier,
         *,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        account: AccountRoutes | None = None,
+        sso: SSORoutes | None = None,
+        providers: tuple[Provider, ...] = (),
     ) -> None:
         self.service = service
         self.settings = settings
@@ -69,6 +79,22 @@ class AuthRouter:
             f"{self.prefix}/refresh": "refresh",
             f"{self.prefix}/logout": "logout",
         }
+        # Password reset, two-factor and single sign-on (tokenguard.http.account_routes and
+        # sso_routes). The TFA paths live outside the auth prefix, where Directus has them.
+        self.account = account
+        self.sso = sso
+        self._providers = providers
+        self._disable_default = settings.auth_disable_default
+        self._login_prefix = f"{self.prefix}/login/"
+        #: Path prefixes the shells hand to :meth:`answers` (``str.startswith`` takes a tuple).
+        self.path_prefixes: tuple[str, ...] = (self.prefix,)
+        if account is not None:
+            tfa = settings.tfa_prefix
+            self._routes[f"{self.prefix}/password/request"] = "password_request"
+            self._routes[f"{self.prefix}/password/reset"] = "password_reset"
+            for action in ("generate", "enable", "disable"):
+                self._routes[f"{tfa}/{action}"] = f"tfa_{action}"
+            self.path_prefixes = (self.prefix, tfa)
         self._refresh_cookie = settings.refresh_cookie
         self._session_cookie = settings.session_cookie
         self._clear_refresh = clear_cookie(self._refresh_cookie)
@@ -88,7 +114,23 @@ class AuthRouter:
         name = self._routes.get(path)
         if name is None and len(path) > 1 and path.endswith("/"):
             name = self._routes.get(path[:-1])
+        if name is None and self.sso is not None and path.startswith(self._login_prefix):
+            name = self._sso_route(path)[0]
         return name
+
+    def _sso_route(self, path: str) -> tuple[str | None, str]:
+        # <prefix>/login/<provider>[/callback][/]: only providers that sign users in.
+        rest = path[len(self._login_prefix) :]
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        provider, _, tail = rest.partition("/")
+        if self.sso is None or self.sso.sso.provider(provider) is None:
+            return None, provider
+        if tail == "":
+            return "sso_login", provider
+        if tail == "callback":
+            return "sso_callback", provider
+        return None, provider
 
     def answers(self, method: str, path: str) -> bool:
         """Whether the router answers this request (otherwise the app does)."""
@@ -96,7 +138,7 @@ class AuthRouter:
 
     def wants_body(self, method: str, path: str) -> bool:
         """Whether the shell should read the request body (only our POST routes need it)."""
-        return method == "POST" and self.route_of(path) in ("login", "refresh", "logout")
+        return method == "POST" and self.route_of(path) in _BODY_ROUTES
 
     def too_large(self) -> ResponseView:
         """The answer to a body above ``MAX_PAYLOAD_SIZE`` (Directus: a 400, not a 413)."""
@@ -130,7 +172,9 @@ class AuthRouter:
         route = self.route_of(request.path)
         method = request.method
         if route == "providers" and method in ("GET", "HEAD"):
-            return json_response(200, _PROVIDERS, _NO_CACHE)
+            return json_response(200, self._providers_body(request), _NO_CACHE)
+        if route in _EXTRA_ROUTES or (route == "login" and self._disable_default):
+            return (yield from self._extra(route, request))
         if method == "POST" and route in ("login", "refresh", "logout"):
             yield from self.service.limits.check_address(self._client(request).ip)
         if method == "POST":
@@ -267,3 +311,35 @@ class AuthRouter:
             if parse_cookie(cookie, self._session_cookie.name):
                 headers.append(("set-cookie", self._clear_session))
         return ResponseView(204, headers, b"")
+
+    # -- password reset, two-factor, single sign-on ----------------------------------------
+
+    def _providers_body(self, request: RequestView) -> bytes:
+        # `?sessionOnly` counts when present at all (JavaScript's Boolean of "" is false,
+        # but Express gives "" for `?sessionOnly`, and Directus tests `!== undefined`).
+        names = {p.partition("=")[0] for p in request.query_string.split("&")}
+        session_only = "sessionOnly" in names
+        return providers_body(
+            self._providers, self._disable_default, session_only=session_only
+        )
+
+    def _extra(self, route: str | None, request: RequestView) -> Generator[Any, Any, ResponseView]:
+        method = request.method
+        account, sso = self.account, self.sso
+        if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
+            provider = self._sso_route(request.path)[1]
+            return (yield from sso.login(provider, request))
+        if route == "sso_callback" and sso is not None:
+            provider = self._sso_route(request.path)[1]
+            if method == "POST":
+                return sso.form_post(provider, request)
+            if method in ("GET", "HEAD"):
+                return (yield from sso.callback(provider, request, self._client(request)))
+        if method == "POST" and account is not None:
+            if route == "password_request":
+                return (yield from account.password_request(request))
+            if route == "password_reset":
+                return (yield from account.password_reset(request))
+            if route is not None and route.startswith("tfa_"):
+                return (yield from account.tfa(route[4:], request))
+        return self.error(route_not_found(request.path))

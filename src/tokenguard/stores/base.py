@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "AsyncOnceStore",
     "AsyncSessionStore",
     "AsyncUserStore",
+    "OnceStore",
     "RotateOutcome",
     "SessionRecord",
     "SessionStore",
@@ -210,3 +212,25 @@ class AsyncSessionStore(Protocol):
     ) -> RotateOutcome: ...
     async def revoke(self, token_hash: str) -> SessionRecord | None: ...
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int: ...
+
+
+@runtime_checkable
+class OnceStore(Protocol):
+    """Synchronous "seen before?" memory: one-time codes and one-time tokens.
+
+    Kept apart from :class:`SessionStore` so that backends can add it without touching their
+    session code (implementations: :mod:`tokenguard.stores.once`).
+    """
+
+    def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        """Remember ``key`` for ``ttl_ms`` from ``now_ms``. ``True`` the first time (atomic:
+        of two concurrent claims exactly one wins), ``False`` while it is remembered."""
+        ...
+
+
+@runtime_checkable
+class AsyncOnceStore(Protocol):
+    """The asynchronous twin of :class:`OnceStore`."""
+
+    async def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool: ...
+

@@ -1,0 +1,83 @@
+"""Password reset, two-factor and single sign-on, assembled for the core.
+
+The one-time store (used TOTP steps, used reset tokens) follows the session store: Redis
+when sessions live in Redis, the SQLite file ``DB_FILENAME`` when set, memory otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..auth.mail import BackgroundMailer, Mailer, mailer_from_settings
+from ..auth.providers import Provider, load_providers
+from ..auth.reset import PasswordReset
+from ..auth.service import AuthService
+from ..auth.sso import SingleSignOn
+from ..auth.totp import TwoFactor
+from ..config import Settings
+from ..stores.base import AsyncOnceStore, OnceStore
+from .account_routes import AccountRoutes
+from .sso_routes import SSORoutes
+
+__all__ = ["Extras", "build_extras", "default_once_store"]
+
+
+def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOnceStore:
+    """The one-time store next to ``sessions`` (see the module docstring)."""
+    from ..stores import once
+
+    client = getattr(sessions, "client", None)
+    module = type(sessions).__module__
+    if client is not None and module.endswith("stores.redis"):
+        if type(sessions).__name__.startswith("Async"):
+            return once.AsyncRedisOnceStore(client, prefix=settings.redis_prefix)
+        return once.RedisOnceStore(client, prefix=settings.redis_prefix)
+    if settings.db_filename:
+        return once.SQLiteOnceStore(settings.db_filename)
+    return once.MemoryOnceStore()
+
+
+@dataclass(slots=True)
+class Extras:
+    """What :func:`build_extras` made; the router takes ``account``, ``sso`` and ``providers``."""
+
+    providers: tuple[Provider, ...]
+    once: OnceStore | AsyncOnceStore
+    mailer: Mailer
+    two_factor: TwoFactor
+    reset: PasswordReset
+    account: AccountRoutes
+    sso: SSORoutes | None
+
+
+def build_extras(
+    service: AuthService,
+    sessions: Any,
+    *,
+    once: OnceStore | AsyncOnceStore | None = None,
+    mailer: Mailer | None = None,
+    http: Any = None,
+) -> Extras:
+    """Build the features over ``service``'s stores and plug the TOTP check into its login."""
+    settings = service.settings
+    providers = load_providers(settings)
+    once = once if once is not None else default_once_store(settings, sessions)
+    mailer = mailer if mailer is not None else BackgroundMailer(mailer_from_settings(settings))
+    two_factor = TwoFactor(
+        settings.secret_bytes,
+        service.users,
+        once,
+        passwords=service.passwords,
+        issuer=settings.totp_issuer,
+        clock=service.clock,
+        store_call=service._store,
+    )
+    service.two_factor = two_factor
+    reset = PasswordReset(service, once, mailer)
+    account = AccountRoutes(reset, two_factor, service.monotonic)
+    sso = None
+    if any(p.signs_in for p in providers):
+        single = SingleSignOn(service, providers, http=http)
+        sso = SSORoutes(single, settings.refresh_cookie, settings.session_cookie, service.clock)
+    return Extras(providers, once, mailer, two_factor, reset, account, sso)
