@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
-from tokenguard.errors import invalid_credentials
+from examples.static import HEADERS, LOGIN_PAGE, asset
+from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.flask import (
     TokenGuardFlask,
     current_user,
@@ -21,7 +22,8 @@ from tokenguard.integrations.flask import (
 )
 from tokenguard.users import seed_from_env
 
-app = Flask(__name__)
+# No Flask static folder: /static/<name> serves the login page's files, shared with Starlette.
+app = Flask(__name__, static_folder=None)
 tokenguard = TokenGuardFlask(app)
 assert tokenguard.guard is not None
 users = tokenguard.guard.users
@@ -60,6 +62,33 @@ def users_me() -> Any:
 def private() -> dict[str, Any]:
     """Any logged-in user."""
     return {"data": {"secret": "for users only", "user": current_user.user}}
+
+
+@app.post("/private")
+@require_user
+def private_post() -> dict[str, Any]:
+    """Any logged-in user, with an unsafe method: a cookie-authenticated call must come from
+    this origin (tokenguard's cross-site check)."""
+    return {"data": {"posted": True, "user": current_user.user}}
+
+
+@app.get("/login")
+def login_page() -> Any:
+    """The login page (``examples/static``): session mode in a browser."""
+    return _static(LOGIN_PAGE, "/login")
+
+
+@app.get("/static/<name>")
+def static_file(name: str) -> Any:
+    return _static(name, f"/static/{name}")
+
+
+def _static(name: str, path: str) -> Any:
+    found = asset(name)
+    if found is None:
+        return error_response(route_not_found(path))
+    body, content_type = found
+    return Response(body, content_type=content_type, headers=HEADERS)
 
 
 @app.get("/admin")

@@ -12,11 +12,12 @@ import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from examples.static import HEADERS, LOGIN_PAGE, asset
 from tokenguard import TokenGuard, TokenGuardMiddleware
-from tokenguard.errors import invalid_credentials
+from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.starlette import error_response, require_role, require_user
 from tokenguard.users import seed_from_env
 
@@ -59,6 +60,30 @@ def private(request: Request) -> JSONResponse:
     return JSONResponse({"data": {"secret": "for users only", "user": request.state.user.user}})
 
 
+@require_user
+def private_post(request: Request) -> JSONResponse:
+    """Any logged-in user, with an unsafe method: a cookie-authenticated call must come from
+    this origin (tokenguard's cross-site check)."""
+    return JSONResponse({"data": {"posted": True, "user": request.state.user.user}})
+
+
+def login_page(request: Request) -> Response:
+    """The login page (``examples/static``): session mode in a browser."""
+    return _static(LOGIN_PAGE, request.url.path)
+
+
+def static_file(request: Request) -> Response:
+    return _static(request.path_params["name"], request.url.path)
+
+
+def _static(name: str, path: str) -> Response:
+    found = asset(name)
+    if found is None:
+        return error_response(route_not_found(path))
+    body, content_type = found
+    return Response(body, headers=HEADERS, media_type=content_type)
+
+
 @require_role("administrator")
 def admin(request: Request) -> JSONResponse:
     """Administrators only (a role, or the admin_access flag)."""
@@ -70,6 +95,9 @@ app = Starlette(
         Route("/", home),
         Route("/users/me", users_me),
         Route("/private", private),
+        Route("/private", private_post, methods=["POST"]),
+        Route("/login", login_page),
+        Route("/static/{name}", static_file),
         Route("/admin", admin),
     ]
 )
