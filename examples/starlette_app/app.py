@@ -3,7 +3,9 @@
 Run it with ``bash examples/run.sh starlette`` (or ``python -m examples.starlette_app.app``
 with ``SECRET`` set). It listens on ``HOST``/``PORT`` (default 127.0.0.1:8055), keeps users
 in ``DB_FILENAME`` (SQLite) or in memory, sessions in ``REDIS`` when set, and seeds an
-administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/``ADMIN_TOKEN``.
+administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/``ADMIN_TOKEN``. With
+``WEBSOCKETS_ENABLED=true`` it also speaks Directus's realtime authentication at
+``/websocket`` (``WEBSOCKETS_REST_AUTH`` picks public, handshake or strict).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from examples.static import HEADERS, LOGIN_PAGE, asset
 from tokenguard import TokenGuard, TokenGuardMiddleware
@@ -90,6 +93,27 @@ def admin(request: Request) -> JSONResponse:
     return JSONResponse({"data": {"secret": "for administrators only"}})
 
 
+async def realtime(websocket: WebSocket) -> None:
+    """Echoes each frame with the principal the socket speaks for at that moment (the
+    middleware handles ``auth``, ``ping`` and ``pong`` frames and never passes them on)."""
+    if getattr(websocket.state, "user", None) is None:
+        await websocket.close(1008)  # WEBSOCKETS_ENABLED is off: no authentication here
+        return
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
+            principal = websocket.state.user  # read per frame: re-auth and expiry change it
+            await websocket.send_json(
+                {"type": "echo", "data": data, "user": principal.user, "via": principal.via}
+            )
+    except WebSocketDisconnect:
+        pass
+
+
 app = Starlette(
     routes=[
         Route("/", home),
@@ -99,6 +123,7 @@ app = Starlette(
         Route("/login", login_page),
         Route("/static/{name}", static_file),
         Route("/admin", admin),
+        WebSocketRoute("/websocket", realtime),
     ]
 )
 app.add_middleware(TokenGuardMiddleware, guard=guard)

@@ -299,7 +299,7 @@ class Connection:
         self._client = client
         self.state: _State = "new"
         self.principal: Principal | None = None
-        self._active = False  # a frame arrived since the last heartbeat ping
+        self._active = True  # a frame arrived since the last heartbeat ping (or it just opened)
 
     @property
     def mode(self) -> Mode:
