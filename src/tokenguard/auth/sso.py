@@ -178,9 +178,9 @@ class SingleSignOn:
             raise service_unavailable(provider.driver, "Provider endpoints must use HTTPS")
         return url
 
-    def _get_json(self, provider: Provider, url: str, **kwargs: Any) -> Any:
+    def _get_json(self, provider: Provider, url: str, headers: dict[str, str] | None = None) -> Any:
         try:
-            response = self.client().get(url, headers={"accept": "application/json"}, **kwargs)
+            response = self.client().get(url, headers={"accept": "application/json", **(headers or {})})
         except Exception as exc:
             log.warning("provider %s unreachable: %s", provider.name, type(exc).__name__)
             raise service_unavailable(provider.driver, "Service is unreachable") from None
@@ -383,7 +383,7 @@ class SingleSignOn:
         bearer = {"authorization": f"Bearer {token['access_token']}"}
         if provider.driver == "oauth2":
             assert meta.userinfo_endpoint is not None
-            profile = self._get_json(provider, meta.userinfo_endpoint, **{"headers": bearer})
+            profile = self._get_json(provider, meta.userinfo_endpoint, headers=bearer)
             if not isinstance(profile, dict):
                 raise invalid_credentials()
             return profile

@@ -1,0 +1,421 @@
+"""Single sign-on against a real (tiny) OpenID provider on 127.0.0.1, through the WSGI shell.
+
+Covers the redirect, the callback in every mode, user linking and registration, and the
+abuse cases: a forged or missing state cookie, a state that does not match, a nonce, issuer
+or audience that is not ours, a replayed code, and open redirects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug.test import Client
+
+from tests.helpers.auth import FAST, SECRET, make_user, plain_wsgi_app
+from tests.helpers.oidc_provider import CLIENT_ID, CLIENT_SECRET, OIDCProvider, running_provider
+from tokenguard import TokenGuard, TokenGuardWSGI
+from tokenguard.auth.sso import is_login_redirect_allowed
+from tokenguard.errors import ConfigError
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+
+PUBLIC = "http://app.example.com"
+INVALID_CREDENTIALS = {
+    "errors": [
+        {"message": "Invalid user credentials.", "extensions": {"code": "INVALID_CREDENTIALS"}}
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[OIDCProvider]:
+    with running_provider() as provider:
+        yield provider
+
+
+@pytest.fixture(autouse=True)
+def _reset_idp(idp: OIDCProvider) -> None:
+    idp.id_token_overrides = {}
+    idp.state_override = None
+    idp.claims["email"] = "sso.user@example.com"
+    idp.claims["email_verified"] = True
+
+
+def make_core(idp: OIDCProvider, users: MemoryUserStore | None = None, **env: str) -> TokenGuard:
+    variables = {
+        "AUTH_IDP_DRIVER": "openid",
+        "AUTH_IDP_CLIENT_ID": CLIENT_ID,
+        "AUTH_IDP_CLIENT_SECRET": CLIENT_SECRET,
+        "AUTH_IDP_ISSUER_URL": idp.url,
+        "AUTH_IDP_ALLOW_PUBLIC_REGISTRATION": "true",
+        "AUTH_IDP_LABEL": "Test IdP",
+        "AUTH_IDP_REDIRECT_ALLOW_LIST": "https://front.example.org/done",
+        **env,
+    }
+    return TokenGuard(
+        secret=SECRET,
+        users=users if users is not None else MemoryUserStore(),
+        sessions=MemorySessionStore(),
+        passwords=FAST,
+        login_stall_ms=0,
+        public_url=PUBLIC,
+        auth_providers="idp",
+        auth_provider_env=variables,
+    )
+
+
+def client_for(core: TokenGuard) -> Client:
+    return Client(TokenGuardWSGI(plain_wsgi_app, guard=core))
+
+
+def start(client: Client, query: str = "") -> tuple[str, str]:
+    """GET /auth/login/idp: the provider URL it redirects to, and the state cookie."""
+    reply = client.get("/auth/login/idp" + query)
+    assert reply.status_code == 302, reply.data
+    cookie = client.get_cookie("openid.idp")
+    assert cookie is not None
+    return reply.headers["location"], cookie.value
+
+
+def via_provider(location: str) -> str:
+    """Follow the provider's authorization URL (it approves at once): the callback URL."""
+    reply = httpx.get(location, follow_redirects=False, timeout=5)
+    assert reply.status_code == 302
+    callback = reply.headers["location"]
+    assert callback.startswith(PUBLIC + "/auth/login/idp/callback?")
+    return callback[len(PUBLIC) :]
+
+
+def test_providers_list_has_directus_shape(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp, AUTH_IDP_ICON="key"))
+    reply = client.get("/auth")
+    assert reply.status_code == 200
+    assert (
+        reply.data
+        == b'{"data":[{"name":"idp","label":"Test IdP","driver":"openid","icon":"key"}],"disableDefault":false}'
+    )
+    cookie_mode = client_for(make_core(idp, AUTH_IDP_MODE="cookie"))
+    assert cookie_mode.get("/auth?sessionOnly").data == b'{"data":[],"disableDefault":false}'
+    assert cookie_mode.get("/auth").json["data"][0]["name"] == "idp"
+
+
+def test_redirect_to_provider_carries_pkce_state_and_nonce(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, cookie = start(client)
+    parts = urlsplit(location)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == idp.url + "/authorize"
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert query["client_id"] == CLIENT_ID
+    assert query["response_type"] == "code"
+    assert query["redirect_uri"] == PUBLIC + "/auth/login/idp/callback"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["state"]) >= 40 and len(query["nonce"]) >= 40
+    assert query["scope"] == "openid profile email"
+    # The cookie is signed, not a plain copy of the state.
+    assert query["state"] not in cookie.split(".")[0]
+
+
+def test_session_mode_login_creates_the_user_and_issues_a_session(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    core = make_core(idp, users)
+    client = client_for(core)
+    location, _ = start(client)
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 200, reply.data
+    data = reply.json["data"]
+    assert list(data) == ["access_token", "refresh_token", "expires"]
+    assert data["expires"] == core.settings.session_cookie_ttl_ms
+    user = users.get_by_email("sso.user@example.com")
+    assert user is not None and user.provider == "idp"
+    assert (user.first_name, user.last_name) == ("Sso", "User")
+    claims = jwt.decode(data["access_token"], SECRET, algorithms=["HS256"], issuer="directus")
+    assert claims["id"] == user.id and claims["session"] == data["refresh_token"]
+    # The state cookie is gone; a second visit of the same callback is refused.
+    assert any(
+        "openid.idp=;" in v and "Max-Age=0" in v for v in reply.headers.getlist("set-cookie")
+    )
+    again = client.get(via_provider(location))
+    assert again.status_code == 401
+
+
+def test_redirect_sets_the_session_cookie_and_goes_back(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, _ = start(client, "?redirect=/after/login")
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 302
+    assert reply.headers["location"] == "/after/login"
+    cookies = reply.headers.getlist("set-cookie")
+    assert any(c.startswith("directus_session_token=ey") for c in cookies)
+    # The browser is now signed in.
+    me = client.get("/app")
+    assert me.data.startswith(b"app /app user=")
+    assert not me.data.endswith(b"user=None")
+
+
+def test_cookie_mode_redirect_sets_the_refresh_cookie(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp, AUTH_IDP_MODE="cookie"))
+    location, _ = start(client, "?redirect=https://front.example.org/done?x=1")
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 302
+    assert reply.headers["location"] == "https://front.example.org/done?x=1"
+    assert any(c.startswith("directus_refresh_token=") for c in reply.headers.getlist("set-cookie"))
+
+
+@pytest.mark.parametrize(
+    "redirect",
+    [
+        "https://evil.example.net/",
+        "//evil.example.net/x",
+        "/\\evil.example.net",
+        "javascript:alert(1)",
+        "https://front.example.org.evil.net/done",
+    ],
+)
+def test_open_redirects_are_refused_before_the_provider(idp: OIDCProvider, redirect: str) -> None:
+    client = client_for(make_core(idp))
+    reply = client.get("/auth/login/idp", query_string={"redirect": redirect})
+    assert reply.status_code == 400
+    assert reply.json["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"
+    assert reply.json["errors"][0]["message"] == (
+        f'Invalid payload. URL "{redirect}" can\'t be used to redirect after login.'
+    )
+    assert client.get_cookie("openid.idp") is None
+
+
+def test_tampered_state_cookie_is_refused(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, cookie = start(client)
+    header, payload, signature = cookie.split(".")
+    claims = json.loads(base64url_decode(payload))
+    claims["r"] = "https://evil.example.net/"
+    forged = f"{header}.{base64url_encode(json.dumps(claims).encode())}.{signature}"
+    client.set_cookie("openid.idp", forged, domain="localhost")
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
+
+
+def test_missing_state_cookie_is_refused(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, _ = start(client)
+    client.delete_cookie("openid.idp", domain="localhost")
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
+
+
+def test_state_cookie_of_another_provider_is_refused(idp: OIDCProvider) -> None:
+    core = make_core(idp)
+    other = make_core(idp, AUTH_IDP_CLIENT_ID=CLIENT_ID)  # same SECRET, same provider name
+    assert other is not core
+    client = client_for(core)
+    location, cookie = start(client)
+    forged = jwt.encode(
+        {**jwt.decode(cookie, options={"verify_signature": False}), "p": "other"},
+        "x" * 32,
+        algorithm="HS256",
+    )
+    client.set_cookie("openid.idp", forged, domain="localhost")
+    assert client.get(via_provider(location)).status_code == 401
+
+
+def test_state_mismatch_is_refused_and_reported_to_the_redirect(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, _ = start(client, "?redirect=/back?keep=no")
+    idp.state_override = "attacker-state"
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 302
+    assert reply.headers["location"] == "/back?reason=INVALID_CREDENTIALS"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"nonce": "not-the-nonce"},
+        {"nonce": None},
+        {"iss": "https://impostor.example"},
+        {"aud": "someone-else"},
+        {"exp": 1},
+    ],
+)
+def test_id_token_nonce_issuer_audience_expiry_are_checked(
+    idp: OIDCProvider, override: dict[str, Any]
+) -> None:
+    users = MemoryUserStore()
+    client = client_for(make_core(idp, users))
+    location, _ = start(client)
+    idp.id_token_overrides = override
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
+    assert users.list_users() == []
+
+
+def test_unverified_email_is_refused(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, _ = start(client)
+    idp.claims["email_verified"] = False
+    assert client.get(via_provider(location)).status_code == 401
+
+
+def test_no_registration_without_allow_public_registration(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    client = client_for(make_core(idp, users, AUTH_IDP_ALLOW_PUBLIC_REGISTRATION="false"))
+    location, _ = start(client)
+    assert client.get(via_provider(location)).status_code == 401
+    assert users.list_users() == []
+
+
+def test_local_user_is_linked_only_when_configured(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    users.create(make_user(email="sso.user@example.com"))
+    client = client_for(make_core(idp, users))
+    location, _ = start(client)
+    assert client.get(via_provider(location)).status_code == 401  # not linked by default
+    linked = client_for(make_core(idp, users, AUTH_IDP_LINK_EXISTING="true"))
+    location, _ = start(linked)
+    reply = linked.get(via_provider(location))
+    assert reply.status_code == 200
+    assert users.get_by_email("sso.user@example.com").provider == "default"
+
+
+def test_sso_user_cannot_use_password_login(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    location, _ = start(client)
+    assert client.get(via_provider(location)).status_code == 200
+    reply = client.post("/auth/login", json={"email": "sso.user@example.com", "password": "x"})
+    assert reply.status_code == 401
+
+
+def test_form_post_callback_becomes_a_get() -> None:
+    core = TokenGuard(
+        secret=SECRET,
+        public_url=PUBLIC,
+        auth_providers="idp",
+        auth_provider_env={
+            "AUTH_IDP_DRIVER": "openid",
+            "AUTH_IDP_CLIENT_ID": "c",
+            "AUTH_IDP_ISSUER_URL": "https://idp.example",
+        },
+        users=MemoryUserStore(),
+        sessions=MemorySessionStore(),
+    )
+    reply = client_for(core).post(
+        "/auth/login/idp/callback",
+        data={"code": "abc", "state": "s t"},
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert reply.status_code == 303
+    assert reply.headers["location"] == "./callback?code=abc&state=s+t"
+
+
+def test_unknown_provider_is_not_ours(idp: OIDCProvider) -> None:
+    client = client_for(make_core(idp))
+    assert client.get("/auth/login/nope").data == b"app /auth/login/nope user=None"
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        TokenGuard(
+            secret=SECRET,
+            auth_providers="idp",
+            auth_provider_env={
+                "AUTH_IDP_DRIVER": "openid",
+                "AUTH_IDP_CLIENT_ID": "c",
+                "AUTH_IDP_ISSUER_URL": "https://i",
+            },
+        )
+    with pytest.raises(ConfigError, match="ISSUER_URL"):
+        TokenGuard(
+            secret=SECRET,
+            public_url=PUBLIC,
+            auth_providers="idp",
+            auth_provider_env={"AUTH_IDP_DRIVER": "openid", "AUTH_IDP_CLIENT_ID": "c"},
+        )
+    with pytest.raises(ConfigError, match="MODE"):
+        TokenGuard(
+            secret=SECRET,
+            public_url=PUBLIC,
+            auth_providers="idp",
+            auth_provider_env={
+                "AUTH_IDP_DRIVER": "openid",
+                "AUTH_IDP_CLIENT_ID": "c",
+                "AUTH_IDP_ISSUER_URL": "https://i",
+                "AUTH_IDP_MODE": "bogus",
+            },
+        )
+
+
+def test_provider_endpoints_must_be_https() -> None:
+    core = TokenGuard(
+        secret=SECRET,
+        public_url=PUBLIC,
+        auth_providers="idp",
+        auth_provider_env={
+            "AUTH_IDP_DRIVER": "openid",
+            "AUTH_IDP_CLIENT_ID": "c",
+            "AUTH_IDP_ISSUER_URL": "http://idp.example.com",
+        },
+        users=MemoryUserStore(),
+        sessions=MemorySessionStore(),
+    )
+    reply = client_for(core).get("/auth/login/idp")
+    assert reply.status_code == 503
+    assert reply.json["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+# -- the redirect rule -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("redirect", "allowed"),
+    [
+        (None, True),
+        ("", True),
+        ("/admin", True),
+        ("/a?b=c#d", True),
+        ("//evil.com", False),
+        ("/\\evil.com", False),
+        ("/ok\nLocation: x", False),
+        ("http://app.example.com/x", True),
+        ("https://app.example.com/x", False),
+        ("http://app.example.com:8080/x", False),
+        ("https://front.example.org/done", True),
+        ("https://front.example.org/done?q=1", True),
+        ("https://front.example.org/other", False),
+        ("data:text/html,hi", False),
+        ("evil.com", False),
+        (123, False),
+    ],
+)
+def test_login_redirect_rule(redirect: Any, allowed: bool) -> None:
+    assert (
+        is_login_redirect_allowed(redirect, ("https://front.example.org/done",), PUBLIC) is allowed
+    )
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=60))
+def test_redirect_rule_never_allows_another_host(text: str) -> None:
+    if is_login_redirect_allowed(text, (), PUBLIC) and text:
+        resolved = httpx.URL(PUBLIC + "/").join(text)
+        assert resolved.host == "app.example.com"
+
+
+def base64url_decode(text: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def base64url_encode(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
