@@ -232,7 +232,7 @@ class Limits:
     - per client address, on every ``/auth`` POST: ``RATE_LIMITER_POINTS`` per
       ``RATE_LIMITER_DURATION`` when ``RATE_LIMITER_ENABLED``;
     - per account (the e-mail as typed, lower-cased, known or not — so that the answer does not
-      tell which accounts exist): ``TOKENGUARD_LOGIN_ACCOUNT_POINTS`` login attempts per
+      tell which accounts exist): ``TOKENGUARD_LOGIN_ACCOUNT_POINTS`` login attempts (a success resets) per
       ``TOKENGUARD_LOGIN_ACCOUNT_DURATION``;
     - the lockout: ``AUTH_LOGIN_ATTEMPTS`` consecutive failed logins of an existing user
       suspend that user (Directus's ``auth_login_attempts``).
@@ -281,6 +281,7 @@ class Limits:
         """Count one login attempt for ``email``; raise 429 past the limit."""
         if not self.account_points:
             return
+        # Counted before the outcome is known (parallel guesses all count); a success resets.
         hit = yield from self._hit(f"acct:{email.strip().lower()}", self.account_window_ms)
         if hit.count > self.account_points:
             raise TooManyRequests(self.account_points, max(hit.ms_before_next, 0), self.clock())
@@ -297,10 +298,13 @@ class Limits:
             return True
         return False
 
-    def succeeded(self, user_id: str) -> Flow[None]:
-        """A successful login starts the consecutive-failure count again."""
+    def succeeded(self, user_id: str, email: str) -> Flow[None]:
+        """A successful login starts both counts of the account again: the limit is on
+        guesses, and a client that keeps logging in correctly is not guessing."""
         if self.lockout_after:
             yield from self._reset(f"lock:{user_id}")
+        if self.account_points:
+            yield from self._reset(f"acct:{email.strip().lower()}")
 
 
 def counter_for(settings: Settings, flavour: str) -> Any:
