@@ -180,7 +180,9 @@ class SingleSignOn:
 
     def _get_json(self, provider: Provider, url: str, headers: dict[str, str] | None = None) -> Any:
         try:
-            response = self.client().get(url, headers={"accept": "application/json", **(headers or {})})
+            response = self.client().get(
+                url, headers={"accept": "application/json", **(headers or {})}
+            )
         except Exception as exc:
             log.warning("provider %s unreachable: %s", provider.name, type(exc).__name__)
             raise service_unavailable(provider.driver, "Service is unreachable") from None
