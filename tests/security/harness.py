@@ -74,8 +74,11 @@ class Shell:
     kind: str
     core: TokenGuard
     app: Any = field(init=False)
+    loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        # One event loop per shell, as a server has: async Redis clients are bound to theirs.
+        self.loop = asyncio.new_event_loop() if self.kind == "asgi" else None
         if self.kind == "asgi":
             self.app = TokenGuardMiddleware(_asgi_app, guard=self.core)
         else:
@@ -101,7 +104,10 @@ class Shell:
             pairs.append(("host", host))
         path, _, query = path.partition("?")
         if self.kind == "asgi":
-            return asyncio.run(self._asgi(method, path, query, pairs, body, client, scheme))
+            assert self.loop is not None
+            return self.loop.run_until_complete(
+                self._asgi(method, path, query, pairs, body, client, scheme)
+            )
         return self._wsgi(method, path, query, pairs, body, client, scheme)
 
     async def _asgi(
