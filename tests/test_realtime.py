@@ -181,7 +181,11 @@ def test_handshake_failures_close_with_auth_failed(data: Any) -> None:
     conn = world.conn()
     drive(conn.connect(None, "", None))
     actions = drive(conn.message(data))
-    assert actions == [SendJSON(json.dumps(HANDSHAKE_FAILED, separators=(",", ":"))), Close(1000), *ALL_TIMERS]
+    assert actions == [
+        SendJSON(json.dumps(HANDSHAKE_FAILED, separators=(",", ":"))),
+        Close(1000),
+        *ALL_TIMERS,
+    ]
     assert conn.state == "closed"
     assert drive(conn.message(frame(access_token=world.token()))) == []
 
@@ -396,7 +400,11 @@ def test_token_expiry_pushes_token_expired_then_auth_timeout() -> None:
     world.clock.advance(3)
     actions = conn.timer("expiry")
     assert sent(actions) == [
-        {"type": "auth", "status": "error", "error": {"code": "TOKEN_EXPIRED", "message": "Token expired."}}
+        {
+            "type": "auth",
+            "status": "error",
+            "error": {"code": "TOKEN_EXPIRED", "message": "Token expired."},
+        }
     ]
     assert SetTimer("reauth", 10.0) in actions
     assert [a.principal.via for a in actions if isinstance(a, SetPrincipal)] == ["public"]
@@ -412,7 +420,11 @@ def test_token_expiry_pushes_token_expired_then_auth_timeout() -> None:
     ]
     actions = conn.timer("reauth")
     assert sent(actions) == [
-        {"type": "auth", "status": "error", "error": {"code": "AUTH_TIMEOUT", "message": "Authentication timed out."}}
+        {
+            "type": "auth",
+            "status": "error",
+            "error": {"code": "AUTH_TIMEOUT", "message": "Authentication timed out."},
+        }
     ]
     assert Close(1000) in actions and conn.state == "closed"
 
@@ -470,7 +482,9 @@ def test_disconnect_cancels_everything() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 auth_frames = st.fixed_dictionaries(

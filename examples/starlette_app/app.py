@@ -107,8 +107,9 @@ async def realtime(websocket: WebSocket) -> None:
                 return
             data = message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
             principal = websocket.state.user  # read per frame: re-auth and expiry change it
+            # Not "data": @directus/sdk takes a message with a string "data" for an event.
             await websocket.send_json(
-                {"type": "echo", "data": data, "user": principal.user, "via": principal.via}
+                {"type": "echo", "message": data, "user": principal.user, "via": principal.via}
             )
     except WebSocketDisconnect:
         pass

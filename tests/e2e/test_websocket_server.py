@@ -2,7 +2,7 @@
 under a real uvicorn, in each ``WEBSOCKETS_REST_AUTH`` mode (spec §14.3's matrix, and what a
 real Directus answered: directus-observed.md "Realtime (WebSocket) details").
 
-The example echoes every frame it is handed as ``{"type":"echo","data":…,"user":…,"via":…}``,
+The example echoes every frame it is handed as ``{"type":"echo","message":…,"user":…,"via":…}``,
 so a test sees both what the middleware answered and what reached the app, with which
 principal.
 """
@@ -46,7 +46,9 @@ HANDSHAKE_FAILED = {
     "error": {"code": "AUTH_FAILED", "message": "Authentication handshake failed."},
 }
 INVALID_CREDENTIALS = {
-    "errors": [{"message": "Invalid user credentials.", "extensions": {"code": "INVALID_CREDENTIALS"}}]
+    "errors": [
+        {"message": "Invalid user credentials.", "extensions": {"code": "INVALID_CREDENTIALS"}}
+    ]
 }
 
 
@@ -79,7 +81,10 @@ def short(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def heartbeat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _server(
-        tmp_path_factory, "heartbeat", WEBSOCKETS_HEARTBEAT_ENABLED="true", WEBSOCKETS_HEARTBEAT_PERIOD="0.5"
+        tmp_path_factory,
+        "heartbeat",
+        WEBSOCKETS_HEARTBEAT_ENABLED="true",
+        WEBSOCKETS_HEARTBEAT_PERIOD="0.5",
     )
 
 
@@ -93,7 +98,9 @@ def ws_url(server: Server, query: str = "") -> str:
 
 
 def login(server: Server) -> dict[str, Any]:
-    reply = httpx.post(f"{server.url}/auth/login", json={"email": EMAIL, "password": PASSWORD, "mode": "json"})
+    reply = httpx.post(
+        f"{server.url}/auth/login", json={"email": EMAIL, "password": PASSWORD, "mode": "json"}
+    )
     assert reply.status_code == 200, reply.text
     return reply.json()["data"]  # type: ignore[no-any-return]
 
@@ -125,14 +132,23 @@ async def echo(ws: ClientConnection, text: str = '{"type":"hello"}') -> dict[str
 def test_handshake_with_email_and_password(handshake: Server) -> None:
     async def go() -> None:
         async with connect(ws_url(handshake)) as ws:
-            await ws.send(json.dumps({"type": "auth", "email": EMAIL, "password": PASSWORD, "uid": "u1"}))
+            await ws.send(
+                json.dumps({"type": "auth", "email": EMAIL, "password": PASSWORD, "uid": "u1"})
+            )
             reply = await recv(ws)
             assert list(reply) == ["type", "status", "refresh_token", "uid"]
-            assert reply["status"] == "ok" and reply["uid"] == "u1" and len(reply["refresh_token"]) == 64
+            assert (
+                reply["status"] == "ok"
+                and reply["uid"] == "u1"
+                and len(reply["refresh_token"]) == 64
+            )
             got = await echo(ws)
-            assert got["via"] == "jwt" and got["user"] and got["data"] == '{"type":"hello"}'
+            assert got["via"] == "jwt" and got["user"] and got["message"] == '{"type":"hello"}'
             # The refresh token it handed out works on the REST side.
-            r = httpx.post(f"{handshake.url}/auth/refresh", json={"mode": "json", "refresh_token": reply["refresh_token"]})
+            r = httpx.post(
+                f"{handshake.url}/auth/refresh",
+                json={"mode": "json", "refresh_token": reply["refresh_token"]},
+            )
             assert r.status_code == 200
 
     run(go())
@@ -201,7 +217,8 @@ def test_query_token_skips_the_handshake(handshake: Server) -> None:
                 assert (await echo(ws, '{"type":"ping"}')) == {"type": "pong"}
                 assert (await echo(ws))["via"] == via
         async with connect(
-            ws_url(handshake), additional_headers={"Authorization": f"Bearer {tokens['access_token']}"}
+            ws_url(handshake),
+            additional_headers={"Authorization": f"Bearer {tokens['access_token']}"},
         ) as ws:
             assert (await echo(ws))["via"] == "jwt"
 
@@ -214,7 +231,10 @@ def test_query_token_skips_the_handshake(handshake: Server) -> None:
         ("access_token=garbage", "INVALID_CREDENTIALS"),
         ("access_token=a&access_token=b", "INVALID_PAYLOAD"),
         (f"access_token={mint(exp=1_000_000_000)}", "TOKEN_EXPIRED"),
-        (f"access_token={mint(secret='tg-other-Zx8Cv7Bn6Mq5Wr4Et3Yu2Io1Pa0SdFgHjKl')}", "INVALID_TOKEN"),
+        (
+            f"access_token={mint(secret='tg-other-Zx8Cv7Bn6Mq5Wr4Et3Yu2Io1Pa0SdFgHjKl')}",
+            "INVALID_TOKEN",
+        ),
     ],
 )
 def test_bad_query_token_is_a_401_at_upgrade(handshake: Server, query: str, code: str) -> None:
@@ -231,7 +251,10 @@ def test_bad_query_token_is_a_401_at_upgrade(handshake: Server, query: str, code
 
 
 def test_session_cookie_upgrade(handshake: Server) -> None:
-    reply = httpx.post(f"{handshake.url}/auth/login", json={"email": EMAIL, "password": PASSWORD, "mode": "session"})
+    reply = httpx.post(
+        f"{handshake.url}/auth/login",
+        json={"email": EMAIL, "password": PASSWORD, "mode": "session"},
+    )
     cookie = reply.headers["set-cookie"].split(";")[0]
 
     async def go() -> None:
@@ -261,7 +284,7 @@ def test_auth_frames_never_reach_the_app_and_reauth_works(handshake: Server) -> 
             assert await recv(ws) == {"type": "auth", "status": "ok", "uid": "again"}
             await ws.send(json.dumps({"type": "auth", "email": EMAIL}))  # malformed: no answer
             got = await echo(ws, '{"type":"after"}')
-            assert got["data"] == '{"type":"after"}' and got["via"] == "static"
+            assert got["message"] == '{"type":"after"}' and got["via"] == "static"
             await ws.send("{broken")
             assert (await recv(ws))["error"]["code"] == "INVALID_PAYLOAD"
             await ws.send(json.dumps({"type": "auth", "access_token": "garbage", "uid": 3}))
