@@ -1,4 +1,4 @@
-"""The ``tokenguard`` command line: secrets, users and static tokens in the embedded store.
+"""The ``tokenguard`` command line: secrets, users, static tokens and two-factor.
 
 It works on the SQLite file named by ``DB_FILENAME`` (as the app does), or ``--db FILE``.
 Passwords are never taken as arguments, where they would land in shell history and in
@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from . import __version__
-from .config import generate_secret
+from .config import Settings, generate_secret
+from .errors import ConfigError
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
 from .stores.sqlite import SchemaTooNew
 from .users import (
@@ -365,6 +366,89 @@ def _cmd_tokens_revoke(ctx: _Context) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- two-factor, reset
+
+
+def _settings(ctx: _Context) -> Settings:
+    # SECRET keys the TOTP encryption and the reset tokens: the app's own settings are needed.
+    try:
+        return Settings.from_env(ctx.environ)
+    except ConfigError as exc:
+        raise CommandError(f"settings: {exc}", 2) from None
+
+
+def _enrol(ctx: _Context, user: User, verb: str) -> int:
+    from .auth.totp import SecretBox, otpauth_url
+
+    try:
+        import pyotp
+    except ImportError:
+        raise CommandError("two-factor needs pyotp: pip install 'tokenguard[totp]'") from None
+    settings = _settings(ctx)
+    secret = pyotp.random_base32()
+    sealed = SecretBox(settings.secret_bytes).seal(user.id, secret)
+    ctx.store().update(user.id, tfa_secret=sealed)
+    issuer = getattr(ctx.args, "issuer", None) or settings.totp_issuer
+    ctx.out(otpauth_url(secret, user.email, issuer))
+    ctx.note(
+        f"two-factor {verb} for {user.email}: give them the otpauth URL above (or its secret "
+        f"{secret}) for their authenticator app; it is shown once"
+    )
+    return 0
+
+
+def _cmd_tfa_enable(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    if user.tfa_secret:
+        raise CommandError(f"{user.email} already has two-factor: use `tfa reset` to replace it")
+    return _enrol(ctx, user, "enabled")
+
+
+def _cmd_tfa_reset(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    return _enrol(ctx, user, "reset (the old authenticator entry no longer works)")
+
+
+def _cmd_tfa_disable(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    if not user.tfa_secret:
+        ctx.note(f"{user.email} had no two-factor")
+        return 0
+    ctx.store().update(user.id, tfa_secret=None)
+    ctx.note(f"two-factor of {user.email} disabled")
+    return 0
+
+
+def _cmd_users_send_reset(ctx: _Context) -> int:
+    from .auth.mail import mailer_from_settings
+    from .auth.reset import PasswordReset, is_url_allowed
+    from .auth.service import AuthService
+    from .flow import run_sync
+    from .stores.once import MemoryOnceStore
+
+    settings = _settings(ctx)
+    user = ctx.user(ctx.args.email)
+    reset_url = ctx.args.reset_url
+    if reset_url and not is_url_allowed(reset_url, settings.password_reset_url_allow_list):
+        raise CommandError(f"{reset_url} is not in PASSWORD_RESET_URL_ALLOW_LIST", 2)
+    if not reset_url and not settings.public_url:
+        raise CommandError("set PUBLIC_URL or pass --reset-url to say where the link leads", 2)
+    try:
+        mailer = mailer_from_settings(settings)
+    except ConfigError as exc:
+        raise CommandError(f"settings: {exc}", 2) from None
+    service = AuthService(settings, ctx.store(), ctx.sessions())
+    reset = PasswordReset(service, MemoryOnceStore(), mailer)
+    try:
+        sent = run_sync(reset.send_link(user.email, reset_url))
+    except OSError as exc:  # smtplib errors are OSErrors; say which, never the message
+        raise CommandError(f"the mail could not be sent: {type(exc).__name__}") from None
+    if not sent:
+        raise CommandError(f"{user.email} cannot reset a password (not active, or SSO user)")
+    ctx.note(f"password reset link sent to {user.email}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -435,6 +519,29 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = user_cmds.add_parser(name, parents=[db_parent], help=text)
         p.add_argument("email", metavar="EMAIL", help="e-mail or id")
+        p.set_defaults(func=func)
+
+    send_reset = user_cmds.add_parser(
+        "send-reset", parents=[db_parent], help="mail a user a password reset link"
+    )
+    send_reset.add_argument("email", metavar="EMAIL", help="e-mail or id")
+    send_reset.add_argument(
+        "--reset-url", metavar="URL", help="page the link opens (in the allow list)"
+    )
+    send_reset.set_defaults(func=_cmd_users_send_reset)
+
+    tfa = commands.add_parser("tfa", help="two-factor (TOTP) of a user")
+    tfa_cmds = tfa.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    tfa_cmds.required = True
+    for name, func, text in (
+        ("enable", _cmd_tfa_enable, "enrol a user: store a new secret, print its otpauth URL"),
+        ("reset", _cmd_tfa_reset, "replace a user's secret (lost phone), print the new URL"),
+        ("disable", _cmd_tfa_disable, "remove a user's two-factor"),
+    ):
+        p = tfa_cmds.add_parser(name, parents=[db_parent], help=text)
+        p.add_argument("email", metavar="EMAIL", help="e-mail or id")
+        if name != "disable":
+            p.add_argument("--issuer", help="name shown in the app (TOKENGUARD_TOTP_ISSUER)")
         p.set_defaults(func=func)
 
     tokens = commands.add_parser("tokens", help="static tokens")

@@ -130,7 +130,11 @@ class ConsoleMailer:
     def send(self, mail: Mail) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
         with self._lock:
-            stream.write(f"----- mail -----\n{mail.as_message(self.sender)}\n----- end -----\n")
+            # The text as written (not MIME-encoded), so that a link can be copied.
+            stream.write(
+                f"----- mail -----\nFrom: {self.sender}\nTo: {mail.to}\n"
+                f"Subject: {mail.subject}\n\n{mail.text}\n----- end -----\n"
+            )
             stream.flush()
 
 
