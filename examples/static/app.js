@@ -48,10 +48,13 @@ function showError(message) {
 // textContent only: values from the server are never parsed as HTML.
 function showUser(user) {
   $("user-email").textContent = user.email || "";
-  $("user-name").textContent = [user.first_name, user.last_name].filter(Boolean).join(" ") || "—";
+  const name = [user.first_name, user.last_name].filter(Boolean).join(" ");
+  $("user-name").textContent = name;
+  $("user-name-row").hidden = !name;
   $("user-role").textContent = user.role || "—";
   $("action-result").textContent = "";
   $("status").textContent = "Logged in.";
+  $("password").value = ""; // no password left lying in the hidden form
   $("login-form").hidden = true;
   $("account").hidden = false;
 }

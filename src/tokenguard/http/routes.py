@@ -326,6 +326,10 @@ class AuthRouter:
     def _extra(self, route: str | None, request: RequestView) -> Generator[Any, Any, ResponseView]:
         method = request.method
         account, sso = self.account, self.sso
+        if method == "POST" and account is not None:
+            # Password requests, resets and TOTP codes are guesses too: the same
+            # per-address limit as /auth/login.
+            yield from self.service.limits.check_address(self._client(request).ip)
         if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
             provider = self._sso_route(request.path)[1]
             return (yield from sso.login(provider, request))
