@@ -256,7 +256,8 @@ class PasswordReset:
             f"{max(1, self.tokens.ttl_ms // 60_000)} minutes, once):\n\n{link}\n\n"
             "If you did not ask for this, ignore this message.\n"
         )
-        yield Call(self.mailer.send, (Mail(user.email, SUBJECT, text),))
+        # Off the event loop: a mailer that is not the background one may block on SMTP.
+        yield Call(self.mailer.send, (Mail(user.email, SUBJECT, text),), blocking=True)
         log.info("password reset link sent to user %s", user.id)
         return True
 
