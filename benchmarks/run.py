@@ -67,7 +67,7 @@ FULL = Config(
     rounds=15,
     n_asgi=3000,
     n_wsgi=1000,
-    server_rounds=7,
+    server_rounds=5,
     server_seconds=3.0,
     connections=16,
     new_tokens=80_000,
@@ -438,10 +438,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-STARLETTE_BARE = "uvicorn: bare Starlette app"
-RAW_BARE = "uvicorn: bare raw ASGI app"
-FLASK_BARE = "gunicorn: bare Flask"
-
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -464,18 +460,18 @@ def _cpu_seconds(pid: int) -> float:
 class Server:
     """One uvicorn or gunicorn process with a single worker on a free 127.0.0.1 port."""
 
-    def __init__(self, kind: str, factory: str) -> None:
+    def __init__(self, kind: str, factory: str, options: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         py = sys.executable
         if kind == "asgi":
             cmd = [py, "-m", "uvicorn", "--factory", f"benchmarks.apps:{factory}",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                   "--no-access-log", "--log-level", "warning"]  # fmt: skip
+                   "--no-access-log", "--log-level", "warning", *options]  # fmt: skip
         else:
             # gthread keeps connections alive, as a WSGI server behind a proxy would.
             cmd = [py, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "1",
                    "-b", f"127.0.0.1:{self.port}", "--log-level", "warning",
-                   f"benchmarks.apps:{factory}()"]  # fmt: skip
+                   *options, f"benchmarks.apps:{factory}()"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
         self.factory = factory
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -526,7 +522,51 @@ def run_wrk(
     raise RuntimeError(f"wrk printed no result: {out.stdout!r} {out.stderr!r}")
 
 
-def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Frame:
+    """Servers of one kind and configuration; the first variant is the bare app."""
+
+    key: str
+    title: str
+    kind: str  # "asgi" (uvicorn) or "wsgi" (gunicorn)
+    options: tuple[str, ...]
+    variants: tuple[tuple[str, str, str], ...]  # (label, factory, "fixed" | "file")
+
+
+_TG_REPEATED = "tokenguard, repeated JWT"
+_TG_NEW = "tokenguard, new JWT every request"
+_STARLETTE_VARIANTS = (
+    ("bare Starlette app", "make_starlette_bare", "fixed"),
+    (_TG_REPEATED, "make_starlette_tokenguard", "fixed"),
+    (_TG_NEW, "make_starlette_tokenguard", "file"),
+    ("Starlette AuthenticationMiddleware + PyJWT", "make_starlette_auth", "fixed"),
+)
+FRAMES = (
+    # uvicorn's pure-Python stack (no extras): the setting in which Starlette's
+    # AuthenticationMiddleware serves ~0.6x bare Starlette, as the issue calibrates it.
+    Frame("h11", "uvicorn h11+asyncio, Starlette", "asgi", ("--http", "h11", "--loop", "asyncio"),
+          _STARLETTE_VARIANTS),
+    # uvicorn[standard]: the C parser and loop make the bare request ~3x cheaper, so the same
+    # middleware is a larger share of it.
+    Frame("starlette", "uvicorn httptools+uvloop, Starlette", "asgi",
+          ("--http", "httptools", "--loop", "uvloop"),
+          (*_STARLETTE_VARIANTS,
+           ("hand-written jwt.decode middleware", "make_starlette_handwritten", "fixed"))),
+    Frame("raw", "uvicorn httptools+uvloop, raw ASGI", "asgi",
+          ("--http", "httptools", "--loop", "uvloop"),
+          (("bare raw ASGI app", "make_asgi_bare", "fixed"),
+           (_TG_REPEATED, "make_asgi_tokenguard", "fixed"),
+           (_TG_NEW, "make_asgi_tokenguard", "file"))),
+    Frame("flask", "gunicorn gthread, Flask", "wsgi", (),
+          (("bare Flask", "make_flask_bare", "fixed"),
+           (_TG_REPEATED, "make_flask_tokenguard", "fixed"),
+           ("flask-jwt-extended jwt_required", "make_flask_jwt_extended", "fixed"))),
+)  # fmt: skip
+
+
+def bench_servers(
+    cfg: Config, rng: random.Random, workdir: Path, frames: tuple[Frame, ...] = FRAMES
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (Debian: apt-get install -y wrk)"}
     script = workdir / "bench.lua"
@@ -535,48 +575,19 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
     log(f"servers: issuing {cfg.new_tokens} tokens for the new-token-per-request runs…")
     tokens_file = workdir / "tokens.txt"
     tokens_file.write_text("\n".join(apps.directus_token() for _ in range(cfg.new_tokens)) + "\n")
-    fixed = ["fixed", token]
-    plan: dict[str, tuple[str, str, list[str]]] = {
-        # variant: (server kind, factory, wrk args)
-        STARLETTE_BARE: ("asgi", "make_starlette_bare", fixed),
-        "uvicorn: Starlette + tokenguard, repeated JWT": (
-            "asgi",
-            "make_starlette_tokenguard",
-            fixed,
-        ),
-        "uvicorn: Starlette + tokenguard, new JWT every request": (
-            "asgi",
-            "make_starlette_tokenguard",
-            ["file"],
-        ),
-        "uvicorn: Starlette + AuthenticationMiddleware + PyJWT": (
-            "asgi",
-            "make_starlette_auth",
-            fixed,
-        ),
-        "uvicorn: Starlette + hand-written jwt.decode": (
-            "asgi",
-            "make_starlette_handwritten",
-            fixed,
-        ),
-        RAW_BARE: ("asgi", "make_asgi_bare", fixed),
-        "uvicorn: raw ASGI + tokenguard, repeated JWT": ("asgi", "make_asgi_tokenguard", fixed),
-        "uvicorn: raw ASGI + tokenguard, new JWT every request": (
-            "asgi",
-            "make_asgi_tokenguard",
-            ["file"],
-        ),
-        FLASK_BARE: ("wsgi", "make_flask_bare", fixed),
-        "gunicorn: Flask + tokenguard, repeated JWT": ("wsgi", "make_flask_tokenguard", fixed),
-        "gunicorn: Flask + flask-jwt-extended": ("wsgi", "make_flask_jwt_extended", fixed),
+    # variant name -> (frame, factory, token mode)
+    plan = {
+        f"{frame.title}: {label}": (frame, factory, mode)
+        for frame in frames
+        for label, factory, mode in frame.variants
     }
-    servers: dict[str, Server] = {}
+    servers: dict[tuple[str, tuple[str, ...]], Server] = {}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in plan}
     offset = 0
     try:
-        for kind, factory, _ in plan.values():
-            if factory not in servers:
-                servers[factory] = Server(kind, factory)
+        for frame, factory, _ in plan.values():
+            if (factory, frame.options) not in servers:
+                servers[factory, frame.options] = Server(frame.kind, factory, frame.options)
         for server in servers.values():
             server.wait_ready()
         first = 0 if cfg.server_warmup else 1
@@ -584,14 +595,19 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
             order = list(plan)
             rng.shuffle(order)
             for name in order:
-                kind, factory, args = plan[name]
-                if args == ["file"]:
+                frame, factory, mode = plan[name]
+                server = servers[factory, frame.options]
+                if mode == "file":
+                    # Each run starts further along the file; FIFO eviction in the 10k-entry
+                    # cache means a token is never still cached when it comes round again.
                     args = ["file", str(tokens_file), str(offset)]
-                    offset += cfg.new_tokens // (cfg.server_rounds + 2)
+                    offset += cfg.new_tokens // 5
+                else:
+                    args = ["fixed", token]
                 seconds = cfg.server_seconds if round_no else min(1.0, cfg.server_seconds)
-                cpu_before = servers[factory].cpu_seconds()
-                res = run_wrk(servers[factory].port, seconds, cfg.connections, str(script), args)
-                cpu = servers[factory].cpu_seconds() - cpu_before
+                cpu_before = server.cpu_seconds()
+                res = run_wrk(server.port, seconds, cfg.connections, str(script), args)
+                cpu = server.cpu_seconds() - cpu_before
                 res["cpu_us_per_request"] = cpu / max(res["requests"], 1) * 1e6
                 if res["non2xx"] or res["socket_errors"]:
                     raise RuntimeError(f"{name}: {res}")
@@ -611,35 +627,30 @@ def bench_servers(cfg: Config, rng: random.Random, workdir: Path) -> dict[str, A
         pairs = zip(results[name], results[base], strict=True)
         return [b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs]
 
-    def base_of(name: str) -> str:
-        if name.startswith("uvicorn: Starlette"):
-            return STARLETTE_BARE
-        return RAW_BARE if name.startswith("uvicorn: raw ASGI") else FLASK_BARE
-
     rows = []
-    for name, runs in results.items():
-        base = base_of(name)
-        rows.append(
-            {
-                "variant": name,
-                "rps": median(r["rps"] for r in runs),
-                "p50_us": median(r["p50_us"] for r in runs),
-                "p99_us": median(r["p99_us"] for r in runs),
-                "rps_vs_bare": per_round(name, base),
-                "cpu_us_per_request": median(r["cpu_us_per_request"] for r in runs),
-                "cpu_rps_vs_bare": cpu_ratio(name, base),
-                "requests": sum(r["requests"] for r in runs),
-            }
-        )
-    ratios = {}
-    for frame, base in (("starlette", STARLETTE_BARE), ("raw", RAW_BARE)):
-        prefix = "uvicorn: Starlette" if frame == "starlette" else "uvicorn: raw ASGI"
-        repeated = f"{prefix} + tokenguard, repeated JWT"
-        new = f"{prefix} + tokenguard, new JWT every request"
-        ratios[f"{frame}_repeated_rps"] = per_round(repeated, base)
-        ratios[f"{frame}_new_token_rps"] = per_round(new, base)
-        ratios[f"{frame}_repeated_cpu"] = cpu_ratio(repeated, base)
-        ratios[f"{frame}_new_token_cpu"] = cpu_ratio(new, base)
+    ratios: dict[str, list[float]] = {}
+    for frame in frames:
+        base = f"{frame.title}: {frame.variants[0][0]}"
+        for label, _, _ in frame.variants:
+            name = f"{frame.title}: {label}"
+            runs = results[name]
+            rows.append(
+                {
+                    "variant": name,
+                    "frame": frame.key,
+                    "rps": median(r["rps"] for r in runs),
+                    "p50_us": median(r["p50_us"] for r in runs),
+                    "p99_us": median(r["p99_us"] for r in runs),
+                    "rps_vs_bare": per_round(name, base),
+                    "cpu_us_per_request": median(r["cpu_us_per_request"] for r in runs),
+                    "cpu_rps_vs_bare": cpu_ratio(name, base),
+                    "requests": sum(r["requests"] for r in runs),
+                }
+            )
+            if label in (_TG_REPEATED, _TG_NEW) and frame.kind == "asgi":
+                which = "repeated" if label == _TG_REPEATED else "new_token"
+                ratios[f"{frame.key}_{which}_rps"] = per_round(name, base)
+                ratios[f"{frame.key}_{which}_cpu"] = cpu_ratio(name, base)
     return {
         "rows": rows,
         "ratios": ratios,
@@ -738,6 +749,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
 
 
+def _load() -> str:
+    """The 1/5/15-minute load averages: how busy the machine was (others' work included)."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def _spread(values: list[float]) -> str:
     return f"{median(values):.3f} ({min(values):.3f} to {max(values):.3f})"
 
@@ -755,7 +774,10 @@ def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     lines.append(f"Command: `{meta['command']}` — {meta['date']}")
     lines.append("")
-    lines.append(f"Machine: {meta['machine']}")
+    lines.append(
+        f"Machine: {meta['machine']}; load average before {meta['load_before']}, "
+        f"after {meta.get('load_after', '?')}; {meta.get('seconds', '?')} s"
+    )
     lines.append("")
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     lines.append("")
@@ -811,19 +833,22 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{_spread(row['rps_vs_bare'])} | {_spread(row['cpu_rps_vs_bare'])} |"
                 )
             lines.append("")
-            targets += [
-                *(
-                    (f"uvicorn, {label}: {what} / bare {frame_label}'s", target,
-                     sv["ratios"][f"{frame}_{key}"])
-                    for frame, frame_label in (("starlette", "Starlette app"),
-                                               ("raw", "raw ASGI app"))
-                    for what, suffix in (("req/s", "rps"), ("requests per server CPU-second", "cpu"))
-                    for label, key, target in (
-                        ("repeated JWT", f"repeated_{suffix}", "uvicorn_repeated_rps"),
-                        ("new JWT every request", f"new_token_{suffix}", "uvicorn_new_token_rps"),
-                    )
-                ),
-            ]  # fmt: skip
+            frames = {f.key: f.title for f in FRAMES}
+            for frame in ("h11", "starlette", "raw"):
+                if f"{frame}_repeated_rps" not in sv["ratios"]:
+                    continue
+                for what, suffix in (("req/s", "rps"), ("req per server CPU-s", "cpu")):
+                    for label, which, target in (
+                        ("repeated JWT", "repeated", "uvicorn_repeated_rps"),
+                        ("new JWT every request", "new_token", "uvicorn_new_token_rps"),
+                    ):
+                        targets.append(
+                            (
+                                f"{frames[frame]}, {label}: {what} / bare app's",
+                                target,
+                                sv["ratios"][f"{frame}_{which}_{suffix}"],
+                            )
+                        )
     if targets:
         lines += [
             "### Targets (ratios measured within each round; median (min to max))",
@@ -883,6 +908,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds)")
     parser.add_argument("--sections", default="floor,inprocess,servers,memory,auth",
                         help="comma-separated subset of: floor,inprocess,servers,memory,auth")  # fmt: skip
+    parser.add_argument(
+        "--frames",
+        default=",".join(f.key for f in FRAMES),
+        help="server set-ups to run, a subset of: " + ",".join(f.key for f in FRAMES),
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--markdown", type=Path, help="also write the markdown tables here")
     parser.add_argument(
@@ -903,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": cfg.rounds,
             "server_rounds": cfg.server_rounds,
             "seed": seed,
+            "load_before": _load(),
         }
     }
     with tempfile.TemporaryDirectory(prefix="tokenguard-bench-") as tmp:
@@ -911,12 +942,15 @@ def main(argv: list[str] | None = None) -> int:
         if "inprocess" in sections:
             report["inprocess"] = bench_inprocess(cfg, rng)
         if "servers" in sections:
-            report["servers"] = bench_servers(cfg, rng, Path(tmp))
+            wanted = {f.strip() for f in args.frames.split(",")}
+            frames = tuple(f for f in FRAMES if f.key in wanted)
+            report["servers"] = bench_servers(cfg, rng, Path(tmp), frames)
         if "memory" in sections:
             report["memory"] = {"cache": bench_cache_memory(cfg), "redis": bench_redis_memory(cfg)}
         if "auth" in sections:
             report["auth"] = bench_auth(cfg, rng, Path(tmp))
     report["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    report["meta"]["load_after"] = _load()
     text = markdown(report)
     print(text)
     if args.json:
