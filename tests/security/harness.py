@@ -203,7 +203,8 @@ def make_core(kind: str, *, users: Any = None, sessions: Any = None, **settings:
     options: dict[str, Any] = {"secret": SECRET, "login_stall_ms": 0, **settings}
     return TokenGuard(
         users=users,
-        sessions=sessions if sessions is not None else MemorySessionStore(),
+        # With a Redis URL the core builds its Redis session store, as in production.
+        sessions=sessions if sessions is not None or "redis_url" in settings else MemorySessionStore(),
         flavour="async" if kind == "asgi" else "sync",
         passwords=FAST,
         **options,

@@ -254,9 +254,8 @@ def test_shared_redis_count_across_processes(redis_url: str, redis_prefix: str) 
 
 def test_shared_redis_lockout_across_flavours(redis_url: str, redis_prefix: str) -> None:
     # One user store, two processes (sync and async): the lockout count is one.
-    from tokenguard.stores.memory import MemoryUserStore
-
     from tests.helpers.auth import make_user
+    from tokenguard.stores.memory import MemoryUserStore
 
     users = MemoryUserStore()
     users.create(make_user())
