@@ -333,3 +333,62 @@ def test_is_url_allowed_only_lets_the_allowed_origin_and_path_through(url: str) 
             "app.example.com",
             "/reset",
         )
+
+
+def test_password_routes_are_rate_limited_per_address() -> None:
+    s = Setup(rate_limiter_enabled=True, rate_limiter_points=2, rate_limiter_duration_ms=60_000)
+    env = {"REMOTE_ADDR": "192.0.2.7"}
+    post = s.client.post
+    body = {"email": "nobody@example.com"}
+    assert post("/auth/password/request", json=body, environ_base=env).status_code == 204
+    assert post("/auth/password/request", json=body, environ_base=env).status_code == 204
+    reply = post("/auth/password/request", json=body, environ_base=env)
+    assert reply.status_code == 429
+    assert reply.json["errors"][0]["extensions"]["code"] == "REQUESTS_EXCEEDED"
+    reset = post("/auth/password/reset", json={"token": "t", "password": "p"}, environ_base=env)
+    assert reset.status_code == 429
+    other = post("/auth/password/request", json=body, environ_base={"REMOTE_ADDR": "192.0.2.8"})
+    assert other.status_code == 204
+
+
+def test_reset_through_asgi_with_sqlite(tmp_path: Any) -> None:
+    import anyio
+    import httpx
+
+    from tests.helpers.auth import plain_asgi_app
+    from tokenguard import TokenGuardMiddleware
+    from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
+
+    db = str(tmp_path / "app.db")
+    users = SQLiteUserStore(db)
+    users.create(make_user())
+    mailer = MemoryMailer()
+    core = TokenGuard(
+        secret=SECRET,
+        users=users,
+        sessions=SQLiteSessionStore(db),
+        passwords=FAST,
+        mailer=mailer,
+        login_stall_ms=0,
+        public_url="https://api.example.com",
+        flavour="async",
+        db_filename=db,
+    )
+    app = TokenGuardMiddleware(plain_asgi_app, guard=core)
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (
+                await client.post("/auth/password/request", json={"email": EMAIL})
+            ).status_code == 204
+            token = re.search(r"token=([\w.-]+)", mailer.outbox[0].text).group(1)
+            first = await client.post(
+                "/auth/password/reset", json={"token": token, "password": "new one here"}
+            )
+            again = await client.post(
+                "/auth/password/reset", json={"token": token, "password": "new one here"}
+            )
+            assert (first.status_code, again.status_code) == (204, 403)
+
+    anyio.run(main)

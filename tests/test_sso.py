@@ -419,3 +419,18 @@ def base64url_encode(data: bytes) -> str:
     import base64
 
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_disable_default_hides_password_login(idp: OIDCProvider) -> None:
+    core = make_core(idp)
+    core = TokenGuard(
+        core.settings.with_changes(auth_disable_default=True),
+        users=MemoryUserStore(),
+        sessions=MemorySessionStore(),
+        passwords=FAST,
+    )
+    client = client_for(core)
+    assert client.get("/auth").json["disableDefault"] is True
+    reply = client.post("/auth/login", json={"email": "a@example.com", "password": "x"})
+    assert reply.status_code == 404
+    assert reply.json["errors"][0]["extensions"]["code"] == "ROUTE_NOT_FOUND"

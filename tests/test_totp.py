@@ -274,3 +274,53 @@ def test_otpauth_url_escapes_the_label() -> None:
         otpauth_url("ABC", "a b@example.com", "My App")
         == "otpauth://totp/My%20App:a%20b@example.com?secret=ABC&issuer=My%20App"
     )
+
+
+@pytest.mark.redis
+def test_replay_is_refused_across_asgi_workers_sharing_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two middleware instances (two workers) on one Redis: a code used on one is dead on the other."""
+    import anyio
+    import httpx
+
+    from tests.helpers.auth import plain_asgi_app
+    from tokenguard import TokenGuardMiddleware
+    from tokenguard.stores.once import AsyncRedisOnceStore
+    from tokenguard.stores.redis import AsyncRedisSessionStore
+
+    users = MemoryUserStore()
+    secret = pyotp.random_base32()
+    users.create(make_user(tfa_secret=SecretBox(SECRET.encode()).seal(USER_ID, secret)))
+    clock = Clock()
+
+    def worker() -> TokenGuardMiddleware:
+        sessions = AsyncRedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+        core = TokenGuard(
+            secret=SECRET,
+            users=users,
+            sessions=sessions,
+            passwords=FAST,
+            clock=clock,
+            login_stall_ms=0,
+            flavour="async",
+            redis_prefix=redis_prefix,
+        )
+        assert isinstance(core.extras.once, AsyncRedisOnceStore)
+        return TokenGuardMiddleware(plain_asgi_app, guard=core)
+
+    one, two = worker(), worker()
+    code = totp_at(secret, clock())
+    body = {"email": EMAIL, "password": PASSWORD, "otp": code}
+
+    async def main() -> None:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=one), base_url="http://a") as a,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=two), base_url="http://b") as b,
+        ):
+            assert (await a.post("/auth/login", json=body)).status_code == 200
+            replay = await b.post("/auth/login", json=body)
+            assert replay.status_code == 401
+            assert replay.json() == INVALID_OTP
+
+    anyio.run(main)
