@@ -198,6 +198,14 @@ _ENV: dict[str, tuple[str, Any]] = {
     "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
     "public_url": ("PUBLIC_URL", None),
     "dev": ("TOKENGUARD_DEV", _as_bool),
+    # scaling out (tokenguard.keys, tokenguard.invalidation)
+    "jwt_keys": ("TOKENGUARD_JWT_KEYS", None),
+    "jwt_accept_hmac": ("TOKENGUARD_JWT_ACCEPT_HMAC", _as_bool),
+    "jwks_url": ("TOKENGUARD_JWKS_URL", None),
+    "jwks_path": ("TOKENGUARD_JWKS_PATH", None),
+    "jwks_cache_ms": ("TOKENGUARD_JWKS_CACHE_TTL", _as_duration),
+    "jwks_min_refetch_ms": ("TOKENGUARD_JWKS_MIN_REFETCH", _as_duration),
+    "session_cache_ttl_ms": ("TOKENGUARD_SESSION_CACHE_TTL", _as_duration),
     # password reset, two-factor, providers and SSO, e-mail (tokenguard.auth.reset/totp/sso/mail)
     "password_reset_url_allow_list": ("PASSWORD_RESET_URL_ALLOW_LIST", _as_list),
     "password_reset_ttl_ms": ("TOKENGUARD_PASSWORD_RESET_TTL", _as_duration),
@@ -287,6 +295,15 @@ class Settings:
     token_cache_size: int = 10_000
     public_url: str | None = None
     dev: bool = False
+    # Scaling out: asymmetric keys with kids (tokenguard.keys), a remote JWKS for
+    # verify-only services, and the cross-process session cache (tokenguard.invalidation).
+    jwt_keys: str | None = field(default=None, repr=False)
+    jwt_accept_hmac: bool = True
+    jwks_url: str | None = None
+    jwks_path: str | None = None
+    jwks_cache_ms: int = 300_000
+    jwks_min_refetch_ms: int = 10_000
+    session_cache_ttl_ms: int = 5_000
     # Password reset, two-factor, providers and SSO, e-mail.
     password_reset_url_allow_list: tuple[str, ...] = ()
     password_reset_ttl_ms: int = 3_600_000
@@ -334,6 +351,10 @@ class Settings:
     secret_bytes: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not self.secret and self.jwks_url and not self.jwt_keys:
+            # Verify-only: this service holds no secret, so no HMAC token can pass here.
+            object.__setattr__(self, "secret", generate_secret())
+            object.__setattr__(self, "jwt_accept_hmac", False)
         if not self.secret:
             if not self.dev:
                 _check_secret(self.secret)
@@ -398,6 +419,7 @@ class Settings:
                     f"https://app.example.com (scheme, host, optional port), not {origin!r}"
                 )
         _check_realtime_settings(self)
+        _check_scaling_settings(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -563,6 +585,22 @@ def _collect_provider_env(env: Mapping[str, str], values: dict[str, Any]) -> Non
         values["auth_provider_env"] = tuple(
             sorted((k, v) for k, v in env.items() if k.startswith(prefixes))
         )
+
+
+def _check_scaling_settings(settings: Settings) -> None:
+    if settings.session_cache_ttl_ms < 0:
+        raise ConfigError("TOKENGUARD_SESSION_CACHE_TTL cannot be negative")
+    if settings.jwks_cache_ms <= 0 or settings.jwks_min_refetch_ms < 0:
+        raise ConfigError("TOKENGUARD_JWKS_CACHE_TTL must be positive, _MIN_REFETCH not negative")
+    if settings.jwks_url is not None and not settings.jwks_url.startswith(("https://", "http://")):
+        raise ConfigError("TOKENGUARD_JWKS_URL must be an http(s) URL")
+    path = settings.jwks_path
+    if path is not None and (not path.startswith("/") or path.endswith("/") or "?" in path):
+        raise ConfigError('TOKENGUARD_JWKS_PATH must start with "/" and not end with one')
+    if settings.jwt_keys:
+        from .keys import key_ring_for  # loads and checks the PEMs once, at start-up
+
+        key_ring_for(settings.jwt_keys)
 
 
 def _check_account_settings(settings: Settings) -> None:

@@ -14,13 +14,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import GeneratorType
 from typing import Any
 
 from .cache import TokenCache
 from .config import Settings
-from .errors import AuthError, invalid_credentials, service_unavailable
+from .errors import AuthError, invalid_credentials, invalid_token, service_unavailable
 from .extract import Extracted, Extractor
 from .flow import Call, Flow
+from .keys import KeyFetchNeeded
 from .principal import Principal
 from .stores.base import (
     AsyncSessionStore,
@@ -114,6 +116,8 @@ class Guard:
         if claims is None:
             return self._static_flow(token, from_cookie)
         if isinstance(claims, AuthError):
+            if type(claims) is KeyFetchNeeded:
+                return self._key_fetch_flow(token, source)
             log.debug("refused %s token: %s", source, claims.code)
             clear = from_cookie and claims.code != "TOKEN_EXPIRED"
             return Refusal(claims, clear)
@@ -135,6 +139,20 @@ class Guard:
             session=session,
             expires_at=claims.get("exp"),
         )
+
+    def _key_fetch_flow(self, token: str, source: str) -> Flow[Outcome]:
+        # A kid the remote key set did not hold: fetch it once (rate-bounded, in a worker
+        # thread under ASGI) and verify again; a second miss is a plain INVALID_TOKEN.
+        keys = self.verifier.keys
+        if keys is not None and keys.remote is not None:
+            yield Call(keys.remote.refresh, blocking=True)
+        outcome = self._authenticate(token, source)
+        if isinstance(outcome, GeneratorType):
+            outcome = yield from outcome
+        assert isinstance(outcome, Principal | Refusal)
+        if isinstance(outcome, Refusal) and type(outcome.error) is KeyFetchNeeded:
+            return Refusal(invalid_token(), outcome.clear_session_cookie)
+        return outcome
 
     def _static_flow(self, token: str, from_cookie: bool) -> Flow[Outcome]:
         digest = hash_token(token)

@@ -27,6 +27,7 @@ import jwt
 
 from .config import Settings
 from .errors import AuthError, invalid_token, token_expired
+from .keys import ring_of
 
 __all__ = ["TokenVerifier", "b64url_decode_strict", "hash_token", "issue_access_token"]
 
@@ -136,11 +137,13 @@ class TokenVerifier:
         "max_length",
         "_good_headers",
         "_mac",
+        "keys",
     )
 
     def __init__(self, settings: Settings) -> None:
         self._key = settings.secret_bytes
-        self._alg = settings.algorithm
+        # With the HMAC secret retired (or absent: verify-only), no HS header is good.
+        self._alg = settings.algorithm if settings.jwt_accept_hmac else ""
         self._digest = _DIGESTS[settings.algorithm]
         self._sig_len = _SIG_LEN[settings.algorithm]
         self.issuer = settings.issuer
@@ -150,6 +153,8 @@ class TokenVerifier:
         self.max_length = settings.max_token_length
         self._good_headers: set[str] = set()
         self._mac = hmac.new(self._key, digestmod=self._digest)
+        #: Asymmetric keys by kid (tokenguard.keys), or None: only the HMAC path exists.
+        self.keys = ring_of(settings)
 
     def verify(self, token: str, now: float) -> dict[str, Any] | AuthError | None:
         """Verify ``token`` at Unix time ``now``."""
@@ -169,7 +174,12 @@ class TokenVerifier:
             return None
         # From here on the token claims to be ours: every fault is INVALID_TOKEN.
         if not self._header_ok(header_seg):
-            return _INVALID
+            keys = self.keys
+            if keys is None:
+                return _INVALID
+            # Not our HMAC header: an asymmetric one, checked against the key its kid names.
+            refusal = keys.verify(header_seg, payload_seg, sig_seg)
+            return refusal if refusal is not None else self.check_claims(payload, now)
         signature = b64url_decode_strict(sig_seg)
         if signature is None or len(signature) != self._sig_len:
             return _INVALID
@@ -289,4 +299,8 @@ def issue_access_token(
     payload["iss"] = settings.issuer
     if settings.audience is not None:
         payload["aud"] = settings.audience
+    if settings.jwt_keys:
+        ring = ring_of(settings)
+        if ring is not None and ring.active is not None:
+            return ring.active.sign(payload)
     return jwt.encode(payload, settings.secret_bytes, algorithm=settings.algorithm)

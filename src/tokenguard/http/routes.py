@@ -95,6 +95,17 @@ class AuthRouter:
             for action in ("generate", "enable", "disable"):
                 self._routes[f"{tfa}/{action}"] = f"tfa_{action}"
             self.path_prefixes = (self.prefix, tfa)
+        #: The GraphQL endpoints (tokenguard.graphql), when enabled: see :meth:`add_graphql`.
+        self.graphql: Any = None
+        # The public keys of TOKENGUARD_JWT_KEYS, for services that verify our tokens
+        # without the secret (tokenguard.keys).
+        keys = verifier.keys
+        self._jwks_body = keys.jwks_body() if keys is not None and keys.keys else None
+        if self._jwks_body is not None:
+            jwks_path = settings.jwks_path or f"{self.prefix}/jwks.json"
+            self._routes[jwks_path] = "jwks"
+            if not jwks_path.startswith(self.path_prefixes):
+                self.path_prefixes = (*self.path_prefixes, jwks_path)
         self._refresh_cookie = settings.refresh_cookie
         self._session_cookie = settings.session_cookie
         self._clear_refresh = clear_cookie(self._refresh_cookie)
@@ -132,13 +143,24 @@ class AuthRouter:
             return "sso_callback", provider
         return None, provider
 
+    def add_graphql(self, graphql: Any) -> None:
+        """Serve ``graphql`` (a :class:`tokenguard.graphql.GraphQLRoutes`) at its paths."""
+        self.graphql = graphql
+        for path, name in graphql.paths:
+            self._routes[path] = name
+            if not path.startswith(self.path_prefixes):
+                self.path_prefixes = (*self.path_prefixes, path)
+
     def answers(self, method: str, path: str) -> bool:
         """Whether the router answers this request (otherwise the app does)."""
         return method != "OPTIONS" and self.route_of(path) is not None
 
     def wants_body(self, method: str, path: str) -> bool:
         """Whether the shell should read the request body (only our POST routes need it)."""
-        return method == "POST" and self.route_of(path) in _BODY_ROUTES
+        route = self.route_of(path)
+        if self.graphql is not None and route in self.graphql.names:
+            return method == "POST"
+        return method == "POST" and route in _BODY_ROUTES
 
     def too_large(self) -> ResponseView:
         """The answer to a body above ``MAX_PAYLOAD_SIZE`` (Directus: a 400, not a 413)."""
@@ -171,8 +193,14 @@ class AuthRouter:
     ) -> Generator[Any, Any, ResponseView]:
         route = self.route_of(request.path)
         method = request.method
+        if self.graphql is not None and route in self.graphql.names:
+            response: ResponseView = yield from self.graphql.handle(route, request, scheme)
+            return response
         if route == "providers" and method in ("GET", "HEAD"):
             return json_response(200, self._providers_body(request), _NO_CACHE)
+        if route == "jwks" and method in ("GET", "HEAD") and self._jwks_body is not None:
+            # Verifiers cache it; a rotation adds the new key well before it signs.
+            return json_response(200, self._jwks_body, [("cache-control", "public, max-age=300")])
         if route in _EXTRA_ROUTES or (route == "login" and self._disable_default):
             return (yield from self._extra(route, request))
         if method == "POST" and route in ("login", "refresh", "logout"):
