@@ -44,6 +44,7 @@ def idp() -> Iterator[OIDCProvider]:
 def _reset_idp(idp: OIDCProvider) -> None:
     idp.id_token_overrides = {}
     idp.state_override = None
+    idp.alg_override = None
     idp.claims["email"] = "sso.user@example.com"
     idp.claims["email_verified"] = True
 
@@ -434,3 +435,54 @@ def test_disable_default_hides_password_login(idp: OIDCProvider) -> None:
     reply = client.post("/auth/login", json={"email": "a@example.com", "password": "x"})
     assert reply.status_code == 404
     assert reply.json["errors"][0]["extensions"]["code"] == "ROUTE_NOT_FOUND"
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key")
+@pytest.mark.parametrize("alg", ["HS256", "none", "other-key"])
+def test_id_token_signature_is_checked_against_the_providers_keys(
+    idp: OIDCProvider, alg: str
+) -> None:
+    users = MemoryUserStore()
+    client = client_for(make_core(idp, users))
+    location, _ = start(client)
+    idp.alg_override = alg
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
+    assert users.list_users() == []
+
+
+def test_oauth2_driver_reads_the_profile_url(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    core = TokenGuard(
+        secret=SECRET,
+        users=users,
+        sessions=MemorySessionStore(),
+        passwords=FAST,
+        public_url=PUBLIC,
+        auth_providers="gh",
+        auth_provider_env={
+            "AUTH_GH_DRIVER": "oauth2",
+            "AUTH_GH_CLIENT_ID": CLIENT_ID,
+            "AUTH_GH_CLIENT_SECRET": CLIENT_SECRET,
+            "AUTH_GH_AUTHORIZE_URL": idp.url + "/authorize",
+            "AUTH_GH_ACCESS_URL": idp.url + "/token",
+            "AUTH_GH_PROFILE_URL": idp.url + "/userinfo",
+            "AUTH_GH_ALLOW_PUBLIC_REGISTRATION": "true",
+            "AUTH_GH_DEFAULT_ROLE_ID": "role-1",
+            "AUTH_GH_MODE": "json",
+        },
+    )
+    client = client_for(core)
+    reply = client.get("/auth/login/gh")
+    assert reply.status_code == 302
+    query = parse_qs(urlsplit(reply.headers["location"]).query)
+    assert "nonce" not in query and query["scope"] == ["email"]
+    assert client.get_cookie("oauth2.gh") is not None
+    at_idp = httpx.get(reply.headers["location"], follow_redirects=False, timeout=5)
+    callback = at_idp.headers["location"][len(PUBLIC) :]
+    done = client.get(callback)
+    assert done.status_code == 200, done.data
+    assert done.json["data"]["expires"] == core.settings.access_token_ttl_ms
+    user = users.get_by_email("sso.user@example.com")
+    assert user is not None and (user.provider, user.role) == ("gh", "role-1")

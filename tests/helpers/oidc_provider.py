@@ -41,6 +41,7 @@ class OIDCProvider:
         }
         self.id_token_overrides: dict[str, Any] = {}
         self.state_override: str | None = None
+        self.alg_override: str | None = None
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -65,6 +66,14 @@ class OIDCProvider:
             **self.id_token_overrides,
         }
         claims = {k: v for k, v in claims.items() if v is not None}
+        if self.alg_override == "HS256":
+            # The classic confusion: an HMAC "signed" with something the client knows.
+            return jwt.encode(claims, CLIENT_SECRET, algorithm="HS256", headers={"kid": self.kid})
+        if self.alg_override == "none":
+            return jwt.encode(claims, None, algorithm="none", headers={"kid": self.kid})
+        if self.alg_override == "other-key":
+            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            return jwt.encode(claims, other, algorithm="RS256", headers={"kid": self.kid})
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     # -- HTTP -----------------------------------------------------------------------------
