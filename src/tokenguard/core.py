@@ -119,6 +119,10 @@ class TokenGuard:
             sso=self.extras.sso,
             providers=self.extras.providers,
         )
+        if settings.graphql_enabled or settings.graphql_auth_service_path:
+            from .graphql import GraphQLRoutes  # needs the `graphql` extra
+
+            self.router.add_graphql(GraphQLRoutes(self.router))
         self._clear_session = clear_cookie(settings.session_cookie)
 
     def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
