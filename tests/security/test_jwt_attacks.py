@@ -470,3 +470,24 @@ def test_header_hash_differs_from_the_signature_hash(kind: str) -> None:
 def test_sha256_of_secret_is_not_the_key(kind: str) -> None:
     token = sign_raw('{"alg":"HS256"}', json.dumps(claims()), hashlib.sha256(SECRET.encode()).digest())
     assert_invalid_token(send(kind, token))
+
+
+def test_refresh_tokens_survive_a_secret_rotation(kind: str) -> None:
+    # What rotation costs users: access tokens die at once; a refresh token (opaque, looked up
+    # by hash) still gets a new access token, signed with the new secret.
+    from tests.helpers.auth import EMAIL, PASSWORD, make_user
+    from tests.security.harness import Shell, make_core
+    from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+
+    users, sessions = MemoryUserStore(), MemorySessionStore()
+    users.create(make_user())
+    old_secret = "tg-old-Pq8Wm2Zx5Cv9Bn3Lk7Jh1Gf4Ds6Az0QeRtYu"
+    before = Shell(kind, make_core(kind, users=users, sessions=sessions, secret=old_secret))
+    data = before.request("POST", "/auth/login", json_body={"email": EMAIL, "password": PASSWORD}).json()["data"]
+    after = Shell(kind, make_core(kind, users=users, sessions=sessions))
+    reply = after.request("GET", "/items", headers={"Authorization": f"Bearer {data['access_token']}"})
+    assert_invalid_token(reply)
+    reply = after.request("POST", "/auth/refresh", json_body={"refresh_token": data["refresh_token"]})
+    assert reply.status == 200
+    fresh = reply.json()["data"]["access_token"]
+    assert after.request("GET", "/items", headers={"Authorization": f"Bearer {fresh}"}).status == 200
