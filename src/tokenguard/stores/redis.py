@@ -9,6 +9,16 @@ Key layout (``prefix`` defaults to ``"tokenguard:"``):
   lives in one key, hence one Cluster slot.
 - ``<prefix>u:<user_id>`` — a SET of the user's families, for :meth:`revoke_user`. It may
   hold families that are already gone; deleting a missing key is harmless.
+- ``<prefix>inv`` — a pub/sub channel, not a key: every revocation (logout, reuse, a user's
+  sessions revoked) publishes the families it removed, in the same script or round trip, so
+  that processes caching session checks (:mod:`tokenguard.invalidation`) drop them at once.
+
+Beyond one server: ``redis+sentinel://host:26379[,host2:26379]/<service>[/<db>]`` asks the
+Sentinels for the current master (``rediss+sentinel://`` for TLS), and
+``redis+cluster://host:port[,host2:port]`` (``rediss+cluster://``) talks to a Redis Cluster.
+On a Cluster every Lua script touches one hash slot: a family's HASH is one key, and
+:meth:`create` becomes two single-slot scripts (the user's index first, then the family, so
+that :meth:`revoke_user` can never miss a family that exists).
 
 Every operation is written once, in :class:`_RedisSessions`, as a generator that yields the
 Redis work it needs (a Lua script or a batch of commands, one round trip each) and parses
@@ -35,7 +45,15 @@ from redis.backoff import NoBackoff
 
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, family_of
 
-__all__ = ["DEFAULT_PREFIX", "AsyncRedisSessionStore", "RedisSessionStore"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "AsyncRedisSessionStore",
+    "RedisSessionStore",
+    "RedisTarget",
+    "invalidation_channel",
+    "parse_redis_url",
+    "sync_client",
+]
 
 T = TypeVar("T")
 
@@ -75,7 +93,22 @@ redis.call('SADD', KEYS[2], ARGV[4])
 extend(KEYS[2], at)
 return 1
 """,
-    # KEYS: family. ARGV: old hash, new hash, new record JSON, new expires, now, grace.
+    # Cluster: create's two halves, one slot each. KEYS: user set. ARGV: family, expires_at_ms.
+    "index": _LUA_PRELUDE
+    + """
+redis.call('SADD', KEYS[1], ARGV[1])
+extend(KEYS[1], tonumber(ARGV[2]))
+return 1
+""",
+    # KEYS: family. ARGV: token hash, record JSON, expires_at_ms.
+    "create_family": _LUA_PRELUDE
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+extend(KEYS[1], tonumber(ARGV[3]))
+return 1
+""",
+    # KEYS: family. ARGV: old hash, new hash, new record JSON, new expires, now, grace,
+    # invalidation channel, family.
     # Returns {"missing"} | {"reused"} | {"rotated"} | {"grace", record JSON}.
     "rotate": _LUA_PRELUDE
     + """
@@ -98,6 +131,7 @@ if old.n ~= nil then
     return {'grace', encoded}
   end
   redis.call('DEL', key)
+  redis.call('PUBLISH', ARGV[7], ARGV[8])
   return {'reused'}
 end
 old.n = ARGV[2]
@@ -106,10 +140,14 @@ redis.call('HSET', key, ARGV[1], cjson.encode(old), ARGV[2], ARGV[3])
 extend(key, math.max(old.e, tonumber(ARGV[4])))
 return {'rotated'}
 """,
-    # KEYS: family. ARGV: token hash. Returns the record JSON (or nil) and drops the family.
+    # KEYS: family. ARGV: token hash, invalidation channel, family. Returns the record JSON
+    # (or nil) and drops the family.
     "revoke": """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw then redis.call('DEL', KEYS[1]) end
+if raw then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
 return raw
 """,
 }
@@ -220,8 +258,12 @@ class _RedisSessions:
 
     io_bound = False
 
-    def __init__(self, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, *, prefix: str = DEFAULT_PREFIX, cluster: bool = False) -> None:
         self.prefix = prefix
+        #: A Redis Cluster: every script must keep to one hash slot.
+        self.cluster = cluster
+        #: The pub/sub channel on which revocations are announced (families, comma-separated).
+        self.channel = invalidation_channel(prefix)
 
     def family_key(self, family: str) -> str:
         """The HASH holding one family's records."""
@@ -235,10 +277,19 @@ class _RedisSessions:
         family = _family(record.token_hash)
         if family is None or family != record.family:
             raise ValueError("record.family must be the family part of record.token_hash")
+        encoded = _encode(record)
+        if self.cluster:
+            yield _Script("index", (self.user_key(record.user_id),), (family, record.expires_at_ms))
+            yield _Script(
+                "create_family",
+                (self.family_key(family),),
+                (record.token_hash, encoded, record.expires_at_ms),
+            )
+            return
         yield _Script(
             "create",
             (self.family_key(family), self.user_key(record.user_id)),
-            (record.token_hash, _encode(record), record.expires_at_ms, family),
+            (record.token_hash, encoded, record.expires_at_ms, family),
         )
 
     def _get(self, token_hash: str, now_ms: int) -> _Op[SessionRecord | None]:
@@ -270,6 +321,8 @@ class _RedisSessions:
                 new.expires_at_ms,
                 now_ms,
                 grace_ms,
+                self.channel,
+                family,
             ),
         )
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
@@ -285,7 +338,9 @@ class _RedisSessions:
         family = _family(token_hash)
         if family is None:
             return None
-        raw = yield _Script("revoke", (self.family_key(family),), (token_hash,))
+        raw = yield _Script(
+            "revoke", (self.family_key(family),), (token_hash, self.channel, family)
+        )
         return None if raw is None else _decode(raw, token_hash)
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
@@ -301,9 +356,146 @@ class _RedisSessions:
             (
                 *(("DEL", self.family_key(f)) for f in families),
                 ("SREM", user_key, *families),
+                ("PUBLISH", self.channel, ",".join(families)),
             )
         )
-        return sum(int(r) for r in replies[:-1])
+        return sum(int(r) for r in replies[:-2])
+
+
+def invalidation_channel(prefix: str = DEFAULT_PREFIX) -> str:
+    """The pub/sub channel on which the store announces revoked families."""
+    return f"{prefix}inv"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where a ``REDIS`` URL points: one server, a Sentinel-watched master, or a Cluster."""
+
+    kind: str  # "single" | "sentinel" | "cluster"
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    db: int = 0
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"RedisTarget(kind={self.kind!r}, nodes={self.nodes!r}, service={self.service!r})"
+
+
+_MULTI_SCHEMES = {
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
+}
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """Read ``redis://``, ``rediss://``, ``unix://`` (one server), ``redis+sentinel://``
+    and ``redis+cluster://`` (several hosts, comma-separated) URLs."""
+    from urllib.parse import parse_qs, unquote
+
+    scheme, sep, rest = url.partition("://")
+    kind_tls = _MULTI_SCHEMES.get(scheme.lower()) if sep else None
+    if kind_tls is None:
+        return RedisTarget("single", url)
+    kind, tls = kind_tls
+    rest, _, query_text = rest.partition("?")
+    netloc, _, path_text = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes: list[tuple[str, int]] = []
+    for host in hosts.split(","):
+        name, colon, port = host.rpartition(":")
+        if not colon:
+            name, port = host, "26379" if kind == "sentinel" else "6379"
+        try:
+            nodes.append((name.strip("[]"), int(port)))
+        except ValueError:
+            raise ValueError(f"bad host in the Redis URL: {host!r}") from None
+    if not nodes or not all(name for name, _ in nodes):
+        raise ValueError("the Redis URL names no host")
+    path = [p for p in path_text.split("/") if p]
+    service: str | None = None
+    db = 0
+    if kind == "sentinel":
+        if not path:
+            raise ValueError("a redis+sentinel:// URL needs the service name: /<service>[/<db>]")
+        service = unquote(path[0])
+        db = int(path[1]) if len(path) > 1 else 0
+    query = parse_qs(query_text)
+    sentinel_password = query.get("sentinel_password", [None])[0]
+    return RedisTarget(
+        kind, url, tuple(nodes), service, db, tls, username, password, sentinel_password
+    )
+
+
+def _auth(target: RedisTarget) -> dict[str, Any]:
+    auth: dict[str, Any] = {}
+    if target.username:
+        auth["username"] = target.username
+    if target.password is not None:
+        auth["password"] = target.password
+    if target.tls:
+        auth["ssl"] = True
+    return auth
+
+
+def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
+    """A synchronous client for ``url`` and whether it is a Cluster client."""
+    target = parse_redis_url(url)
+    if target.kind == "single":
+        return redis.Redis.from_url(url, **opts), False
+    if target.kind == "cluster":
+        from redis.cluster import ClusterNode as _ClusterNode
+        from redis.cluster import RedisCluster
+
+        ClusterNode: Any = _ClusterNode  # untyped in redis-py
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, **opts, **_auth(target)), True
+    from redis.sentinel import Sentinel as _Sentinel
+
+    Sentinel: Any = _Sentinel  # untyped in redis-py
+    sentinel = Sentinel(
+        list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts), **_auth(target)
+    )
+    return sentinel.master_for(target.service, db=target.db, **opts), False
+
+
+def _async_client(url: str, **opts: Any) -> tuple[Any, bool]:
+    target = parse_redis_url(url)
+    if target.kind == "single":
+        return redis.asyncio.Redis.from_url(url, **opts), False
+    if target.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, **opts, **_auth(target)), True
+    from redis.asyncio.sentinel import Sentinel as _Sentinel
+
+    Sentinel: Any = _Sentinel  # untyped in redis-py
+    sentinel = Sentinel(
+        list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts), **_auth(target)
+    )
+    return sentinel.master_for(target.service, db=target.db, **opts), False
+
+
+def _sentinel_kwargs(target: RedisTarget, opts: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        name: opts[name] for name in ("socket_connect_timeout", "socket_timeout") if name in opts
+    }
+    if target.sentinel_password is not None:
+        kwargs["password"] = target.sentinel_password
+    if target.tls:
+        kwargs["ssl"] = True
+    return kwargs
 
 
 def _client_options(
@@ -325,8 +517,14 @@ class RedisSessionStore(_RedisSessions):
     #: It blocks on the network: under ASGI the core runs it in a worker thread.
     io_bound = True
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        super().__init__(prefix=prefix)
+    def __init__(
+        self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, cluster: bool | None = None
+    ) -> None:
+        if cluster is None:
+            from redis.cluster import RedisCluster
+
+            cluster = isinstance(client, RedisCluster)
+        super().__init__(prefix=prefix, cluster=cluster)
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
         self._execute: Callable[..., Any] = client.execute_command
@@ -341,11 +539,13 @@ class RedisSessionStore(_RedisSessions):
         timeout: float = 1.0,
         **options: Any,
     ) -> RedisSessionStore:
-        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts."""
+        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``,
+        ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
         from redis.retry import Retry
 
         opts = _client_options(connect_timeout, timeout, options, Retry)
-        return cls(redis.Redis.from_url(url, **opts), prefix=prefix)
+        client, cluster = sync_client(url, **opts)
+        return cls(client, prefix=prefix, cluster=cluster)
 
     def _run(self, op: _Op[T]) -> T:
         try:
@@ -392,8 +592,18 @@ class RedisSessionStore(_RedisSessions):
 class AsyncRedisSessionStore(_RedisSessions):
     """:class:`~tokenguard.stores.base.AsyncSessionStore` over ``redis.asyncio``."""
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        super().__init__(prefix=prefix)
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        cluster: bool | None = None,
+    ) -> None:
+        if cluster is None:
+            from redis.asyncio.cluster import RedisCluster
+
+            cluster = isinstance(client, RedisCluster)
+        super().__init__(prefix=prefix, cluster=cluster)
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
         self._execute: Callable[..., Any] = client.execute_command
@@ -408,11 +618,13 @@ class AsyncRedisSessionStore(_RedisSessions):
         timeout: float = 1.0,
         **options: Any,
     ) -> AsyncRedisSessionStore:
-        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``) with short timeouts."""
+        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``,
+        ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
         from redis.asyncio.retry import Retry
 
         opts = _client_options(connect_timeout, timeout, options, Retry)
-        return cls(redis.asyncio.Redis.from_url(url, **opts), prefix=prefix)
+        client, cluster = _async_client(url, **opts)
+        return cls(client, prefix=prefix, cluster=cluster)
 
     async def _run(self, op: _Op[T]) -> T:
         try:
