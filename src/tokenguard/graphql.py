@@ -14,12 +14,14 @@ under both shells:
 ``TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH`` (off by default; e.g. ``/service/auth``)
     CollectiveAccess's ``Auth`` service shape (spec §17): ``login(username, password) { jwt
     refresh user { id fname lname email } }`` and ``refresh(token) { jwt }`` as *query* fields,
-    answered as ``{"ok": true, "data": …}``.
+    answered as ``{"ok": true, "data": …}``; ``token`` defaults to the Bearer token.
 
 Stricter than Directus, on purpose: one authentication field per request (aliases cannot
 multiply password guesses past the login stall and the rate limits), and the ``Auth``
 service's ``refresh`` re-issues an access token from a live refresh token without rotating it
-(its reply has no room for a new refresh token) and never from an access token.
+(its reply has no room for a new refresh token) and never from an access token (given an
+access token it answers that same token, as the Auth service's own refresh keeps its expiry);
+no token is read from the URL, where access logs would keep it.
 
 Resolvers are flows (:mod:`tokenguard.flow`): each returns an awaitable whose ``__await__`` is
 the flow itself, and :func:`_drive` runs graphql-core's execution coroutine step by step,
@@ -529,22 +531,15 @@ class GraphQLRoutes:
         }
 
     def _ca_refresh(self, ctx: _Context, token: str | None = None) -> Flow[dict[str, Any]]:
-        """A new access token from a live refresh token, without rotating it; the token is
-        the argument, else the Bearer token, else the ``jwt`` query parameter. (A Bearer
-        refresh token is refused by the guard before this runs: pass it as the argument or as
-        ``?jwt=``.)"""
-        request = ctx.request
+        """A new access token from a live refresh token, without rotating it. The token is the
+        ``token`` argument, else the Bearer token. Never a URL parameter: a refresh token in a
+        URL ends up in every access log on its way (a Bearer refresh token is refused by the
+        guard before this runs, so refresh tokens go in the argument, i.e. the body)."""
         if token is None:
-            authorization = request.headers.get("authorization") or ""
+            authorization = ctx.request.headers.get("authorization") or ""
             scheme, _, value = authorization.partition(" ")
-            if scheme == "Bearer" and value:
+            if scheme.lower() == "bearer" and value:
                 token = value
-        if token is None:
-            from urllib.parse import parse_qs
-
-            values = parse_qs(request.query_string).get("jwt")
-            if values is not None and len(values) == 1:
-                token = values[0]
         service = self.service
         now = service.clock()
         if token and not is_refresh_token(token):
