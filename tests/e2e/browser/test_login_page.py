@@ -135,6 +135,9 @@ def test_page_files_are_served_from_the_allowlist_only(example: Example) -> None
         assert r.headers["content-type"] == content_type
         for name, value in HEADERS.items():
             assert r.headers[name] == value
+    # Server values reach the page as text only (textContent), never parsed as HTML.
+    script = httpx.get(example.url + "/static/app.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
     for path in ["/static/__init__.py", "/static/login.html.bak", "/static/..%2F__init__.py"]:
         r = httpx.get(example.url + path)
         assert r.status_code == 404, path
@@ -205,6 +208,18 @@ def test_log_in_reload_protected_pages_and_log_out(context: Any, example: Exampl
     page.goto(example.url + "/login")
     expect(page.locator("#status")).to_have_text("Not logged in.")
     assert page.script_errors == []
+
+
+def test_without_script_nothing_can_be_submitted(browser: Any, example: Example) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        assert page.goto(example.url + "/login").status == 200
+        expect(page.locator("#noscript")).to_have_text("This page needs JavaScript to log in.")
+        expect(page.locator("#login-form")).to_be_hidden()
+        expect(page.locator("#login-button")).to_be_disabled()
+    finally:
+        context.close()
 
 
 def test_wrong_password_shows_directus_message(context: Any, example: Example) -> None:
