@@ -288,3 +288,19 @@ def test_origin_of_normalises(kind: str) -> None:
     assert origin_of("http://a.example:8080/") == "http://a.example:8080"
     assert origin_of("http://[::1]:3000") == "http://[::1]:3000"
     assert origin_of("null") is None
+
+
+def test_two_factor_changes_from_another_site_are_refused(kind: str) -> None:
+    # Routes served by tokenguard beyond /auth (here Directus's /users/me/tfa/*) get the same
+    # check when the session cookie is the credential.
+    shell = make_shell(kind)
+    cookie = session_login(shell)
+    for action in ("generate", "enable", "disable"):
+        reply = shell.request(
+            "POST", f"/users/me/tfa/{action}", json_body={"password": PASSWORD}, headers={"Cookie": cookie, "Origin": EVIL}
+        )
+        assert (reply.status, reply.body) == (403, forbidden(CROSS_ORIGIN)), action
+    reply = shell.request(
+        "POST", "/users/me/tfa/generate", json_body={"password": PASSWORD}, headers={"Cookie": cookie, "Origin": SELF}
+    )
+    assert reply.status == 200, reply.body

@@ -23,9 +23,9 @@ from typing import Any
 from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
 from ..config import Settings
-from ..csrf import CsrfPolicy
+from ..csrf import SAFE_METHODS, CsrfPolicy
 from ..errors import AuthError, invalid_payload, route_not_found, service_unavailable
-from ..extract import parse_cookie
+from ..extract import Extractor, parse_cookie
 from ..flow import Flow
 from ..limits import TooManyRequests, client_address
 from ..tokens import TokenVerifier
@@ -117,6 +117,7 @@ class AuthRouter:
             require_origin=settings.csrf_require_origin,
         )
         self._trust_hops = settings.ip_trust_proxy
+        self._extractor = Extractor(settings.query_params, settings.session_cookie_name)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -193,6 +194,7 @@ class AuthRouter:
     ) -> Generator[Any, Any, ResponseView]:
         route = self.route_of(request.path)
         method = request.method
+        self._check_ambient(request, scheme)
         if self.graphql is not None and route in self.graphql.names:
             response: ResponseView = yield from self.graphql.handle(route, request, scheme)
             return response
@@ -220,6 +222,19 @@ class AuthRouter:
         headers = request.headers
         ip = client_address(request.client_ip, headers.get("x-forwarded-for"), self._trust_hops)
         return ClientInfo(ip, headers.get("user-agent"), headers.get("origin"))
+
+    def _check_ambient(self, request: RequestView, scheme: str) -> None:
+        """Whatever the route (two-factor changes, logout…), an unsafe request that the
+        session cookie authenticated must come from a trusted origin."""
+        if request.method in SAFE_METHODS or not request.cookie:
+            return
+        if request.principal.via == "public":
+            return
+        found = self._extractor(
+            request.headers.get("authorization"), request.query_string, request.cookie
+        )
+        if getattr(found, "source", None) == "cookie":
+            self._check_origin(request, "session", scheme)
 
     def _check_origin(self, request: RequestView, mode: str, scheme: str) -> None:
         """Cookie and session modes use a credential the browser sends by itself: refuse
