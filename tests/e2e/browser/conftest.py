@@ -4,41 +4,13 @@ example apps served by real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.helpers.servers import Server, serve
-from tests.helpers.tokens import SECRET
-
-ADMIN_EMAIL = "admin@example.com"
-ADMIN_PASSWORD = "correct horse battery staple"
-ENV = {
-    "SECRET": SECRET,
-    "ADMIN_EMAIL": ADMIN_EMAIL,
-    "ADMIN_PASSWORD": ADMIN_PASSWORD,
-    "TOKENGUARD_PUBLIC_ROLE": "public",
-}
-EXAMPLES = {
-    "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
-    "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
-}
-# No sandbox: CI containers run as root, where Chromium's sandbox cannot start. Everything
-# that would reach the network by itself is off; the tests talk to 127.0.0.1 only.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
+from tests.e2e.browser.support import CHROMIUM_ARGS, ENV, EXAMPLES, Example, chromium_path
+from tests.helpers.servers import serve
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -46,14 +18,6 @@ def _skip_or_fail(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}: CI must run the browser tests (bash scripts/install-browser.sh)")
     pytest.skip(reason)
-
-
-def chromium_path() -> str | None:
-    """Debian's Chromium (``TG_CHROMIUM`` overrides the path)."""
-    explicit = os.environ.get("TG_CHROMIUM")
-    if explicit:
-        return explicit
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +48,6 @@ def context(browser: Any) -> Iterator[Any]:
         yield ctx
     finally:
         ctx.close()
-
-
-@dataclass(frozen=True)
-class Example:
-    name: str
-    server: Server
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
 
 @pytest.fixture(params=sorted(EXAMPLES), scope="module")

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from examples.static import HEADERS
-from tests.e2e.browser.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Example
 from tests.e2e.browser.other_origin import other_origin
+from tests.e2e.browser.support import ADMIN_EMAIL, ADMIN_PASSWORD, Example
 
 try:
     from playwright.sync_api import expect
