@@ -40,6 +40,7 @@ tokenguard demo ($which) on $url   (settings in $demo, users in $DB_FILENAME)
          -d '{"email":"$ADMIN_EMAIL","password":"$ADMIN_PASSWORD"}'
   Or use the administrator's static token:
     curl -s $url/users/me -H 'Authorization: Bearer $ADMIN_TOKEN'
+  Login page: $url/login
   Routes: /  (public)   /users/me   /private  (any user)   /admin  (administrator)
 
 EOT

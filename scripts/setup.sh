@@ -43,3 +43,6 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
+
+# Debian's Chromium and the playwright package drive the browser tests (no browser download).
+bash scripts/install-browser.sh
