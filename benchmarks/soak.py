@@ -517,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         "rss_end_kb": rss_end,
         "rss_growth_kb": rss_end - rss_start,
         "rss_peak_kb": max(kb for _, kb in samples),
+        # (seconds into the run, KiB), about a dozen points: growth that levels off is caches
+        # filling to their bound; growth that does not is a leak.
+        "rss_samples": samples[:: max(1, len(samples) // 12)] + samples[-1:],
     }
     if args.json:
         print(json.dumps(report, indent=2))
