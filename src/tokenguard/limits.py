@@ -16,6 +16,7 @@ that cannot answer fails closed: the request is refused with 503 ``Service
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -67,11 +68,13 @@ class Counter(Protocol):
 
 
 class MemoryCounter:
-    """Fixed-window counters in this process, at most ``max_keys`` of them.
+    """Fixed-window counters in this process, at most ``max_keys`` of each kind.
 
-    When full, expired windows are swept first, then the oldest windows go: a flood of new
-    keys can shorten somebody's window but never grow memory. Counts that never expire (the
-    lockout) are only ever made for existing users, so they stay bounded by the user count.
+    When the windows are full, the expired ones are swept, then the oldest go until a tenth
+    of the room is free (so a sweep is paid once per ``max_keys / 10`` new keys, not per
+    request): a flood of new keys can shorten somebody's window but never grow memory.
+    Counts that never expire (the lockout) live apart, so that no flood of made-up accounts
+    or addresses can push them out; they are only made for existing users.
     """
 
     io_bound = False
@@ -84,33 +87,42 @@ class MemoryCounter:
         self._lock = threading.Lock()
         # key -> [count, expires_at (monotonic s) or inf]
         self._windows: OrderedDict[str, list[float]] = OrderedDict()
+        self._forever: OrderedDict[str, int] = OrderedDict()
 
     def hit(self, key: str, window_ms: int) -> Hit:
+        if window_ms <= 0:
+            with self._lock:
+                count = self._forever.pop(key, 0) + 1
+                if len(self._forever) >= self.max_keys:
+                    self._forever.popitem(last=False)
+                self._forever[key] = count  # most recently counted last
+            return Hit(count, -1)
         now = self.monotonic()
         with self._lock:
             entry = self._windows.get(key)
             if entry is None or entry[1] <= now:
                 if entry is None and len(self._windows) >= self.max_keys:
                     self._make_room(now)
-                entry = [0.0, now + window_ms / 1000 if window_ms > 0 else math.inf]
+                entry = [0.0, now + window_ms / 1000]
                 self._windows[key] = entry
             entry[0] += 1
             count, expires = int(entry[0]), entry[1]
-        left = -1 if expires == math.inf else max(0, math.ceil((expires - now) * 1000))
-        return Hit(count, left)
+        return Hit(count, max(0, math.ceil((expires - now) * 1000)))
 
     def reset(self, key: str) -> None:
         with self._lock:
             self._windows.pop(key, None)
+            self._forever.pop(key, None)
 
     def _make_room(self, now: float) -> None:
         for key in [k for k, (_, exp) in self._windows.items() if exp <= now]:
             del self._windows[key]
-        while len(self._windows) >= self.max_keys:
+        keep = self.max_keys - max(1, self.max_keys // 10)
+        while len(self._windows) > keep:
             self._windows.popitem(last=False)
 
     def __len__(self) -> int:
-        return len(self._windows)
+        return len(self._windows) + len(self._forever)
 
 
 # KEYS: counter. ARGV: window ms (0: no expiry). Returns {count, ms before the window ends}.
@@ -232,8 +244,8 @@ class Limits:
     - per client address, on every ``/auth`` POST: ``RATE_LIMITER_POINTS`` per
       ``RATE_LIMITER_DURATION`` when ``RATE_LIMITER_ENABLED``;
     - per account (the e-mail as typed, lower-cased, known or not — so that the answer does not
-      tell which accounts exist): ``TOKENGUARD_LOGIN_ACCOUNT_POINTS`` login attempts (a success resets) per
-      ``TOKENGUARD_LOGIN_ACCOUNT_DURATION``;
+      tell which accounts exist): ``TOKENGUARD_LOGIN_ACCOUNT_POINTS`` login attempts per
+      ``TOKENGUARD_LOGIN_ACCOUNT_DURATION``, reset by a successful login;
     - the lockout: ``AUTH_LOGIN_ATTEMPTS`` consecutive failed logins of an existing user
       suspend that user (Directus's ``auth_login_attempts``).
     """
@@ -282,7 +294,7 @@ class Limits:
         if not self.account_points:
             return
         # Counted before the outcome is known (parallel guesses all count); a success resets.
-        hit = yield from self._hit(f"acct:{email.strip().lower()}", self.account_window_ms)
+        hit = yield from self._hit(_account_key(email), self.account_window_ms)
         if hit.count > self.account_points:
             raise TooManyRequests(self.account_points, max(hit.ms_before_next, 0), self.clock())
 
@@ -304,7 +316,13 @@ class Limits:
         if self.lockout_after:
             yield from self._reset(f"lock:{user_id}")
         if self.account_points:
-            yield from self._reset(f"acct:{email.strip().lower()}")
+            yield from self._reset(_account_key(email))
+
+
+def _account_key(email: str) -> str:
+    # Hashed: an e-mail can be long (up to the body limit) and need not sit in Redis in clear.
+    digest = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+    return f"acct:{digest[:32]}"
 
 
 def counter_for(settings: Settings, flavour: str) -> Any:

@@ -18,6 +18,7 @@ from tokenguard.errors import ConfigError
 from tokenguard.flow import run_async, run_sync
 from tokenguard.limits import (
     AsyncRedisCounter,
+    Hit,
     Limits,
     MemoryCounter,
     RedisCounter,
@@ -210,10 +211,12 @@ def test_memory_counter_window_and_bound() -> None:
     assert counter.hit("a", 1000).ms_before_next == 1000
     now[0] += 1.0
     assert counter.hit("a", 1000).count == 1  # a new window
-    for key in ("b", "c", "d", "e"):
-        counter.hit(key, 0)
-    assert len(counter) == 3  # bounded whatever the flood
-    assert counter.hit("forever", 0).ms_before_next == -1
+    counter.hit("lock:ada", 0)
+    for key in ("b", "c", "d", "e", "f", "g"):
+        counter.hit(key, 1000)
+    assert len(counter._windows) <= 3  # bounded whatever the flood
+    # Counts that never expire live apart: the flood did not push the lockout count out.
+    assert counter.hit("lock:ada", 0) == Hit(2, -1)
 
 
 @settings(max_examples=100)
@@ -317,7 +320,13 @@ def test_limiter_down_fails_closed_and_recovers(kind: str, private_redis: Any) -
     for reply in (login(shell), _refresh(shell), login(shell, "wrong")):
         assert (reply.status, reply.body) == (503, UNREACHABLE)
     private_redis.start()
-    assert login(shell).status == 200
+    # Recovers by itself: at most the pooled connections that died with Redis fail (503).
+    statuses = []
+    for _ in range(4):
+        statuses.append(login(shell).status)
+        if statuses[-1] == 200:
+            break
+    assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
 
 
 def test_limits_flow_fails_closed_on_a_bad_reply() -> None:
