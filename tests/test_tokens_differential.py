@@ -29,6 +29,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tokenguard.config import Settings
+from tokenguard.extract import Extracted, Extractor
 from tokenguard.tokens import TokenVerifier, _strict_json, b64url_decode_strict
 
 SECRET = "tg-diff-9Hq2Wm5Zr8Kp3Xv6Nb1Ty4Lc7Df0Gs-JuEo_Ia" + "-Vx3Bn7Mq1Wz5Kt9Pr2Ly6Hc4Jd8Fs0Ag"
@@ -388,3 +389,37 @@ def _outcome(fn: Any, raw: bytes) -> Any:
 @settings(max_examples=300)
 def test_strict_json_matches_json_loads(raw: bytes) -> None:
     assert _outcome(_strict_json, raw) == _outcome(_reference_json, raw)
+
+
+# --- the extractor's Bearer shortcut never disagrees with the full extraction -------------
+
+_names = ("access_token", "tok")
+_extractor = Extractor(_names, "directus_session_token")
+header_values = st.one_of(
+    st.none(),
+    st.text(alphabet="Bearer bEARERxy.-_ \t", max_size=16),
+    st.builds(lambda s, t: f"{s} {t}", st.sampled_from(["Bearer", "bearer", "BEARER", "Basic"]),
+              st.text(alphabet="ab.-_ %", max_size=8)),
+)  # fmt: skip
+query_strings = st.one_of(
+    st.just(""),
+    st.text(alphabet="a=&%+_[]tokenacs", max_size=24),
+    st.sampled_from(["access_token=x", "a=1&tok=y", "acc%65ss_token=z", "access_token[]=1", "x=1"]),
+)
+
+
+@given(
+    authorization=header_values,
+    query=query_strings,
+    cookie=st.one_of(st.none(), st.just("directus_session_token=abc")),
+    count=st.integers(0, 3),
+)
+@settings(max_examples=500)
+def test_bearer_only_agrees_with_the_extractor(
+    authorization: str | None, query: str, cookie: str | None, count: int
+) -> None:
+    fast = _extractor.bearer_only(authorization, query, count)
+    if fast is not None:
+        full = _extractor(authorization, query, cookie, authorization_count=count)
+        assert isinstance(full, Extracted)
+        assert (full.token, full.source) == (fast, "header")
