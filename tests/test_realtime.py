@@ -535,3 +535,44 @@ def test_parse_message_accepts_only_typed_objects(data: Any) -> None:
 def test_principal_repr_of_actions_hides_the_session() -> None:
     principal = Principal(user="u", role=None, via="session", session="secret-session-id")
     assert "secret-session-id" not in repr(StartApp(principal))
+
+
+def test_a_logout_reaches_a_session_socket_at_the_next_heartbeat() -> None:
+    world = World()
+    conn = world.conn()
+    tokens = run_sync(world.core.auth.login(_creds(), "session", ClientInfo(), 0.0))
+    drive(conn.connect(None, "", f"directus_session_token={tokens.access_token}"))
+    assert drive(conn.timer("heartbeat")) == [
+        SendJSON('{"type":"ping"}'),
+        SetTimer("heartbeat", 30.0),
+    ]
+    run_sync(world.core.auth.logout(tokens.refresh_token))
+    drive(conn.message('{"type":"pong"}'))
+    actions = drive(conn.timer("heartbeat"))
+    assert sent(actions) == [
+        {"type": "ping"},
+        {
+            "type": "auth",
+            "status": "error",
+            "error": {"code": "TOKEN_EXPIRED", "message": "Token expired."},
+        },
+    ]
+    assert SetTimer("reauth", 10.0) in actions and conn.state == "expired"
+    assert [a.principal.via for a in actions if isinstance(a, SetPrincipal)] == ["public"]
+
+
+def test_a_session_check_that_cannot_answer_keeps_the_socket() -> None:
+    world = World()
+    conn = world.conn()
+    tokens = run_sync(world.core.auth.login(_creds(), "session", ClientInfo(), 0.0))
+    drive(conn.connect(None, "", f"directus_session_token={tokens.access_token}"))
+
+    def down(*_: Any) -> None:
+        raise ConnectionError("store down")
+
+    world.sessions.get = down  # type: ignore[method-assign]
+    assert drive(conn.timer("heartbeat")) == [
+        SendJSON('{"type":"ping"}'),
+        SetTimer("heartbeat", 30.0),
+    ]
+    assert conn.state == "open"

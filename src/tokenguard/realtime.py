@@ -30,7 +30,10 @@ is told ``TOKEN_EXPIRED`` and has ``WEBSOCKETS_REST_AUTH_TIMEOUT`` seconds to se
 
 Stricter than Directus, on purpose: while a socket waits for re-authentication after its
 token expired, frames other than ``auth`` are not handed to the app (the client gets the
-``TOKEN_EXPIRED`` message back, with its ``uid``), and the app sees the public principal.
+``TOKEN_EXPIRED`` message back, with its ``uid``), and the app sees the public principal. A
+socket opened with the session cookie has its session checked again at every heartbeat: a
+logout reaches it within ``WEBSOCKETS_HEARTBEAT_PERIOD`` (as ``TOKEN_EXPIRED``), instead of
+when the cookie's JWT expires.
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ from .auth.service import AuthService, ClientInfo, Credentials, Tokens
 from .config import Settings
 from .errors import AuthError, invalid_credentials
 from .extract import Extracted
-from .flow import Flow
+from .flow import Call, Flow
 from .guard import Guard, Refusal
 from .principal import Principal
+from .stores.base import refresh_token_key
 
 __all__ = [
     "Accept",
@@ -360,8 +364,9 @@ class Connection:
             return [SendJSON(auth_error("TOKEN_EXPIRED", "Token expired.", uid))]
         return [Deliver(data)]
 
-    def timer(self, name: TimerName) -> Answer:
-        """The timer ``name`` fired."""
+    def timer(self, name: TimerName) -> Answer | Flow[Answer]:
+        """The timer ``name`` fired. A heartbeat also re-checks a session-cookie principal's
+        session, so that a logout reaches live sockets within a heartbeat period."""
         state = self.state
         if state == "closed":
             return []
@@ -381,7 +386,11 @@ class Connection:
             if not self._active:
                 return self._close(None)
             self._active = False
-            return [SendJSON(PING), *self._heartbeat()]
+            beat: Answer = [SendJSON(PING), *self._heartbeat()]
+            principal = self.principal
+            if state == "open" and principal is not None and principal.via == "session":
+                return self._revalidate(principal, beat)
+            return beat
         return []
 
     def disconnected(self) -> Answer:
@@ -477,6 +486,23 @@ class Connection:
             *self._expiry(done.principal),
         ]
 
+    def _revalidate(self, principal: Principal, beat: Answer) -> Flow[Answer]:
+        guard = self._rt.guard
+        session = principal.session or ""
+        try:
+            record = yield Call(
+                guard.sessions.get, (refresh_token_key(session), int(self._rt.clock() * 1000))
+            )
+        except Exception as exc:  # cannot tell now: keep the socket, ask again next beat
+            log.warning("realtime session check failed: %s", type(exc).__name__)
+            return beat
+        if self.state != "open" or self.principal is not principal:
+            return beat  # re-authenticated meanwhile
+        if record is not None and record.user_id == principal.user:
+            return beat
+        log.info("realtime socket's session is gone: re-authentication required")
+        return [*beat, *self._lapse()]
+
     def _expire(self) -> Answer:
         principal = self.principal
         if self.state != "open" or principal is None or principal.expires_at is None:
@@ -484,10 +510,14 @@ class Connection:
         remaining = principal.expires_at - self._rt.clock()
         if remaining > 0:  # fired early (clock skew between timer and clock): re-arm
             return [SetTimer("expiry", remaining)]
+        return self._lapse()
+
+    def _lapse(self) -> Answer:
+        """The credential stopped being valid: tell the client, wait for a new one."""
         public = self._rt.guard.public
         self.principal = public
         self.state = "expired"
-        actions: Answer = [SendJSON(TOKEN_EXPIRED), SetPrincipal(public)]
+        actions: Answer = [SendJSON(TOKEN_EXPIRED), SetPrincipal(public), CancelTimer("expiry")]
         if self.mode == "public":
             self.state = "open"
         else:
