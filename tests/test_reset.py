@@ -392,3 +392,37 @@ def test_reset_through_asgi_with_sqlite(tmp_path: Any) -> None:
             assert (first.status_code, again.status_code) == (204, 403)
 
     anyio.run(main)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_FUZZ = Setup()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["/auth/password/request", "/auth/password/reset"]),
+    st.one_of(
+        _json,
+        st.fixed_dictionaries({"email": st.text(max_size=30)}, optional={"reset_url": _json}),
+        st.fixed_dictionaries({"token": st.text(max_size=60), "password": _json}),
+    ),
+)
+def test_any_body_gets_a_directus_answer(path: str, body: Any) -> None:
+    reply = _FUZZ.client.post(path, json=body)
+    if reply.status_code == 204:
+        assert reply.data == b""
+        return
+    assert reply.status_code in (400, 401, 403), reply.data
+    [err] = reply.json["errors"]
+    assert err["extensions"]["code"] in (
+        "INVALID_PAYLOAD",
+        "INVALID_TOKEN",
+        "TOKEN_EXPIRED",
+        "FORBIDDEN",
+    )

@@ -486,3 +486,35 @@ def test_oauth2_driver_reads_the_profile_url(idp: OIDCProvider) -> None:
     assert done.json["data"]["expires"] == core.settings.access_token_ttl_ms
     user = users.get_by_email("sso.user@example.com")
     assert user is not None and (user.provider, user.role) == ("gh", "role-1")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["code", "state", "error", "x"]), st.text(max_size=30), max_size=4
+    ),
+    st.text(max_size=80),
+)
+def test_any_callback_query_or_cookie_is_a_clean_refusal(
+    query: dict[str, str], cookie: str
+) -> None:
+    client = client_for(_FUZZ_CORE)
+    if cookie.isprintable() and ";" not in cookie and cookie.isascii():
+        client.set_cookie("openid.idp", cookie, domain="localhost")
+    reply = client.get("/auth/login/idp/callback", query_string=query)
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
+
+
+_FUZZ_CORE = TokenGuard(
+    secret=SECRET,
+    users=MemoryUserStore(),
+    sessions=MemorySessionStore(),
+    public_url=PUBLIC,
+    auth_providers="idp",
+    auth_provider_env={
+        "AUTH_IDP_DRIVER": "openid",
+        "AUTH_IDP_CLIENT_ID": "c",
+        "AUTH_IDP_ISSUER_URL": "https://idp.example",
+    },
+)
