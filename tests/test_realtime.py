@@ -576,3 +576,53 @@ def test_a_session_check_that_cannot_answer_keeps_the_socket() -> None:
         SetTimer("heartbeat", 30.0),
     ]
     assert conn.state == "open"
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+def test_settings_from_the_environment() -> None:
+    from tokenguard.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "SECRET": SECRET,
+            "WEBSOCKETS_ENABLED": "true",
+            "WEBSOCKETS_REST_AUTH": "strict",
+            "WEBSOCKETS_REST_AUTH_TIMEOUT": "2.5",
+            "WEBSOCKETS_REST_CONN_LIMIT": "Infinity",
+            "WEBSOCKETS_HEARTBEAT_PERIOD": "15",
+            "TOKENGUARD_GRAPHQL_ENABLED": "true",
+            "TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH": "/service/auth",
+        }
+    )
+    assert settings.websockets_enabled and settings.websockets_rest_auth == "strict"
+    assert settings.websockets_rest_auth_timeout_s == 2.5
+    assert settings.websockets_rest_conn_limit is None
+    assert settings.websockets_heartbeat_period_s == 15.0
+    assert settings.graphql_enabled and settings.graphql_path == "/graphql/system"
+    defaults = Settings.from_env({"SECRET": SECRET})
+    assert not defaults.websockets_enabled and defaults.websockets_rest_auth == "handshake"
+    assert defaults.websockets_rest_auth_timeout_s == 10.0
+    assert defaults.websockets_rest_path == "/websocket"
+    assert not defaults.graphql_enabled and defaults.graphql_auth_service_path is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WEBSOCKETS_REST_AUTH": "open"},
+        {"WEBSOCKETS_REST_AUTH_TIMEOUT": "0"},
+        {"WEBSOCKETS_REST_AUTH_TIMEOUT": "soon"},
+        {"WEBSOCKETS_HEARTBEAT_PERIOD": "-1"},
+        {"WEBSOCKETS_REST_CONN_LIMIT": "-3"},
+        {"WEBSOCKETS_REST_PATH": "websocket"},
+        {"TOKENGUARD_GRAPHQL_PATH": "/graphql/"},
+    ],
+)
+def test_bad_settings_refuse_to_start(env: dict[str, str]) -> None:
+    from tokenguard.config import Settings
+    from tokenguard.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SECRET": SECRET, **env})
