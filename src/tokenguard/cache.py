@@ -46,6 +46,10 @@ class TokenCache:
                 pass
         entries[token] = (principal, valid_until)
 
+    def discard(self, token: str) -> None:
+        """Forget ``token`` (a revoked session's cached check)."""
+        self._entries.pop(token, None)
+
     def discard_user(self, user_id: str) -> None:
         """Forget every cached token of ``user_id`` (after a role change or suspension)."""
         for token, (principal, _) in list(self._entries.items()):

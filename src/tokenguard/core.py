@@ -19,6 +19,7 @@ from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
 from .http.extras import build_extras
 from .http.routes import AuthRouter
+from .invalidation import invalidation_for
 from .limits import Limits, counter_for
 from .logs import install_log_redaction
 from .principal import Principal
@@ -102,6 +103,10 @@ class TokenGuard:
         self.sessions = sessions
         self.clock = clock
         self.guard = Guard(settings, users, sessions, clock=clock)
+        #: Session checks cached per process and invalidated over Redis pub/sub (Redis
+        #: session stores only; see tokenguard.invalidation), or None.
+        self.invalidation = invalidation_for(settings, sessions, self.guard.cache)
+        self.guard.invalidation = self.invalidation
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
         self.limits = Limits(settings, counter_for(settings, flavour), clock=clock)

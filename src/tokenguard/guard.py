@@ -22,9 +22,11 @@ from .config import Settings
 from .errors import AuthError, invalid_credentials, invalid_token, service_unavailable
 from .extract import Extracted, Extractor
 from .flow import Call, Flow
+from .invalidation import SessionInvalidation
 from .keys import KeyFetchNeeded
 from .principal import Principal
 from .stores.base import (
+    FAMILY_LENGTH,
     AsyncSessionStore,
     AsyncUserStore,
     SessionStore,
@@ -73,6 +75,9 @@ class Guard:
         self.extractor = Extractor(settings.query_params, settings.session_cookie_name)
         self.verifier = TokenVerifier(settings)
         self.cache = TokenCache(settings.token_cache_size)
+        #: Session checks cached across requests, invalidated over Redis pub/sub
+        #: (tokenguard.invalidation); set by the core when the session store is Redis.
+        self.invalidation: SessionInvalidation | None = None
         self.public = Principal(user=None, role=settings.public_role, via="public")
         self._max_length = settings.max_token_length
         self._leeway = settings.leeway_ms / 1000
@@ -122,7 +127,7 @@ class Guard:
             clear = from_cookie and claims.code != "TOKEN_EXPIRED"
             return Refusal(claims, clear)
         if "session" in claims:
-            return self._session_flow(claims, now, from_cookie)
+            return self._session_flow(claims, now, from_cookie, token)
         principal = self._principal(claims, "jwt")
         exp = claims.get("exp")
         self.cache.put(token, principal, (exp + self._leeway) if exp is not None else now + 60)
@@ -178,8 +183,12 @@ class Guard:
             via="static",
         )
 
-    def _session_flow(self, claims: dict[str, Any], now: float, from_cookie: bool) -> Flow[Outcome]:
+    def _session_flow(
+        self, claims: dict[str, Any], now: float, from_cookie: bool, token: str | None = None
+    ) -> Flow[Outcome]:
         session = claims["session"]
+        invalidation = self.invalidation
+        epoch = invalidation.begin() if invalidation is not None else 0
         try:
             record = yield Call(self.sessions.get, (refresh_token_key(session), int(now * 1000)))
         except StoreUnavailable as exc:
@@ -187,4 +196,14 @@ class Guard:
         if record is None or record.user_id != claims.get("id"):
             log.debug("refused session token: session gone")
             return Refusal(invalid_credentials(), from_cookie)
-        return self._principal(claims, "session", session)
+        principal = self._principal(claims, "session", session)
+        if invalidation is not None and token is not None:
+            # Never past the token's exp, the session's expiry or its grace period.
+            until = record.expires_at_ms / 1000
+            if record.live_until_ms is not None:
+                until = min(until, record.live_until_ms / 1000)
+            exp = claims.get("exp")
+            if exp is not None:
+                until = min(until, exp + self._leeway)
+            invalidation.remember(token, principal, session[:FAMILY_LENGTH], epoch, until)
+        return principal

@@ -34,6 +34,7 @@ store works again as soon as Redis does. Needs Redis 7.0 or newer (``PEXPIRETIME
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("tokenguard.stores.redis")
 
 DEFAULT_PREFIX = "tokenguard:"
 
@@ -264,6 +267,16 @@ class _RedisSessions:
         self.cluster = cluster
         #: The pub/sub channel on which revocations are announced (families, comma-separated).
         self.channel = invalidation_channel(prefix)
+        #: Called in-process with the families this store revoked (the local session cache
+        #: must not wait for its own announcement to come back).
+        self.listeners: list[Callable[[list[str]], None]] = []
+
+    def _announce(self, families: list[str]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(families)
+            except Exception as exc:  # a listener's fault is not the store's
+                _log.error("revocation listener failed: %s", type(exc).__name__)
 
     def family_key(self, family: str) -> str:
         """The HASH holding one family's records."""
@@ -330,6 +343,8 @@ class _RedisSessions:
             return RotateOutcome("rotated", replace(new, family=family))
         if status == "grace":
             return RotateOutcome("grace", _decode(reply[1], new.token_hash))
+        if status == "reused":
+            self._announce([family])
         if status in ("reused", "missing"):
             return RotateOutcome(status)  # type: ignore[arg-type]
         raise StoreUnavailable("redis", "unexpected rotation reply")
@@ -341,7 +356,10 @@ class _RedisSessions:
         raw = yield _Script(
             "revoke", (self.family_key(family),), (token_hash, self.channel, family)
         )
-        return None if raw is None else _decode(raw, token_hash)
+        if raw is None:
+            return None
+        self._announce([family])
+        return _decode(raw, token_hash)
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
         user_key = self.user_key(user_id)
@@ -359,6 +377,7 @@ class _RedisSessions:
                 ("PUBLISH", self.channel, ",".join(families)),
             )
         )
+        self._announce(families)
         return sum(int(r) for r in replies[:-2])
 
 
