@@ -281,3 +281,26 @@ async def test_disabled_passes_through_untouched() -> None:
     server.leave()
     await run(app, core, server)
     assert app.scope is not None and "user" not in app.scope["state"]
+
+
+async def test_a_close_while_the_app_is_behind_still_reaches_it() -> None:
+    core = make_core(websockets_rest_auth_timeout_s=0.05, leeway_ms=0)
+    got: list[str] = []
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await anyio.sleep(2.5)  # meanwhile the queue fills and the token expires
+        while True:
+            message = await receive()
+            got.append(message["type"])
+            if message["type"] == "websocket.disconnect":
+                return
+
+    server = FakeServer(query=f"access_token={token(core, ttl_s=1)}".encode())
+    for i in range(90):
+        server.frame(json.dumps({"type": "n", "i": i}))
+    await run(slow, core, server)
+    assert got[-1] == "websocket.disconnect" and got.count("websocket.disconnect") == 1
+    assert 0 < got.count("websocket.receive") <= 90
+    assert [t["error"]["code"] for t in server.texts()] == ["TOKEN_EXPIRED", "AUTH_TIMEOUT"]

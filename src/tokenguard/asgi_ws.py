@@ -248,7 +248,13 @@ class _Socket:
                 else:
                     await self._execute(action)
         for message in deliver:  # outside the lock: a slow app must not stall the timers
+            await self._to_app_send(message)
+
+    async def _to_app_send(self, message: Message) -> None:
+        try:
             await self._to_app.send(message)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # the socket closed meanwhile: the app has been told
 
     async def _execute(self, action: Action) -> None:
         if isinstance(action, SendJSON):
@@ -284,7 +290,11 @@ class _Socket:
         self._timers.clear()
         await self._raw_send({"type": "websocket.close", "code": code})
         if self.run_app:
-            self._to_app.send_nowait({"type": "websocket.disconnect", "code": code})
+            try:
+                self._to_app.send_nowait({"type": "websocket.disconnect", "code": code})
+            except anyio.WouldBlock:
+                pass  # the app is behind: it reads what is queued, then the end of the stream
+            self._to_app.close()
         self.started.set()
 
     async def _raw_send(self, message: Message) -> None:
@@ -298,6 +308,13 @@ class _Socket:
     # -- helper tasks -------------------------------------------------------------------------
 
     async def _reader(self) -> None:
+        try:
+            await self._read()
+        except Exception as exc:  # a bug here must not surface as a traceback to anyone
+            log.error("websocket reader failed: %s", type(exc).__name__)
+            await self._close(1011)
+
+    async def _read(self) -> None:
         while True:
             try:
                 message = await self.receive()
@@ -315,11 +332,18 @@ class _Socket:
                         await self._execute(action)
                     was_closed, self.closed = self.closed, True
                 if self.run_app and not was_closed:
-                    await self._to_app.send(message)
+                    await self._to_app_send(message)
                 self.started.set()
                 return
 
     async def _timer_loop(self) -> None:
+        try:
+            await self._timers_run()
+        except Exception as exc:
+            log.error("websocket timers failed: %s", type(exc).__name__)
+            await self._close(1011)
+
+    async def _timers_run(self) -> None:
         while True:
             changed = self._timers_changed = anyio.Event()
             if not self._timers:
