@@ -321,7 +321,7 @@ def test_is_url_allowed(url: str, allowed: bool) -> None:
     assert is_url_allowed(url, ("https://app.example.com/reset", "::bad entry::")) is allowed
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=80))
 def test_is_url_allowed_only_lets_the_allowed_origin_and_path_through(url: str) -> None:
     if is_url_allowed(url, (ALLOWED,)):

@@ -143,13 +143,20 @@ def test_enable_errors() -> None:
         "INVALID_PAYLOAD",
         'Invalid payload. "otp" is required.',
     )
-    wrong = "000000" if s.code(secret) != "000000" else "111111"
-    assert error(post({"secret": secret, "otp": wrong})) == (
+    minted = s.core.extras.two_factor.mint_secret(USER_ID)
+    wrong = "000000" if s.code(minted) != "000000" else "111111"
+    assert error(post({"secret": minted, "otp": wrong})) == (
         400,
         "INVALID_PAYLOAD",
         'Invalid payload. "otp" is invalid.',
     )
     assert error(post({"secret": "not base32!", "otp": "123456"}))[:2] == (400, "INVALID_PAYLOAD")
+    # A secret that `generate` did not make for this user cannot be planted.
+    planted = post({"secret": secret, "otp": s.code(secret)})
+    assert error(planted) == (400, "INVALID_PAYLOAD", 'Invalid payload. "secret" is invalid.')
+    other = s.core.extras.two_factor.mint_secret("another-user")
+    assert error(post({"secret": other, "otp": s.code(other)}))[:2] == (400, "INVALID_PAYLOAD")
+    secret = s.core.extras.two_factor.mint_secret(USER_ID)
     assert post({"secret": secret, "otp": s.code(secret)}).status_code == 204
     again = post({"secret": secret, "otp": s.code(secret)})
     assert error(again) == (
@@ -226,7 +233,7 @@ def test_a_plain_directus_secret_still_works() -> None:
     assert s.login(s.code(secret)).status_code == 200
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=12))
 def test_arbitrary_otp_strings_never_pass_or_crash(otp: str) -> None:
     two_factor = _shared.core.extras.two_factor

@@ -19,6 +19,7 @@ The endpoints (spec §11) are ``POST /users/me/tfa/generate|enable|disable`` (th
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import logging
 import re
@@ -41,6 +42,7 @@ __all__ = [
     "ALREADY_SET",
     "NO_EMAIL",
     "OTP_INVALID",
+    "SECRET_INVALID",
     "STEP_SECONDS",
     "SecretBox",
     "TwoFactor",
@@ -57,6 +59,7 @@ _BASE32 = re.compile(r"[A-Z2-7]{16,128}")
 ALREADY_SET = "TFA Secret is already set for this user"
 NO_EMAIL = "User must have a valid email to enable TFA"
 OTP_INVALID = '"otp" is invalid'
+SECRET_INVALID = '"secret" is invalid'
 
 
 def totp_at(secret: str, for_time: float) -> str:
@@ -128,12 +131,31 @@ class TwoFactor:
         import time
 
         self.box = SecretBox(secret)
+        self._mint_key = hmac.new(secret, b"tokenguard/tfa-enrol/v1", hashlib.sha256).digest()
         self.users = users
         self.once = once
         self.passwords = passwords if passwords is not None else Passwords()
         self.issuer = issuer
         self.clock = clock if clock is not None else time.time
         self._store = store_call if store_call is not None else _plain_call
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def _mac(self, user_id: str, nonce: bytes) -> bytes:
+        return hmac.new(self._mint_key, user_id.encode() + b"\0" + nonce, hashlib.sha256).digest()
+
+    def mint_secret(self, user_id: str) -> str:
+        """A new 160-bit base32 secret (32 characters, like Directus's): 80 random bits and an
+        80-bit MAC binding them to ``user_id``, checked by :meth:`minted_for` at enrolment."""
+        nonce = secrets.token_bytes(10)
+        return base64.b32encode(nonce + self._mac(user_id, nonce)[:10]).decode()
+
+    def minted_for(self, user_id: str, secret: str) -> bool:
+        """Whether ``secret`` came from :meth:`mint_secret` for ``user_id``."""
+        if len(secret) != 32 or not _BASE32.fullmatch(secret):
+            return False
+        raw = base64.b32decode(secret)
+        return hmac.compare_digest(raw[10:], self._mac(user_id, raw[:10])[:10])
 
     # -- codes ------------------------------------------------------------------------------
 
@@ -192,9 +214,7 @@ class TwoFactor:
             raise invalid_payload(ALREADY_SET)
         if not user.email:
             raise invalid_payload(NO_EMAIL)
-        import pyotp
-
-        secret = pyotp.random_base32()
+        secret = self.mint_secret(user.id)
         return {"secret": secret, "otpauth_url": otpauth_url(secret, user.email, self.issuer)}
 
     def enable(self, user_id: str | None, secret: str, code: str) -> Flow[None]:
@@ -202,8 +222,10 @@ class TwoFactor:
         user = yield from self._user(user_id)
         if user.tfa_secret:
             raise invalid_payload(ALREADY_SET)
-        if not _BASE32.fullmatch(secret):
-            raise invalid_payload(OTP_INVALID)
+        if not self.minted_for(user.id, secret):
+            # Only a secret `generate` made for this user (after checking the password) can be
+            # enabled: a stolen access token alone cannot plant an attacker's authenticator.
+            raise invalid_payload(SECRET_INVALID)
         now = self.clock()
         step = self.code_step(secret, code, now)
         if step is None or not (yield from self._claim(user.id, step, now)):
