@@ -11,6 +11,9 @@ window), so the same authenticator entries work. Two things are deliberately str
   the user id as associated data, so a ciphertext copied onto another user does not open).
   ``User.tfa_secret`` holds ``tg1.<base64url(nonce ‖ ciphertext)>``. A bare base32 secret,
   as Directus stores it, is still read, so users imported from Directus keep their TOTP.
+- Only a secret that ``generate`` made for the user (after checking the password) can be
+  enabled: the secret carries a MAC of the user id, so an access token alone cannot plant
+  an attacker's authenticator on the account.
 
 The endpoints (spec §11) are ``POST /users/me/tfa/generate|enable|disable`` (the path is
 ``TOKENGUARD_TFA_PREFIX``), served by :class:`~tokenguard.http.routes.AuthRouter`.
