@@ -5,8 +5,13 @@ them."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -159,3 +164,50 @@ def test_auth_service(server: Server) -> None:
         reply = gql(client, "{ refresh { jwt } }", "/service/auth")
         assert reply.status_code == 401 and reply.json()["ok"] is False
     assert refresh not in server.output()
+
+
+# -- the official SDK's graphql() composable ------------------------------------------------------
+
+SDK_DIR = Path(__file__).resolve().parent / "sdk"
+SDK_STEPS = {
+    "login_wrong_password": {
+        "pass": True,
+        "ok": False,
+        "code": "INVALID_CREDENTIALS",
+        "data": {"auth_login": None},
+    },
+    "login": {"pass": True, "ok": True, "expires": "900000", "refresh_token": True},
+    "authenticated_query": {"pass": True, "ok": True},
+    "refresh": {"pass": True, "ok": True, "expires": "900000", "rotated": True},
+    "refresh_with_rotated_token": {"pass": True, "ok": False, "code": "INVALID_CREDENTIALS"},
+    "logout": {"pass": True, "ok": True},
+    "refresh_after_logout": {"pass": True, "ok": False, "code": "INVALID_CREDENTIALS"},
+    "validation_error": {"pass": True, "ok": False, "code": "GRAPHQL_VALIDATION"},
+}
+
+
+@pytest.mark.node
+def test_directus_sdk_graphql(server: Server) -> None:
+    node = shutil.which("node")
+    installed = SDK_DIR / "node_modules" / "@directus" / "sdk" / "package.json"
+    if node is None or not installed.exists():
+        reason = "node and the SDK harness (npm ci in tests/e2e/sdk) are needed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the SDK check")
+        pytest.skip(reason)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TG_")}
+    env |= {"TG_EMAIL": EMAIL, "TG_PASSWORD": PASSWORD}
+    done = subprocess.run(
+        [node, "graphql_check.mjs", server.url],
+        cwd=SDK_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    steps = {}
+    for line in done.stdout.splitlines():
+        record = json.loads(line)
+        steps[record.pop("step")] = record
+    assert steps == SDK_STEPS, (steps, done.stderr)
+    assert done.returncode == 0, done.stderr
