@@ -304,3 +304,34 @@ async def test_a_close_while_the_app_is_behind_still_reaches_it() -> None:
     assert got[-1] == "websocket.disconnect" and got.count("websocket.disconnect") == 1
     assert 0 < got.count("websocket.receive") <= 90
     assert [t["error"]["code"] for t in server.texts()] == ["TOKEN_EXPIRED", "AUTH_TIMEOUT"]
+
+
+@pytest.mark.parametrize("path", ["/websocket", "/chat"])
+async def test_cross_site_upgrades_with_the_session_cookie_are_refused(path: str) -> None:
+    from tests.helpers.auth import EMAIL, PASSWORD
+    from tokenguard.auth.service import ClientInfo, Credentials
+    from tokenguard.flow import run_async
+
+    core = make_core()
+    tokens = await run_async(
+        core.auth.login(Credentials(EMAIL, PASSWORD), "session", ClientInfo(), 0.0)
+    )
+    cookie = f"directus_session_token={tokens.access_token}".encode()
+    outcomes = {}
+    for origin in (b"https://evil.example", b"http://app.example", None):
+        server = FakeServer(path=path)
+        server.scope["headers"] += [(b"cookie", cookie), (b"host", b"app.example")]
+        if origin is not None:
+            server.scope["headers"].append((b"origin", origin))
+        server.leave()
+        app = EchoApp()
+        await run(app, core, server)
+        outcomes[origin] = server.sent[0].get("status") if app.scope is None else "app"
+    assert outcomes == {b"https://evil.example": 403, b"http://app.example": "app", None: "app"}
+    # A token in the URL is not something a foreign page can borrow: no origin check.
+    server = FakeServer(path=path, query=f"access_token={STATIC}".encode())
+    server.scope["headers"].append((b"origin", b"https://evil.example"))
+    server.leave()
+    app = EchoApp()
+    await run(app, core, server)
+    assert app.scope is not None

@@ -18,7 +18,9 @@ In both, the principal is in ``scope["state"]["user"]`` (``websocket.state.user`
 place when the socket re-authenticates or its token expires, so read them per message.
 A refused upgrade is an HTTP 401 with a Directus error body when the server supports the
 ``websocket.http.response`` extension (uvicorn does), and a close before accept (which
-servers answer with 403) otherwise.
+servers answer with 403) otherwise. Stricter than Directus: an upgrade authenticated by the
+session cookie from an untrusted ``Origin`` is refused (403 ``FORBIDDEN``, the CSRF policy of
+:mod:`tokenguard.csrf`), against cross-site WebSocket hijacking.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .asgi import _strip_query_token
 from .auth.service import ClientInfo
 from .core import TokenGuard
 from .errors import AuthError, forbidden
+from .extract import Extracted
 from .flow import run_async
 from .guard import Refusal
 from .http.views import JSON_TYPE
@@ -91,7 +94,7 @@ def _headers(scope: Scope) -> tuple[str | None, int, str | None, dict[str, str]]
                 authorization = raw_value.decode("latin-1")
         elif name == "cookie":
             cookies.append(raw_value.decode("latin-1"))
-        elif name in ("user-agent", "origin"):
+        elif name in ("user-agent", "origin", "host"):
             other.setdefault(name, raw_value.decode("latin-1"))
     return authorization, count, "; ".join(cookies) if cookies else None, other
 
@@ -136,6 +139,10 @@ class WebSocketAuth:
         query = scope.get("query_string", b"").decode("latin-1")
         if query and self._strip:
             _strip_query_token(scope, query, self._strip)
+        refusal = self._cross_site(scope, authorization, count, query, cookie, headers)
+        if refusal is not None:
+            await _refuse(scope, send, refusal.status, refusal, [])
+            return
         if not self._is_realtime(scope.get("path", "")):
             await self._plain(app, scope, receive, send, authorization, count, query, cookie)
             return
@@ -153,6 +160,29 @@ class WebSocketAuth:
             await socket.run(authorization, count, query, cookie)
         finally:
             self.connections -= 1
+
+    def _cross_site(
+        self,
+        scope: Scope,
+        authorization: str | None,
+        count: int,
+        query: str,
+        cookie: str | None,
+        headers: dict[str, str],
+    ) -> AuthError | None:
+        """Cross-site WebSocket hijacking: a browser sends the session cookie with an upgrade
+        from any page, so an upgrade authenticated by that cookie must come from a trusted
+        origin (the CSRF policy of :mod:`tokenguard.csrf`; browsers always send ``Origin``
+        on an upgrade)."""
+        if not cookie:
+            return None
+        found = self.core.guard.extractor(authorization, query, cookie, authorization_count=count)
+        if not isinstance(found, Extracted) or found.source != "cookie":
+            return None
+        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        return self.core.router.csrf.check(
+            "WEBSOCKET", headers.get("origin"), None, headers.get("host"), scheme
+        )
 
     async def _plain(
         self,
