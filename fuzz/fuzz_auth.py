@@ -86,7 +86,18 @@ def _core() -> TokenGuard:
     )
 
 
+def _session_token(core: TokenGuard) -> str:
+    """A live session-mode cookie value, so that the session paths are explored too."""
+    from tokenguard.auth.service import ClientInfo, Credentials
+    from tokenguard.flow import run_sync
+
+    credentials = Credentials("ada@example.com", "pw")
+    tokens = run_sync(core.auth.login(credentials, "session", ClientInfo(), 0.0))
+    return tokens.access_token
+
+
 APP = TokenGuardWSGI(lambda environ, start: (start("200 OK", []), [b"app"])[1], guard=_core())
+_SESSION_TOKEN = _session_token(APP.core)
 _VALID_TOKEN = jwt.encode(
     {
         "id": "u1",
@@ -117,10 +128,54 @@ def _verify_result(result: Any) -> None:
     assert result.status in (401, 403), result.status
 
 
+_NAMES = ("access_token", "access_token[]", "access%5Ftoken", "access_token[0]", "x", "")
+_SCHEMES = ("Bearer ", "bearer ", "BEARER ", "Basic ", "Bearer  ", "Bearer", "")
+
+
+def _token(fdp: atheris.FuzzedDataProvider) -> str:
+    """A token-like string: often one of ours (maybe mangled), else anything."""
+    pick = fdp.ConsumeIntInRange(0, 3)
+    if pick == 0:
+        return _VALID_TOKEN
+    if pick == 1:
+        cut = fdp.ConsumeIntInRange(0, len(_VALID_TOKEN))
+        return _VALID_TOKEN[:cut] + fdp.ConsumeUnicodeNoSurrogates(8) + _VALID_TOKEN[cut:]
+    if pick == 2:
+        return "static-token-of-ada"
+    return fdp.ConsumeUnicodeNoSurrogates(120)
+
+
+def _structured_query(fdp: atheris.FuzzedDataProvider) -> str:
+    parts = []
+    for _ in range(fdp.ConsumeIntInRange(0, 4)):
+        name = fdp.PickValueInList(list(_NAMES))
+        parts.append(f"{name}={_token(fdp)}" if fdp.ConsumeBool() else name)
+    return "&".join(parts)
+
+
+def _structured_cookie(fdp: atheris.FuzzedDataProvider) -> str:
+    parts = []
+    for _ in range(fdp.ConsumeIntInRange(0, 4)):
+        name = fdp.PickValueInList(
+            ["directus_session_token", "directus_refresh_token", "theme", " directus_session_token"]
+        )
+        value = _token(fdp)
+        if fdp.ConsumeBool():
+            value = f'"{value}"'
+        parts.append(f"{name}={value}")
+    return fdp.PickValueInList(["; ", ";", ", "]).join(parts)
+
+
 def fuzz_extract(fdp: atheris.FuzzedDataProvider) -> None:
-    authorization = fdp.ConsumeUnicodeNoSurrogates(200) if fdp.ConsumeBool() else None
-    query = fdp.ConsumeUnicodeNoSurrogates(300)
-    cookie = fdp.ConsumeUnicodeNoSurrogates(300) if fdp.ConsumeBool() else None
+    if fdp.ConsumeBool():
+        scheme = fdp.PickValueInList(list(_SCHEMES))
+        authorization = scheme + _token(fdp) if fdp.ConsumeBool() else None
+        query = _structured_query(fdp)
+        cookie = _structured_cookie(fdp) if fdp.ConsumeBool() else None
+    else:
+        authorization = fdp.ConsumeUnicodeNoSurrogates(200) if fdp.ConsumeBool() else None
+        query = fdp.ConsumeUnicodeNoSurrogates(300)
+        cookie = fdp.ConsumeUnicodeNoSurrogates(300) if fdp.ConsumeBool() else None
     count = fdp.ConsumeIntInRange(0, 3)
     found = EXTRACTOR(authorization, query, cookie, authorization_count=count)
     if isinstance(found, AuthError):
@@ -135,7 +190,11 @@ def fuzz_extract(fdp: atheris.FuzzedDataProvider) -> None:
 
 def fuzz_cookie(fdp: atheris.FuzzedDataProvider) -> None:
     name = fdp.ConsumeUnicodeNoSurrogates(20) or "directus_session_token"
-    header = fdp.ConsumeUnicodeNoSurrogates(500)
+    if fdp.ConsumeBool():
+        name = "directus_session_token"
+        header = _structured_cookie(fdp) + fdp.ConsumeUnicodeNoSurrogates(40)
+    else:
+        header = fdp.ConsumeUnicodeNoSurrogates(500)
     value = parse_cookie(header, name)
     assert value is None or isinstance(value, str)
 
@@ -182,7 +241,8 @@ def fuzz_body(fdp: atheris.FuzzedDataProvider) -> None:
             "application/x-www-form-urlencoded",
         ]
     )
-    body = fdp.ConsumeBytes(3000)
+    structured = fdp.ConsumeBool()
+    body = json.dumps(_login_like(fdp)).encode() if structured else fdp.ConsumeBytes(3000)
     data = parse_json_body(body, content_type)
     if isinstance(data, AuthError):
         assert data.status == 400
@@ -192,6 +252,38 @@ def fuzz_body(fdp: atheris.FuzzedDataProvider) -> None:
     if isinstance(payload, AuthError):
         assert payload.status == 400
         _check_error(payload)
+
+
+def _value(fdp: atheris.FuzzedDataProvider, depth: int = 0) -> Any:
+    pick = fdp.ConsumeIntInRange(0, 8 if depth < 2 else 5)
+    if pick == 0:
+        return None
+    if pick == 1:
+        return fdp.ConsumeBool()
+    if pick == 2:
+        return fdp.ConsumeInt(4)
+    if pick == 3:
+        return fdp.ConsumeUnicodeNoSurrogates(40)
+    if pick == 4:
+        return fdp.PickValueInList(
+            ["ada@example.com", "pw", "json", "cookie", "session", "", "a@b", "x" * 64, "123456"]
+        )
+    if pick == 5:
+        return fdp.ConsumeFloat()
+    if pick == 6:
+        return [_value(fdp, depth + 1) for _ in range(fdp.ConsumeIntInRange(0, 3))]
+    return {fdp.ConsumeUnicodeNoSurrogates(8): _value(fdp, depth + 1)}
+
+
+def _login_like(fdp: atheris.FuzzedDataProvider) -> Any:
+    """A JSON value shaped like a login/refresh body: the schema's keys, any typed values."""
+    if fdp.ConsumeIntInRange(0, 9) == 0:
+        return _value(fdp)
+    body: dict[str, Any] = {}
+    for key in ("email", "password", "mode", "otp", "refresh_token", "extra"):
+        if fdp.ConsumeBool():
+            body[key] = _value(fdp)
+    return body
 
 
 def _start(status_holder: list[str]) -> Any:
@@ -217,13 +309,17 @@ def fuzz_app(fdp: atheris.FuzzedDataProvider) -> None:
         "HTTP_HOST": "testserver",
         "wsgi.url_scheme": "http",
     }
-    choice = fdp.ConsumeIntInRange(0, 4)
+    choice = fdp.ConsumeIntInRange(0, 5)
     if choice == 1:
         environ["HTTP_AUTHORIZATION"] = "Bearer " + _VALID_TOKEN
     elif choice == 2:
         environ["HTTP_AUTHORIZATION"] = fdp.ConsumeUnicodeNoSurrogates(300)
     elif choice == 3:
         environ["HTTP_COOKIE"] = fdp.ConsumeUnicodeNoSurrogates(300)
+    elif choice == 4:
+        environ["HTTP_COOKIE"] = _structured_cookie(fdp)
+        if fdp.ConsumeBool():
+            environ["HTTP_COOKIE"] += f"; directus_session_token={_SESSION_TOKEN}"
     if fdp.ConsumeBool():
         environ["HTTP_ORIGIN"] = fdp.PickValueInList(
             [
@@ -238,16 +334,19 @@ def fuzz_app(fdp: atheris.FuzzedDataProvider) -> None:
     body = fdp.ConsumeBytes(2000)
     if fdp.ConsumeBool():
         # A body shaped like a login/refresh, fields fuzzed.
-        body = json.dumps(
-            {
-                "email": fdp.PickValueInList(
-                    ["ada@example.com", fdp.ConsumeUnicodeNoSurrogates(30)]
-                ),
-                "password": fdp.PickValueInList(["pw", fdp.ConsumeUnicodeNoSurrogates(30)]),
-                "mode": fdp.PickValueInList(["json", "cookie", "session", None, 1]),
-                "refresh_token": fdp.ConsumeUnicodeNoSurrogates(70),
-            }
-        ).encode()
+        if fdp.ConsumeBool():
+            body = json.dumps(_login_like(fdp)).encode()
+        else:
+            body = json.dumps(
+                {
+                    "email": fdp.PickValueInList(
+                        ["ada@example.com", fdp.ConsumeUnicodeNoSurrogates(30)]
+                    ),
+                    "password": fdp.PickValueInList(["pw", fdp.ConsumeUnicodeNoSurrogates(30)]),
+                    "mode": fdp.PickValueInList(["json", "cookie", "session", None, 1]),
+                    "refresh_token": fdp.ConsumeUnicodeNoSurrogates(70),
+                }
+            ).encode()
     environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input"] = io.BytesIO(body)
     status: list[str] = []
