@@ -38,6 +38,31 @@ def test_expired_rows_are_purged_by_later_rotations(tmp_path: Path) -> None:
     store.close()
 
 
+def test_an_expired_row_stays_while_its_family_lives(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteSessionStore(path)
+    now = real_now_ms()
+    first = record(new_token(), expires_at_ms=now + HOUR)
+    store.create(first)
+    nxt = record(new_token(first.family), expires_at_ms=now + 3 * HOUR)
+    assert store.rotate(first.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    bystander = record(new_token(), expires_at_ms=now + 10 * HOUR)
+    store.create(bystander)
+
+    def rotate_bystander(at: int) -> None:
+        moved = record(new_token(bystander.family), expires_at_ms=at + 10 * HOUR)
+        outcome = store.rotate(bystander.token_hash, moved, now_ms=at, grace_ms=0)
+        assert outcome.status in ("rotated", "reused")
+
+    rotate_bystander(now + 2 * HOUR)
+    # the expired tombstone still names its family: a logout with it must find it
+    assert {first.token_hash, nxt.token_hash} <= rows(path)
+    rotate_bystander(now + 4 * HOUR)
+    # once every row of the family expired, the family goes whole
+    assert not {first.token_hash, nxt.token_hash} & rows(path)
+    store.close()
+
+
 def test_only_hashes_are_stored(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SQLiteSessionStore(path)

@@ -11,7 +11,8 @@ from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_k
 
 from .conftest import new_token, record
 
-HOUR = 3_600_000
+MINUTE = 60_000
+HOUR = 60 * MINUTE
 GRACE = 10_000
 
 
@@ -173,6 +174,44 @@ def test_revoke_removes_the_whole_family(sessions: Any, now: int) -> None:
     assert sessions.rotate(a.token_hash, b, now_ms=now, grace_ms=GRACE) == RotateOutcome("missing")
     assert sessions.revoke(b.token_hash) is None
     assert sessions.get(bystander.token_hash, now) == bystander
+
+
+@pytest.mark.parametrize(
+    ("first_ttl", "next_ttl", "logout_with"),
+    [
+        # the usual case: the successor outlives the token it replaced
+        (10 * MINUTE, 2 * HOUR, "first"),
+        # found by the model test: a tombstone that outlives its successor
+        (2 * HOUR, 10 * MINUTE, "next"),
+    ],
+)
+def test_a_logout_with_an_expired_token_still_revokes_its_family(
+    sessions: Any, now: int, first_ttl: int, next_ttl: int, logout_with: str
+) -> None:
+    first = record(new_token(), user_id="ann", expires_at_ms=now + first_ttl)
+    sessions.create(first)
+    nxt = successor(first, now, ttl=next_ttl)
+    assert sessions.rotate(first.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    later = now + 30 * MINUTE
+    # A later rotation elsewhere gives SQLite its chance to purge what expired.
+    other = record(new_token(), user_id="ben", expires_at_ms=later + HOUR)
+    sessions.create(other)
+    other_next = successor(other, later)
+    assert sessions.rotate(other.token_hash, other_next, now_ms=later, grace_ms=0).status == (
+        "rotated"
+    )
+
+    tombstone = replace(first, next_hash=nxt.token_hash, live_until_ms=now)
+    stored = {"first": tombstone, "next": replace(nxt, family=first.family)}
+    expired, survivor = (
+        (stored["first"], stored["next"]) if logout_with == "first" else (stored["next"], tombstone)
+    )
+    assert expired.expires_at_ms < later <= survivor.expires_at_ms
+    assert sessions.revoke(expired.token_hash) == expired
+    assert sessions.get(nxt.token_hash, later) is None
+    assert sessions.revoke(survivor.token_hash) is None  # the family went with the logout
+    assert sessions.revoke_user("ann") == 0
+    assert sessions.get(other_next.token_hash, later) == replace(other_next, family=other.family)
 
 
 def test_revoke_user_takes_every_family_but_the_excepted_one(sessions: Any, now: int) -> None:

@@ -12,6 +12,8 @@ from .rotation import plan_rotation
 __all__ = ["MemorySessionStore", "MemoryUserStore"]
 
 _USER_FIELDS = frozenset(f.name for f in fields(User)) - {"id"}
+#: Session records held before the memory store first sweeps expired families.
+_SWEEP_AT = 1024
 
 
 class MemoryUserStore:
@@ -88,6 +90,7 @@ class MemorySessionStore:
         self._lock = threading.Lock()
         self._records: dict[str, SessionRecord] = {}
         self._families: dict[str, set[str]] = {}
+        self._sweep_at = _SWEEP_AT
 
     def _put(self, record: SessionRecord) -> None:
         self._records[record.token_hash] = record
@@ -146,17 +149,17 @@ class MemorySessionStore:
             return len(families)
 
     def _sweep(self, now_ms: int) -> None:
-        # Expired records (tombstones included) are of no use; keep memory bounded by TTL.
-        if len(self._records) < 1024:
+        # Keep memory bounded by TTL, a whole family at a time once all its records expired
+        # (as SQLite purges and Redis expires): an expired record still names its family,
+        # and a logout with it revokes the family's live records.
+        if len(self._records) < self._sweep_at:
             return
-        for token_hash, record in list(self._records.items()):
-            if record.expires_at_ms < now_ms:
-                self._records.pop(token_hash, None)
-                family = self._families.get(record.family)
-                if family is not None:
-                    family.discard(token_hash)
-                    if not family:
-                        del self._families[record.family]
+        for family, hashes in list(self._families.items()):
+            records = [self._records.get(h) for h in hashes]
+            if all(r is None or r.expires_at_ms < now_ms for r in records):
+                self._drop_family(family)
+        # Amortised: the next sweep waits until what is left has doubled.
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._records))
 
     def __len__(self) -> int:
         return len(self._records)

@@ -65,9 +65,17 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 _USER_COLUMNS = tuple(f.name for f in fields(User))
 _USER_FIELDS = frozenset(_USER_COLUMNS) - {"id"}
-# Expired rows are useless (a dead tombstone no longer proves reuse: the rotation rule
-# answers "missing" for it); purging at most this often keeps writes cheap.
+# A family is purged once every one of its rows has expired, never row by row: an expired
+# row still names its family, and a logout with it must revoke the family's live rows, as it
+# does in the other backends (Redis expires a family's HASH at its latest record's expiry).
+# Purging at most this often keeps writes cheap.
 _PURGE_EVERY_MS = 60_000
+_PURGE = (
+    "DELETE FROM tokenguard_sessions WHERE family IN ("
+    "SELECT s.family FROM tokenguard_sessions AS s WHERE s.expires_at_ms < ?1"
+    " AND NOT EXISTS (SELECT 1 FROM tokenguard_sessions AS t"
+    " WHERE t.family = s.family AND t.expires_at_ms >= ?1))"
+)
 
 
 class SchemaTooNew(RuntimeError):
@@ -391,4 +399,4 @@ class SQLiteSessionStore:
         if now_ms - self._last_purge_ms < _PURGE_EVERY_MS:
             return
         self._last_purge_ms = now_ms
-        conn.execute("DELETE FROM tokenguard_sessions WHERE expires_at_ms < ?", (now_ms,))
+        conn.execute(_PURGE, (now_ms,))
