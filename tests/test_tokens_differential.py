@@ -3,7 +3,7 @@
 Each case verifies one token with :class:`TokenVerifier` and with ``jwt.decode`` under the
 same key, algorithm, issuer, audience, leeway and required claims, at the same instant
 (PyJWT's clock is frozen to ours). Tokens are generated (claims and headers of every shape,
-raw JSON included) and mutated (characters flipped, inserted, removed; segments swapped).
+raw JSON included; HMAC-signed, and ES256-signed for a key ring) and mutated (characters flipped, inserted, removed; segments swapped).
 
 Properties:
 
@@ -25,8 +25,11 @@ from unittest import mock
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from jwt.algorithms import ECAlgorithm
 
 from tokenguard.config import Settings
 from tokenguard.extract import Extracted, Extractor
@@ -37,12 +40,25 @@ WRONG = "tg-diff-wrong-Pq8Rs7Tu6Vw5Xy4Za3Bc2De1Fg0Hi9Jk"
 NOW = 1_800_000_000.0  # whole seconds: no rounding between our clock and PyJWT's
 DIGESTS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
+# An ES256 key in a key ring next to the HMAC secret: the verifier's second path.
+_EC_KEY = ec.generate_private_key(ec.SECP256R1())
+_EC_PEM = _EC_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+_EC_ALG = ECAlgorithm(ECAlgorithm.SHA256)
+KID = "k1"
+
 CONFIGS = [
     Settings(secret=SECRET),
     Settings(secret=SECRET, algorithm="HS384", leeway_ms=0),
     Settings(secret=SECRET, algorithm="HS512", audience="my-app", leeway_ms=2_000),
     Settings(secret=SECRET, allow_tokens_without_exp=True, issuer="other-issuer"),
+    Settings(
+        secret=SECRET,
+        jwt_keys=json.dumps({"active": KID, "keys": [{"kid": KID, "pem": _EC_PEM}]}),
+    ),
 ]
+RING = len(CONFIGS) - 1
 VERIFIERS = [TokenVerifier(s) for s in CONFIGS]
 
 
@@ -59,14 +75,22 @@ def frozen_pyjwt() -> Any:
 
 
 def pyjwt_decode(token: str, s: Settings) -> dict[str, Any] | None:
-    """PyJWT's verdict under the same settings; anything it raises is a rejection."""
+    """PyJWT's verdict under the same settings; anything it raises is a rejection.
+
+    With a key ring, the key is the one the token's ``alg`` calls for (the ES256 public key
+    or the HMAC secret), each with its one algorithm.
+    """
     required = ["iss"] if s.allow_tokens_without_exp else ["exp", "iss"]
+    key: Any = s.secret_bytes
+    algorithm = s.algorithm
     try:
+        if s.jwt_keys and jwt.get_unverified_header(token).get("alg") == "ES256":
+            key, algorithm = _EC_KEY.public_key(), "ES256"
         with frozen_pyjwt():
             claims: dict[str, Any] = jwt.decode(
                 token,
-                s.secret_bytes,
-                algorithms=[s.algorithm],
+                key,
+                algorithms=[algorithm],
                 issuer=s.issuer,
                 audience=s.audience,
                 leeway=s.leeway_ms / 1000,
@@ -117,6 +141,8 @@ def b64(data: bytes) -> str:
 
 def sign(header: str, payload: str, alg: str, secret: str = SECRET) -> str:
     signing_input = f"{b64(header.encode())}.{b64(payload.encode())}"
+    if alg == "ES256" and secret == SECRET:
+        return f"{signing_input}.{b64(_EC_ALG.sign(signing_input.encode(), _EC_KEY))}"
     digest = DIGESTS.get(alg, hashlib.sha256)
     sig = hmac.new(secret.encode(), signing_input.encode(), digest).digest()
     return f"{signing_input}.{b64(sig)}"
@@ -177,9 +203,11 @@ def payloads(draw: st.DrawFn, index: int) -> list[tuple[str, Any]]:
 
 @st.composite
 def headers(draw: st.DrawFn, index: int) -> tuple[str, str]:
-    own = CONFIGS[index].algorithm
-    alg = draw(st.sampled_from([own, own, own, own, "HS256", "HS384", "none", "RS256"]))
+    own = "ES256" if index == RING and draw(st.booleans()) else CONFIGS[index].algorithm
+    alg = draw(st.sampled_from([own, own, own, own, "HS256", "HS384", "none", "RS256", "ES256"]))
     pairs: list[tuple[str, Any]] = [("alg", alg)]
+    if index == RING and draw(st.integers(0, 3)):
+        pairs.append(("kid", draw(st.sampled_from([KID, KID, "k2", ""]))))
     if draw(st.booleans()):
         pairs.append(("typ", draw(st.sampled_from(["JWT", "JWT", "jwt", "at+jwt"]))))
     if draw(st.integers(0, 3)) == 0:
@@ -230,6 +258,8 @@ def well_formed(draw: st.DrawFn) -> tuple[str, int]:
         claims["session"] = "F" * 64
     if draw(st.booleans()):
         claims["nbf"] = int(NOW) + draw(st.integers(leeway - 3, leeway + 3))
+    if index == RING and draw(st.booleans()):
+        return jwt.encode(claims, _EC_KEY, algorithm="ES256", headers={"kid": KID}), index
     token = jwt.encode(claims, s.secret_bytes, algorithm=s.algorithm)
     return token, index
 
