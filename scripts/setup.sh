@@ -39,6 +39,11 @@ if ! redis_ping; then
   redis_ping || { echo "setup: Redis did not start" >&2; exit 1; }
 fi
 
+# wrk drives the server benchmarks (their smoke test runs in the suite).
+if ! command -v wrk >/dev/null 2>&1; then
+  apt_install wrk || true
+fi
+
 # Node and npm drive the official @directus/sdk in tests/e2e (the test runs `npm ci` itself).
 if ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
