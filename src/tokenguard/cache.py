@@ -1,8 +1,9 @@
 """A bounded cache of verified access tokens.
 
 Keyed by the exact token string, so no other token can ever hit an entry. Expiry is checked
-again on every hit. Only stateless JWTs are cached: session-mode tokens are checked against
-the session store on every request, so that a logout is seen at once by every process.
+again on every hit. Stateless JWTs are cached until they expire; session-mode tokens only
+through :mod:`tokenguard.invalidation`, which keeps them for seconds and drops them (in every
+process) the moment their session is revoked.
 """
 
 from __future__ import annotations

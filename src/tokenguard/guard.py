@@ -2,8 +2,10 @@
 
 :meth:`Guard.authenticate` answers at once for everything that needs no store (no token, a
 JWT, any malformed input) and returns a :data:`~tokenguard.flow.Flow` for the two cases that
-need one lookup (a static token; a session-mode JWT, checked against the session store on
-every request so that a logout is seen immediately). The shells drive that flow with
+need one lookup (a static token; a session-mode JWT, checked against the session store —
+with a Redis store, once per ``TOKENGUARD_SESSION_CACHE_TTL`` at most, the check being
+forgotten by every process as soon as the session is revoked, see
+:mod:`tokenguard.invalidation`). The shells drive that flow with
 :func:`~tokenguard.flow.run_sync` or :func:`~tokenguard.flow.run_async`.
 """
 
