@@ -44,6 +44,8 @@ _RETRY_MIN_S = 0.1
 _RETRY_MAX_S = 5.0
 #: Seconds a subscriber waits for a message before checking whether it should stop.
 _POLL_S = 0.5
+#: Seconds between checks that the subscription still sits on the current master (Sentinel).
+_CHECK_S = 1.0
 
 
 class SessionInvalidation:
@@ -58,10 +60,13 @@ class SessionInvalidation:
         ttl_s: float,
         clock: Callable[[], float] = time.time,
         owns_client: bool = True,
+        still_master: Callable[[str, int], bool] | None = None,
     ) -> None:
         self.cache = cache
         self.connect = connect
         self.owns_client = owns_client
+        #: Sentinel only: whether the subscription's server is still the master.
+        self.still_master = still_master
         self.channel = channel
         self.ttl_s = ttl_s
         self.clock = clock
@@ -164,8 +169,12 @@ class SessionInvalidation:
                 client = self.connect()
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
+                checked = time.monotonic()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=_POLL_S)
+                    if self.still_master is not None and time.monotonic() - checked > _CHECK_S:
+                        checked = time.monotonic()
+                        self._check_master(pubsub)
                     if message is None:
                         continue
                     kind = message.get("type")
@@ -201,6 +210,14 @@ class SessionInvalidation:
                         log.debug("closing the subscriber failed: %s", type(exc).__name__)
         self._go_dark()
 
+    def _check_master(self, pubsub: Any) -> None:
+        # After a failover the demoted master may keep our subscription while every write
+        # goes to the new one: we would hear nothing. Move when the Sentinels say so.
+        connection = pubsub.connection
+        assert self.still_master is not None
+        if connection is None or not self.still_master(connection.host, int(connection.port)):
+            raise ConnectionError("subscribed to a server that is no longer the master")
+
     def close(self) -> None:
         """Stop the subscriber (tests, orderly shutdown)."""
         self._stop.set()
@@ -215,7 +232,7 @@ def invalidation_for(settings: Any, sessions: Any, cache: TokenCache) -> Session
     ``None`` (every session request checks the store) otherwise."""
     if settings.session_cache_ttl_ms <= 0 or settings.token_cache_size <= 0:
         return None
-    from .stores.redis import AsyncRedisSessionStore, RedisSessionStore, sync_client
+    from .stores.redis import AsyncRedisSessionStore, RedisSessionStore, master_check, sync_client
 
     if not isinstance(sessions, RedisSessionStore | AsyncRedisSessionStore):
         return None
@@ -243,6 +260,9 @@ def invalidation_for(settings: Any, sessions: Any, cache: TokenCache) -> Session
         sessions.channel,
         ttl_s=settings.session_cache_ttl_ms / 1000,
         owns_client=bool(url),
+        still_master=master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        if url
+        else None,
     )
     sessions.listeners.append(invalidation.invalidate)
     return invalidation

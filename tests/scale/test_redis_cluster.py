@@ -141,3 +141,32 @@ def test_a_cross_slot_script_is_what_cluster_mode_avoids(redis_cluster: RedisClu
             failures += 1
     assert failures > 0
     client.close()
+
+
+def test_session_cache_invalidation_over_the_cluster(redis_cluster: RedisCluster) -> None:
+    from tests.helpers.tokens import SECRET
+    from tests.test_invalidation import eventually, login, refused, request
+    from tokenguard.config import Settings
+    from tokenguard.core import TokenGuard
+    from tokenguard.principal import Principal
+    from tokenguard.stores.memory import MemoryUserStore
+
+    prefix = f"tg-scale:{uuid.uuid4().hex}:"
+    settings = Settings(secret=SECRET, redis_url=redis_cluster.url, redis_prefix=prefix,
+                        session_cache_ttl_ms=600_000)  # fmt: skip
+    users = MemoryUserStore()
+    a = TokenGuard(settings, users=users)
+    b = TokenGuard(settings, users=users)
+    assert a.invalidation is not None and b.invalidation is not None
+    try:
+        assert a.invalidation.start(wait_s=5) and b.invalidation.start(wait_s=5)
+        assert isinstance(a.sessions, RedisSessionStore) and a.sessions.cluster
+        jwt, refresh = login(a, a.sessions)
+        for _ in range(3):
+            assert isinstance(request(b, jwt), Principal)
+        assert len(b.guard.cache) == 1
+        a.sessions.revoke(refresh_token_key(refresh))
+        assert eventually(lambda: refused(request(b, jwt)))
+    finally:
+        a.invalidation.close()
+        b.invalidation.close()

@@ -74,3 +74,41 @@ def test_async_store_through_sentinel(redis_sentinel: RedisSentinel) -> None:
         await store.aclose()
 
     asyncio.run(main())
+
+
+def test_session_cache_invalidation_survives_a_failover(redis_sentinel: RedisSentinel) -> None:
+    from tests.helpers.tokens import SECRET
+    from tests.test_invalidation import eventually, login, refused, request
+    from tokenguard.config import Settings
+    from tokenguard.core import TokenGuard
+    from tokenguard.principal import Principal
+    from tokenguard.stores.memory import MemoryUserStore
+
+    settings = Settings(secret=SECRET, redis_url=redis_sentinel.url, redis_prefix="tg-sent:",
+                        session_cache_ttl_ms=600_000)  # fmt: skip
+    users = MemoryUserStore()
+    a = TokenGuard(settings, users=users)
+    b = TokenGuard(settings, users=users)
+    assert a.invalidation is not None and b.invalidation is not None
+    try:
+        assert a.invalidation.start(wait_s=5) and b.invalidation.start(wait_s=5)
+        assert isinstance(a.sessions, RedisSessionStore)
+        redis_sentinel.failover()
+        # Whatever the subscribers went through, once live again they hear revocations.
+        jwt, refresh = "", ""
+        deadline = time.monotonic() + 20
+        while not jwt:
+            try:
+                jwt, refresh = login(a, a.sessions)
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert eventually(lambda: b.invalidation is not None and b.invalidation.live, 20)
+        assert eventually(lambda: isinstance(request(b, jwt), Principal), 20)
+        assert isinstance(request(b, jwt), Principal)
+        a.sessions.revoke(refresh_token_key(refresh))
+        assert eventually(lambda: refused(request(b, jwt)))
+    finally:
+        a.invalidation.close()
+        b.invalidation.close()

@@ -52,6 +52,7 @@ __all__ = [
     "RedisSessionStore",
     "RedisTarget",
     "invalidation_channel",
+    "master_check",
     "parse_redis_url",
     "sync_client",
 ]
@@ -486,6 +487,26 @@ def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
         list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts), **_auth(target)
     )
     return sentinel.master_for(target.service, db=target.db, **opts), False
+
+
+def master_check(url: str, **opts: Any) -> Callable[[str, int], bool] | None:
+    """For a Sentinel URL, a check that ``(host, port)`` is the master the Sentinels name
+    now (a connection made during a failover may sit on the demoted master, which keeps
+    answering); ``None`` for other URLs, where there is nothing to check."""
+    target = parse_redis_url(url)
+    if target.kind != "sentinel":
+        return None
+    from redis.sentinel import Sentinel as _Sentinel
+
+    Sentinel: Any = _Sentinel  # untyped in redis-py
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts))
+    service = target.service
+
+    def is_master(host: str, port: int) -> bool:
+        master_host, master_port = sentinel.discover_master(service)
+        return bool(master_port == port and master_host == host)
+
+    return is_master
 
 
 def _async_client(url: str, **opts: Any) -> tuple[Any, bool]:
