@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.tokens import SECRET
 from tests.test_keys import issue, keys_json
 from tokenguard.config import Settings
 from tokenguard.core import TokenGuard
@@ -20,8 +21,6 @@ from tokenguard.flow import run_async, run_sync
 from tokenguard.guard import Refusal
 from tokenguard.keys import KeyRing
 from tokenguard.principal import Principal
-
-from tests.helpers.tokens import SECRET
 
 
 class Issuer:
@@ -177,3 +176,13 @@ def test_jwks_payload_with_hmac_or_private_keys_is_not_used(issuer: Issuer) -> N
     remote = core.guard.verifier.keys.remote  # type: ignore[union-attr]
     assert remote is not None and remote.refresh()
     assert remote.lookup("ec") is not None and remote.lookup("hs") is None
+
+
+def test_verify_only_service_serves_no_auth_route(issuer: Issuer) -> None:
+    core = verify_only(issuer)
+    for method, path in (("POST", "/auth/login"), ("POST", "/auth/refresh"), ("GET", "/auth"),
+                         ("GET", "/auth/jwks.json")):  # fmt: skip
+        assert not core.router.answers(method, path)
+    # A service that signs (its own keys or SECRET) and also trusts a remote set keeps them.
+    both = TokenGuard(Settings(secret=SECRET, jwks_url=issuer.url))
+    assert both.router.answers("POST", "/auth/login")

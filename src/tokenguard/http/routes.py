@@ -100,6 +100,11 @@ class AuthRouter:
         # The public keys of TOKENGUARD_JWT_KEYS, for services that verify our tokens
         # without the secret (tokenguard.keys).
         keys = verifier.keys
+        verify_only = keys is not None and keys.remote is not None and keys.active is None
+        if verify_only and not settings.jwt_accept_hmac:
+            # TOKENGUARD_JWKS_URL and no key of its own: it can sign nothing, so it serves no
+            # auth route and the app keeps those paths.
+            self._routes.clear()
         self._jwks_body = keys.jwks_body() if keys is not None and keys.keys else None
         if self._jwks_body is not None:
             jwks_path = settings.jwks_path or f"{self.prefix}/jwks.json"
