@@ -51,6 +51,7 @@ __all__ = [
     "AsyncRedisSessionStore",
     "RedisSessionStore",
     "RedisTarget",
+    "async_client",
     "invalidation_channel",
     "master_check",
     "parse_redis_url",
@@ -509,7 +510,8 @@ def master_check(url: str, **opts: Any) -> Callable[[str, int], bool] | None:
     return is_master
 
 
-def _async_client(url: str, **opts: Any) -> tuple[Any, bool]:
+def async_client(url: str, **opts: Any) -> tuple[Any, bool]:
+    """A ``redis.asyncio`` client for ``url`` and whether it is a Cluster client."""
     target = parse_redis_url(url)
     if target.kind == "single":
         return redis.asyncio.Redis.from_url(url, **opts), False
@@ -663,7 +665,7 @@ class AsyncRedisSessionStore(_RedisSessions):
         from redis.asyncio.retry import Retry
 
         opts = _client_options(connect_timeout, timeout, options, Retry)
-        client, cluster = _async_client(url, **opts)
+        client, cluster = async_client(url, **opts)
         return cls(client, prefix=prefix, cluster=cluster)
 
     async def _run(self, op: _Op[T]) -> T:
