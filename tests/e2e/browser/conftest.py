@@ -20,9 +20,11 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it lives, and every later test that calls asyncio.run() would fail.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session; each test opens its own fresh context."""
+    """One headless Chromium for the browser tests; each test opens its own fresh context."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
