@@ -19,7 +19,7 @@ from tokenguard.config import Settings
 from tokenguard.core import TokenGuard
 from tokenguard.flow import run_async, run_sync
 from tokenguard.guard import Refusal
-from tokenguard.keys import KeyRing
+from tokenguard.keys import MIN_REFETCH_FLOOR_S, KeyRing
 from tokenguard.principal import Principal
 
 
@@ -114,6 +114,7 @@ def test_rotation_at_the_issuer_is_picked_up_on_the_unknown_kid(issuer: Issuer) 
     assert isinstance(authenticate(core, old), Principal)
     # The issuer adds and activates a new key; the verifier learns it on the first token.
     issuer.publish(keys_json("ed", "rsa", "ed"))
+    time.sleep(MIN_REFETCH_FLOOR_S)
     new = issue(Settings(secret=SECRET, jwt_keys=keys_json("ed", "rsa", "ed")))
     assert isinstance(authenticate(core, new), Principal)
     assert isinstance(authenticate(core, old), Principal)
@@ -127,6 +128,7 @@ def test_issuer_outage_keeps_known_keys_and_refuses_unknown(issuer: Issuer) -> N
     assert isinstance(authenticate(core, token), Principal)
     issuer.status = 500
     issuer.body = b"oops"
+    time.sleep(MIN_REFETCH_FLOOR_S)
     refused = authenticate(core, issue(Settings(secret=SECRET, jwt_keys=keys_json("ed", "ed"))))
     assert isinstance(refused, Refusal) and refused.error.code == "INVALID_TOKEN"
     assert isinstance(authenticate(core, token), Principal)
@@ -138,7 +140,7 @@ def test_cache_lifetime_bounds_a_retired_key(issuer: Issuer) -> None:
     old = issue(Settings(secret=SECRET, jwt_keys=keys_json("rsa", "rsa")))
     assert isinstance(authenticate(core, old), Principal)
     issuer.publish(keys_json("ed", "ed"))  # the issuer retired "rsa"
-    time.sleep(0.01)
+    time.sleep(MIN_REFETCH_FLOOR_S)
     core.guard.cache.clear()
     refused = authenticate(core, old)
     assert isinstance(refused, Refusal) and refused.error.code == "INVALID_TOKEN"
@@ -186,3 +188,28 @@ def test_verify_only_service_serves_no_auth_route(issuer: Issuer) -> None:
     # A service that signs (its own keys or SECRET) and also trusts a remote set keeps them.
     both = TokenGuard(Settings(secret=SECRET, jwks_url=issuer.url))
     assert both.router.answers("POST", "/auth/login")
+
+
+def test_known_keys_outlive_the_cache_while_the_issuer_is_down(issuer: Issuer) -> None:
+    issuer.publish(keys_json("ec", "ec"))
+    core = verify_only(issuer, jwks_cache_ms=1, jwks_min_refetch_ms=0)
+    token = issue(Settings(secret=SECRET, jwt_keys=keys_json("ec", "ec")))
+    assert isinstance(authenticate(core, token), Principal)
+    issuer.status = 503
+    time.sleep(MIN_REFETCH_FLOOR_S)
+    core.guard.cache.clear()
+    before = issuer.requests
+    assert isinstance(authenticate(core, token), Principal)  # tried the issuer, kept the key
+    assert issuer.requests > before
+
+
+def test_one_request_makes_at_most_one_fetch(issuer: Issuer) -> None:
+    issuer.publish(keys_json("ec", "ec"))
+    core = verify_only(issuer, jwks_min_refetch_ms=0, jwks_cache_ms=1)
+    stranger = issue(Settings(secret=SECRET, jwt_keys=keys_json("ed", "ed")))
+    for _ in range(3):
+        time.sleep(MIN_REFETCH_FLOOR_S)
+        before = issuer.requests
+        refused = authenticate(core, stranger)
+        assert isinstance(refused, Refusal) and refused.error.code == "INVALID_TOKEN"
+        assert issuer.requests - before == 1

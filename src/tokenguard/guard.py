@@ -153,6 +153,9 @@ class Guard:
         keys = self.verifier.keys
         if keys is not None and keys.remote is not None:
             yield Call(keys.remote.refresh, blocking=True)
+        if type(self.verifier.verify(token, self.clock())) is KeyFetchNeeded:
+            # Still unknown (or the issuer unreachable): never a second fetch from here.
+            return Refusal(invalid_token(), source == "cookie")
         outcome = self._authenticate(token, source)
         if isinstance(outcome, GeneratorType):
             outcome = yield from outcome

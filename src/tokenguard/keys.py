@@ -61,6 +61,9 @@ __all__ = [
 log = logging.getLogger("tokenguard.keys")
 
 MIN_RSA_BITS = 2048
+#: However TOKENGUARD_JWKS_MIN_REFETCH is set, fetches are at least this far apart: the check
+#: that follows a fetch must never ask for another one.
+MIN_REFETCH_FLOOR_S = 0.5
 _KID_MAX = 128
 _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 _CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
@@ -221,7 +224,7 @@ class RemoteJWKS:
     ) -> None:
         self.url = url
         self.cache_s = cache_s
-        self.min_refetch_s = min_refetch_s
+        self.min_refetch_s = max(min_refetch_s, MIN_REFETCH_FLOOR_S)
         self._client = jwt.PyJWKClient(
             url, cache_jwk_set=False, timeout=timeout_s, cooldown_duration=0
         )
@@ -234,11 +237,14 @@ class RemoteJWKS:
         self.fetches = 0
 
     def lookup(self, kid: str) -> VerificationKey | None:
-        """The key for ``kid`` if the cached set is fresh and holds it."""
-        fetched = self._fetched_at
-        if fetched is None or self._monotonic() - fetched > self.cache_s:
-            return None
+        """The key for ``kid`` in the last key set fetched, however old."""
         return self._keys.get(kid)
+
+    def stale(self) -> bool:
+        """Whether the last fetch attempt is older than ``cache_s`` (a failed attempt counts:
+        the issuer is asked again one cache period later, not on every request)."""
+        tried = self._tried_at
+        return tried is None or self._monotonic() - tried > self.cache_s
 
     def may_refresh(self) -> bool:
         """Whether a fetch is allowed now (the rate bound)."""
@@ -374,10 +380,15 @@ class KeyRing:
         if alg.startswith("HS") or alg == "none":
             return _INVALID  # never a symmetric or unsigned token through a public key
         key = self.keys.get(kid)
-        if key is None and self.remote is not None:
-            key = self.remote.lookup(kid)
+        remote = self.remote
+        if key is None and remote is not None:
+            if remote.may_refresh() and remote.stale():
+                return _FETCH  # due: a key the issuer retired must stop passing
+            key = remote.lookup(kid)
             if key is None:
-                return _FETCH if self.remote.may_refresh() else _INVALID
+                # Unknown: maybe just rotated in. When the issuer cannot be reached the keys
+                # already known stay in use (an outage must not log everyone out).
+                return _FETCH if remote.may_refresh() else _INVALID
         if key is None or alg != key.alg:
             return _INVALID
         signature = b64url_decode_strict(sig_seg)
