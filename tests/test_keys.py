@@ -302,3 +302,39 @@ def test_guard_end_to_end_with_a_session_free_asymmetric_token() -> None:
     forged = _forge({"kid": "ed"}, ed25519.Ed25519PrivateKey.generate(), "EdDSA")
     refused = core.guard.authenticate(f"Bearer {forged}", "", None)
     assert isinstance(refused, Refusal) and refused.error.code == "INVALID_TOKEN"
+
+
+def test_scaling_settings_from_the_environment() -> None:
+    env = {
+        "SECRET": SECRET,
+        "TOKENGUARD_JWT_KEYS": keys_json("ec", "ec"),
+        "TOKENGUARD_JWT_ACCEPT_HMAC": "false",
+        "TOKENGUARD_JWKS_PATH": "/.well-known/jwks.json",
+        "TOKENGUARD_JWKS_URL": "https://issuer.example/jwks.json",
+        "TOKENGUARD_JWKS_CACHE_TTL": "10m",
+        "TOKENGUARD_JWKS_MIN_REFETCH": "30s",
+        "TOKENGUARD_SESSION_CACHE_TTL": "2s",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.jwt_accept_hmac, settings.jwks_path, settings.jwks_url) == (
+        False, "/.well-known/jwks.json", "https://issuer.example/jwks.json"
+    )
+    assert (settings.jwks_cache_ms, settings.jwks_min_refetch_ms, settings.session_cache_ttl_ms) == (
+        600_000, 30_000, 2_000
+    )
+    assert "BEGIN PRIVATE KEY" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("TOKENGUARD_JWKS_URL", "file:///etc/passwd"),
+        ("TOKENGUARD_JWKS_PATH", "jwks.json"),
+        ("TOKENGUARD_JWKS_PATH", "/jwks/"),
+        ("TOKENGUARD_SESSION_CACHE_TTL", "-1"),
+        ("TOKENGUARD_JWKS_CACHE_TTL", "0"),
+    ],
+)
+def test_bad_scaling_settings_fail_at_start(name: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({"SECRET": SECRET, name: value})
