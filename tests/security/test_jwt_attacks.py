@@ -491,3 +491,80 @@ def test_refresh_tokens_survive_a_secret_rotation(kind: str) -> None:
     assert reply.status == 200
     fresh = reply.json()["data"]["access_token"]
     assert after.request("GET", "/items", headers={"Authorization": f"Bearer {fresh}"}).status == 200
+
+
+# -- with asymmetric keys configured (TOKENGUARD_JWT_KEYS) -------------------------------------
+
+
+def _private_pem(key: Any) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+RING_KEYS = {
+    "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "ec": ec.generate_private_key(ec.SECP256R1()),
+    "ed": ed25519.Ed25519PrivateKey.generate(),
+}
+RING_ALGS = {"rsa": "RS256", "ec": "ES256", "ed": "EdDSA"}
+ATTACKER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def ring_send(kind: str, token: str, kids: tuple[str, ...] = ("rsa", "ec", "ed")) -> Reply:
+    config = json.dumps({"active": kids[0], "keys": [{"kid": k, "pem": _private_pem(RING_KEYS[k])} for k in kids]})
+    return send(kind, token, jwt_keys=config)
+
+
+def ring_token(kid: str, key: Any = None, alg: str | None = None, **changes: Any) -> str:
+    return jwt.encode(claims(**changes), key or RING_KEYS[kid], algorithm=alg or RING_ALGS[kid], headers={"kid": kid})
+
+
+@pytest.mark.parametrize("kid", sorted(RING_KEYS))
+def test_ring_control_each_key_verifies(kind: str, kid: str) -> None:
+    reply = ring_send(kind, ring_token(kid))
+    assert (reply.status, reply.body) == (200, f"app {USER} jwt".encode())
+
+
+@pytest.mark.parametrize("kid", sorted(RING_KEYS))
+def test_ring_key_confusion_hs256_signed_with_the_configured_public_key(kind: str, kid: str) -> None:
+    public = RING_KEYS[kid].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for header in ({"alg": "HS256", "kid": kid}, {"alg": "HS256"}, {"alg": "HS256", "typ": "JWT", "kid": kid}):
+        assert_invalid_token(ring_send(kind, sign_raw(json.dumps(header), json.dumps(claims(admin_access=True)), public)))
+
+
+def test_ring_algorithm_must_match_the_key(kind: str) -> None:
+    # An EC signature presented under the RSA key's kid, and RS256 claimed for the EC key.
+    assert_invalid_token(ring_send(kind, ring_token("rsa", RING_KEYS["ec"], "ES256")))
+    assert_invalid_token(ring_send(kind, ring_token("ec", RING_KEYS["rsa"], "RS256")))
+    assert_invalid_token(ring_send(kind, ring_token("rsa", RING_KEYS["rsa"], "PS256")))
+
+
+@pytest.mark.parametrize("name", sorted(KIDS))
+def test_ring_injected_kid_is_refused(kind: str, name: str) -> None:
+    token = jwt.encode(claims(admin_access=True), ATTACKER, algorithm="RS256", headers={"kid": KIDS[name]})
+    assert_invalid_token(ring_send(kind, token))
+
+
+def test_ring_known_kid_foreign_key(kind: str) -> None:
+    assert_invalid_token(ring_send(kind, ring_token("rsa", ATTACKER, admin_access=True)))
+
+
+def test_ring_alg_none_with_a_kid(kind: str) -> None:
+    header = b64(json.dumps({"alg": "none", "kid": "rsa"}).encode())
+    assert_invalid_token(ring_send(kind, f"{header}.{b64(json.dumps(claims()).encode())}."))
+
+
+def test_ring_key_removed_after_rotation(kind: str) -> None:
+    token = ring_token("ec")
+    assert ring_send(kind, token, ("rsa", "ec")).status == 200
+    assert_invalid_token(ring_send(kind, token, ("rsa",)))
+
+
+def test_ring_hmac_tokens_still_verify_with_the_secret(kind: str) -> None:
+    # The HMAC path and the key ring do not mix: an HS256 token is checked with SECRET only.
+    reply = ring_send(kind, good())
+    assert reply.status == 200
+    assert_invalid_token(ring_send(kind, jwt.encode(claims(), "tg-not-the-secret-0123456789abcdefXYZ", algorithm="HS256")))
