@@ -137,3 +137,4 @@ def test_logout_in_one_process_reaches_every_other(
     for name, elapsed in seen.items():
         record_property(f"logout_propagation_ms_{name}", round(elapsed * 1000, 2))
     client.close()
+    _HTTP.close()
