@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,36 +36,6 @@ SERVERS = {
     "public": {"WEBSOCKETS_REST_AUTH": "public"},
     "expiry": {"ACCESS_TOKEN_TTL": "3s", "TOKENGUARD_JWT_LEEWAY": "0"},
 }
-
-
-def _locked(name: str) -> str:
-    lock = json.loads((SDK_DIR / "package-lock.json").read_text())
-    return str(lock["packages"][f"node_modules/{name}"]["version"])
-
-
-def _installed(name: str) -> str | None:
-    manifest = SDK_DIR / "node_modules" / name / "package.json"
-    return json.loads(manifest.read_text())["version"] if manifest.exists() else None
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        reason = "node and npm are needed to drive @directus/sdk (install Node.js 20 or newer)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}: CI must run the SDK check")
-        pytest.skip(reason)
-    if any(_installed(n) != _locked(n) for n in ("@directus/sdk", "ws")):
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=SDK_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return node
 
 
 @pytest.fixture(params=sorted(SERVERS), scope="module")
