@@ -206,22 +206,6 @@ _ENV: dict[str, tuple[str, Any]] = {
     "jwks_cache_ms": ("TOKENGUARD_JWKS_CACHE_TTL", _as_duration),
     "jwks_min_refetch_ms": ("TOKENGUARD_JWKS_MIN_REFETCH", _as_duration),
     "session_cache_ttl_ms": ("TOKENGUARD_SESSION_CACHE_TTL", _as_duration),
-    # password reset, two-factor, providers and SSO, e-mail (tokenguard.auth.reset/totp/sso/mail)
-    "password_reset_url_allow_list": ("PASSWORD_RESET_URL_ALLOW_LIST", _as_list),
-    "password_reset_ttl_ms": ("TOKENGUARD_PASSWORD_RESET_TTL", _as_duration),
-    "auth_password_policy": ("AUTH_PASSWORD_POLICY", None),
-    "auth_providers": ("AUTH_PROVIDERS", _as_list),
-    "auth_disable_default": ("AUTH_DISABLE_DEFAULT", _as_bool),
-    "tfa_prefix": ("TOKENGUARD_TFA_PREFIX", None),
-    "totp_issuer": ("TOKENGUARD_TOTP_ISSUER", None),
-    "email_transport": ("EMAIL_TRANSPORT", None),
-    "email_from": ("EMAIL_FROM", None),
-    "email_smtp_host": ("EMAIL_SMTP_HOST", None),
-    "email_smtp_port": ("EMAIL_SMTP_PORT", _as_int),
-    "email_smtp_user": ("EMAIL_SMTP_USER", None),
-    "email_smtp_password": ("EMAIL_SMTP_PASSWORD", None),
-    "email_smtp_secure": ("EMAIL_SMTP_SECURE", _as_bool),
-    "email_smtp_starttls": ("EMAIL_SMTP_STARTTLS", _as_bool),
     # hardening (tokenguard.limits, tokenguard.csrf)
     "rate_limiter_enabled": ("RATE_LIMITER_ENABLED", _as_bool),
     "rate_limiter_points": ("RATE_LIMITER_POINTS", _as_int),
@@ -246,10 +230,27 @@ _ENV: dict[str, tuple[str, Any]] = {
     "graphql_enabled": ("TOKENGUARD_GRAPHQL_ENABLED", _as_bool),
     "graphql_path": ("TOKENGUARD_GRAPHQL_PATH", None),
     "graphql_auth_service_path": ("TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH", None),
+    # password reset, two-factor, providers and SSO, e-mail (tokenguard.auth.reset/totp/sso/mail)
+    "password_reset_url_allow_list": ("PASSWORD_RESET_URL_ALLOW_LIST", _as_list),
+    "password_reset_ttl_ms": ("TOKENGUARD_PASSWORD_RESET_TTL", _as_duration),
+    "auth_password_policy": ("AUTH_PASSWORD_POLICY", None),
+    "auth_providers": ("AUTH_PROVIDERS", _as_list),
+    "auth_disable_default": ("AUTH_DISABLE_DEFAULT", _as_bool),
+    "tfa_prefix": ("TOKENGUARD_TFA_PREFIX", None),
+    "totp_issuer": ("TOKENGUARD_TOTP_ISSUER", None),
+    "email_transport": ("EMAIL_TRANSPORT", None),
+    "email_from": ("EMAIL_FROM", None),
+    "email_smtp_host": ("EMAIL_SMTP_HOST", None),
+    "email_smtp_port": ("EMAIL_SMTP_PORT", _as_int),
+    "email_smtp_user": ("EMAIL_SMTP_USER", None),
+    "email_smtp_password": ("EMAIL_SMTP_PASSWORD", None),
+    "email_smtp_secure": ("EMAIL_SMTP_SECURE", _as_bool),
+    "email_smtp_starttls": ("EMAIL_SMTP_STARTTLS", _as_bool),
 }
 
 #: Settings holding lists; a list or tuple given as a keyword argument is kept as a tuple.
 _LIST_FIELDS = frozenset(
+    {"csrf_trusted_origins"} |
     {"query_params", "password_reset_url_allow_list", "auth_providers"}
 )
 
@@ -304,24 +305,6 @@ class Settings:
     jwks_cache_ms: int = 300_000
     jwks_min_refetch_ms: int = 10_000
     session_cache_ttl_ms: int = 5_000
-    # Password reset, two-factor, providers and SSO, e-mail.
-    password_reset_url_allow_list: tuple[str, ...] = ()
-    password_reset_ttl_ms: int = 3_600_000
-    auth_password_policy: str | None = None
-    auth_providers: tuple[str, ...] = ()
-    auth_disable_default: bool = False
-    #: The ``AUTH_<NAME>_*`` variables of the providers in ``auth_providers`` (name, value).
-    auth_provider_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    tfa_prefix: str = "/users/me/tfa"
-    totp_issuer: str = "tokenguard"
-    email_transport: str = "smtp"
-    email_from: str = "no-reply@example.com"
-    email_smtp_host: str = "localhost"
-    email_smtp_port: int | None = None
-    email_smtp_user: str | None = None
-    email_smtp_password: str | None = field(default=None, repr=False)
-    email_smtp_secure: bool = False
-    email_smtp_starttls: bool = False
     # Hardening: rate limits (Directus's RATE_LIMITER_*, applied to the /auth routes), the
     # login lockout, the trusted-proxy hop count and the cookie CSRF check.
     rate_limiter_enabled: bool = False
@@ -347,6 +330,24 @@ class Settings:
     graphql_enabled: bool = False
     graphql_path: str = "/graphql/system"
     graphql_auth_service_path: str | None = None
+    # Password reset, two-factor, providers and SSO, e-mail.
+    password_reset_url_allow_list: tuple[str, ...] = ()
+    password_reset_ttl_ms: int = 3_600_000
+    auth_password_policy: str | None = None
+    auth_providers: tuple[str, ...] = ()
+    auth_disable_default: bool = False
+    #: The ``AUTH_<NAME>_*`` variables of the providers in ``auth_providers`` (name, value).
+    auth_provider_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tfa_prefix: str = "/users/me/tfa"
+    totp_issuer: str = "tokenguard"
+    email_transport: str = "smtp"
+    email_from: str = "no-reply@example.com"
+    email_smtp_host: str = "localhost"
+    email_smtp_port: int | None = None
+    email_smtp_user: str | None = None
+    email_smtp_password: str | None = field(default=None, repr=False)
+    email_smtp_secure: bool = False
+    email_smtp_starttls: bool = False
     # Derived, filled in by __post_init__.
     secret_bytes: bytes = field(default=b"", repr=False, compare=False)
 
@@ -401,7 +402,6 @@ class Settings:
             raise ConfigError("MAX_PAYLOAD_SIZE must be between 1 byte and 1gb")
         if self.token_cache_size < 0:
             raise ConfigError("TOKENGUARD_TOKEN_CACHE_SIZE cannot be negative")
-        _check_account_settings(self)
         if self.rate_limiter_store not in ("memory", "redis"):
             raise ConfigError("RATE_LIMITER_STORE must be memory or redis")
         if self.rate_limiter_store == "redis" and not self.redis_url:
@@ -418,6 +418,7 @@ class Settings:
                     "TOKENGUARD_CSRF_TRUSTED_ORIGINS entries are origins such as "
                     f"https://app.example.com (scheme, host, optional port), not {origin!r}"
                 )
+        _check_account_settings(self)
         _check_realtime_settings(self)
         _check_scaling_settings(self)
 
@@ -472,102 +473,6 @@ class Settings:
             self.session_cookie_domain,
             self.session_cookie_path,
         )
-
-
-def _as_s(name: str, value: Any) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds")
-    return seconds
-
-
-def _as_limit(name: str, value: Any) -> int | None:
-    if str(value).strip().lower() in ("infinity", "inf", ""):
-        return None  # Directus's default: no limit
-    return _as_int(name, value)
-
-
-#: Directus's WEBSOCKETS_REST_AUTH values.
-WEBSOCKET_AUTH_MODES = ("public", "handshake", "strict")
-
-
-def _check_realtime_settings(settings: Settings) -> None:
-    if settings.websockets_rest_auth not in WEBSOCKET_AUTH_MODES:
-        raise ConfigError(
-            "WEBSOCKETS_REST_AUTH must be public, handshake or strict, "
-            f"not {settings.websockets_rest_auth!r}"
-        )
-    for name in ("websockets_rest_auth_timeout_s", "websockets_heartbeat_period_s"):
-        value = getattr(settings, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{_ENV[name][0]} must be a positive number of seconds")
-    limit = settings.websockets_rest_conn_limit
-    if limit is not None and limit < 0:
-        raise ConfigError("WEBSOCKETS_REST_CONN_LIMIT cannot be negative")
-    for name in ("websockets_rest_path", "graphql_path", "graphql_auth_service_path"):
-        path = getattr(settings, name)
-        if path is None:
-            continue
-        if not path.startswith("/") or (len(path) > 1 and path.endswith("/")) or "?" in path:
-            raise ConfigError(f'{_ENV[name][0]} must start with "/" and not end with one')
-
-
-def _as_seconds_ms(name: str, value: Any) -> int:
-    # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-    return max(1, round(seconds * 1000))
-
-
-def _as_attempts(name: str, value: Any) -> int:
-    # Directus's auth_login_attempts: null turns the lockout off; so do 0 and "false".
-    if value is None or str(value).strip().lower() in ("", "null", "false", "0"):
-        return 0
-    return _as_int(name, value)
-
-
-def _as_hops(name: str, value: Any) -> int:
-    # IP_TRUST_PROXY: false (no proxy), true (one), or how many proxies stand in front.
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on"):
-        return 1
-    if text in ("false", "no", "off", ""):
-        return 0
-    return _as_int(name, value)
-
-def _as_seconds_ms(name: str, value: Any) -> int:
-    # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
-    return max(1, round(seconds * 1000))
-
-
-def _as_attempts(name: str, value: Any) -> int:
-    # Directus's auth_login_attempts: null turns the lockout off; so do 0 and "false".
-    if value is None or str(value).strip().lower() in ("", "null", "false", "0"):
-        return 0
-    return _as_int(name, value)
-
-
-def _as_hops(name: str, value: Any) -> int:
-    # IP_TRUST_PROXY: false (no proxy), true (one), or how many proxies stand in front.
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on"):
-        return 1
-    if text in ("false", "no", "off", ""):
-        return 0
-    return _as_int(name, value)
 
 
 def _collect_provider_env(env: Mapping[str, str], values: dict[str, Any]) -> None:
@@ -648,3 +553,72 @@ def password_policy_pattern(policy: str) -> re.Pattern[str]:
         raise ConfigError(
             f"AUTH_PASSWORD_POLICY is not a valid regular expression: {exc}"
         ) from None
+
+
+def _as_s(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds")
+    return seconds
+
+
+def _as_limit(name: str, value: Any) -> int | None:
+    if str(value).strip().lower() in ("infinity", "inf", ""):
+        return None  # Directus's default: no limit
+    return _as_int(name, value)
+
+
+#: Directus's WEBSOCKETS_REST_AUTH values.
+WEBSOCKET_AUTH_MODES = ("public", "handshake", "strict")
+
+
+def _check_realtime_settings(settings: Settings) -> None:
+    if settings.websockets_rest_auth not in WEBSOCKET_AUTH_MODES:
+        raise ConfigError(
+            "WEBSOCKETS_REST_AUTH must be public, handshake or strict, "
+            f"not {settings.websockets_rest_auth!r}"
+        )
+    for name in ("websockets_rest_auth_timeout_s", "websockets_heartbeat_period_s"):
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{_ENV[name][0]} must be a positive number of seconds")
+    limit = settings.websockets_rest_conn_limit
+    if limit is not None and limit < 0:
+        raise ConfigError("WEBSOCKETS_REST_CONN_LIMIT cannot be negative")
+    for name in ("websockets_rest_path", "graphql_path", "graphql_auth_service_path"):
+        path = getattr(settings, name)
+        if path is None:
+            continue
+        if not path.startswith("/") or (len(path) > 1 and path.endswith("/")) or "?" in path:
+            raise ConfigError(f'{_ENV[name][0]} must start with "/" and not end with one')
+
+
+def _as_seconds_ms(name: str, value: Any) -> int:
+    # Directus's RATE_LIMITER_DURATION is in seconds (rate-limiter-flexible's `duration`).
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+    return max(1, round(seconds * 1000))
+
+
+def _as_attempts(name: str, value: Any) -> int:
+    # Directus's auth_login_attempts: null turns the lockout off; so do 0 and "false".
+    if value is None or str(value).strip().lower() in ("", "null", "false", "0"):
+        return 0
+    return _as_int(name, value)
+
+
+def _as_hops(name: str, value: Any) -> int:
+    # IP_TRUST_PROXY: false (no proxy), true (one), or how many proxies stand in front.
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on"):
+        return 1
+    if text in ("false", "no", "off", ""):
+        return 0
+    return _as_int(name, value)
