@@ -158,11 +158,14 @@ class RedisCounter:
     def from_url(
         cls, url: str, *, prefix: str = "tokenguard:", timeout: float = 1.0
     ) -> RedisCounter:
-        import redis as redis_sync
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        client = redis_sync.Redis.from_url(
+        from .stores.redis import sync_client
+
+        # The same URL forms as the session store (single server, Sentinel, Cluster); the
+        # counter's script touches one key, so it is Cluster-safe as is.
+        client, _ = sync_client(
             url, socket_connect_timeout=0.5, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         return cls(client, prefix=prefix)
@@ -189,11 +192,12 @@ class AsyncRedisCounter:
     def from_url(
         cls, url: str, *, prefix: str = "tokenguard:", timeout: float = 1.0
     ) -> AsyncRedisCounter:
-        import redis.asyncio as redis_async
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        client = redis_async.Redis.from_url(
+        from .stores.redis import async_client
+
+        client, _ = async_client(
             url, socket_connect_timeout=0.5, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         return cls(client, prefix=prefix)

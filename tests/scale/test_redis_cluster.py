@@ -170,3 +170,24 @@ def test_session_cache_invalidation_over_the_cluster(redis_cluster: RedisCluster
     finally:
         a.invalidation.close()
         b.invalidation.close()
+
+
+def test_rate_limit_counters_on_the_cluster(redis_cluster: RedisCluster) -> None:
+    from tokenguard.limits import AsyncRedisCounter, RedisCounter
+
+    prefix = f"tg-scale:{uuid.uuid4().hex}:"
+    counter = RedisCounter.from_url(redis_cluster.url, prefix=prefix)
+    keys = [f"ip:10.0.0.{i}" for i in range(8)]  # spread over several slots
+    for key in keys:
+        assert counter.hit(key, 60_000).count == 1
+        assert counter.hit(key, 60_000).count == 2
+    counter.reset(keys[0])
+    assert counter.hit(keys[0], 60_000).count == 1
+    counter.close()
+
+    async def main() -> None:
+        acounter = AsyncRedisCounter.from_url(redis_cluster.url, prefix=prefix)
+        assert (await acounter.hit(keys[1], 60_000)).count == 3
+        await acounter.aclose()
+
+    asyncio.run(main())
