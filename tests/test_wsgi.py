@@ -73,3 +73,14 @@ def test_flask_refusal_before_view() -> None:
     assert r.status_code == 400 and r.json["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"
     r = client.get("/", headers={"Authorization": f"Bearer {mint(exp=1)}"})
     assert r.status_code == 401 and r.json == {"errors": [{"message": "Token expired.", "extensions": {"code": "TOKEN_EXPIRED"}}]}
+
+
+def test_repeated_authorization_headers_joined_by_the_server_are_400() -> None:
+    client = Client(TokenGuardWSGI(plain, secret=SECRET))
+    token = mint()
+    r = client.get("/", headers={"Authorization": f"Bearer {token}, Bearer {token}"})
+    assert r.status_code == 400
+    assert r.get_json()["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"
+    # Another scheme with commas (Digest) is not a token and stays public.
+    r = client.get("/", headers={"Authorization": 'Digest username="a", realm="b"'})
+    assert r.get_data(as_text=True) == "None|None|public"

@@ -80,8 +80,15 @@ class TokenGuardWSGI:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING", "")
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        count = 1
+        if authorization is not None and "," in authorization:
+            # WSGI servers join repeated headers with commas; no token of ours has one. Two
+            # Authorization headers are answered 400, as the ASGI shell does.
+            parts = authorization.split(",")
+            authorization, count = parts[0].strip(), len(parts)
         outcome = self._guard.authenticate(
-            environ.get("HTTP_AUTHORIZATION"), query, environ.get("HTTP_COOKIE")
+            authorization, query, environ.get("HTTP_COOKIE"), authorization_count=count
         )
         if query and self._strip:
             _strip_query_token(environ, query, self._strip)
