@@ -81,6 +81,9 @@ def test_repeated_authorization_headers_joined_by_the_server_are_400() -> None:
     r = client.get("/", headers={"Authorization": f"Bearer {token}, Bearer {token}"})
     assert r.status_code == 400
     assert r.get_json()["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"
+    # A comma inside one malformed value is still one (refused) token, never a downgrade.
+    for value, status in (("Bearer ,", 401), ("Bearer a,b", 401), (f"Bearer {token},x", 403)):
+        assert client.get("/", headers={"Authorization": value}).status_code == status, value
     # Another scheme with commas (Digest) is not a token and stays public.
     r = client.get("/", headers={"Authorization": 'Digest username="a", realm="b"'})
     assert r.get_data(as_text=True) == "None|None|public"

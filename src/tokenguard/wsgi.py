@@ -83,10 +83,13 @@ class TokenGuardWSGI:
         authorization = environ.get("HTTP_AUTHORIZATION")
         count = 1
         if authorization is not None and "," in authorization:
-            # WSGI servers join repeated headers with commas; no token of ours has one. Two
-            # Authorization headers are answered 400, as the ASGI shell does.
-            parts = authorization.split(",")
-            authorization, count = parts[0].strip(), len(parts)
+            # WSGI servers join repeated headers with commas. When every piece is itself a
+            # "<scheme> <credentials>" header, there were several: the first one decides, and
+            # two Bearer headers are a 400 as in the ASGI shell. Anything else stays one value
+            # (a malformed token is refused, never downgraded).
+            parts = [part.strip() for part in authorization.split(",")]
+            if all(" " in part for part in parts):
+                authorization, count = parts[0], len(parts)
         outcome = self._guard.authenticate(
             authorization, query, environ.get("HTTP_COOKIE"), authorization_count=count
         )
