@@ -22,7 +22,7 @@ reading is hidden: ``access_token=a;b=c`` is one parameter to Starlette and Werk
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import unquote_plus
@@ -105,6 +105,14 @@ def _keep_scheme(value: str) -> str:
     if sep and scheme.isalpha() and rest.strip(_ASCII_SPACE):
         return value[: len(value) - len(stripped)] + scheme + " " + PLACEHOLDER
     return PLACEHOLDER if value else value
+
+
+def _via_text(value: bytes, redact: Callable[[str], str]) -> bytes:
+    # Bytes are redacted as latin-1 text, a lossless mapping of every byte, and given back as
+    # bytes; the very same object comes back when nothing needed hiding.
+    text = value.decode("latin-1")
+    done = redact(text)
+    return value if done is text else done.encode("latin-1")
 
 
 class Redactor:
@@ -199,9 +207,7 @@ class Redactor:
         """A query string (or ``application/x-www-form-urlencoded`` body) with every
         sensitive value replaced. Separators, order, encoding and empty parts are kept."""
         if isinstance(query, bytes):
-            text = query.decode("latin-1")
-            done = self.query(text)
-            return query if done is text else done.encode("latin-1")
+            return _via_text(query, self.query)
         if not query or not self._maybe(query):
             return query
         parts = query.split("&")
@@ -243,9 +249,7 @@ class Redactor:
         """A URL (absolute, or a request target such as ``/path?query``) with the query and
         fragment redacted; scheme, host and path are left as they were."""
         if isinstance(url, bytes):
-            text = url.decode("latin-1")
-            done = self.url(text)
-            return url if done is text else done.encode("latin-1")
+            return _via_text(url, self.url)
         if not url or not self._maybe(url):
             return url
         head, hash_, fragment = url.partition("#")
@@ -264,9 +268,7 @@ class Redactor:
         replaced. A named cookie's value ends at ``;``; names are also recognised after a
         ``,`` (the old multi-cookie separator)."""
         if isinstance(cookie, bytes):
-            text = cookie.decode("latin-1")
-            done = self.cookie(text)
-            return cookie if done is text else done.encode("latin-1")
+            return _via_text(cookie, self.cookie)
         if not cookie or not self._maybe(cookie):
             return cookie
         parts = cookie.split(";")
@@ -283,9 +285,7 @@ class Redactor:
     def header(self, name: str, value: S) -> S:
         """One header's value, redacted according to its name."""
         if isinstance(value, bytes):
-            text = value.decode("latin-1")
-            done = self.header(name, text)
-            return value if done is text else done.encode("latin-1")
+            return _via_text(value, lambda t: self.header(name, t))
         lname = name.lower().replace("_", "-")
         if lname.startswith("http-"):
             lname = lname[5:]
@@ -323,9 +323,7 @@ class Redactor:
         quoted ``"name": "value"`` pair, ``Bearer`` credential and ``Authorization:`` line
         that could carry a secret is hidden."""
         if isinstance(text, bytes):
-            decoded = text.decode("latin-1")
-            done = self.text(decoded)
-            return text if done is decoded else done.encode("latin-1")
+            return _via_text(text, self.text)
         if not text or not self._maybe(text):
             return text
         out = self._pairs(text)
