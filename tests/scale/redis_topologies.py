@@ -166,7 +166,13 @@ class RedisSentinel(_Processes):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             new = self.master()
-            if new != old and "role:master" in _cli("-p", str(new), "info", "replication"):
+            # Done only once the old master has become a replica too: until then it still
+            # accepts writes, which replication throws away when it is demoted.
+            if (
+                new != old
+                and "role:master" in _cli("-p", str(new), "info", "replication")
+                and "role:slave" in _cli("-p", str(old), "info", "replication")
+            ):
                 return new
             time.sleep(0.1)
         raise RuntimeError("failover did not complete")
