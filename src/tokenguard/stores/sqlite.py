@@ -102,6 +102,7 @@ class _Database:
         self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._ready = False
+        self._setup_lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -112,15 +113,21 @@ class _Database:
             check_same_thread=False,
             factory=_Connection,
         )
-        if not self._memory:
-            conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL stays consistent after a crash; it may lose the last commits on a
-            # power cut, which for sessions means a logout or rotation to redo, never a leak.
-            conn.execute("PRAGMA synchronous=NORMAL")
         with self._all_lock:
             self._all.add(conn)
         if not self._ready:
-            self._migrate(conn)
+            # Switching to WAL takes an exclusive lock that waits for no busy handler: threads
+            # opening their first connections at once must not race for it. The mode is
+            # stored in the file, so later connections need not set it again.
+            with self._setup_lock:
+                if not self._ready:
+                    if not self._memory:
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    self._migrate(conn)
+        if not self._memory:
+            # WAL + NORMAL stays consistent after a crash; it may lose the last commits on a
+            # power cut, which for sessions means a logout or rotation to redo, never a leak.
+            conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
