@@ -169,6 +169,8 @@ def test_create_and_list_without_secrets(run, db: Path) -> None:
             "app_access": False,
             "password": True,
             "static_token": False,
+            "provider": "default",
+            "external_identifier": None,
         },
         {
             "id": r.out.strip(),
@@ -179,6 +181,8 @@ def test_create_and_list_without_secrets(run, db: Path) -> None:
             "app_access": True,  # admin implies app
             "password": False,
             "static_token": False,
+            "provider": "default",
+            "external_identifier": None,
         },
     ]
     table = run("users", "list")

@@ -45,8 +45,14 @@ def _reset_idp(idp: OIDCProvider) -> None:
     idp.id_token_overrides = {}
     idp.state_override = None
     idp.alg_override = None
-    idp.claims["email"] = "sso.user@example.com"
-    idp.claims["email_verified"] = True
+    idp.claims.clear()
+    idp.claims.update(
+        sub="idp-user-1",
+        email="sso.user@example.com",
+        email_verified=True,
+        given_name="Sso",
+        family_name="User",
+    )
 
 
 def make_core(idp: OIDCProvider, users: MemoryUserStore | None = None, **env: str) -> TokenGuard:
@@ -287,6 +293,49 @@ def test_local_user_is_linked_only_when_configured(idp: OIDCProvider) -> None:
     assert users.get_by_email("sso.user@example.com").provider == "default"
 
 
+def sign_in(client: Client) -> Any:
+    location, _ = start(client)
+    return client.get(via_provider(location))
+
+
+def test_users_are_matched_by_the_providers_subject_not_their_email(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    client = client_for(make_core(idp, users))
+    assert sign_in(client).status_code == 200
+    (user,) = users.list_users()
+    assert (user.external_identifier, user.provider) == ("idp-user-1", "idp")
+    idp.claims["email"] = "renamed@example.com"  # the same person, a new address
+    assert sign_in(client).status_code == 200
+    assert users.list_users() == [user]
+    # Someone else at the provider now has the old address: refused, nobody created.
+    idp.claims.update(sub="idp-user-2", email="sso.user@example.com")
+    reply = sign_in(client)
+    assert (reply.status_code, reply.json) == (401, INVALID_CREDENTIALS)
+    assert users.list_users() == [user]
+
+
+def test_identifier_key_sync_user_info_and_role_mapping(idp: OIDCProvider) -> None:
+    users = MemoryUserStore()
+    core = make_core(
+        idp,
+        users,
+        AUTH_IDP_IDENTIFIER_KEY="employee.number",
+        AUTH_IDP_SYNC_USER_INFO="true",
+        AUTH_IDP_DEFAULT_ROLE_ID="r-reader",
+        AUTH_IDP_ROLE_MAPPING='{"editors": "r-editor", "staff": "r-staff"}',
+        AUTH_IDP_GROUP_CLAIM_NAME="memberOf",
+    )
+    client = client_for(core)
+    idp.claims.update(employee={"number": 4711}, memberOf=["staff", "editors"])
+    assert sign_in(client).status_code == 200
+    (user,) = users.list_users()
+    assert (user.external_identifier, user.role, user.first_name) == ("4711", "r-editor", "Sso")
+    idp.claims.update(memberOf=[], given_name="Renamed", email="new@example.com")
+    assert sign_in(client).status_code == 200
+    again = users.get_by_id(user.id)
+    assert (again.role, again.first_name, again.email) == ("r-reader", "Renamed", "new@example.com")
+
+
 def test_sso_user_cannot_use_password_login(idp: OIDCProvider) -> None:
     client = client_for(make_core(idp))
     location, _ = start(client)
@@ -486,6 +535,8 @@ def test_oauth2_driver_reads_the_profile_url(idp: OIDCProvider) -> None:
     assert done.json["data"]["expires"] == core.settings.access_token_ttl_ms
     user = users.get_by_email("sso.user@example.com")
     assert user is not None and (user.provider, user.role) == ("gh", "role-1")
+    # No AUTH_GH_IDENTIFIER_KEY: the e-mail is the identifier, as Directus's oauth2 driver does.
+    assert user.external_identifier == "sso.user@example.com"
 
 
 @settings(max_examples=100, deadline=None)

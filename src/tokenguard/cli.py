@@ -212,6 +212,8 @@ def _describe(user: User) -> dict[str, object]:
         "app_access": user.app_access,
         "password": user.password_hash is not None,
         "static_token": user.token_hash is not None,
+        "provider": user.provider,
+        "external_identifier": user.external_identifier,
     }
 
 

@@ -61,6 +61,70 @@ def test_duplicates_are_refused(users: Any) -> None:
     assert users.list_users() == [ALICE]
 
 
+def test_external_identifiers_are_found_case_insensitively_and_unique(users: Any) -> None:
+    carol = User(id="u-carol", email="carol@example.com", provider="idp",
+                 external_identifier="CN=Carol,OU=People,DC=Example,DC=org")
+    users.create(ALICE)
+    users.create(carol)
+    assert users.get_by_external_identifier("cn=carol,ou=people,dc=example,dc=org") == carol
+    assert users.get_by_external_identifier("CN=Carol,OU=People,DC=Example,DC=org") == carol
+    assert users.get_by_external_identifier("cn=carol") is None
+    assert users.get_by_external_identifier("") is None  # ALICE has none: NULL matches nothing
+    with pytest.raises(ValueError):
+        users.create(replace(BOB, external_identifier="cn=CAROL,ou=people,dc=example,dc=org"))
+    with pytest.raises(ValueError):
+        users.update("u-alice", external_identifier=carol.external_identifier.upper())
+    users.create(replace(BOB, external_identifier="bob-sub"))  # many users, many identities
+    moved = users.update("u-carol", external_identifier="carol-sub")
+    assert moved == replace(carol, external_identifier="carol-sub")
+    assert users.get_by_external_identifier("CAROL-SUB") == moved
+    assert users.get_by_external_identifier(carol.external_identifier) is None
+    assert users.update("u-carol", external_identifier=None) == replace(carol, external_identifier=None)
+    assert users.get_by_external_identifier("carol-sub") is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(identifier=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60))
+def test_any_external_identifier_round_trips(identifier: str) -> None:
+    from tokenguard.stores.memory import MemoryUserStore
+
+    for store in (MemoryUserStore(), SQLiteUserStore(":memory:")):
+        user = User(id="1", email="x@example.com", external_identifier=identifier)
+        store.create(user)
+        assert store.get_by_external_identifier(identifier) == user
+        assert store.get_by_external_identifier(identifier.casefold()) == user
+        assert store.get_by_external_identifier(identifier + "x") is None
+
+
+def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
+    """A file written before external identifiers existed gains the column, keeping users."""
+    from tokenguard.stores.sqlite import _MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in _MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("CREATE TABLE tokenguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO tokenguard_meta VALUES ('schema_version', '1')")
+    conn.execute(
+        "INSERT INTO tokenguard_users (id, email, email_key, status, admin_access, app_access,"
+        " provider) VALUES ('u-old', 'Old@example.com', 'old@example.com', 'active', 0, 1, 'idp')"
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteUserStore(path)
+    old = store.get_by_id("u-old")
+    assert old == User(id="u-old", email="Old@example.com", app_access=True, provider="idp")
+    store.update("u-old", external_identifier="sub-1")
+    assert store.get_by_external_identifier("SUB-1") == replace(old, external_identifier="sub-1")
+    store.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute(
+            "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
+        ).fetchone() == ("2",)
+    check.close()
+
+
 def test_update(users: Any) -> None:
     users.create(ALICE)
     users.create(BOB)
@@ -140,7 +204,7 @@ def test_sqlite_persists_and_records_its_schema_version(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute(
             "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("1",)
+        ).fetchone() == ("2",)
     conn.close()
 
 

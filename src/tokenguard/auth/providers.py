@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
+from .external import Registration
 
-__all__ = ["SSO_DRIVERS", "Provider", "load_providers", "providers_body"]
+__all__ = ["SSO_DRIVERS", "Provider", "load_providers", "providers_body", "role_mapping"]
 
 #: The drivers tokenguard signs users in with.
 SSO_DRIVERS = ("openid", "oauth2")
@@ -38,12 +39,20 @@ class Provider:
     authorize_url: str | None = None
     access_url: str | None = None
     profile_url: str | None = None
-    #: The claim holding the e-mail address the user is found (or created) by.
-    identifier_key: str = "email"
+    #: The claim naming the user at the provider, kept as their ``external_identifier``
+    #: (``sub`` for openid; oauth2 has none by default). Missing: the e-mail is used.
+    identifier_key: str | None = "sub"
+    #: The claim holding the user's e-mail address.
+    email_key: str = "email"
     first_name_key: str | None = None
     last_name_key: str | None = None
     allow_public_registration: bool = False
     default_role_id: str | None = None
+    #: ``AUTH_<P>_SYNC_USER_INFO``: refresh names and e-mail at each login.
+    sync_user_info: bool = False
+    #: ``AUTH_<P>_ROLE_MAPPING`` (group -> role, in order) and the claim listing the groups.
+    role_mapping: tuple[tuple[str, str], ...] = ()
+    group_claim_name: str = "groups"
     redirect_allow_list: tuple[str, ...] = ()
     #: tokenguard-specific: let a local (``default``) user with the same, verified e-mail
     #: sign in through this provider too. Off by default: it trusts the provider's e-mails.
@@ -56,6 +65,33 @@ class Provider:
     @property
     def signs_in(self) -> bool:
         return self.driver in SSO_DRIVERS
+
+    @property
+    def registration(self) -> Registration:
+        """The account rules users of this provider are found or registered by."""
+        return Registration(
+            allow_public_registration=self.allow_public_registration,
+            default_role_id=self.default_role_id,
+            sync_user_info=self.sync_user_info,
+            update_role=bool(self.role_mapping),
+            link_existing=self.link_existing,
+        )
+
+
+def role_mapping(name: str, value: str | None) -> tuple[tuple[str, str], ...]:
+    """``AUTH_<P>_ROLE_MAPPING``: a JSON object of group name -> role id, order kept."""
+    if not value:
+        return ()
+    try:
+        mapping = json.loads(value)
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in mapping.items()
+    ):
+        example = '{"admins": "<role id>"}'
+        raise ConfigError(f"{name} must be a JSON object of group -> role id, e.g. {example}")
+    return tuple(mapping.items())
 
 
 def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
@@ -85,13 +121,17 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         authorize_url=get("AUTHORIZE_URL"),
         access_url=get("ACCESS_URL"),
         profile_url=get("PROFILE_URL"),
-        identifier_key=get("IDENTIFIER_KEY") or get("EMAIL_KEY") or "email",
+        identifier_key=get("IDENTIFIER_KEY") or ("sub" if openid else None),
+        email_key=get("EMAIL_KEY") or "email",
         first_name_key=get("FIRST_NAME_KEY") or ("given_name" if openid else None),
         last_name_key=get("LAST_NAME_KEY") or ("family_name" if openid else None),
         allow_public_registration=_as_bool(
             prefix + "ALLOW_PUBLIC_REGISTRATION", get("ALLOW_PUBLIC_REGISTRATION") or "false"
         ),
         default_role_id=get("DEFAULT_ROLE_ID"),
+        sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
+        role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
+        group_claim_name=get("GROUP_CLAIM_NAME") or "groups",
         redirect_allow_list=_as_list(
             prefix + "REDIRECT_ALLOW_LIST", get("REDIRECT_ALLOW_LIST") or ""
         ),

@@ -14,10 +14,10 @@ The flow (spec §10.2):
 2. The callback checks the cookie, compares ``state`` in constant time, exchanges the code
    (with the PKCE verifier), and for OpenID verifies the ID token: signature against the
    provider's JWKS, ``iss``, ``aud``/``azp``, ``exp`` and the ``nonce``.
-3. The user is found by the e-mail in the ``AUTH_<P>_IDENTIFIER_KEY`` claim. A user of this
-   provider signs in; a local user only with ``AUTH_<P>_LINK_EXISTING`` and a verified
-   e-mail; an unknown one is created only with ``AUTH_<P>_ALLOW_PUBLIC_REGISTRATION`` (role
-   ``AUTH_<P>_DEFAULT_ROLE_ID``). A provider's ``email_verified: false`` is always refused.
+3. The user is found by their external identifier, the ``AUTH_<P>_IDENTIFIER_KEY`` claim
+   (openid: ``sub``; falling back to the e-mail), with the account rules of
+   :mod:`tokenguard.auth.external` (registration, default role, role mapping, user-info
+   sync). A provider's ``email_verified: false`` never registers or links anyone.
 4. Tokens are issued as for a password login, in ``AUTH_<P>_MODE`` (default ``session``).
 """
 
@@ -30,7 +30,6 @@ import logging
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -41,6 +40,7 @@ import jwt
 from ..errors import AuthError, invalid_credentials, invalid_payload, service_unavailable
 from ..flow import Call, Flow
 from ..stores.base import User
+from .external import ExternalIdentity, check_user_store, mapped_role, user_for_identity
 from .providers import Provider
 from .reset import is_url_allowed
 from .service import AuthService, ClientInfo, Mode, Tokens
@@ -132,6 +132,8 @@ class SingleSignOn:
         settings = service.settings
         self.service = service
         self.providers = {p.name: p for p in providers if p.signs_in}
+        if self.providers:
+            check_user_store(service.users)
         self.public_url = (settings.public_url or "").rstrip("/")
         self.auth_prefix = settings.auth_prefix
         self.secure_cookie = self.public_url.startswith("https://")
@@ -460,50 +462,57 @@ class SingleSignOn:
     # -- step 3: who is it ------------------------------------------------------------------
 
     def _user_for(self, provider: Provider, profile: dict[str, Any]) -> Flow[User]:
-        store = self.service._store
-        users = self.service.users
-        email = profile.get(provider.identifier_key)
-        if not isinstance(email, str) or "@" not in email or len(email) > 254:
-            log.warning(
-                "provider %s sent no usable e-mail in %r", provider.name, provider.identifier_key
-            )
+        identity = identity_from_profile(provider, profile)
+        if identity is None:
+            log.warning("provider %s sent no usable identifier or e-mail", provider.name)
             raise invalid_credentials()
-        verified = profile.get("email_verified")
-        if verified is not None and verified is not True and verified != "true":
-            raise invalid_credentials()
-        user: User | None = yield from store(users.get_by_email, email)
-        if user is not None:
-            if user.provider == provider.name or (
-                user.provider == "default" and provider.link_existing and verified in (True, "true")
-            ):
-                pass
-            else:
-                raise invalid_credentials()
-            if user.status != "active":
-                raise invalid_credentials()
-            return user
-        if not provider.allow_public_registration:
-            raise invalid_credentials()
+        return (yield from user_for_identity(self.service.users, identity, provider.registration))
 
-        def name(key: str | None) -> str | None:
-            value = profile.get(key) if key else None
-            return value[:255] if isinstance(value, str) and value else None
 
-        new = User(
-            id=str(uuid.uuid4()),
-            email=email,
-            role=provider.default_role_id,
-            provider=provider.name,
-            first_name=name(provider.first_name_key),
-            last_name=name(provider.last_name_key),
-        )
-        try:
-            created: User = yield from store(users.create, new)
-        except AuthError:
-            # Most likely a concurrent first login created it: look again.
-            again: User | None = yield from store(users.get_by_email, email)
-            if again is None or again.provider != provider.name:
-                raise
-            return again
-        log.info("SSO registration through %s: user %s", provider.name, created.id)
-        return created
+def _claim(profile: dict[str, Any], key: str | None) -> Any:
+    """``profile[key]``, where a dotted key also reaches into nested objects (Directus
+    flattens the profile so that ``AUTH_<P>_IDENTIFIER_KEY=account.id`` works)."""
+    if not key:
+        return None
+    if key in profile:
+        return profile[key]
+    value: Any = profile
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    # Numbers are identifiers too (GitHub's numeric ids); Directus stringifies them.
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (str, int)):
+        return str(value) or None
+    return None
+
+
+def identity_from_profile(provider: Provider, profile: dict[str, Any]) -> ExternalIdentity | None:
+    """The identity in an OpenID/OAuth 2 profile: the identifier claim, falling back to the
+    e-mail as Directus does; ``None`` when there is neither."""
+    email = _text(_claim(profile, provider.email_key))
+    identifier = _text(_claim(profile, provider.identifier_key)) or email
+    if identifier is None:
+        return None
+    verified: bool | None = None
+    if "email_verified" in profile:
+        verified = profile["email_verified"] in (True, "true")
+    groups = _claim(profile, provider.group_claim_name)
+    if isinstance(groups, str):
+        groups = [groups]
+    names = [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
+    return ExternalIdentity(
+        provider=provider.name,
+        identifier=identifier,
+        email=email,
+        email_verified=verified,
+        first_name=_text(_claim(profile, provider.first_name_key)),
+        last_name=_text(_claim(profile, provider.last_name_key)),
+        role=mapped_role(names, dict(provider.role_mapping)) if provider.role_mapping else None,
+    )

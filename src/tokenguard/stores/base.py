@@ -81,6 +81,10 @@ class User:
     token_hash: str | None = None
     #: TOTP secret, encrypted at rest by the caller; ``None`` when two-factor is off.
     tfa_secret: str | None = None
+    #: Who the user is at their provider (an OpenID ``sub``, an LDAP DN, a SAML NameID):
+    #: single sign-on finds users by this, never by e-mail alone. Unique, compared
+    #: case-insensitively, as Directus's ``external_identifier`` column.
+    external_identifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +152,14 @@ class UserStore(Protocol):
         """The user whose static token hashes to ``token_hash`` (any status)."""
         ...
 
+    def get_by_external_identifier(self, identifier: str) -> User | None:
+        """The user whose ``external_identifier`` equals ``identifier`` case-insensitively
+        (any status, any provider). Single sign-on needs it; other flows do not."""
+        ...
+
     def create(self, user: User) -> User:
-        """Insert a user; raises ``ValueError`` if the id or e-mail (case-insensitive) exists."""
+        """Insert a user; raises ``ValueError`` if the id, the e-mail or the external
+        identifier (both case-insensitive) exists."""
         ...
 
     def update(self, user_id: str, **changes: Any) -> User | None:
@@ -168,6 +178,7 @@ class AsyncUserStore(Protocol):
     async def get_by_id(self, user_id: str) -> User | None: ...
     async def get_by_email(self, email: str) -> User | None: ...
     async def get_by_token_hash(self, token_hash: str) -> User | None: ...
+    async def get_by_external_identifier(self, identifier: str) -> User | None: ...
     async def create(self, user: User) -> User: ...
     async def update(self, user_id: str, **changes: Any) -> User | None: ...
     async def delete(self, user_id: str) -> bool: ...

@@ -41,6 +41,15 @@ class MemoryUserStore:
                 return user
         return None
 
+    def get_by_external_identifier(self, identifier: str) -> User | None:
+        wanted = identifier.casefold()
+        for user in list(self._by_id.values()):
+            if user.external_identifier is not None and (
+                user.external_identifier.casefold() == wanted
+            ):
+                return user
+        return None
+
     def create(self, user: User) -> User:
         with self._lock:
             if user.id in self._by_id:
@@ -67,8 +76,9 @@ class MemoryUserStore:
             return self._by_id.pop(user_id, None) is not None
 
     def _check_unique(self, user: User) -> None:
-        # Same constraints as a database's unique columns: one e-mail (case-insensitive) and
-        # one static token per user; a token hash shared by two users would be ambiguous.
+        # Same constraints as a database's unique columns: one e-mail and one external
+        # identifier (both case-insensitive) and one static token per user; a token hash or
+        # an identity shared by two users would be ambiguous.
         for other in self._by_id.values():
             if other.id == user.id:
                 continue
@@ -76,6 +86,12 @@ class MemoryUserStore:
                 raise ValueError(f"a user with e-mail {user.email!r} exists")
             if user.token_hash is not None and other.token_hash == user.token_hash:
                 raise ValueError("another user has this static token")
+            if (
+                user.external_identifier is not None
+                and other.external_identifier is not None
+                and other.external_identifier.casefold() == user.external_identifier.casefold()
+            ):
+                raise ValueError("another user has this external identifier")
 
     def list_users(self) -> list[User]:
         return list(self._by_id.values())

@@ -25,7 +25,7 @@ from .rotation import plan_rotation
 __all__ = ["SCHEMA_VERSION", "SQLiteSessionStore", "SQLiteUserStore", "SchemaTooNew"]
 
 #: Bumped by every schema change; ``_MIGRATIONS[n]`` brings a version ``n - 1`` file to ``n``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -60,6 +60,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS tokenguard_sessions_user ON tokenguard_sessions (user_id)",
         "CREATE INDEX IF NOT EXISTS tokenguard_sessions_expiry"
         " ON tokenguard_sessions (expires_at_ms)",
+    ),
+    # Single sign-on finds users by their identity at the provider (Directus's
+    # external_identifier); ``external_key`` is its casefolded form, unique like email_key.
+    2: (
+        "ALTER TABLE tokenguard_users ADD COLUMN external_identifier TEXT",
+        "ALTER TABLE tokenguard_users ADD COLUMN external_key TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS tokenguard_users_external"
+        " ON tokenguard_users (external_key)",
     ),
 }
 
@@ -237,22 +245,25 @@ def _user_from_row(row: tuple[Any, ...]) -> User:
 
 
 def _user_params(user: User) -> tuple[Any, ...]:
-    return (*astuple(user), user.email.casefold())
+    external = user.external_identifier
+    external_key = None if external is None else external.casefold()
+    return (*astuple(user), user.email.casefold(), external_key)
 
 
 _USER_SELECT = (
     "SELECT id, email, password_hash, role, status, admin_access, app_access, provider,"
-    " first_name, last_name, token_hash, tfa_secret FROM tokenguard_users"
+    " first_name, last_name, token_hash, tfa_secret, external_identifier FROM tokenguard_users"
 )
 _USER_INSERT = (
     "INSERT INTO tokenguard_users (id, email, password_hash, role, status, admin_access,"
-    " app_access, provider, first_name, last_name, token_hash, tfa_secret, email_key)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " app_access, provider, first_name, last_name, token_hash, tfa_secret, external_identifier,"
+    " email_key, external_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _USER_UPDATE = (
     "UPDATE tokenguard_users SET id = ?, email = ?, password_hash = ?, role = ?, status = ?,"
     " admin_access = ?, app_access = ?, provider = ?, first_name = ?, last_name = ?,"
-    " token_hash = ?, tfa_secret = ?, email_key = ? WHERE id = ?"
+    " token_hash = ?, tfa_secret = ?, external_identifier = ?, email_key = ?, external_key = ?"
+    " WHERE id = ?"
 )
 _SESSION_SELECT = (
     "SELECT token_hash, family, user_id, expires_at_ms, created_at_ms, ip, user_agent, origin,"
@@ -282,12 +293,17 @@ class SQLiteUserStore:
     def get_by_token_hash(self, token_hash: str) -> User | None:
         return self._one(f"{_USER_SELECT} WHERE token_hash = ?", (token_hash,))
 
+    def get_by_external_identifier(self, identifier: str) -> User | None:
+        return self._one(f"{_USER_SELECT} WHERE external_key = ?", (identifier.casefold(),))
+
     def create(self, user: User) -> User:
         try:
             with self._db.write() as conn:
                 conn.execute(_USER_INSERT, _user_params(user))
         except sqlite3.IntegrityError as exc:
-            raise ValueError(f"a user with this id, e-mail or token exists ({user.id!r})") from exc
+            raise ValueError(
+                f"a user with this id, e-mail, token or external identifier exists ({user.id!r})"
+            ) from exc
         return user
 
     def update(self, user_id: str, **changes: Any) -> User | None:
@@ -302,7 +318,9 @@ class SQLiteUserStore:
                 updated = replace(_user_from_row(row), **changes)
                 conn.execute(_USER_UPDATE, (*_user_params(updated), user_id))
         except sqlite3.IntegrityError as exc:
-            raise ValueError(f"another user has this e-mail or token ({user_id!r})") from exc
+            raise ValueError(
+                f"another user has this e-mail, token or external identifier ({user_id!r})"
+            ) from exc
         return updated
 
     def delete(self, user_id: str) -> bool:
