@@ -65,27 +65,44 @@ class TokenGuardMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        authorization: str | None = None
+        raw_authorization: bytes | None = None
         count = 0
-        cookies: list[str] = []
+        cookies: list[str] | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 count += 1
                 if count == 1:
-                    authorization = value.decode("latin-1")
+                    raw_authorization = value
             elif name == b"cookie":
+                if cookies is None:
+                    cookies = []
                 cookies.append(value.decode("latin-1"))
-        query = scope.get("query_string", b"").decode("latin-1")
-        outcome = self._guard.authenticate(
-            authorization, query, "; ".join(cookies) if cookies else None, authorization_count=count
-        )
-        if query and self._strip:
-            _strip_query_token(scope, query, self._strip)
-        if type(outcome) is GeneratorType:
-            outcome = await run_async(outcome)
-        if type(outcome) is Refusal:
-            await self._refuse(outcome, send)
-            return
+        raw_query: bytes = scope.get("query_string", b"")
+        outcome: Any = None
+        if count == 1:
+            # The common request, a repeated Bearer token: answered from the guard's cache
+            # without decoding or parsing anything (None when not certain).
+            outcome = self._guard.cached_bearer(raw_authorization, raw_query)  # type: ignore[arg-type]
+        authorization: str | None = None
+        query = ""
+        if outcome is None:
+            if raw_authorization is not None:
+                authorization = raw_authorization.decode("latin-1")
+            query = raw_query.decode("latin-1")
+            outcome = self._guard.authenticate(
+                authorization,
+                query,
+                "; ".join(cookies) if cookies else None,
+                authorization_count=count,
+                raw_authorization=raw_authorization,
+            )
+            if query and self._strip:
+                _strip_query_token(scope, query, self._strip)
+            if type(outcome) is GeneratorType:
+                outcome = await run_async(outcome)
+            if type(outcome) is Refusal:
+                await self._refuse(outcome, send)
+                return
         assert isinstance(outcome, Principal)
         path = scope["path"]
         if path.startswith(self._auth_prefix) and self._router.answers(scope["method"], path):
@@ -93,11 +110,18 @@ class TokenGuardMiddleware:
             return
         if cookies and outcome.via != "public" and scope["method"] not in SAFE_METHODS:
             # Only here can the credential be the (ambient) session cookie.
-            refusal = self._csrf(scope, outcome, authorization, query, "; ".join(cookies))
+            if authorization is None and raw_authorization is not None:
+                authorization = raw_authorization.decode("latin-1")
+            refusal = self._csrf(
+                scope, outcome, authorization, raw_query.decode("latin-1"), "; ".join(cookies)
+            )
             if refusal is not None:
                 await self._refuse(refusal, send)
                 return
-        state = dict(scope.get("state") or ())
+        # A copy, never the dict we were given: a server that (against the ASGI spec) shared
+        # one state dict between requests would otherwise hand one request's user to another.
+        state = scope.get("state")
+        state = dict(state) if state else {}
         state["user"] = outcome
         state["role"] = outcome.role
         scope["state"] = state

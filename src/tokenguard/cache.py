@@ -9,6 +9,7 @@ process) the moment their session is revoked.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from .principal import Principal
 
@@ -25,6 +26,12 @@ class TokenCache:
         # OrderedDict, not dict: evicting the oldest of a plain dict with next(iter(d)) walks
         # past every slot deleted before it, which costs microseconds once the cache is full.
         self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    @property
+    def entries(self) -> Mapping[str, tuple[Principal, float]]:
+        """token -> (principal, valid until), read-only by contract: for the request path's
+        lookups that cannot afford a method call (see ``Guard.cached_bearer``)."""
+        return self._entries
 
     def get(self, token: str, now: float) -> Principal | None:
         entry = self._entries.get(token)
@@ -62,3 +69,6 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._entries

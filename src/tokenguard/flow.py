@@ -12,26 +12,41 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from types import CoroutineType, GeneratorType, MappingProxyType
 from typing import Any, TypeVar
 
 __all__ = ["Call", "Flow", "Sleep", "run_async", "run_sync"]
 
 T = TypeVar("T")
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
     """Call ``fn(*args, **kwargs)``; await it if it returns an awaitable.
 
     ``blocking`` marks CPU-heavy work (argon2) that must not run on the event loop.
+    A plain slotted class rather than a dataclass: one is built for every store call.
     """
 
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    blocking: bool = False
+    __slots__ = ("fn", "args", "kwargs", "blocking")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] = _NO_KWARGS,
+        blocking: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.blocking = blocking
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        return f"Call({name}, blocking={self.blocking})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,17 @@ def _offload(call: Call) -> bool:
     return bool(getattr(owner, "io_bound", False)) and not inspect.iscoroutinefunction(call.fn)
 
 
+def _is_awaitable(value: Any) -> bool:
+    # inspect.isawaitable asks an ABC about every plain result (a User, None); an awaitable
+    # is a coroutine, a generator-based coroutine, or a type with __await__.
+    kind = type(value)
+    if kind is CoroutineType:
+        return True
+    if kind is GeneratorType:
+        return inspect.isawaitable(value)
+    return hasattr(kind, "__await__")
+
+
 def run_sync(flow: Flow[T]) -> T:
     """Drive ``flow`` with blocking calls. Async stores are a programming error here."""
     send: Any = None
@@ -69,7 +95,7 @@ def run_sync(flow: Flow[T]) -> T:
             continue
         try:
             send = step.fn(*step.args, **step.kwargs)
-            if inspect.isawaitable(send):
+            if _is_awaitable(send):
                 close = getattr(send, "close", None)
                 if close is not None:
                     close()
@@ -80,8 +106,6 @@ def run_sync(flow: Flow[T]) -> T:
 
 async def run_async(flow: Flow[T]) -> T:
     """Drive ``flow`` on an event loop: await async stores, thread blocking work."""
-    import anyio.to_thread
-
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -92,16 +116,20 @@ async def run_async(flow: Flow[T]) -> T:
         send, error = None, None
         if isinstance(step, Sleep):
             if step.seconds > 0:
+                import anyio  # a pause is rare (throttled logins); keep it off the import path
+
                 await anyio.sleep(step.seconds)
             continue
         try:
             if _offload(step):
+                import anyio.to_thread  # only ASGI apps with blocking work need it
+
                 send = await anyio.to_thread.run_sync(
                     functools.partial(step.fn, *step.args, **step.kwargs)
                 )
             else:
                 send = step.fn(*step.args, **step.kwargs)
-            if inspect.isawaitable(send):
+            if _is_awaitable(send):
                 send = await send
         except Exception as exc:
             error = exc

@@ -24,6 +24,7 @@ class MemoryUserStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, User] = {}
+        self._by_token: dict[str, str] = {}
 
     def get_by_id(self, user_id: str) -> User | None:
         return self._by_id.get(user_id)
@@ -36,10 +37,9 @@ class MemoryUserStore:
         return None
 
     def get_by_token_hash(self, token_hash: str) -> User | None:
-        for user in list(self._by_id.values()):
-            if user.token_hash == token_hash:
-                return user
-        return None
+        # Every request with a static token asks this: an index, not a scan of all users.
+        user_id = self._by_token.get(token_hash)
+        return None if user_id is None else self._by_id.get(user_id)
 
     def get_by_external_identifier(self, identifier: str) -> User | None:
         wanted = identifier.casefold()
@@ -55,8 +55,15 @@ class MemoryUserStore:
             if user.id in self._by_id:
                 raise ValueError(f"a user with id {user.id!r} exists")
             self._check_unique(user)
-            self._by_id[user.id] = user
+            self._put(user)
         return user
+
+    def _put(self, user: User, old: User | None = None) -> None:
+        if old is not None and old.token_hash is not None:
+            self._by_token.pop(old.token_hash, None)
+        self._by_id[user.id] = user
+        if user.token_hash is not None:
+            self._by_token[user.token_hash] = user.id
 
     def update(self, user_id: str, **changes: Any) -> User | None:
         unknown = set(changes) - _USER_FIELDS
@@ -68,12 +75,15 @@ class MemoryUserStore:
                 return None
             updated = replace(user, **changes)
             self._check_unique(updated)
-            self._by_id[user_id] = updated
+            self._put(updated, user)
             return updated
 
     def delete(self, user_id: str) -> bool:
         with self._lock:
-            return self._by_id.pop(user_id, None) is not None
+            user = self._by_id.pop(user_id, None)
+            if user is not None and user.token_hash is not None:
+                self._by_token.pop(user.token_hash, None)
+            return user is not None
 
     def _check_unique(self, user: User) -> None:
         # Same constraints as a database's unique columns: one e-mail and one external
