@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import importlib.metadata
 import io
@@ -44,9 +45,13 @@ TARGETS = {
     "asgi_repeated_vs_starlette": 0.05,
     "asgi_first_seen_vs_starlette": 0.3,
     "flask_repeated_vs_fjwt": 0.1,
-    "uvicorn_repeated_rps": 0.95,
-    "uvicorn_new_token_rps": 0.8,
+    # Over real servers, requests per server CPU-second relative to the bare app's.
+    "server_repeated": 0.95,
+    "server_new_token": 0.85,
+    "server_static": 0.9,
+    "flask_repeated": 0.97,
 }
+AT_LEAST = ("server_", "flask_repeated")
 
 
 @dataclass
@@ -537,11 +542,18 @@ class Frame:
 
 _TG_REPEATED = "tokenguard, repeated JWT"
 _TG_NEW = "tokenguard, new JWT every request"
+_TG_STATIC = "tokenguard, static token"
+_WHICH = {_TG_REPEATED: "repeated", _TG_NEW: "new_token", _TG_STATIC: "static"}
 _STARLETTE_VARIANTS = (
     ("bare Starlette app", "make_starlette_bare", "fixed"),
     (_TG_REPEATED, "make_starlette_tokenguard", "fixed"),
     (_TG_NEW, "make_starlette_tokenguard", "file"),
     ("Starlette AuthenticationMiddleware + PyJWT", "make_starlette_auth", "fixed"),
+)
+_STANDARD_STARLETTE_VARIANTS = (
+    *_STARLETTE_VARIANTS[:3],
+    (_TG_STATIC, "make_starlette_tokenguard", "static"),
+    *_STARLETTE_VARIANTS[3:],
 )
 FRAMES = (
     # uvicorn's pure-Python stack (no extras): the setting in which Starlette's
@@ -552,13 +564,14 @@ FRAMES = (
     # middleware is a larger share of it.
     Frame("starlette", "uvicorn httptools+uvloop, Starlette", "asgi",
           ("--http", "httptools", "--loop", "uvloop"),
-          (*_STARLETTE_VARIANTS,
+          (*_STANDARD_STARLETTE_VARIANTS,
            ("hand-written jwt.decode middleware", "make_starlette_handwritten", "fixed"))),
     Frame("raw", "uvicorn httptools+uvloop, raw ASGI", "asgi",
           ("--http", "httptools", "--loop", "uvloop"),
           (("bare raw ASGI app", "make_asgi_bare", "fixed"),
            (_TG_REPEATED, "make_asgi_tokenguard", "fixed"),
-           (_TG_NEW, "make_asgi_tokenguard", "file"))),
+           (_TG_NEW, "make_asgi_tokenguard", "file"),
+           (_TG_STATIC, "make_asgi_tokenguard", "static"))),
     Frame("flask", "gunicorn gthread, Flask", "wsgi", (),
           (("bare Flask", "make_flask_bare", "fixed"),
            (_TG_REPEATED, "make_flask_tokenguard", "fixed"),
@@ -604,6 +617,8 @@ def bench_servers(
                     # cache means a token is never still cached when it comes round again.
                     args = ["file", str(tokens_file), str(offset)]
                     offset += cfg.new_tokens // 5
+                elif mode == "static":
+                    args = ["fixed", apps.STATIC_TOKEN]
                 else:
                     args = ["fixed", token]
                 seconds = cfg.server_seconds if round_no else min(1.0, cfg.server_seconds)
@@ -649,8 +664,8 @@ def bench_servers(
                     "requests": sum(r["requests"] for r in runs),
                 }
             )
-            if label in (_TG_REPEATED, _TG_NEW) and frame.kind == "asgi":
-                which = "repeated" if label == _TG_REPEATED else "new_token"
+            if label in _WHICH:
+                which = _WHICH[label]
                 ratios[f"{frame.key}_{which}_rps"] = per_round(name, base)
                 ratios[f"{frame.key}_{which}_cpu"] = cpu_ratio(name, base)
     return {
@@ -766,8 +781,9 @@ def _spread(values: list[float]) -> str:
 def verdict(name: str, values: list[float]) -> str:
     target = TARGETS[name]
     m = median(values)
-    ok = m >= target if name.startswith("uvicorn") else m <= target
-    sign = "≥" if name.startswith("uvicorn") else "≤"
+    at_least = name.startswith(AT_LEAST)
+    ok = m >= target if at_least else m <= target
+    sign = "≥" if at_least else "≤"
     return f"{'met' if ok else '**missed**'} ({sign} {target})"
 
 
@@ -836,21 +852,24 @@ def markdown(report: dict[str, Any]) -> str:
                 )
             lines.append("")
             frames = {f.key: f.title for f in FRAMES}
-            for frame in ("h11", "starlette", "raw"):
-                if f"{frame}_repeated_rps" not in sv["ratios"]:
-                    continue
-                for what, suffix in (("req/s", "rps"), ("req per server CPU-s", "cpu")):
-                    for label, which, target in (
-                        ("repeated JWT", "repeated", "uvicorn_repeated_rps"),
-                        ("new JWT every request", "new_token", "uvicorn_new_token_rps"),
-                    ):
-                        targets.append(
-                            (
-                                f"{frames[frame]}, {label}: {what} / bare app's",
-                                target,
-                                sv["ratios"][f"{frame}_{which}_{suffix}"],
-                            )
-                        )
+            # The targets are per server CPU-second (steady on a shared machine);
+            # req/s is in the table above. h11 is shown for context and has no target.
+            for frame, which, target in (
+                ("starlette", "repeated", "server_repeated"),
+                ("starlette", "new_token", "server_new_token"),
+                ("starlette", "static", "server_static"),
+                ("raw", "repeated", "server_repeated"),
+                ("raw", "new_token", "server_new_token"),
+                ("raw", "static", "server_static"),
+                ("flask", "repeated", "flask_repeated"),
+            ):
+                key = f"{frame}_{which}_cpu"
+                if key in sv["ratios"]:
+                    label = which.replace("_", "-").replace("new-token", "new JWT every request")
+                    targets.append(
+                        (f"{frames[frame]}, {label}: req per server CPU-s / bare app's",
+                         target, sv["ratios"][key])
+                    )  # fmt: skip
     if targets:
         lines += [
             "### Targets (ratios measured within each round; median (min to max))",
@@ -920,15 +939,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=None, help="order of variants (default: random)"
     )
+    parser.add_argument(
+        "--server-rounds", type=int, default=None, help="rounds of the servers section"
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    if args.server_rounds is not None:
+        cfg = dataclasses.replace(cfg, server_rounds=args.server_rounds)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     started = time.monotonic()
     report: dict[str, Any] = {
         "meta": {
-            "command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
+            "command": " ".join(
+                ["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]
+            ),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": machine(),
             "versions": versions(),

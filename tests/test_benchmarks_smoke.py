@@ -38,7 +38,8 @@ def _positive(value: Any) -> bool:
 
 def test_quick_inprocess_floor_memory_auth(tmp_path: Path) -> None:
     report = _run(tmp_path, "floor,inprocess,memory,auth")
-    assert report["meta"]["command"] == "python -m benchmarks.run --quick"
+    command = report["meta"]["command"]
+    assert command.startswith("python -m benchmarks.run --quick --sections floor,inprocess")
     assert all(_positive(v) for v in report["floor"].values())
     rows = {row["variant"]: row for row in report["inprocess"]["rows"]}
     assert len(rows) == 12
@@ -68,13 +69,13 @@ def test_quick_servers(tmp_path: Path) -> None:
     # Two set-ups of four keep it short; every set-up runs the same code.
     servers = _run(tmp_path, "servers", "--frames", "raw,flask")["servers"]
     rows = {row["variant"]: row for row in servers["rows"]}
-    assert len(rows) == 6
+    assert len(rows) == 7
     for row in rows.values():
         assert _positive(row["rps"]) and row["requests"] > 0
         assert len(row["rps_vs_bare"]) == 1
     assert set(servers["ratios"]) == {
-        "raw_repeated_rps",
-        "raw_new_token_rps",
-        "raw_repeated_cpu",
-        "raw_new_token_cpu",
-    }
+        f"{frame}_{which}_{unit}"
+        for frame, which in (("raw", "repeated"), ("raw", "new_token"), ("raw", "static"),
+                             ("flask", "repeated"))
+        for unit in ("rps", "cpu")
+    }  # fmt: skip

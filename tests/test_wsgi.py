@@ -87,3 +87,58 @@ def test_repeated_authorization_headers_joined_by_the_server_are_400() -> None:
     # Another scheme with commas (Digest) is not a token and stays public.
     r = client.get("/", headers={"Authorization": 'Digest username="a", realm="b"'})
     assert r.get_data(as_text=True) == "None|None|public"
+
+
+def test_flask_g_user_is_the_principal_unless_the_app_sets_it() -> None:
+    app = Flask(__name__)
+    TokenGuardFlask(app, secret=SECRET)
+
+    @app.get("/g")
+    def read_g() -> dict[str, object]:
+        return {"attr": g.user.via, "get": g.get("user").via, "in": "user" in g, "other": g.get("nope", "dflt")}
+
+    @app.get("/own")
+    def own() -> dict[str, object]:
+        g.user = "mine"
+        return {"attr": g.user, "get": g.get("user")}
+
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {mint()}"}
+    assert client.get("/g", headers=auth).json == {"attr": "jwt", "get": "jwt", "in": True, "other": "dflt"}
+    assert client.get("/g").json == {"attr": "public", "get": "public", "in": True, "other": "dflt"}
+    assert client.get("/own", headers=auth).json == {"attr": "mine", "get": "mine"}
+    with app.app_context():  # no request: no principal, an ordinary missing attribute
+        assert g.get("user") is None and "user" not in g
+        try:
+            g.user  # noqa: B018
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("g.user outside a request must be missing")
+
+
+def test_flask_keeps_a_custom_globals_class() -> None:
+    from flask.ctx import _AppCtxGlobals
+
+    class Mine(_AppCtxGlobals):
+        flavour = "custom"
+
+    app = Flask(__name__)
+    app.app_ctx_globals_class = Mine
+    TokenGuardFlask(app, secret=SECRET)
+
+    @app.get("/")
+    def index() -> dict[str, object]:
+        return {"flavour": g.flavour, "via": g.user.via}
+
+    assert app.test_client().get("/").json == {"flavour": "custom", "via": "public"}
+
+
+def test_wsgi_repeated_header_still_meets_a_query_token() -> None:
+    client = Client(TokenGuardWSGI(plain, secret=SECRET, public_role="anon"))
+    header = {"Authorization": f"Bearer {mint()}"}
+    for _ in range(2):  # the second answer comes from the memo
+        assert client.get("/", headers=header).get_data(as_text=True) == f"{USER}|editor-role|jwt"
+    r = client.get("/?access_token=other", headers=header)
+    assert r.status_code == 400
+    assert client.get("/?a=1", headers=header).get_data(as_text=True) == f"{USER}|editor-role|jwt"

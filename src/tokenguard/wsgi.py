@@ -81,6 +81,13 @@ class TokenGuardWSGI:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING", "")
         authorization = environ.get("HTTP_AUTHORIZATION")
+        if authorization is not None and "," not in authorization:
+            # The common request, a repeated Bearer token: answered from the guard's cache
+            # without parsing anything (None when not certain). A query string that could
+            # carry a token is never answered here, so there is nothing to strip.
+            cached = self._guard.cached_bearer(authorization, query)
+            if cached is not None:
+                return self._serve(environ, start_response, cached, query)
         count = 1
         if authorization is not None and "," in authorization:
             # WSGI servers join repeated headers with commas. When every piece is itself a
@@ -91,7 +98,11 @@ class TokenGuardWSGI:
             if all(" " in part for part in parts):
                 authorization, count = parts[0], len(parts)
         outcome = self._guard.authenticate(
-            authorization, query, environ.get("HTTP_COOKIE"), authorization_count=count
+            authorization,
+            query,
+            environ.get("HTTP_COOKIE"),
+            authorization_count=count,
+            raw_authorization=authorization if count == 1 else None,
         )
         if query and self._strip:
             _strip_query_token(environ, query, self._strip)
@@ -100,6 +111,11 @@ class TokenGuardWSGI:
         if type(outcome) is Refusal:
             return self._refuse(outcome, start_response)
         assert isinstance(outcome, Principal)
+        return self._serve(environ, start_response, outcome, query)
+
+    def _serve(
+        self, environ: Environ, start_response: StartResponse, outcome: Principal, query: str
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith(self._auth_prefix) and self._router.answers(
             environ.get("REQUEST_METHOD", "GET"), path

@@ -19,7 +19,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, has_request_context, request
+from flask.ctx import _AppCtxGlobals
 from werkzeug.local import LocalProxy
 
 from ..core import TokenGuard
@@ -103,6 +104,36 @@ class TokenGuardFlask:
         if redaction_filter() not in app.logger.filters:
             app.logger.addFilter(redaction_filter())
 
-        @app.before_request
-        def _attach_user() -> None:
-            g.user = request.environ.get(ENVIRON_PRINCIPAL)
+        # ``g.user`` is looked up only when read: a before_request hook would cost every
+        # request a call, a proxy lookup and a proxy write, needed or not.
+        base = app.app_ctx_globals_class
+        if not issubclass(base, _PrincipalGlobals):
+            app.app_ctx_globals_class = cast(
+                "type[_AppCtxGlobals]", type("TokenGuardGlobals", (_PrincipalGlobals, base), {})
+            )
+
+
+class _PrincipalGlobals(_AppCtxGlobals):
+    """``flask.g`` with a default ``user``: the request's principal unless the app set one."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "user":
+            principal = _principal_or_none()
+            if principal is not None:
+                return principal
+        return super().__getattr__(name)
+
+    def get(self, name: str, default: Any | None = None) -> Any:
+        if name == "user" and "user" not in self.__dict__:
+            principal = _principal_or_none()
+            return principal if principal is not None else default
+        return super().get(name, default)
+
+    def __contains__(self, item: str) -> bool:
+        return super().__contains__(item) or (item == "user" and _principal_or_none() is not None)
+
+
+def _principal_or_none() -> Principal | None:
+    if not has_request_context():
+        return None
+    return cast("Principal | None", request.environ.get(ENVIRON_PRINCIPAL))

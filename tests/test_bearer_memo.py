@@ -1,0 +1,89 @@
+"""The raw-header memo (``Guard.cached_bearer``) never decides differently from a cold guard.
+
+The ASGI and WSGI shells ask the memo first for a request with one ``Authorization`` header;
+whatever it answers must be what :meth:`Guard.authenticate` would have answered without it.
+"""
+
+from __future__ import annotations
+
+import time
+from types import GeneratorType
+
+from hypothesis import given, settings as hsettings
+from hypothesis import strategies as st
+
+from tests.helpers.tokens import mint
+from tests.test_guard import make_guard, resolve
+from tokenguard.flow import run_sync
+from tokenguard.guard import Guard, Refusal
+from tokenguard.principal import Principal
+
+TOKEN = mint()
+HEADER = f"Bearer {TOKEN}"
+
+
+def _verdict(outcome: object) -> object:
+    if isinstance(outcome, Refusal):
+        return ("refused", outcome.error.status, outcome.error.code)
+    assert isinstance(outcome, Principal)
+    return ("principal", outcome.user, outcome.role, outcome.via)
+
+
+def _warm(guard: Guard, raw: bytes | str) -> None:
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    assert isinstance(guard.authenticate(text, "", None, raw_authorization=raw), Principal)
+
+
+def _memo_or_cold(guard: Guard, raw: bytes | str, query: str) -> object:
+    """What a shell does: the memo first, the full path when it says None."""
+    as_sent: bytes | str = query.encode("latin-1") if isinstance(raw, bytes) else query
+    cached = guard.cached_bearer(raw, as_sent)
+    if cached is not None:
+        return _verdict(cached)
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    return _verdict(resolve(guard, text, query))
+
+
+_NAMES = st.sampled_from(["access_token", "ACCESS_TOKEN", "access%5Ftoken", "acc", "token", "a"])
+_QUERIES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=40),
+    st.builds(lambda n, v, sep: f"{n}={v}{sep}", _NAMES, st.sampled_from(["", "x", TOKEN]), st.sampled_from(["", "&b=1"])),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(query=_QUERIES, as_bytes=st.booleans())
+def test_memo_agrees_with_a_cold_guard(query: str, as_bytes: bool) -> None:
+    warm = make_guard()
+    raw: bytes | str = HEADER.encode("latin-1") if as_bytes else HEADER
+    _warm(warm, raw)
+    assert _memo_or_cold(warm, raw, query) == _verdict(resolve(make_guard(), HEADER, query))
+
+
+def test_memo_answers_only_while_the_cached_check_lives() -> None:
+    clock = [time.time()]
+    guard = make_guard(leeway_ms=0)
+    guard.clock = lambda: clock[0]
+    token = mint(exp=int(clock[0]) + 2)
+    raw = f"Bearer {token}".encode()
+    _warm(guard, raw)
+    hit = guard.cached_bearer(raw, b"")
+    assert isinstance(hit, Principal) and hit.via == "jwt"
+    assert guard.cached_bearer(raw, b"access_token=x") is None  # must meet the header: 400
+    assert guard.cached_bearer(raw, b"a%63cess_token=x") is None
+    guard.cache.clear()  # what a revocation does to the check
+    assert guard.cached_bearer(raw, b"") is None
+    _warm(guard, raw)
+    clock[0] += 5
+    assert guard.cached_bearer(raw, b"") is None  # expired: the full path says TOKEN_EXPIRED
+    assert _memo_or_cold(guard, raw, "") == ("refused", 401, "TOKEN_EXPIRED")
+
+
+def test_a_refused_header_is_never_memoised() -> None:
+    guard = make_guard()
+    raw = b"Bearer not-a-jwt"
+    outcome = guard.authenticate(raw.decode(), "", None, raw_authorization=raw)
+    if isinstance(outcome, GeneratorType):  # a static-token candidate: one store lookup
+        outcome = run_sync(outcome)
+    assert isinstance(outcome, Refusal)
+    assert guard.cached_bearer(raw, b"") is None
