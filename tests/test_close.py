@@ -64,6 +64,16 @@ def open_files(path: Path) -> list[str]:
     return found
 
 
+def new_threads(before: set[threading.Thread]) -> set[threading.Thread]:
+    """Threads started since ``before`` and still alive. AnyIO's idle workers (which ran
+    the SQLite calls) are told to stop when their event loop ends, and exit on their own
+    right after: they are waited for, boundedly, since they are AnyIO's, not ours."""
+    for thread in set(threading.enumerate()) - before:
+        if thread.name == "AnyIO worker thread":
+            thread.join(timeout=10)
+    return {t for t in set(threading.enumerate()) - before if t.is_alive()}
+
+
 needs_proc = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts file descriptors in /proc/self/fd"
 )
@@ -230,7 +240,7 @@ def test_asgi_lifespan_shutdown_closes_the_middlewares_own_guard(
         return sent
 
     assert asyncio.run(main()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert set(threading.enumerate()) - threads_before == set()
+    assert new_threads(threads_before) == set()
 
 
 def test_asgi_lifespan_leaves_a_shared_guard_open() -> None:
@@ -274,3 +284,61 @@ def test_async_with_and_sync_close_inside_a_loop(redis_url: str, redis_prefix: s
         core.close()  # idempotent, even inside the loop once closed
 
     asyncio.run(main())
+
+
+EXAMPLE_STARLETTE = """
+import asyncio
+from examples.starlette_app.app import app, guard
+
+async def main():
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    print(sent, guard.closed)
+
+asyncio.run(main())
+"""
+
+EXAMPLE_FLASK = """
+import werkzeug.serving
+werkzeug.serving.run_simple = lambda *args, **kwargs: None  # returns as on Ctrl-C
+from examples.flask_app import app
+app.main()
+print(app.tokenguard.guard.closed)
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "printed"),
+    [
+        (EXAMPLE_STARLETTE, "['lifespan.startup.complete', 'lifespan.shutdown.complete'] True"),
+        (EXAMPLE_FLASK, "True"),
+    ],
+    ids=["starlette", "flask"],
+)
+def test_examples_close_their_guard_at_shutdown(script: str, printed: str, tmp_path: Path) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("REDIS", "ADMIN_", "DB_FILENAME"))
+    }
+    env.update(SECRET=SECRET, DB_FILENAME=str(tmp_path / "demo.db"), PYTHONPATH=str(root))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, printed), done.stderr[-2000:]

@@ -58,8 +58,9 @@ class Resources:
 
     def close(self) -> None:
         """Release everything (idempotent). Async resources are released on a fresh event
-        loop; called from a running loop with async resources, it refuses (RuntimeError):
-        ``await aclose()`` there instead."""
+        loop (which cannot close connections left by an ended loop: that is logged); called
+        from a running loop with async resources, it refuses (RuntimeError): ``await
+        aclose()`` there instead."""
         if self._async and _running_loop():
             raise RuntimeError(
                 "this TokenGuard holds asynchronous connections: use `await guard.aclose()` "
@@ -71,7 +72,7 @@ class Resources:
         sync, async_ = taken
         _close_all(sync)
         if async_:
-            asyncio.run(_aclose_all(async_))
+            asyncio.run(_aclose_all(async_, hint=_ON_ITS_LOOP))
 
     async def aclose(self) -> None:
         """Release everything (idempotent); blocking releases (joining a thread, closing a
@@ -103,9 +104,17 @@ def _close_all(items: list[tuple[str, Callable[[], Any]]]) -> None:
             log.warning("closing %s failed: %s", name, type(exc).__name__)
 
 
-async def _aclose_all(items: list[tuple[str, Callable[[], Awaitable[Any]]]]) -> None:
+_ON_ITS_LOOP = (
+    " (asyncio connections opened on an event loop that has ended cannot be closed on"
+    " another: await guard.aclose() on the loop that used them)"
+)
+
+
+async def _aclose_all(
+    items: list[tuple[str, Callable[[], Awaitable[Any]]]], hint: str = ""
+) -> None:
     for name, aclose in items:
         try:
             await aclose()
         except Exception as exc:  # one failure must not keep the rest open
-            log.warning("closing %s failed: %s", name, type(exc).__name__)
+            log.warning("closing %s failed: %s%s", name, type(exc).__name__, hint)

@@ -176,9 +176,10 @@ class TokenGuard:
         """Stop the background threads and close the connections and files this object
         made (idempotent).
 
-        An ``async``-flavour guard on Redis holds asyncio connections: inside an event loop
-        use :meth:`aclose` (this raises ``RuntimeError`` there); outside one, they are
-        closed on a fresh loop. A request served afterwards still works (connections are
+        An ``async``-flavour guard on Redis holds asyncio connections, which only the event
+        loop that opened them can close: ``await`` :meth:`aclose` there (this raises
+        ``RuntimeError`` inside a running loop; outside one it tries a fresh loop and logs
+        what it could not close). A request served afterwards still works (connections are
         opened again, session checks are no longer cached), but should not happen.
         """
         self._resources.close()
