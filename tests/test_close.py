@@ -327,6 +327,8 @@ def test_examples_close_their_guard_at_shutdown(script: str, printed: str, tmp_p
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
+    if not (root / "examples").is_dir():
+        pytest.skip("the examples are not next to the tests (an installed-package run)")
     env = {
         key: value
         for key, value in os.environ.items()
