@@ -101,12 +101,15 @@ def admin() -> dict[str, Any]:
 def main() -> None:
     from werkzeug.serving import run_simple
 
-    run_simple(
-        os.environ.get("HOST", "127.0.0.1"),
-        int(os.environ.get("PORT", "8055")),
-        app,
-        threaded=True,
-    )
+    try:
+        run_simple(
+            os.environ.get("HOST", "127.0.0.1"),
+            int(os.environ.get("PORT", "8055")),
+            app,
+            threaded=True,
+        )
+    finally:
+        tokenguard.close()  # WSGI has no shutdown event: stop threads, close connections
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/``ADMIN_TOKEN``. With
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -115,7 +117,16 @@ async def realtime(websocket: WebSocket) -> None:
         pass
 
 
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """At shutdown, stop tokenguard's threads and close its connections (the guard is ours:
+    it was passed to the middleware, which leaves it to us)."""
+    yield
+    await guard.aclose()
+
+
 app = Starlette(
+    lifespan=lifespan,
     routes=[
         Route("/", home),
         Route("/users/me", users_me),

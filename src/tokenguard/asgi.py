@@ -3,12 +3,15 @@
 Works as plain ASGI middleware (``TokenGuardMiddleware(app)``) and through Starlette's or
 FastAPI's ``app.add_middleware(TokenGuardMiddleware, ...)``. The principal lands in
 ``scope["state"]["user"]`` (``request.state.user``), ``scope["state"]["role"]`` and
-``scope["user"]`` (``request.user``). Lifespan scopes pass through untouched; so do WebSocket
-scopes unless ``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
+``scope["user"]`` (``request.user``). Lifespan scopes pass through (a middleware that made
+its own :class:`~tokenguard.core.TokenGuard` closes it at the lifespan shutdown, before the
+app's ``lifespan.shutdown.complete`` goes out); so do WebSocket scopes unless
+``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
 """
 
 from __future__ import annotations
 
+import logging
 from types import GeneratorType
 from typing import Any
 
@@ -20,9 +23,11 @@ from .http.serve import serve_asgi
 from .http.views import JSON_TYPE
 from .principal import Principal
 from .redact import remove_query_params
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TokenGuardMiddleware"]
+
+log = logging.getLogger("tokenguard")
 
 
 def _strip_query_token(scope: Scope, query: str, names: frozenset[str]) -> None:
@@ -40,12 +45,15 @@ def _strip_query_token(scope: Scope, query: str, names: frozenset[str]) -> None:
 class TokenGuardMiddleware:
     """Authenticate every HTTP request before ``app`` sees it.
 
-    Pass a ready :class:`~tokenguard.core.TokenGuard` as ``guard`` to share stores, or
-    settings as keyword arguments (they override the environment).
+    Pass a ready :class:`~tokenguard.core.TokenGuard` as ``guard`` to share stores (you
+    close it), or settings as keyword arguments (they override the environment; the
+    middleware then closes the guard it made at the lifespan shutdown, or on :meth:`aclose`).
     """
 
     def __init__(self, app: ASGIApp, guard: TokenGuard | None = None, **options: Any) -> None:
         self.app = app
+        #: Whether the guard is this middleware's to close.
+        self.owns_core = guard is None
         self.core = guard if guard is not None else TokenGuard(flavour="async", **options)
         self._guard = self.core.guard
         self._router = self.core.router
@@ -62,6 +70,9 @@ class TokenGuardMiddleware:
         if scope["type"] != "http":
             if scope["type"] == "websocket" and self._websockets is not None:
                 await self._websockets(self.app, scope, receive, send)
+                return
+            if scope["type"] == "lifespan" and self.owns_core:
+                await self.app(scope, receive, self._closing_send(send))
                 return
             await self.app(scope, receive, send)
             return
@@ -127,6 +138,26 @@ class TokenGuardMiddleware:
         scope["state"] = state
         scope["user"] = outcome
         await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Close the guard this middleware made (idempotent; a guard passed in is left to
+        its owner)."""
+        if self.owns_core:
+            await self.core.aclose()
+
+    def _closing_send(self, send: Send) -> Send:
+        # The app (Starlette's router, or whatever handles lifespan) says when shutdown is
+        # done; the guard is closed just before that reaches the server, after the app's own
+        # shutdown handlers, which may still use it.
+        async def closing_send(message: Message) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                try:
+                    await self.aclose()
+                except Exception as exc:  # the server must still hear that shutdown is done
+                    log.warning("closing tokenguard failed: %s", type(exc).__name__)
+            await send(message)
+
+        return closing_send
 
     def _csrf(
         self, scope: Scope, principal: Principal, authorization: str | None, query: str, cookie: str

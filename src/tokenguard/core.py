@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, Literal
 
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService
+from .closing import Resources
 from .config import Settings
 from .csrf import SAFE_METHODS
 from .guard import Guard, Outcome, Refusal
@@ -68,12 +70,24 @@ def default_stores(
     return users, sessions
 
 
+def _discard(store: Any) -> None:
+    # default_stores() made both stores but the caller gave one: nothing opened it yet
+    # (SQLite and Redis connect lazily), so a sync close is enough even for async clients.
+    close = getattr(store, "close", None)
+    if callable(close) and not getattr(store, "aclose", None):
+        close()
+
+
 class TokenGuard:
     """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
 
     ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
     ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer`` are settings (see
     :class:`~tokenguard.config.Settings`).
+
+    :meth:`close` (or ``await`` :meth:`aclose`, or ``with`` / ``async with``) stops its
+    background threads and closes the connections and files of what it made itself; stores
+    and mailers passed in are left to their owner.
     """
 
     def __init__(
@@ -95,8 +109,17 @@ class TokenGuard:
             settings = settings.with_changes(**setting_overrides)
         self.settings = settings
         install_log_redaction(settings)
+        #: What this object made and close() releases, in this order.
+        self._resources = Resources()
+        made: list[Any] = []
         if users is None or sessions is None:
             default_users, default_sessions = default_stores(settings, flavour)
+            # A default store not used (the caller gave that one) is released at once.
+            for default, given in ((default_users, users), (default_sessions, sessions)):
+                if given is None:
+                    made.append(default)
+                else:
+                    _discard(default)
             users = users if users is not None else default_users
             sessions = sessions if sessions is not None else default_sessions
         self.users = users
@@ -107,14 +130,24 @@ class TokenGuard:
         #: session stores only; see tokenguard.invalidation), or None.
         self.invalidation = invalidation_for(settings, sessions, self.guard.cache)
         self.guard.invalidation = self.invalidation
+        if self.invalidation is not None:
+            self._resources.add(self.invalidation)  # first: its thread reads the store
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
-        self.limits = Limits(settings, counter_for(settings, flavour), clock=clock)
+        counter = counter_for(settings, flavour)
+        made.append(counter)
+        self.limits = Limits(settings, counter, clock=clock)
         self.auth = AuthService(
             settings, users, sessions, clock=clock, passwords=passwords, limits=self.limits
         )
         #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
         self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)
+        if self.extras.sso is not None:
+            self._resources.add(self.extras.sso.sso)  # the HTTP client it made, if any
+        if mailer is None:
+            self._resources.add(self.extras.mailer)  # sends what is queued, then stops
+        if once is None:
+            made.append(self.extras.once)
         self.router = AuthRouter(
             self.auth,
             settings,
@@ -129,6 +162,53 @@ class TokenGuard:
 
             self.router.add_graphql(GraphQLRoutes(self.router))
         self._clear_session = clear_cookie(settings.session_cookie)
+        for resource in made:  # the stores last: everything above may still use them
+            self._resources.add(resource)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`aclose` has run."""
+        return self._resources.closed
+
+    def close(self) -> None:
+        """Stop the background threads and close the connections and files this object
+        made (idempotent).
+
+        An ``async``-flavour guard on Redis holds asyncio connections, which only the event
+        loop that opened them can close: ``await`` :meth:`aclose` there (this raises
+        ``RuntimeError`` inside a running loop; outside one it tries a fresh loop and logs
+        what it could not close). A request served afterwards still works (connections are
+        opened again, session checks are no longer cached), but should not happen.
+        """
+        self._resources.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for event loops: blocking steps run in a worker thread."""
+        await self._resources.aclose()
+
+    def __enter__(self) -> TokenGuard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TokenGuard:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
         """Extra headers for a refusal: the session cookie's deletion when it was the culprit."""

@@ -46,6 +46,13 @@ _RETRY_MAX_S = 5.0
 _POLL_S = 0.5
 #: Seconds between checks that the subscription still sits on the current master (Sentinel).
 _CHECK_S = 1.0
+#: Seconds close() waits for the subscriber thread (it wakes every _POLL_S; a connect or a
+#: read in progress is bounded by the client's timeouts).
+_JOIN_S = 10.0
+
+
+def _close(closable: Any) -> None:
+    closable.close()
 
 
 class SessionInvalidation:
@@ -83,12 +90,14 @@ class SessionInvalidation:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscribed = threading.Event()
+        #: Set by close(): no subscriber is started again, not even in a forked child.
+        self._closed = False
 
     # -- request side ------------------------------------------------------------------------
 
     def begin(self) -> int:
         """Call before reading the store; pass the result to :meth:`remember`."""
-        if self._pid != os.getpid():
+        if self._pid != os.getpid() and not self._closed:
             self._start()
         return self.epoch
 
@@ -132,7 +141,7 @@ class SessionInvalidation:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == os.getpid() or self._closed:
                 return
             # A fresh process (or a fork): nothing inherited is trusted.
             self._pid = os.getpid()
@@ -202,13 +211,22 @@ class SessionInvalidation:
                 stop.wait(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
             finally:
-                for closable in (pubsub, client if self.owns_client else None):
-                    try:
-                        if closable is not None:
-                            closable.close()
-                    except Exception as exc:  # closing a broken connection may fail too
-                        log.debug("closing the subscriber failed: %s", type(exc).__name__)
+                self._release(pubsub, client)
         self._go_dark()
+
+    def _release(self, pubsub: Any, client: Any) -> None:
+        from .stores.redis import close_client
+
+        for closable, close in (
+            (pubsub, _close),
+            (client if self.owns_client else None, close_client),
+        ):
+            if closable is None:
+                continue
+            try:
+                close(closable)
+            except Exception as exc:  # closing a broken connection may fail too
+                log.debug("closing the subscriber failed: %s", type(exc).__name__)
 
     def _check_master(self, pubsub: Any) -> None:
         # After a failover the demoted master may keep our subscription while every write
@@ -219,12 +237,24 @@ class SessionInvalidation:
             raise ConnectionError("subscribed to a server that is no longer the master")
 
     def close(self) -> None:
-        """Stop the subscriber (tests, orderly shutdown)."""
-        self._stop.set()
-        thread = self._thread
+        """Stop the subscriber for good and wait for its thread (orderly shutdown, tests).
+
+        Idempotent. Afterwards nothing is cached: every session request asks the store.
+        """
+        with self._lock:
+            self._closed = True
+            stop, thread = self._stop, self._thread
+        stop.set()
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout=_POLL_S * 4)
+            # The thread wakes at least every _POLL_S; a connect or a read is bounded by the
+            # client's timeouts (1 s and 5 s), so this wait is bounded too.
+            thread.join(timeout=_JOIN_S)
+            if thread.is_alive():
+                log.warning("the session invalidation thread did not stop in %.0f s", _JOIN_S)
         self._go_dark()
+        release = getattr(self.still_master, "close", None)
+        if callable(release):
+            release()
 
 
 def invalidation_for(settings: Any, sessions: Any, cache: TokenCache) -> SessionInvalidation | None:

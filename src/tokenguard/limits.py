@@ -124,6 +124,9 @@ class MemoryCounter:
     def __len__(self) -> int:
         return len(self._windows) + len(self._forever)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 # KEYS: counter. ARGV: window ms (0: no expiry). Returns {count, ms before the window ends}.
 _HIT = """
@@ -177,7 +180,10 @@ class RedisCounter:
         self.client.delete(self.prefix + key)
 
     def close(self) -> None:
-        self.client.close()
+        """Close the client's connections (idempotent)."""
+        from .stores.redis import close_client
+
+        close_client(self.client)
 
 
 class AsyncRedisCounter:
@@ -209,7 +215,10 @@ class AsyncRedisCounter:
         await self.client.delete(self.prefix + key)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        """Close the client's connections (idempotent)."""
+        from .stores.redis import aclose_client
+
+        await aclose_client(self.client)
 
 
 class TooManyRequests(AuthError):

@@ -66,11 +66,14 @@ class TokenGuardWSGI:
     """Authenticate every request before the wrapped WSGI ``app`` sees it.
 
     For Flask, prefer :class:`tokenguard.integrations.flask.TokenGuardFlask`, which wraps
-    ``app.wsgi_app`` with this and adds ``current_user``.
+    ``app.wsgi_app`` with this and adds ``current_user``. A guard made here (no ``guard``
+    given) is closed by :meth:`close`.
     """
 
     def __init__(self, app: WSGIApp, guard: TokenGuard | None = None, **options: Any) -> None:
         self.app = app
+        #: Whether the guard is this object's to close (it made it).
+        self.owns_core = guard is None
         self.core = guard if guard is not None else TokenGuard(flavour="sync", **options)
         self._guard = self.core.guard
         self._router = self.core.router
@@ -143,6 +146,12 @@ class TokenGuardWSGI:
         environ[ENVIRON_USER] = outcome.user
         environ[ENVIRON_ROLE] = outcome.role
         return self.app(environ, start_response)
+
+    def close(self) -> None:
+        """Close the guard this object made (idempotent; a guard passed in is left to its
+        owner). WSGI has no shutdown event: call it when the server stops."""
+        if self.owns_core:
+            self.core.close()
 
     def _refuse(self, refusal: Refusal, start_response: StartResponse) -> list[bytes]:
         body = refusal.error.body

@@ -160,7 +160,11 @@ class BackgroundMailer:
         self._lock = threading.Lock()
 
     def send(self, mail: Mail) -> None:
-        future = self._pool.submit(self._deliver, mail)
+        try:
+            future = self._pool.submit(self._deliver, mail)
+        except RuntimeError:  # closed: a request that outlived shutdown must not fail with 500
+            log.warning("mail not sent (%s): closed", type(self.inner).__name__)
+            return
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -183,6 +187,7 @@ class BackgroundMailer:
         wait(pending)
 
     def close(self) -> None:
+        """Send what is queued, then stop the worker threads (idempotent)."""
         self._pool.shutdown(wait=True)
 
 

@@ -142,6 +142,9 @@ class SingleSignOn:
             settings.secret_bytes, b"tokenguard/sso-state/v1", hashlib.sha256
         ).digest()
         self._http = http
+        #: Whether client() made the HTTP client (then close() closes it; a given one is the
+        #: caller's).
+        self._owns_http = False
         self._lock = threading.Lock()
         self._metadata: dict[str, _Metadata] = {}
         self._jwks: dict[str, tuple[float, Any]] = {}
@@ -166,7 +169,18 @@ class SingleSignOn:
             with self._lock:
                 if self._http is None:
                     self._http = httpx.Client(timeout=10.0, follow_redirects=False)
+                    self._owns_http = True
         return self._http
+
+    def close(self) -> None:
+        """Close the HTTP client this object made, if any (idempotent; a later provider
+        call makes a new one)."""
+        with self._lock:
+            http, owned = self._http, self._owns_http
+            if owned:
+                self._http, self._owns_http = None, False
+        if owned and http is not None:
+            http.close()
 
     def _check_endpoint(self, provider: Provider, url: Any) -> str:
         # The provider's endpoints must be HTTPS (loopback excepted, for development): the

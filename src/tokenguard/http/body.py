@@ -80,11 +80,26 @@ def parse_json_body(body: bytes, content_type: str | None) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        return invalid_payload(f"{exc.msg} in JSON at position {exc.pos}")
+        msg, pos = exc.msg, exc.pos
+        legacy = _TRAILING_COMMA.get(msg)
+        if legacy is not None:
+            # Python 3.13 names the trailing comma; earlier versions name the token after it.
+            # One answer whatever the Python: the earlier one.
+            msg, pos = legacy, len(text) - len(text[pos + 1 :].lstrip(" \t\n\r"))
+        return invalid_payload(f"{msg} in JSON at position {pos}")
     except RecursionError:
         return invalid_payload("JSON nested too deeply")
     except ValueError:  # NaN/Infinity, integers beyond Python's digit limit
         return invalid_payload("Unexpected token in JSON")
+
+
+#: Python 3.13's messages for a trailing comma, and what earlier versions said instead.
+_TRAILING_COMMA = {
+    "Illegal trailing comma before end of object": (
+        "Expecting property name enclosed in double quotes"
+    ),
+    "Illegal trailing comma before end of array": "Expecting value",
+}
 
 
 def is_truthy(value: Any) -> bool:

@@ -95,6 +95,12 @@ class TokenGuardFlask:
         if app is not None:
             self.init_app(app)
 
+    def close(self) -> None:
+        """Close the guard this extension made (idempotent; one passed in is left to its
+        owner). Flask has no shutdown hook: call it when the server stops."""
+        if self.middleware is not None:
+            self.middleware.close()
+
     def init_app(self, app: Flask) -> None:
         self.middleware = TokenGuardWSGI(app.wsgi_app, self.guard, **self.options)
         self.guard = self.middleware.core

@@ -170,6 +170,12 @@ class UserStore(Protocol):
 
     def list_users(self) -> list[User]: ...
 
+    def close(self) -> None:
+        """Release connections and files (idempotent). :meth:`TokenGuard.close
+        <tokenguard.core.TokenGuard.close>` calls it on the stores it made; a store with
+        nothing to release implements it as a no-op."""
+        ...
+
 
 @runtime_checkable
 class AsyncUserStore(Protocol):
@@ -183,6 +189,10 @@ class AsyncUserStore(Protocol):
     async def update(self, user_id: str, **changes: Any) -> User | None: ...
     async def delete(self, user_id: str) -> bool: ...
     async def list_users(self) -> list[User]: ...
+
+    async def aclose(self) -> None:
+        """The asynchronous :meth:`UserStore.close` (idempotent)."""
+        ...
 
 
 @runtime_checkable
@@ -211,6 +221,10 @@ class SessionStore(Protocol):
         """Revoke every session of a user; returns how many families went."""
         ...
 
+    def close(self) -> None:
+        """Release connections and files (idempotent; see :meth:`UserStore.close`)."""
+        ...
+
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
@@ -223,6 +237,10 @@ class AsyncSessionStore(Protocol):
     ) -> RotateOutcome: ...
     async def revoke(self, token_hash: str) -> SessionRecord | None: ...
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int: ...
+
+    async def aclose(self) -> None:
+        """Release connections (idempotent; see :meth:`UserStore.close`)."""
+        ...
 
 
 @runtime_checkable
@@ -238,10 +256,19 @@ class OnceStore(Protocol):
         of two concurrent claims exactly one wins), ``False`` while it is remembered."""
         ...
 
+    def close(self) -> None:
+        """Release connections and files (idempotent; a store sharing the session store's
+        client leaves it to the session store)."""
+        ...
+
 
 @runtime_checkable
 class AsyncOnceStore(Protocol):
     """The asynchronous twin of :class:`OnceStore`."""
 
     async def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool: ...
+
+    async def aclose(self) -> None:
+        """Release connections (idempotent; see :meth:`OnceStore.close`)."""
+        ...
 

@@ -103,6 +103,9 @@ class MemoryUserStore:
             ):
                 raise ValueError("another user has this external identifier")
 
+    def close(self) -> None:
+        """Nothing to release (the users live as long as the store)."""
+
     def list_users(self) -> list[User]:
         return list(self._by_id.values())
 
@@ -186,6 +189,9 @@ class MemorySessionStore:
                 self._drop_family(family)
         # Amortised: the next sweep waits until what is left has doubled.
         self._sweep_at = max(_SWEEP_AT, 2 * len(self._records))
+
+    def close(self) -> None:
+        """Nothing to release (the sessions live as long as the store)."""
 
     def __len__(self) -> int:
         return len(self._records)

@@ -11,11 +11,16 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import weakref
 from typing import Any
 
 from .base import StoreUnavailable
 
 __all__ = ["AsyncRedisOnceStore", "MemoryOnceStore", "RedisOnceStore", "SQLiteOnceStore"]
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the base class cannot)."""
 
 
 def _digest(key: str) -> str:
@@ -45,6 +50,9 @@ class MemoryOnceStore:
             self._until[digest] = now_ms + max(ttl_ms, 1)
             return True
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 class SQLiteOnceStore:
     """Claims in the table ``tokenguard_once`` of a SQLite file (shared by processes)."""
@@ -57,11 +65,23 @@ class SQLiteOnceStore:
         self._local = threading.local()
         self._ready = False
         self._ready_lock = threading.Lock()
+        # Every connection opened (one per thread), so that close() can reach them all; weak,
+        # so a thread's connection still goes when that thread does.
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._all_lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.filename, timeout=self.timeout, isolation_level=None)
+            conn = sqlite3.connect(
+                self.filename,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,  # close() may run from any thread
+                factory=_Connection,
+            )
+            with self._all_lock:
+                self._all.add(conn)
             self._local.conn = conn
         if not self._ready:
             with self._ready_lock:
@@ -99,6 +119,15 @@ class SQLiteOnceStore:
             raise StoreUnavailable("database", f"SQLite failed: {type(exc).__name__}") from None
         return won
 
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread); idempotent."""
+        with self._all_lock:
+            conns = list(self._all)
+            self._all.clear()
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
 
 class RedisOnceStore:
     """Claims as Redis keys ``<prefix>once:<sha256>`` set with ``NX`` and a ``PX`` expiry."""
@@ -116,6 +145,9 @@ class RedisOnceStore:
             raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
         return reply is not None and reply is not False
 
+    def close(self) -> None:
+        """Nothing to release: the client is the session store's, closed with it."""
+
 
 class AsyncRedisOnceStore:
     """:class:`RedisOnceStore` over ``redis.asyncio``."""
@@ -132,3 +164,6 @@ class AsyncRedisOnceStore:
         except Exception as exc:
             raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
         return reply is not None and reply is not False
+
+    async def aclose(self) -> None:
+        """Nothing to release: the client is the session store's, closed with it."""

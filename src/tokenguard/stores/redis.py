@@ -53,6 +53,8 @@ __all__ = [
     "RedisTarget",
     "async_client",
     "invalidation_channel",
+    "aclose_client",
+    "close_client",
     "master_check",
     "parse_redis_url",
     "sync_client",
@@ -490,6 +492,23 @@ def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
     return sentinel.master_for(target.service, db=target.db, **opts), False
 
 
+def close_client(client: Any) -> None:
+    """Close a client made by :func:`sync_client`: its pool and, behind Sentinel, the
+    connections to the Sentinels too (idempotent)."""
+    client.close()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        sentinel.close()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close a client made by :func:`async_client` (see :func:`close_client`)."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
+
+
 def master_check(url: str, **opts: Any) -> Callable[[str, int], bool] | None:
     """For a Sentinel URL, a check that ``(host, port)`` is the master the Sentinels name
     now (a connection made during a failover may sit on the demoted master, which keeps
@@ -501,13 +520,24 @@ def master_check(url: str, **opts: Any) -> Callable[[str, int], bool] | None:
 
     Sentinel: Any = _Sentinel  # untyped in redis-py
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts))
-    service = target.service
+    return _MasterCheck(sentinel, target.service)
 
-    def is_master(host: str, port: int) -> bool:
-        master_host, master_port = sentinel.discover_master(service)
+
+class _MasterCheck:
+    """``(host, port) -> bool``: whether the Sentinels name that server the master now;
+    :meth:`close` releases the connections to the Sentinels."""
+
+    def __init__(self, sentinel: Any, service: str | None) -> None:
+        self.sentinel = sentinel
+        self.service = service
+
+    def __call__(self, host: str, port: int) -> bool:
+        master_host, master_port = self.sentinel.discover_master(self.service)
         return bool(master_port == port and master_host == host)
 
-    return is_master
+    def close(self) -> None:
+        for client in self.sentinel.sentinels:
+            client.close()
 
 
 def async_client(url: str, **opts: Any) -> tuple[Any, bool]:
@@ -627,8 +657,8 @@ class RedisSessionStore(_RedisSessions):
         return self._run(self._revoke_user(user_id, except_family))
 
     def close(self) -> None:
-        """Close the client's connections."""
-        self.client.close()
+        """Close the client's connections (idempotent; a later call reconnects)."""
+        close_client(self.client)
 
 
 class AsyncRedisSessionStore(_RedisSessions):
@@ -706,5 +736,5 @@ class AsyncRedisSessionStore(_RedisSessions):
         return await self._run(self._revoke_user(user_id, except_family))
 
     async def aclose(self) -> None:
-        """Close the client's connections."""
-        await self.client.aclose()
+        """Close the client's connections (idempotent; a later call reconnects)."""
+        await aclose_client(self.client)
