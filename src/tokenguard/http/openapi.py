@@ -62,15 +62,16 @@ class Operation:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A route name with its operations. ``GET`` implies ``HEAD``."""
+    """A route name with its operations. ``GET`` implies ``HEAD`` unless ``head`` is false."""
 
     tag: str
     operations: tuple[Operation, ...]
+    head: bool = True
 
     @property
     def methods(self) -> frozenset[str]:
         names = {op.method for op in self.operations}
-        if "GET" in names:
+        if "GET" in names and self.head:
             names.add("HEAD")
         return frozenset(names)
 
@@ -283,6 +284,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 cookies=("refresh", "session"),
             ),
         ),
+        head=False,
     ),
     "graphql_auth_service": Endpoint(
         "graphql",
@@ -304,6 +306,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 body="GraphQLRequest",
             ),
         ),
+        head=False,
     ),
     "openapi": Endpoint(
         "meta",
@@ -547,7 +550,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
         disabled = not methods
         for op in endpoint.operations:
             for method in ("GET", "HEAD") if op.method == "GET" else (op.method,):
-                if not disabled and method not in methods:
+                if method not in (endpoint.methods if disabled else methods):
                     continue
                 op_id = f"{method.lower()}_{name}"
                 if route.provider:
