@@ -165,5 +165,65 @@ def test_every_operation_conforms_to_the_document(server: Server) -> None:
     assert failures == [], "\n\n".join(failures) + "\n\nserver log:\n" + _log_tail(server)
 
 
+def _cookie(reply: Any, name: str) -> str:
+    for header in reply.headers.get("set-cookie", []):
+        cookie_name, _, rest = header.partition("=")
+        if cookie_name == name:
+            return str(rest.partition(";")[0])
+    raise AssertionError(f"no {name} cookie in {reply.headers}")
+
+
 def _log_tail(server: Server) -> str:
     return "\n".join(server.output().splitlines()[-30:])
+
+
+def test_successful_flows_conform_to_the_document(server: Server) -> None:
+    """Generated requests rarely sign anyone in; these do, and their answers (tokens, cookies,
+    redirects, secrets) must match the document too."""
+    schema = schemathesis.openapi.from_dict(_document(server))
+    credentials = {"email": "admin@example.com", "password": "correct horse battery staple"}
+
+    def call(path: str, method: str, **kwargs: Any) -> Any:
+        if "body" in kwargs:
+            kwargs.setdefault("media_type", "application/json")
+        case = schema[path][method].Case(**kwargs)
+        return case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=10)
+
+    tokens = {}
+    for mode in ("json", "cookie", "session"):
+        reply = call("/auth/login", "POST", body={**credentials, "mode": mode})
+        assert reply.status_code == 200, reply.text
+        tokens[mode] = reply
+    data = tokens["json"].json()["data"]
+    assert set(data) == {"expires", "refresh_token", "access_token"}
+    refreshed = call("/auth/refresh", "POST", body={"refresh_token": data["refresh_token"]})
+    assert refreshed.status_code == 200
+    new_refresh = refreshed.json()["data"]["refresh_token"]
+    cookie_refresh = _cookie(tokens["cookie"], "directus_refresh_token")
+    assert _cookie(tokens["session"], "directus_session_token")
+    again = call(
+        "/auth/refresh", "POST", body={"mode": "cookie"},
+        cookies={"directus_refresh_token": cookie_refresh},
+    )
+    assert again.status_code == 200 and "access_token" in again.json()["data"]
+    bearer = {"Authorization": f"Bearer {data['access_token']}"}
+    secret = call(
+        "/users/me/tfa/generate", "POST", body={"password": credentials["password"]},
+        headers=bearer,
+    )
+    assert secret.status_code == 200 and set(secret.json()["data"]) == {"secret", "otpauth_url"}
+    wrong = call("/users/me/tfa/enable", "POST", body={"secret": "A" * 32, "otp": "000000"},
+                 headers=bearer)
+    assert wrong.status_code in (400, 401, 403)
+    assert call("/auth/logout", "POST", body={"refresh_token": new_refresh}).status_code == 204
+    assert call("/auth/password/request", "POST", body={"email": "nobody@example.com"}
+                ).status_code == 204
+    assert call("/auth", "GET").json()["data"][0]["name"] == "idp"
+    assert call("/auth/jwks.json", "GET").json()["keys"][0]["kid"] == "k1"
+    assert call("/server/specs/oas", "GET").json()["openapi"] == "3.1.0"
+    start = call("/auth/login/idp", "GET", query={"redirect": server.url + "/"})
+    assert start.status_code == 302 and start.headers["location"][0].startswith("http://127.0.0.1")
+    login = 'mutation { auth_login(email: "admin@example.com", ' \
+        'password: "correct horse battery staple") { access_token expires } }'
+    graphql = call("/graphql/system", "POST", body={"query": login})
+    assert graphql.status_code == 200 and graphql.json()["data"]["auth_login"]["access_token"]
