@@ -224,6 +224,11 @@ def test_the_document_can_move_or_go() -> None:
     assert "/server/specs/oas" not in build_document(off.router)["paths"]
 
 
+def test_two_routes_on_one_path_refuse_to_start() -> None:
+    with pytest.raises(ConfigError, match="would serve both"):
+        _core(openapi_path="/auth/login")
+
+
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENGUARD_OPENAPI_ENABLED", "false")
     monkeypatch.setenv("TOKENGUARD_OPENAPI_PATH", "/spec")

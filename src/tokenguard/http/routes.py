@@ -25,7 +25,13 @@ from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
 from ..config import Settings
 from ..csrf import SAFE_METHODS, CsrfPolicy
-from ..errors import AuthError, invalid_payload, route_not_found, service_unavailable
+from ..errors import (
+    AuthError,
+    ConfigError,
+    invalid_payload,
+    route_not_found,
+    service_unavailable,
+)
 from ..extract import Extractor, parse_cookie
 from ..flow import Flow
 from ..limits import TooManyRequests, client_address
@@ -167,6 +173,11 @@ class AuthRouter:
         endpoint = ENDPOINTS.get(name)
         if endpoint is None:
             raise ValueError(f"route {name!r} has no entry in tokenguard.http.openapi")
+        existing = self._routes.get(path)
+        if existing is not None and existing != name:
+            # Two settings naming one path (TOKENGUARD_OPENAPI_PATH=/auth/login…): refuse to
+            # start rather than let one route silently shadow the other.
+            raise ConfigError(f"{path} would serve both {existing} and {name}; move one")
         self._routes[path] = name
         self._methods[name] = endpoint.methods
         self._openapi_body = None
