@@ -230,6 +230,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "graphql_enabled": ("TOKENGUARD_GRAPHQL_ENABLED", _as_bool),
     "graphql_path": ("TOKENGUARD_GRAPHQL_PATH", None),
     "graphql_auth_service_path": ("TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH", None),
+    # the OpenAPI document of tokenguard's routes (tokenguard.http.openapi)
+    "openapi_enabled": ("TOKENGUARD_OPENAPI_ENABLED", _as_bool),
+    "openapi_path": ("TOKENGUARD_OPENAPI_PATH", None),
     # password reset, two-factor, providers and SSO, e-mail (tokenguard.auth.reset/totp/sso/mail)
     "password_reset_url_allow_list": ("PASSWORD_RESET_URL_ALLOW_LIST", _as_list),
     "password_reset_ttl_ms": ("TOKENGUARD_PASSWORD_RESET_TTL", _as_duration),
@@ -330,6 +333,9 @@ class Settings:
     graphql_enabled: bool = False
     graphql_path: str = "/graphql/system"
     graphql_auth_service_path: str | None = None
+    # The OpenAPI 3.1 document of the routes tokenguard serves, where Directus serves its own.
+    openapi_enabled: bool = True
+    openapi_path: str = "/server/specs/oas"
     # Password reset, two-factor, providers and SSO, e-mail.
     password_reset_url_allow_list: tuple[str, ...] = ()
     password_reset_ttl_ms: int = 3_600_000
@@ -588,7 +594,9 @@ def _check_realtime_settings(settings: Settings) -> None:
     limit = settings.websockets_rest_conn_limit
     if limit is not None and limit < 0:
         raise ConfigError("WEBSOCKETS_REST_CONN_LIMIT cannot be negative")
-    for name in ("websockets_rest_path", "graphql_path", "graphql_auth_service_path"):
+    for name in (
+        "websockets_rest_path", "graphql_path", "graphql_auth_service_path", "openapi_path"
+    ):
         path = getattr(settings, name)
         if path is None:
             continue

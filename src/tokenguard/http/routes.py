@@ -10,7 +10,8 @@ Routing choices: our four paths match exactly, with one optional trailing slash 
 non-strict routing) but case-sensitively; another method on one of them is Directus's 404
 ``ROUTE_NOT_FOUND``, except ``OPTIONS``, which goes on to the wrapped app so that its CORS
 handling keeps working. Any other path under the prefix is not ours and also goes on to the
-app.
+app. Which route names exist and which methods each serves is the table in
+:mod:`tokenguard.http.openapi`, which also documents them (``GET /server/specs/oas``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
 from ..config import Settings
 from ..csrf import SAFE_METHODS, CsrfPolicy
-from ..errors import AuthError, invalid_payload, route_not_found, service_unavailable
+from ..errors import (
+    AuthError,
+    ConfigError,
+    invalid_payload,
+    route_not_found,
+    service_unavailable,
+)
 from ..extract import Extractor, parse_cookie
 from ..flow import Flow
 from ..limits import TooManyRequests, client_address
@@ -32,10 +39,11 @@ from ..tokens import TokenVerifier
 from .account_routes import AccountRoutes
 from .body import MAX_PAYLOAD_BYTES, MODES, TOO_LARGE, is_truthy, parse_json_body, validate_login
 from .cookies import clear_cookie, set_cookie
+from .openapi import ENDPOINTS, document_body
 from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
 
-__all__ = ["AuthRouter"]
+__all__ = ["AuthRouter", "ServedRoute"]
 
 log = logging.getLogger("tokenguard.auth")
 
@@ -48,6 +56,18 @@ _BODY_ROUTES = frozenset(
 _EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout"} | {"sso_login"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
+
+
+class ServedRoute(NamedTuple):
+    """One path the router answers, with the route name and the methods it serves there
+    (empty: the route answers 404, as ``/auth/login`` under ``AUTH_DISABLE_DEFAULT``)."""
+
+    path: str
+    name: str
+    methods: frozenset[str]
+    #: The single sign-on provider of an SSO path, and its state cookie's name.
+    provider: str | None = None
+    state_cookie: str | None = None
 
 
 def _compact(data: Any) -> bytes:
@@ -73,16 +93,25 @@ class AuthRouter:
         self.verifier = verifier
         self.max_payload_bytes = max_payload_bytes
         self.prefix = settings.auth_prefix
-        self._routes = {
-            self.prefix: "providers",
-            f"{self.prefix}/login": "login",
-            f"{self.prefix}/refresh": "refresh",
-            f"{self.prefix}/logout": "logout",
-        }
+        # path -> route name; every name is an entry of tokenguard.http.openapi.ENDPOINTS,
+        # which also says which methods it serves (see _add).
+        self._routes: dict[str, str] = {}
+        self._methods: dict[str, frozenset[str]] = {}
+        for path, name in (
+            (self.prefix, "providers"),
+            (f"{self.prefix}/login", "login"),
+            (f"{self.prefix}/refresh", "refresh"),
+            (f"{self.prefix}/logout", "logout"),
+        ):
+            self._add(path, name)
         # Password reset, two-factor and single sign-on (tokenguard.http.account_routes and
         # sso_routes). The TFA paths live outside the auth prefix, where Directus has them.
         self.account = account
         self.sso = sso
+        if sso is not None:
+            # One path per provider (see route_of), documented and gated like the others.
+            for name in ("sso_login", "sso_callback"):
+                self._methods[name] = ENDPOINTS[name].methods
         self._providers = providers
         self._disable_default = settings.auth_disable_default
         self._login_prefix = f"{self.prefix}/login/"
@@ -90,10 +119,10 @@ class AuthRouter:
         self.path_prefixes: tuple[str, ...] = (self.prefix,)
         if account is not None:
             tfa = settings.tfa_prefix
-            self._routes[f"{self.prefix}/password/request"] = "password_request"
-            self._routes[f"{self.prefix}/password/reset"] = "password_reset"
+            self._add(f"{self.prefix}/password/request", "password_request")
+            self._add(f"{self.prefix}/password/reset", "password_reset")
             for action in ("generate", "enable", "disable"):
-                self._routes[f"{tfa}/{action}"] = f"tfa_{action}"
+                self._add(f"{tfa}/{action}", f"tfa_{action}")
             self.path_prefixes = (self.prefix, tfa)
         #: The GraphQL endpoints (tokenguard.graphql), when enabled: see :meth:`add_graphql`.
         self.graphql: Any = None
@@ -105,10 +134,15 @@ class AuthRouter:
             # TOKENGUARD_JWKS_URL and no key of its own: it can sign nothing, so it serves no
             # auth route and the app keeps those paths.
             self._routes.clear()
+            self._methods.clear()
+            self.sso = None
+        if self._disable_default and "login" in self._methods:
+            # Directus answers 404 for e-mail/password login then, whatever the method.
+            self._methods["login"] = frozenset()
         self._jwks_body = keys.jwks_body() if keys is not None and keys.keys else None
         if self._jwks_body is not None:
             jwks_path = settings.jwks_path or f"{self.prefix}/jwks.json"
-            self._routes[jwks_path] = "jwks"
+            self._add(jwks_path, "jwks")
             if not jwks_path.startswith(self.path_prefixes):
                 self.path_prefixes = (*self.path_prefixes, jwks_path)
         self._refresh_cookie = settings.refresh_cookie
@@ -123,8 +157,56 @@ class AuthRouter:
         )
         self._trust_hops = settings.ip_trust_proxy
         self._extractor = Extractor(settings.query_params, settings.session_cookie_name)
+        # This API's own OpenAPI document (tokenguard.http.openapi), built on first request
+        # so that it includes the GraphQL endpoints added after construction.
+        self._openapi_body: bytes | None = None
+        if settings.openapi_enabled and self._routes:
+            self._add(settings.openapi_path, "openapi")
+            if not settings.openapi_path.startswith(self.path_prefixes):
+                self.path_prefixes = (*self.path_prefixes, settings.openapi_path)
 
     # -- routing ---------------------------------------------------------------------------
+
+    def _add(self, path: str, name: str) -> None:
+        """Serve route ``name`` at ``path``; a name without an entry in ``ENDPOINTS`` (and so
+        without documentation) is refused."""
+        endpoint = ENDPOINTS.get(name)
+        if endpoint is None:
+            raise ValueError(f"route {name!r} has no entry in tokenguard.http.openapi")
+        existing = self._routes.get(path)
+        if existing is not None and existing != name:
+            # Two settings naming one path (TOKENGUARD_OPENAPI_PATH=/auth/login…): refuse to
+            # start rather than let one route silently shadow the other.
+            raise ConfigError(f"{path} would serve both {existing} and {name}; move one")
+        self._routes[path] = name
+        self._methods[name] = endpoint.methods
+        self._openapi_body = None
+
+    def served(self) -> list[ServedRoute]:
+        """Every path the router answers, with its route name and methods."""
+        table = [
+            ServedRoute(path, name, self._methods[name]) for path, name in self._routes.items()
+        ]
+        if self.sso is not None:
+            single = self.sso.sso
+            methods = (self._methods["sso_login"], self._methods["sso_callback"])
+            for provider in single.providers.values():
+                if not provider.signs_in:
+                    continue
+                base = f"{self._login_prefix}{provider.name}"
+                cookie = single.cookie_name(provider)
+                table.append(ServedRoute(base, "sso_login", methods[0], provider.name, cookie))
+                table.append(
+                    ServedRoute(f"{base}/callback", "sso_callback", methods[1], provider.name,
+                                cookie)
+                )
+        return table
+
+    def openapi_document(self) -> bytes:
+        """The OpenAPI document of this router's routes, as JSON (cached)."""
+        if self._openapi_body is None:
+            self._openapi_body = document_body(self)
+        return self._openapi_body
 
     def route_of(self, path: str) -> str | None:
         """The name of our route at ``path``, or ``None`` if the path is not ours."""
@@ -153,7 +235,7 @@ class AuthRouter:
         """Serve ``graphql`` (a :class:`tokenguard.graphql.GraphQLRoutes`) at its paths."""
         self.graphql = graphql
         for path, name in graphql.paths:
-            self._routes[path] = name
+            self._add(path, name)
             if not path.startswith(self.path_prefixes):
                 self.path_prefixes = (*self.path_prefixes, path)
 
@@ -200,6 +282,11 @@ class AuthRouter:
         route = self.route_of(request.path)
         method = request.method
         self._check_ambient(request, scheme)
+        if route is None or method not in self._methods.get(route, ()):
+            # The route table (tokenguard.http.openapi) decides which methods are served.
+            return self.error(route_not_found(request.path))
+        if route == "openapi":
+            return json_response(200, self.openapi_document(), _NO_CACHE)
         if self.graphql is not None and route in self.graphql.names:
             response: ResponseView = yield from self.graphql.handle(route, request, scheme)
             return response
@@ -208,7 +295,7 @@ class AuthRouter:
         if route == "jwks" and method in ("GET", "HEAD") and self._jwks_body is not None:
             # Verifiers cache it; a rotation adds the new key well before it signs.
             return json_response(200, self._jwks_body, [("cache-control", "public, max-age=300")])
-        if route in _EXTRA_ROUTES or (route == "login" and self._disable_default):
+        if route in _EXTRA_ROUTES:
             return (yield from self._extra(route, request))
         if method == "POST" and route in ("login", "refresh", "logout"):
             yield from self.service.limits.check_address(self._client(request).ip)
