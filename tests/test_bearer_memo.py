@@ -17,6 +17,7 @@ from tests.test_guard import make_guard, resolve
 from tokenguard.flow import run_sync
 from tokenguard.guard import Guard, Refusal
 from tokenguard.principal import Principal
+from tokenguard.tokens import hash_token
 
 TOKEN = mint()
 HEADER = f"Bearer {TOKEN}"
@@ -87,3 +88,27 @@ def test_a_refused_header_is_never_memoised() -> None:
         outcome = run_sync(outcome)
     assert isinstance(outcome, Refusal)
     assert guard.cached_bearer(raw, b"") is None
+
+
+def test_static_token_follows_every_change_of_its_user() -> None:
+    # make_guard's memory store holds u-static with STATIC; the principal is built once per
+    # stored User object, so every change of the user must be seen on the next request.
+    from tests.test_guard import STATIC
+
+    guard = make_guard()
+    header = f"Bearer {STATIC}"
+    first = resolve(guard, header)
+    assert isinstance(first, Principal) and (first.user, first.role, first.via) == ("u-static", "robot", "static")
+    assert resolve(guard, header) is first
+    guard.users.update("u-static", role="editor", admin_access=True)
+    changed = resolve(guard, header)
+    assert isinstance(changed, Principal) and (changed.role, changed.admin) == ("editor", True)
+    guard.users.update("u-static", status="suspended")
+    assert _verdict(resolve(guard, header)) == ("refused", 401, "INVALID_CREDENTIALS")
+    guard.users.update("u-static", status="active")
+    assert isinstance(resolve(guard, header), Principal)
+    guard.users.update("u-static", token_hash=None)
+    assert _verdict(resolve(guard, header)) == ("refused", 401, "INVALID_CREDENTIALS")
+    guard.users.update("u-static", token_hash=hash_token(STATIC))
+    guard.users.delete("u-static")
+    assert _verdict(resolve(guard, header)) == ("refused", 401, "INVALID_CREDENTIALS")

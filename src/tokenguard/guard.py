@@ -12,6 +12,7 @@ forgotten by every process as soon as the session is revoked, see
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from .stores.base import (
     AsyncUserStore,
     SessionStore,
     StoreUnavailable,
+    User,
     UserStore,
     refresh_token_key,
 )
@@ -89,6 +91,11 @@ class Guard:
         self._bearers: dict[bytes | str, str] = {}
         self._cached = self.cache.entries
         self._bearers_max = max(settings.token_cache_size, 1)
+        lookup = getattr(users, "get_by_token_hash", None)
+        self._inline_users = getattr(users, "io_bound", None) is False and not (
+            inspect.iscoroutinefunction(lookup)
+        )
+        self._static_principals: dict[str, tuple[User, Principal]] = {}
         self._query_names = tuple(settings.query_params)
         # The ASGI shell's query string is bytes it reads as latin-1: a name with characters
         # beyond latin-1 can never occur in it, and the others occur as their latin-1 bytes.
@@ -219,12 +226,26 @@ class Guard:
             return Refusal(invalid_token(), outcome.clear_session_cookie)
         return outcome
 
-    def _static_flow(self, token: str, from_cookie: bool) -> Flow[Outcome]:
+    def _static_flow(self, token: str, from_cookie: bool) -> Outcome | Flow[Outcome]:
         digest = hash_token(token)
+        if self._inline_users:
+            # An in-process store (io_bound = False, synchronous): asked directly, without
+            # a flow for a driver to run; the decision below is the same either way.
+            try:
+                user = self.users.get_by_token_hash(digest)
+            except StoreUnavailable as exc:
+                return _unavailable(exc)
+            return self._static_outcome(user, digest, from_cookie)  # type: ignore[arg-type]
+        return self._static_lookup(digest, from_cookie)
+
+    def _static_lookup(self, digest: str, from_cookie: bool) -> Flow[Outcome]:
         try:
             user = yield Call(self.users.get_by_token_hash, (digest,))
         except StoreUnavailable as exc:
             return _unavailable(exc)
+        return self._static_outcome(user, digest, from_cookie)
+
+    def _static_outcome(self, user: User | None, digest: str, from_cookie: bool) -> Outcome:
         # The store found it by hash; compare again in constant time so that a store with a
         # case-insensitive or prefix index can never match a different token.
         if (
@@ -235,7 +256,17 @@ class Guard:
         ):
             log.debug("refused static token: unknown or inactive")
             return Refusal(invalid_credentials(), from_cookie)
-        return Principal(user.id, user.role, user.admin_access, user.app_access, "static")
+        # An in-process store hands back the very (frozen) User it holds until that user
+        # changes: the same object means the same principal, built once.
+        memo = self._static_principals.get(digest)
+        if memo is not None and memo[0] is user:
+            return memo[1]
+        principal = Principal(user.id, user.role, user.admin_access, user.app_access, "static")
+        if self._inline_users:
+            if len(self._static_principals) >= self._bearers_max:
+                self._static_principals.clear()
+            self._static_principals[digest] = (user, principal)
+        return principal
 
     def _session_flow(
         self, claims: dict[str, Any], now: float, from_cookie: bool, token: str | None = None
