@@ -32,6 +32,8 @@ def _verdict(outcome: object) -> object:
 
 def _warm(guard: Guard, raw: bytes | str) -> None:
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    # The first sight verifies and caches; the second, a cache hit, memoises the header.
+    assert isinstance(guard.authenticate(text, "", None, raw_authorization=raw), Principal)
     assert isinstance(guard.authenticate(text, "", None, raw_authorization=raw), Principal)
 
 
@@ -67,6 +69,8 @@ def test_memo_answers_only_while_the_cached_check_lives() -> None:
     guard.clock = lambda: clock[0]
     token = mint(exp=int(clock[0]) + 2)
     raw = f"Bearer {token}".encode()
+    assert isinstance(guard.authenticate(raw.decode(), "", None, raw_authorization=raw), Principal)
+    assert guard.cached_bearer(raw, b"") is None  # seen once: verified and cached, not memoised
     _warm(guard, raw)
     hit = guard.cached_bearer(raw, b"")
     assert isinstance(hit, Principal) and hit.via == "jwt"

@@ -130,8 +130,6 @@ class Guard:
         return entry[0]
 
     def _remember_bearer(self, authorization: bytes | str, token: str) -> None:
-        if token not in self.cache:
-            return  # nothing to find next time
         bearers = self._bearers
         if len(bearers) >= self._bearers_max:
             bearers.clear()  # a memo: forgetting it costs one parse per token, nothing else
@@ -153,10 +151,15 @@ class Guard:
         """
         bearer = self.extractor.bearer_only(authorization, query_string, authorization_count)
         if bearer is not None:
-            outcome = self._authenticate(bearer, "header")
-            if raw_authorization is not None and type(outcome) is Principal:
-                self._remember_bearer(raw_authorization, bearer)
-            return outcome
+            if raw_authorization is not None:
+                # Seen before and still good: from now on the raw header alone answers. A
+                # token seen once is not memoised (most first-seen tokens are also last-seen
+                # in a burst of new logins, and each memo entry costs an insert and memory).
+                hit = self.cache.get(bearer, self.clock())
+                if hit is not None:
+                    self._remember_bearer(raw_authorization, bearer)
+                    return hit
+            return self._authenticate(bearer, "header")
         found = self.extractor(
             authorization, query_string, cookie, authorization_count=authorization_count
         )
