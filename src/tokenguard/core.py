@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from .audit import AsyncAuditStore, Audit, AuditStore
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService
@@ -23,6 +24,7 @@ from .invalidation import invalidation_for
 from .limits import Limits, counter_for
 from .logs import install_log_redaction
 from .principal import Principal
+from .redact import Redactor
 from .stores.base import (
     AsyncOnceStore,
     AsyncSessionStore,
@@ -72,7 +74,8 @@ class TokenGuard:
     """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
 
     ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
-    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer`` are settings (see
+    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer``/``audit`` (an audit
+    store, see :mod:`tokenguard.stores.audit`) are settings (see
     :class:`~tokenguard.config.Settings`).
     """
 
@@ -87,6 +90,7 @@ class TokenGuard:
         passwords: Passwords | None = None,
         once: OnceStore | AsyncOnceStore | None = None,
         mailer: Mailer | None = None,
+        audit: AuditStore | AsyncAuditStore | None = None,
         **setting_overrides: Any,
     ) -> None:
         if settings is None:
@@ -110,8 +114,20 @@ class TokenGuard:
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
         self.limits = Limits(settings, counter_for(settings, flavour), clock=clock)
+        if audit is None:
+            from .stores.audit import audit_store_for
+
+            audit = audit_store_for(settings, flavour, sessions)
+        #: Authentication events: the "tokenguard.audit" log, and TOKENGUARD_AUDIT_STORE.
+        self.audit = Audit(audit, clock=clock, redactor=Redactor.from_settings(settings))
         self.auth = AuthService(
-            settings, users, sessions, clock=clock, passwords=passwords, limits=self.limits
+            settings,
+            users,
+            sessions,
+            clock=clock,
+            passwords=passwords,
+            limits=self.limits,
+            audit=self.audit,
         )
         #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
         self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)

@@ -57,6 +57,7 @@ LOGGERS: tuple[str, ...] = (
     "hypercorn.access",
     "tokenguard",
     "tokenguard.auth",
+    "tokenguard.audit",
     "tokenguard.mail",
     "tokenguard.client",
 )

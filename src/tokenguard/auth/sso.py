@@ -340,6 +340,9 @@ class SingleSignOn:
             tokens = yield from self.service.start_session(user, mode, client)
         except AuthError as error:
             log.info("SSO login through %s refused: %s", provider.name, error.code)
+            yield from self.service.audit.emit(
+                "login", "failure", client, provider=provider.name, reason=error.code
+            )
             raise SSOFailure(error, redirect) from None
         log.info("SSO login through %s: user %s", provider.name, user.id)
         return tokens, redirect
