@@ -26,7 +26,8 @@ from tokenguard.redact import (
 )
 
 R = Redactor.from_settings(Settings(secret=SECRET, query_params=("access_token", "jwt")))
-NAMES = ("access_token", "jwt", "refresh_token", "directus_session_token", "directus_refresh_token")
+# Every redacted name (the default secret names too): "other" keys and cookies avoid them.
+NAMES = (*DEFAULT_SECRET_NAMES, "directus_session_token", "directus_refresh_token")
 PARAM_NAMES = ("access_token", "jwt", "refresh_token")
 
 # --- strategies ----------------------------------------------------------------------------

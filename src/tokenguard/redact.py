@@ -182,9 +182,8 @@ class Redactor:
         # percent escape ("%3Fcode%3D"). Every later step needs such an occurrence (or a "%"
         # and an "=", or a URL password), so text without one is given back untouched.
         needles = "|".join(re.escape(n) for n in sorted(self._needles, key=len, reverse=True))
-        # (Case-insensitive as the later steps are, for the few letters that str.lower()
-        # leaves alone but a case-insensitive pattern folds, such as the long s; the word bounds are
-        # ASCII-only, as the key characters of _KEY_RE are.)
+        # (The word bounds are ASCII-only, as the key characters of _KEY_RE are: "écode="
+        # is still a "code=" to it.) It runs only once a plain substring test found a needle.
         self._probe = re.compile(
             rf"(?i)(?:(?-i:(?<![a-z0-9]))|(?<=%[0-9a-f]{{2}}))(?:{needles})(?-i:(?![a-z0-9]))"
         )
@@ -241,11 +240,16 @@ class Redactor:
         # A percent-encoded name is only a name with an "=" after it.
         if ("%" in text and "=" in text) or ("@" in text and "://" in text):
             return True
-        return self._probe.search(text.lower()) is not None
+        return self._mentions(text)
 
     def _mentions(self, text: str) -> bool:
-        """Whether a name itself, unencoded, occurs in ``text``."""
-        return self._probe.search(text.lower()) is not None
+        """Whether a name itself, unencoded, occurs in ``text`` as a word."""
+        low = text.lower()
+        for needle in self._needles:  # a plain loop: this runs for every log record
+            if needle in low:
+                # Only then the word-bounded search ("decode" and "barcode" hold "code").
+                return self._probe.search(low) is not None
+        return False
 
     def is_secret_name(self, name: str) -> bool:
         """Whether a parameter, field or header called ``name`` holds a secret here: exactly
