@@ -323,6 +323,9 @@ class SingleSignOn:
         try:
             state = self.read_state(provider, state_cookie)
         except AuthError as error:
+            yield from self.service.audit.emit(
+                "login", "failure", client, provider=provider.name, reason=error.code
+            )
             raise SSOFailure(error, None) from None
         redirect: str | None = state.get("r") if isinstance(state.get("r"), str) else None
         try:
