@@ -188,7 +188,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "session_cookie_path": ("SESSION_COOKIE_PATH", None),
     "query_params": ("TOKENGUARD_QUERY_PARAMS", _as_list),
     "redact_names": ("TOKENGUARD_REDACT_NAMES", _as_list),
-    "audit_store": ("TOKENGUARD_AUDIT_STORE", None),
+    "audit_store": ("TOKENGUARD_AUDIT_STORE", lambda n, v: str(v).strip().lower()),
     "audit_max_events": ("TOKENGUARD_AUDIT_MAX_EVENTS", _as_int),
     "public_role": ("TOKENGUARD_PUBLIC_ROLE", None),
     "login_stall_ms": ("LOGIN_STALL_TIME", _as_duration),
