@@ -251,15 +251,6 @@ class Redactor:
                 return self._probe.search(low) is not None
         return False
 
-    def is_secret_name(self, name: str) -> bool:
-        """Whether a parameter, field or header called ``name`` holds a secret here: exactly
-        a name (case-insensitive, percent-decoded, ``[...]`` ignored) or, for a header or
-        field name, a name after a ``-`` or ``_`` (``X-Api-Key``, ``new_password``)."""
-        if self._is_name(name):
-            return True
-        flat = name.lower().replace("-", "_")
-        return flat.endswith(self._suffixes)
-
     # -- query strings and URLs ---------------------------------------------------------
 
     def query(self, query: S) -> S:
