@@ -303,17 +303,23 @@ passwords = st.text(
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(password=passwords, wrong=passwords)
+@given(
+    password=passwords,
+    wrong=passwords,
+    typed=st.from_regex(r"[a-z0-9]{10,20}@[a-z]{3,8}\.com", fullmatch=True),
+)
 def test_no_token_or_password_in_any_audit_record(
-    password: str, wrong: str, caplog: pytest.LogCaptureFixture
+    password: str, wrong: str, typed: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.clear()
-    secrets: list[str] = [password, wrong]
+    secrets: list[str] = [password, wrong, typed]
     with caplog.at_level(logging.INFO, logger="tokenguard.audit"), env(password=password) as e:
         data = e.login().json()["data"]
         secrets += [data["access_token"], data["refresh_token"]]
         e.login(wrong)
-        e.post("/auth/login", {"email": wrong, "password": password})  # a password typed as e-mail
+        # A password typed into the e-mail field (one that looks like an address), twice.
+        assert e.post("/auth/login", {"email": typed, "password": password}).status_code == 401
+        e.post("/auth/password/request", {"email": typed})
         refreshed = e.post("/auth/refresh", {"refresh_token": data["refresh_token"], "mode": "json"})
         secrets += list(refreshed.json()["data"].values())[1:]
         e.post("/auth/refresh", {"refresh_token": data["refresh_token"], "mode": "json"})  # reuse
