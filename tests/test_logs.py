@@ -50,7 +50,7 @@ def test_message_args_and_format_string(cap: Capture) -> None:
     log = cap.logger
     log.info("GET /x?access_token=%s&y=1", TOKEN)  # name in the template, value in an argument
     log.info("%s - %s", "127.0.0.1", f"/x?access_token={TOKEN}")
-    log.info(f"plain /x?jwt=1&refresh_token={TOKEN}")
+    log.info(f"plain /x?page=1&refresh_token={TOKEN}")
     log.info("%(url)s", {"url": f"/x?access_token={TOKEN}"})
     log.info("bytes %s", f"access_token={TOKEN}".encode())
     log.warning(ValueError(f"bad Bearer {TOKEN}"))
@@ -163,7 +163,7 @@ def test_gunicorn_atoms() -> None:
             "r": f"GET /x?access_token={enc}&b=2 HTTP/1.1",
             "U": "/x",
             "q": f"access_token={enc}&b=2",
-            "f": f"http://h/prev?jwt=1&refresh_token={TOKEN}",  # jwt is not a default name
+            "f": f"http://h/prev?page=1&refresh_token={TOKEN}",  # page is not a secret name
             "s": "401",
             "{authorization}i": f"Bearer {TOKEN}",
             "{proxy-authorization}i": f"Basic {TOKEN}",
@@ -180,7 +180,7 @@ def test_gunicorn_atoms() -> None:
     logger.info(fmt, atoms)
     assert capture.text.strip() == (
         f'127.0.0.1 "GET /x?access_token={PLACEHOLDER}&b=2 HTTP/1.1" /x access_token={PLACEHOLDER}&b=2 '
-        f'"http://h/prev?jwt=1&refresh_token={PLACEHOLDER}" 401 Bearer {PLACEHOLDER} | Basic {PLACEHOLDER} | '
+        f'"http://h/prev?page=1&refresh_token={PLACEHOLDER}" 401 Bearer {PLACEHOLDER} | Basic {PLACEHOLDER} | '
         f"x=1; directus_session_token={PLACEHOLDER} | directus_refresh_token={PLACEHOLDER}; Path=/ | "
         f"Bearer {PLACEHOLDER} | access_token={PLACEHOLDER}&b=2 | -"
     )

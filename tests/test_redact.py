@@ -13,6 +13,7 @@ from tests.helpers.tokens import SECRET
 from tokenguard.config import Settings
 from tokenguard.extract import Extractor
 from tokenguard.redact import (
+    DEFAULT_SECRET_NAMES,
     PLACEHOLDER,
     Redactor,
     default_redactor,
@@ -25,7 +26,8 @@ from tokenguard.redact import (
 )
 
 R = Redactor.from_settings(Settings(secret=SECRET, query_params=("access_token", "jwt")))
-NAMES = ("access_token", "jwt", "refresh_token", "directus_session_token", "directus_refresh_token")
+# Every redacted name (the default secret names too): "other" keys and cookies avoid them.
+NAMES = (*DEFAULT_SECRET_NAMES, "directus_session_token", "directus_refresh_token")
 PARAM_NAMES = ("access_token", "jwt", "refresh_token")
 
 # --- strategies ----------------------------------------------------------------------------
@@ -210,8 +212,8 @@ def test_fast_path_returns_the_same_object() -> None:
 
 def test_module_functions_use_directus_defaults() -> None:
     r = default_redactor()
-    assert r.names == {"access_token", "refresh_token", "directus_session_token", "directus_refresh_token"}
-    assert redact_url("/x?access_token=abc&jwt=def") == f"/x?access_token={PLACEHOLDER}&jwt=def"
+    assert r.names == {*DEFAULT_SECRET_NAMES, "directus_session_token", "directus_refresh_token"}
+    assert redact_url("/x?access_token=abc&jwt=def&q=1") == f"/x?access_token={PLACEHOLDER}&jwt={PLACEHOLDER}&q=1"
     assert redact_query("refresh_token=abc") == f"refresh_token={PLACEHOLDER}"
     assert redact_cookie("directus_session_token=abc") == f"directus_session_token={PLACEHOLDER}"
     assert redact_headers({"Authorization": "Bearer abc"}) == {"Authorization": f"Bearer {PLACEHOLDER}"}
@@ -227,8 +229,11 @@ def test_custom_names_from_settings() -> None:
             refresh_cookie_name="rt",
         )
     )
-    assert r.names == {"token", "api_key", "refresh_token", "sid", "rt"}
-    assert r.url("/x?token=a&api_key=b&access_token=c") == f"/x?token={PLACEHOLDER}&api_key={PLACEHOLDER}&access_token=c"
+    assert r.names == {*DEFAULT_SECRET_NAMES, "sid", "rt"}
+    # The default names are redacted whatever TOKENGUARD_QUERY_PARAMS says.
+    assert r.url("/x?token=a&api_key=b&access_token=c&q=d") == (
+        f"/x?token={PLACEHOLDER}&api_key={PLACEHOLDER}&access_token={PLACEHOLDER}&q=d"
+    )
     assert r.cookie("sid=a; rt=b; directus_session_token=c") == f"sid={PLACEHOLDER}; rt={PLACEHOLDER}; directus_session_token=c"
 
 

@@ -1,4 +1,5 @@
-"""The ``tokenguard`` command line: secrets, users, static tokens and two-factor.
+"""The ``tokenguard`` command line: secrets, users, static tokens, two-factor and the
+audit trail.
 
 It works on the SQLite file named by ``DB_FILENAME`` (as the app does), or ``--db FILE``.
 Passwords are never taken as arguments, where they would land in shell history and in
@@ -22,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from . import __version__
+from .audit import EVENTS, AuditStore
 from .config import Settings, generate_secret
 from .errors import ConfigError
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
@@ -451,6 +453,64 @@ def _cmd_users_send_reset(ctx: _Context) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- audit
+
+
+def _audit_store(ctx: _Context) -> AuditStore:
+    """The store the app writes events to (``TOKENGUARD_AUDIT_STORE``, or ``--store``)."""
+    from .stores.audit import RedisAuditStore, SQLiteAuditStore
+
+    kind = getattr(ctx.args, "store", None) or ctx.environ.get("TOKENGUARD_AUDIT_STORE") or ""
+    kind = kind.strip().lower()
+    if kind == "sqlite":
+        db = ctx.db
+        if db != ":memory:" and not os.path.exists(db):
+            raise CommandError(f"no database at {db!r}")
+        return SQLiteAuditStore(db)
+    if kind == "redis":
+        url = ctx.environ.get("REDIS")
+        if not url:
+            raise CommandError("TOKENGUARD_AUDIT_STORE=redis needs REDIS (the connection URL)", 2)
+        from .stores.redis import DEFAULT_PREFIX
+
+        prefix = ctx.environ.get("TOKENGUARD_REDIS_PREFIX") or DEFAULT_PREFIX
+        return RedisAuditStore.from_url(url, prefix=prefix)
+    raise CommandError(
+        f"TOKENGUARD_AUDIT_STORE is {kind or 'not set'}: only a sqlite or redis audit store "
+        "keeps events another process can read (or pass --store sqlite|redis)",
+        2,
+    )
+
+
+def _printable(text: str | None) -> str:
+    # A user agent is the client's choice: no terminal escape of theirs reaches the screen.
+    if not text:
+        return "-"
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _cmd_audit_list(ctx: _Context) -> int:
+    args = ctx.args
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1", 2)
+    store = _audit_store(ctx)
+    try:
+        events = store.recent(args.limit, user_id=args.user, event=args.event)
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    if args.json:
+        for event in events:
+            ctx.out(event.to_json())
+        return 0
+    for e in events:
+        cells = (e.timestamp, e.event, e.outcome, e.user_id, e.ip, e.provider, e.reason)
+        tail = f"  ua={_printable(e.user_agent)}  origin={_printable(e.origin)}"
+        ctx.out("  ".join(_printable(c) for c in cells) + tail)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -545,6 +605,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "disable":
             p.add_argument("--issuer", help="name shown in the app (TOKENGUARD_TOTP_ISSUER)")
         p.set_defaults(func=func)
+
+    audit = commands.add_parser("audit", help="the audit trail of authentication events")
+    audit_cmds = audit.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    audit_cmds.required = True
+    audit_list = audit_cmds.add_parser(
+        "list", parents=[db_parent], help="print recent events, newest first"
+    )
+    audit_list.add_argument("--limit", type=int, default=50, metavar="N", help="at most N")
+    audit_list.add_argument("--user", metavar="ID", help="only this user id's events")
+    audit_list.add_argument("--event", metavar="E", choices=sorted(EVENTS), help="only event E")
+    audit_list.add_argument(
+        "--store", choices=("sqlite", "redis"), help="default: $TOKENGUARD_AUDIT_STORE"
+    )
+    audit_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit_list.set_defaults(func=_cmd_audit_list)
 
     tokens = commands.add_parser("tokens", help="static tokens")
     token_cmds = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

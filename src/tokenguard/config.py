@@ -187,6 +187,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "session_cookie_domain": ("SESSION_COOKIE_DOMAIN", None),
     "session_cookie_path": ("SESSION_COOKIE_PATH", None),
     "query_params": ("TOKENGUARD_QUERY_PARAMS", _as_list),
+    "redact_names": ("TOKENGUARD_REDACT_NAMES", _as_list),
+    "audit_store": ("TOKENGUARD_AUDIT_STORE", lambda n, v: str(v).strip().lower()),
+    "audit_max_events": ("TOKENGUARD_AUDIT_MAX_EVENTS", _as_int),
     "public_role": ("TOKENGUARD_PUBLIC_ROLE", None),
     "login_stall_ms": ("LOGIN_STALL_TIME", _as_duration),
     "max_payload_bytes": ("MAX_PAYLOAD_SIZE", _as_size),
@@ -254,7 +257,7 @@ _ENV: dict[str, tuple[str, Any]] = {
 #: Settings holding lists; a list or tuple given as a keyword argument is kept as a tuple.
 _LIST_FIELDS = frozenset(
     {"csrf_trusted_origins"} |
-    {"query_params", "password_reset_url_allow_list", "auth_providers"}
+    {"query_params", "password_reset_url_allow_list", "auth_providers", "redact_names"}
 )
 
 
@@ -288,6 +291,12 @@ class Settings:
     session_cookie_domain: str | None = None
     session_cookie_path: str = "/"
     query_params: tuple[str, ...] = ("access_token",)
+    #: Names redacted in every log on top of tokenguard.redact.DEFAULT_SECRET_NAMES.
+    redact_names: tuple[str, ...] = ()
+    #: Where authentication events are kept besides the "tokenguard.audit" logger:
+    #: none, memory, sqlite (DB_FILENAME) or redis (REDIS); the newest audit_max_events.
+    audit_store: str = "none"
+    audit_max_events: int = 10_000
     public_role: str | None = None
     login_stall_ms: int = 500
     max_payload_bytes: int = 1024 * 1024
@@ -393,6 +402,19 @@ class Settings:
             raise ConfigError("TOKENGUARD_MAX_TOKEN_LENGTH must be between 64 and 1000000")
         if not self.query_params:
             raise ConfigError("TOKENGUARD_QUERY_PARAMS needs at least one name")
+        for name in self.redact_names:
+            if not name or any(c in name for c in "=&;# \t\r\n"):
+                raise ConfigError(
+                    f"TOKENGUARD_REDACT_NAMES entries are parameter names, not {name!r}"
+                )
+        if self.audit_store not in ("none", "memory", "sqlite", "redis"):
+            raise ConfigError("TOKENGUARD_AUDIT_STORE must be none, memory, sqlite or redis")
+        if self.audit_store == "sqlite" and not self.db_filename:
+            raise ConfigError("TOKENGUARD_AUDIT_STORE=sqlite needs DB_FILENAME")
+        if self.audit_store == "redis" and not self.redis_url:
+            raise ConfigError("TOKENGUARD_AUDIT_STORE=redis needs REDIS (the connection URL)")
+        if self.audit_max_events < 1:
+            raise ConfigError("TOKENGUARD_AUDIT_MAX_EVENTS must be positive")
         if not self.auth_prefix.startswith("/") or self.auth_prefix.endswith("/"):
             raise ConfigError('TOKENGUARD_AUTH_PREFIX must start with "/" and not end with one')
         for prefix in ("refresh", "session"):

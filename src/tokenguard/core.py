@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
+from .audit import AsyncAuditStore, Audit, AuditStore
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService
@@ -25,6 +26,7 @@ from .invalidation import invalidation_for
 from .limits import Limits, counter_for
 from .logs import install_log_redaction
 from .principal import Principal
+from .redact import Redactor
 from .stores.base import (
     AsyncOnceStore,
     AsyncSessionStore,
@@ -82,7 +84,8 @@ class TokenGuard:
     """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
 
     ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
-    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer`` are settings (see
+    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer``/``audit`` (an audit
+    store, see :mod:`tokenguard.stores.audit`) are settings (see
     :class:`~tokenguard.config.Settings`).
 
     :meth:`close` (or ``await`` :meth:`aclose`, or ``with`` / ``async with``) stops its
@@ -101,6 +104,7 @@ class TokenGuard:
         passwords: Passwords | None = None,
         once: OnceStore | AsyncOnceStore | None = None,
         mailer: Mailer | None = None,
+        audit: AuditStore | AsyncAuditStore | None = None,
         **setting_overrides: Any,
     ) -> None:
         if settings is None:
@@ -137,8 +141,22 @@ class TokenGuard:
         counter = counter_for(settings, flavour)
         made.append(counter)
         self.limits = Limits(settings, counter, clock=clock)
+        if audit is None:
+            from .stores.audit import audit_store_for
+
+            audit = audit_store_for(settings, flavour, sessions)
+            if audit is not None:
+                made.append(audit)
+        #: Authentication events: the "tokenguard.audit" log, and TOKENGUARD_AUDIT_STORE.
+        self.audit = Audit(audit, clock=clock, redactor=Redactor.from_settings(settings))
         self.auth = AuthService(
-            settings, users, sessions, clock=clock, passwords=passwords, limits=self.limits
+            settings,
+            users,
+            sessions,
+            clock=clock,
+            passwords=passwords,
+            limits=self.limits,
+            audit=self.audit,
         )
         #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
         self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)

@@ -452,7 +452,7 @@ class GraphQLRoutes:
         mode = mode or "json"
         yield from self._check(ctx, mode)
         token = self._presented(ctx, mode, refresh_token)
-        yield from self.service.logout(token)
+        yield from self.service.logout(token, self.router._client(ctx.request))
         cookie = ctx.request.cookie
         if cookie:
             if parse_cookie(cookie, self._refresh_cookie.name):
@@ -475,7 +475,7 @@ class GraphQLRoutes:
         started = self.service.monotonic()
         try:
             yield from self._account().reset.request(
-                ResetRequest(email, reset_url or None), started
+                ResetRequest(email, reset_url or None), started, self.router._client(ctx.request)
             )
         except AuthError as error:
             if error.code == "INVALID_PAYLOAD":
@@ -487,7 +487,8 @@ class GraphQLRoutes:
     def _auth_password_reset(self, ctx: _Context, token: str, password: str) -> Flow[bool]:
         from .auth.reset import ResetPayload
 
-        yield from self._account().reset.reset(ResetPayload(token, password))
+        client = self.router._client(ctx.request)
+        yield from self._account().reset.reset(ResetPayload(token, password), client)
         return True
 
     # -- the Auth service ----------------------------------------------------------------------

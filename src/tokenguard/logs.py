@@ -24,7 +24,14 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .redact import DEFAULT_COOKIE_NAMES, DEFAULT_PARAM_NAMES, Redactor, redactor_for
+from .redact import (
+    DEFAULT_COOKIE_NAMES,
+    DEFAULT_SECRET_NAMES,
+    Redactor,
+    redactor_for,
+    settings_cookie_names,
+    settings_param_names,
+)
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -50,6 +57,7 @@ LOGGERS: tuple[str, ...] = (
     "hypercorn.access",
     "tokenguard",
     "tokenguard.auth",
+    "tokenguard.audit",
     "tokenguard.mail",
     "tokenguard.client",
 )
@@ -86,7 +94,7 @@ class _Names:
     """Every name that any TokenGuard of this process redacts, and the redactor for them."""
 
     def __init__(self) -> None:
-        self.params: tuple[str, ...] = DEFAULT_PARAM_NAMES
+        self.params: tuple[str, ...] = DEFAULT_SECRET_NAMES
         self.cookies: tuple[str, ...] = DEFAULT_COOKIE_NAMES
         self.redactor: Redactor = redactor_for(self.params, self.cookies)
 
@@ -107,8 +115,9 @@ class RedactingFilter(logging.Filter):
     """A :class:`logging.Filter` that hides tokens in every record it sees (never drops one).
 
     Without ``redactor`` it follows the names of every TokenGuard built in this process
-    (``access_token`` and the configured query parameters, ``refresh_token``, the session
-    and refresh cookies), so ``RedactingFilter()`` is all a custom logger needs.
+    (:data:`~tokenguard.redact.DEFAULT_SECRET_NAMES`, the configured query parameters and
+    ``TOKENGUARD_REDACT_NAMES``, the session and refresh cookies), so ``RedactingFilter()``
+    is all a custom logger needs.
     """
 
     def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
@@ -303,10 +312,7 @@ def install_log_redaction(settings: Settings | None = None) -> RedactingFilter:
     """
     with _lock:
         if settings is not None:
-            _names.add(
-                (*settings.query_params, "refresh_token"),
-                (settings.session_cookie_name, settings.refresh_cookie_name),
-            )
+            _names.add(settings_param_names(settings), settings_cookie_names(settings))
         loggers = [logging.getLogger(name) for name in LOGGERS]
         for name, existing in list(logging.root.manager.loggerDict.items()):
             if not isinstance(existing, logging.Logger):

@@ -6,8 +6,11 @@ once for the names (and ``%``, which could spell one) before any parsing happens
 What is hidden, with Directus's placeholder ``--redacted--``:
 
 * the value of every query parameter whose name, percent-decoded and compared without regard
-  to case or a ``[...]`` suffix, is a token parameter (``access_token`` and the configured
-  ones), ``refresh_token`` or one of the two cookie names; also such a pair inside another
+  to case or a ``[...]`` suffix, is exactly a secret name: the widely used credential names of
+  :data:`DEFAULT_SECRET_NAMES` (``access_token``, ``refresh_token``, ``code``, ``password``,
+  ``client_secret``, ``otp``...), whatever ``TOKENGUARD_QUERY_PARAMS`` says, plus the configured
+  token parameters, ``TOKENGUARD_REDACT_NAMES`` and the two cookie names (``code`` is hidden in
+  ``code=...`` but not in ``barcode=...``); also such a pair inside another
   parameter's percent-encoded value (``next=%2F%3Faccess_token%3D...``) and in a fragment;
 * the value of the session and refresh cookies (and of any named cookie) in ``Cookie`` and
   ``Set-Cookie``;
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_COOKIE_NAMES",
     "DEFAULT_PARAM_NAMES",
+    "DEFAULT_SECRET_NAMES",
     "PLACEHOLDER",
     "Redactor",
     "default_redactor",
@@ -43,12 +47,35 @@ __all__ = [
     "redact_url",
     "redactor_for",
     "remove_query_params",
+    "settings_cookie_names",
+    "settings_param_names",
 ]
 
 #: What Directus writes in place of a secret.
 PLACEHOLDER = "--redacted--"
 
-DEFAULT_PARAM_NAMES: tuple[str, ...] = ("access_token", "refresh_token")
+#: Credential names hidden by every redactor, whatever the configured token parameters are:
+#: OAuth 2 / OIDC (tokens, the authorization ``code`` of a callback, client secrets), API keys,
+#: passwords and one-time passwords (Directus's ``otp``).
+DEFAULT_SECRET_NAMES: tuple[str, ...] = (
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "jwt",
+    "token",
+    "code",
+    "password",
+    "secret",
+    "api_key",
+    "apikey",
+    "client_secret",
+    "otp",
+)
+#: The parameter names of :func:`default_redactor` (kept for callers of the old name).
+DEFAULT_PARAM_NAMES: tuple[str, ...] = DEFAULT_SECRET_NAMES
+#: Names hidden only when they are the whole name: ``status_code``, ``exit_code`` and the
+#: ``X-Error-Code`` header are not secrets, as ``X-Api-Token`` or ``new_password`` are.
+EXACT_ONLY_NAMES = frozenset({"code"})
 DEFAULT_COOKIE_NAMES: tuple[str, ...] = ("directus_session_token", "directus_refresh_token")
 
 S = TypeVar("S", str, bytes)
@@ -129,6 +156,9 @@ class Redactor:
         "_names",
         "_needles",
         "_line_re",
+        "_probe",
+        "_quoted_bare_re",
+        "_suffixes",
         "_quoted_re",
         "cookies",
         "params",
@@ -147,6 +177,18 @@ class Redactor:
         )
         dashed = {n.replace("_", "-") for n in self._names} - self._names
         self._needles = (*sorted(self._names), *sorted(dashed), "bearer", "authorization")
+        # The cheap pre-check, run on the lower-cased text of every log record: a needle only
+        # counts as a whole word ("code" in "?code=", not in "decode" or "barcode"), or after a
+        # percent escape ("%3Fcode%3D"). Every later step needs such an occurrence (or a "%"
+        # and an "=", or a URL password), so text without one is given back untouched.
+        needles = "|".join(re.escape(n) for n in sorted(self._needles, key=len, reverse=True))
+        # (The word bounds are ASCII-only, as the key characters of _KEY_RE are: "écode="
+        # is still a "code=" to it.) It runs only once a plain substring test found a needle.
+        self._probe = re.compile(
+            rf"(?i)(?:(?-i:(?<![a-z0-9]))|(?<=%[0-9a-f]{{2}}))(?:{needles})(?-i:(?![a-z0-9]))"
+        )
+        # Header and line keys that end in a name ("X-Access-Token", "new_password") carry it.
+        self._suffixes = tuple("_" + n for n in sorted(self._names - EXACT_ONLY_NAMES))
         alternatives = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         # A name=value pair inside another value, percent-encoded once.
         self._encoded_re = re.compile(
@@ -157,22 +199,28 @@ class Redactor:
         self._quoted_re = re.compile(
             "(?i)" + _QUOTED_PAIR.format(keys=f"{alternatives}|{_AUTH_KEYS}|{_COOKIE_KEYS}")
         )
-        flexible = "|".join(
-            re.escape(n).replace("_", "[-_]") for n in sorted(self._names, key=len, reverse=True)
+        # A quoted key and a bare scalar: JSON numbers and literals ('"otp": 123456').
+        self._quoted_bare_re = re.compile(
+            rf"""(?i)(["'])({alternatives})\1(\s*:\s*)(-?[A-Za-z0-9_.+\-]+)"""
         )
-        # "X-Access-Token: ..." in a dump of headers, "refresh_token: ..." in YAML.
+
+        def flex(names: Iterable[str]) -> str:
+            ordered = sorted(names, key=len, reverse=True)
+            return "|".join(re.escape(n).replace("_", "[-_]") for n in ordered) or "(?!)"
+
+        # "X-Access-Token: ..." in a dump of headers, "refresh_token: ..." in YAML; a name
+        # of EXACT_ONLY_NAMES only as the whole key ("code: ..." but not "status_code: 200").
+        exact = flex(self._names & EXACT_ONLY_NAMES)
         self._line_re = re.compile(
-            rf"(?im)^([ \t]*(?:[\w-]*[-_])?(?:{flexible})[ \t]*:[ \t]*)([^\r\n]+)$"
+            rf"(?im)^([ \t]*(?:(?:[\w-]*[-_])?(?:{flex(self._names - EXACT_ONLY_NAMES)})"
+            rf"|(?:{exact}))[ \t]*:[ \t]*)([^\r\n]+)$"
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Redactor:
-        """The names a deployment must never log: token parameters, ``refresh_token`` and
-        both cookies."""
-        return redactor_for(
-            (*settings.query_params, "refresh_token"),
-            (settings.session_cookie_name, settings.refresh_cookie_name),
-        )
+        """The names a deployment must never log: :data:`DEFAULT_SECRET_NAMES`, the token
+        parameters, ``TOKENGUARD_REDACT_NAMES`` and both cookies."""
+        return redactor_for(settings_param_names(settings), settings_cookie_names(settings))
 
     @property
     def names(self) -> frozenset[str]:
@@ -189,17 +237,19 @@ class Redactor:
 
     def _maybe(self, text: str) -> bool:
         """False only when no name can occur in ``text`` (the fast path)."""
+        # A percent-encoded name is only a name with an "=" after it.
+        if ("%" in text and "=" in text) or ("@" in text and "://" in text):
+            return True
+        return self._mentions(text)
+
+    def _mentions(self, text: str) -> bool:
+        """Whether a name itself, unencoded, occurs in ``text`` as a word."""
         low = text.lower()
         for needle in self._needles:  # a plain loop: this runs for every log record
             if needle in low:
-                return True
-        # A percent-encoded name is only a name with an "=" after it.
-        return ("%" in text and "=" in text) or ("@" in text and "://" in text)
-
-    def _mentions(self, text: str) -> bool:
-        """Whether a name itself, unencoded, occurs in ``text``."""
-        low = text.lower()
-        return any(needle in low for needle in self._needles)
+                # Only then the word-bounded search ("decode" and "barcode" hold "code").
+                return self._probe.search(low) is not None
+        return False
 
     # -- query strings and URLs ---------------------------------------------------------
 
@@ -294,7 +344,7 @@ class Redactor:
         if lname in ("cookie", "set-cookie"):
             return self.cookie(value)
         flat = lname.replace("-", "_")
-        if any(flat.endswith(n) for n in self._names):
+        if flat in self._names or flat.endswith(self._suffixes):
             # e.g. "X-Access-Token": the header itself carries a secret.
             return PLACEHOLDER if value else value
         return self.text(value)
@@ -332,6 +382,7 @@ class Redactor:
             out = self._encoded_re.sub(_encoded_sub, out)
         if "'" in out or '"' in out:
             out = self._quoted_re.sub(self._quoted_sub, out)
+            out = self._quoted_bare_re.sub(_bare_sub, out)
         if "bearer" in low:
             out = _BEARER_RE.sub(_bearer_sub, out)
         if "authorization" in low:
@@ -390,6 +441,12 @@ def _encoded_sub(m: re.Match[str]) -> str:
     return m.group()[:start] + PLACEHOLDER
 
 
+def _bare_sub(m: re.Match[str]) -> str:
+    # Quoted in the quote style of the key, so that JSON stays JSON.
+    q = m.group(1)
+    return q + m.group(2) + q + m.group(3) + q + PLACEHOLDER + q
+
+
 def _bearer_sub(m: re.Match[str]) -> str:
     if m.group(3) == PLACEHOLDER:
         return m.group()
@@ -418,8 +475,21 @@ def redactor_for(params: Iterable[str], cookies: Iterable[str] = ()) -> Redactor
     return _cached(tuple(params), tuple(cookies))
 
 
+def settings_param_names(settings: Settings) -> tuple[str, ...]:
+    """Every parameter name ``settings`` redacts: :data:`DEFAULT_SECRET_NAMES`, the token
+    parameters and ``TOKENGUARD_REDACT_NAMES``."""
+    return tuple(
+        dict.fromkeys((*DEFAULT_SECRET_NAMES, *settings.query_params, *settings.redact_names))
+    )
+
+
+def settings_cookie_names(settings: Settings) -> tuple[str, ...]:
+    """The two cookie names of ``settings``."""
+    return (settings.session_cookie_name, settings.refresh_cookie_name)
+
+
 def default_redactor() -> Redactor:
-    """The redactor for Directus's default names (``access_token``, ``refresh_token``, the
+    """The redactor for the default names (:data:`DEFAULT_SECRET_NAMES`, the
     ``directus_session_token`` and ``directus_refresh_token`` cookies)."""
     return _cached(DEFAULT_PARAM_NAMES, DEFAULT_COOKIE_NAMES)
 

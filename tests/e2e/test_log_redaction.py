@@ -4,6 +4,10 @@ every URL and header field), get requests carrying tokens in every form; everyth
 processes wrote to stdout, stderr and their log files is then searched for every form of
 every token.
 
+The query-string shapes are sent under every default secret name (access_token, code, password,
+client_secret, otp...), not only under the token parameters the app reads: those values must be
+hidden by default, whatever TOKENGUARD_QUERY_PARAMS says.
+
 Failures never print a token: a leak is reported with the token replaced by its label.
 """
 
@@ -15,7 +19,7 @@ import re
 import secrets
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -25,7 +29,7 @@ import pytest
 
 from tests.helpers.servers import Server, serve
 from tests.helpers.tokens import OTHER_SECRET, SECRET, mint
-from tokenguard.redact import PLACEHOLDER
+from tokenguard.redact import DEFAULT_SECRET_NAMES, PLACEHOLDER
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +50,44 @@ ODD = f"odd;'é {ODD_CORE}"  # a static token an admin typed: needs encoding eve
 BASIC_PASSWORD = "pw-" + _core()
 BASIC = base64.b64encode(f"someone:{BASIC_PASSWORD}".encode()).decode()
 
+#: The app's token parameters (TOKENGUARD_QUERY_PARAMS): the only names it reads a token from.
+TOKEN_PARAMS = ("access_token", "jwt")
+#: A name the deployment adds (TOKENGUARD_REDACT_NAMES).
+EXTRA_NAMES = ("session_key",)
+#: Every name the query shapes are sent under: the defaults and the configured ones.
+NAMES = tuple(dict.fromkeys((*DEFAULT_SECRET_NAMES, *TOKEN_PARAMS, *EXTRA_NAMES)))
+
+
+@dataclass(frozen=True)
+class Values:
+    """The values one name is sent with (distinct per name, so a leak says which name)."""
+
+    valid: str
+    bad: str
+    expired: str
+    unknown: str
+    odd: str
+    odd_core: str
+    unknown_core: str
+
+
+def _values(name: str) -> Values:
+    if name == "access_token":
+        return Values(VALID, BAD, EXPIRED, UNKNOWN, ODD, ODD_CORE, UNKNOWN.split("-", 1)[1])
+    odd_core, unknown_core = _core(), _core()
+    return Values(
+        valid=mint(jti=_core()),
+        bad=mint(secret=OTHER_SECRET, jti=_core()),
+        expired=mint(exp=1000, iat=900, jti=_core()),
+        unknown="unknown-" + unknown_core,
+        odd=f"odd;'é {odd_core}",
+        odd_core=odd_core,
+        unknown_core=unknown_core,
+    )
+
+
+VALUES = {name: _values(name) for name in NAMES}
+
 TOKENS = {
     "VALID": VALID,
     "BAD": BAD,
@@ -58,6 +100,12 @@ TOKENS = {
     "BASIC_PASSWORD": BASIC_PASSWORD,
     "BASIC": BASIC,
 }
+for _name, _v in VALUES.items():
+    if _name != "access_token":
+        TOKENS.update(
+            {f"{_name}:VALID": _v.valid, f"{_name}:BAD": _v.bad, f"{_name}:EXPIRED": _v.expired,
+             f"{_name}:UNKNOWN": _v.unknown, f"{_name}:ODD": _v.odd}
+        )
 
 
 def _hex_lower(text: str) -> str:
@@ -82,6 +130,10 @@ def _forms() -> dict[str, str]:
     forms["ODD/core"] = ODD_CORE
     for label in ("STATIC", "UNKNOWN"):
         forms[f"{label}/core"] = TOKENS[label].split("-", 1)[1]
+    for name, v in VALUES.items():
+        if name != "access_token":
+            forms[f"{name}:ODD/core"] = v.odd_core
+            forms[f"{name}:UNKNOWN/core"] = v.unknown_core
     return forms
 
 
@@ -168,7 +220,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     env = {
         "SECRET": SECRET,
         "LOG_STATIC_TOKEN": STATIC,
-        "TOKENGUARD_QUERY_PARAMS": "access_token,jwt",
+        "TOKENGUARD_QUERY_PARAMS": ",".join(TOKEN_PARAMS),
+        "TOKENGUARD_REDACT_NAMES": ",".join(EXTRA_NAMES),
         "TOKENGUARD_STRIP_QUERY_TOKEN": "true" if strip else "false",
         "TOKENGUARD_PUBLIC_ROLE": "public",
     }
@@ -217,43 +270,67 @@ def exercise(run: Run) -> None:
             assert r.json()["query"] == "a=1&b=2"
             raw = r.json().get("raw_path") or r.json().get("raw_uri") or ""
             assert STATIC not in raw and "jwt" not in raw
-        get(f"/ok?%61ccess_token={VALID}&z=%7e", 200)
-        get(f"/ok?access_token={_hex_lower(quote(ODD, safe=''))}", 401)
-        get(f"/ok?access_token={BAD}", 403)
-        get(f"/ok?access_token={EXPIRED}", 401)
-        get(f"/ok?access_token={UNKNOWN}", 401)
-        get(f"/ok?access_token={quote(ODD, safe='')}", 401)
-        get(f"/ok?access_token={quote_plus(ODD)}&x=1", 401)
-        get(f"/ok?access_token={VALID}&access_token={UNKNOWN}", 400)
-        get(f"/ok?access_token%5B%5D={VALID}", 400)
+        for name in NAMES:
+            exercise_name(get, url, name)
         get(f"/ok?jwt={VALID}", 400, headers={"Authorization": f"Bearer {STATIC}"})
         get("/ok", 403, headers={"Authorization": f"Bearer {BAD}"})
         get("/ok", 401, headers={"Authorization": f"bearer {UNKNOWN}"})
         get("/ok", 200, headers={"Authorization": f"Basic {BASIC}"})
         get("/ok", 401, headers={"Cookie": f"theme=dark; directus_session_token={SESSION}; directus_refresh_token={REFRESH}"})
-        get("/ok", 200, headers={"Referer": f"{url}/previous?x=1&access_token={VALID}", "X-Refresh": REFRESH})
-        get(f"/boom?access_token={VALID}", 500)
+        get("/ok", 200, headers={"X-Refresh": REFRESH})
         get("/boom", 500, headers={"Authorization": f"Bearer {STATIC}", "Cookie": f"directus_refresh_token={REFRESH}"})
         get(f"/boom?jwt={quote(STATIC, safe='')}", 500, headers={"Cookie": f"directus_session_token={EXPIRED}"})
-        get(f"/boom?access_token={BAD}", 403)
         r = client.post("/auth/refresh", json={"refresh_token": REFRESH, "mode": "json"})
         assert r.status_code in (400, 401, 404, 405)
     port = run.server.port
     v = VALID.encode()
-    odd = quote(ODD, safe="").encode()
     raw_cases: list[tuple[str, bytes, bytes, tuple[int, ...]]] = [
-        ("semicolons", b"/ok?a=1;access_token=" + v + b";b=2", b"", (200, 400)),
-        ("not utf-8", b"/ok?x=%FF\xff\xfe&access_token=" + v, b"", (0, 200, 400)),
-        ("fragment", b"/ok?access_token=" + v + b"#frag", b"", (0, 200, 400)),
-        ("crash, odd token", b"/boom?access_token=" + odd + b"&x=\xe9", b"", (0, 400, 401)),
         # WSGI servers join repeated headers ("Bearer a, Bearer b"): no Bearer token then.
         ("two bearers", b"/ok", b"Authorization: Bearer " + v + b"\r\nAuthorization: Bearer " + v + b"\r\n", (200, 400)),
-        ("space in target", b"/ok?access_token=" + v + b" junk", b"", (0, 400)),
-        ("bad request line", b"/ok?access_token=" + v + b"\x00", b"", (0, 400, 401, 403)),
     ]
+    for name in NAMES:
+        n = name.encode()
+        values = VALUES[name]
+        valid = values.valid.encode()
+        odd = quote(values.odd, safe="").encode()
+        # A name the app does not read a token from leaves the request public.
+        public = () if name in TOKEN_PARAMS else (200,)
+        raw_cases += [
+            ("semicolons", b"/ok?a=1;" + n + b"=" + valid + b";b=2", b"", (200, 400)),
+            ("not utf-8", b"/ok?x=%FF\xff\xfe&" + n + b"=" + valid, b"", (0, 200, 400)),
+            ("fragment", b"/ok?" + n + b"=" + valid + b"#frag", b"", (0, 200, 400)),
+            ("crash, odd token", b"/boom?" + n + b"=" + odd + b"&x=\xe9", b"", (0, 400, 401, *((500,) if public else ()))),
+            ("space in target", b"/ok?" + n + b"=" + valid + b" junk", b"", (0, 400)),
+            ("bad request line", b"/ok?" + n + b"=" + valid + b"\x00", b"", (0, 400, 401, 403, *public)),
+        ]
     for label, target, headers, allowed in raw_cases:
         status = raw_request(port, target, headers)
         assert status in allowed, f"{label}: {status}"
+
+
+def exercise_name(get: Callable[..., httpx.Response], url: str, name: str) -> None:
+    """Every query shape of a token under ``name``: the statuses are the token's when the app
+    reads ``name`` (a token parameter), else those of a public request."""
+    v = VALUES[name]
+    reads = name in TOKEN_PARAMS
+
+    def ok(status: int) -> int:
+        return status if reads else 200
+
+    pct_first = f"%{ord(name[0]):02x}{name[1:]}"
+    get(f"/ok?{name}={v.valid}", 200)
+    get(f"/ok?{pct_first}={v.valid}&z=%7e", 200)
+    get(f"/ok?{name}={_hex_lower(quote(v.odd, safe=''))}", ok(401))
+    get(f"/ok?{name}={v.bad}", ok(403))
+    get(f"/ok?{name}={v.expired}", ok(401))
+    get(f"/ok?{name}={v.unknown}", ok(401))
+    get(f"/ok?{name}={quote(v.odd, safe='')}", ok(401))
+    get(f"/ok?{name}={quote_plus(v.odd)}&x=1", ok(401))
+    get(f"/ok?{name}={v.valid}&{name}={v.unknown}", ok(400))
+    get(f"/ok?{name}%5B%5D={v.valid}", ok(400))
+    get("/ok", 200, headers={"Referer": f"{url}/previous?x=1&{name}={v.valid}"})
+    get(f"/boom?{name}={v.valid}", 500)
+    get(f"/boom?{name}={v.bad}", 403 if reads else 500)
 
 
 # --- the assertions --------------------------------------------------------------------------
@@ -274,6 +351,10 @@ def test_the_logs_did_record_the_requests_and_the_crashes(run: Run) -> None:
         # Werkzeug logs the request line as received; uvicorn's trace logs every scope;
         # without stripping every server logs the query as sent.
         assert PLACEHOLDER in text
+    # The names the app does not read are never stripped: every server logged them, hidden.
+    for name in NAMES:
+        if name not in TOKEN_PARAMS:
+            assert f"{name}={PLACEHOLDER}" in text, name
 
 
 def test_credentials_in_the_crash_message_are_redacted(run: Run) -> None:

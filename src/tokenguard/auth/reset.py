@@ -31,7 +31,7 @@ from ..errors import AuthError, forbidden, invalid_payload, invalid_token, token
 from ..flow import Call, Flow
 from ..stores.base import AsyncOnceStore, OnceStore, User
 from .mail import Mail, Mailer
-from .service import AuthService
+from .service import AuthService, ClientInfo
 
 __all__ = [
     "PasswordReset",
@@ -225,29 +225,45 @@ class PasswordReset:
         if self.policy is not None and self.policy.search(password) is None:
             raise failed_password_policy()
 
-    def request(self, payload: ResetRequest, started: float) -> Flow[None]:
+    def request(
+        self, payload: ResetRequest, started: float, client: ClientInfo | None = None
+    ) -> Flow[None]:
         """Send a reset link if the user can have one; always the same answer."""
+        audit = self.service.audit
         if payload.reset_url is not None and not is_url_allowed(payload.reset_url, self.allow_list):
             # Before any lookup: this 400 depends on the URL alone.
+            yield from audit.emit(
+                "password_reset_request", "failure", client, reason="INVALID_PAYLOAD"
+            )
             yield from self.service.stall(started)
             raise invalid_payload(f'URL "{payload.reset_url}" can\'t be used to reset passwords')
         try:
-            yield from self.send_link(payload.email, payload.reset_url)
-        except AuthError:
+            user_id, reason = yield from self._send_link(payload.email, payload.reset_url)
+        except AuthError as error:
+            yield from audit.emit("password_reset_request", "failure", client, reason=error.code)
             yield from self.service.stall(started)
             raise
+        if user_id is None:
+            yield from audit.emit("password_reset_request", "failure", client, reason=reason)
+        else:
+            yield from audit.emit("password_reset_request", "success", client, user_id=user_id)
         yield from self.service.stall(started)
 
     def send_link(self, email: str, reset_url: str | None = None) -> Flow[bool]:
         """Mail a reset link to the active local user ``email``; ``False`` if there is none."""
+        user_id, _ = yield from self._send_link(email, reset_url)
+        return user_id is not None
+
+    def _send_link(self, email: str, reset_url: str | None) -> Flow[tuple[str | None, str]]:
+        # (the user's id, or None and why no link was sent)
         user: User | None = yield from self.service._store(self.service.users.get_by_email, email)
         if user is None or user.status != "active" or user.provider != "default":
             log.info("password reset requested for no eligible user")
-            return False
+            return None, "NOT_ELIGIBLE"
         base = reset_url or self._default_link
         if base is None:
             log.warning("password reset: no reset_url and no PUBLIC_URL to build the link from")
-            return False
+            return None, "NO_RESET_URL"
         token = self.tokens.issue(user, self.service.clock())
         link = _with_token(base, token)
         text = (
@@ -259,10 +275,23 @@ class PasswordReset:
         # Off the event loop: a mailer that is not the background one may block on SMTP.
         yield Call(self.mailer.send, (Mail(user.email, SUBJECT, text),), blocking=True)
         log.info("password reset link sent to user %s", user.id)
-        return True
+        return user.id, ""
 
-    def reset(self, payload: ResetPayload) -> Flow[None]:
+    def reset(self, payload: ResetPayload, client: ClientInfo | None = None) -> Flow[None]:
         """Check the token, set the new password, revoke the user's sessions."""
+        seen: list[str] = []
+        audit = self.service.audit
+        try:
+            yield from self._reset(payload, seen)
+        except AuthError as error:
+            user_id = seen[0] if seen else None
+            yield from audit.emit(
+                "password_reset", "failure", client, user_id=user_id, reason=error.code
+            )
+            raise
+        yield from audit.emit("password_reset", "success", client, user_id=seen[0])
+
+    def _reset(self, payload: ResetPayload, seen: list[str]) -> Flow[None]:
         service = self.service
         now = service.clock()
         claims = self.tokens.verify(payload.token, now)
@@ -274,6 +303,7 @@ class PasswordReset:
             or not hmac.compare_digest(self.tokens.fingerprint(user.password_hash), claims["hash"])
         ):
             raise forbidden()
+        seen.append(user.id)
         self.check_policy(payload.password)
         now_ms = int(now * 1000)
         ttl_ms = int(claims["exp"] * 1000) - now_ms + 1000

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from ..audit import Audit
 from ..config import Settings
 from ..errors import (
     AuthError,
@@ -32,7 +33,7 @@ from ..errors import (
     user_suspended,
 )
 from ..flow import Call, Flow, Sleep
-from ..limits import Limits
+from ..limits import Limits, TooManyRequests
 from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
@@ -141,6 +142,7 @@ class AuthService:
         otp_verifier: OtpVerifier | None = None,
         two_factor: OtpCheck | None = None,
         limits: Limits | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.settings = settings
         self.users = users
@@ -156,6 +158,8 @@ class AuthService:
         #: Rate limits and the lockout (in-process counters unless the core passes Redis).
         self.limits = limits if limits is not None else Limits(settings, clock=clock)
         self._stall_s = settings.login_stall_ms / 1000
+        #: Where authentication events go (tokenguard.audit): the log, and a store if any.
+        self.audit = audit if audit is not None else Audit(clock=clock)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -215,6 +219,18 @@ class AuthService:
             origin=client.origin,
         )
 
+    # -- rate limits -----------------------------------------------------------------------
+
+    def check_address(self, client: ClientInfo) -> Flow[None]:
+        """Count one request from ``client``'s address; a 429 past the limit, audited."""
+        try:
+            yield from self.limits.check_address(client.ip)
+        except TooManyRequests as error:
+            yield from self.audit.emit(
+                "throttle", "blocked", client, provider=None, reason=error.code
+            )
+            raise
+
     # -- login -----------------------------------------------------------------------------
 
     def login(
@@ -228,17 +244,29 @@ class AuthService:
         the request began, from which the stall is measured."""
         # Counted before anything else and answered at once: a 429 that waited for the stall
         # would let a flood hold a worker per request.
-        yield from self.limits.check_account(credentials.email)
         try:
-            tokens = yield from self._login(credentials, mode, client)
+            yield from self.limits.check_account(credentials.email)
+        except TooManyRequests as error:
+            # The account is named by the e-mail alone, which the trail never holds.
+            yield from self.audit.emit("throttle", "blocked", client, reason=error.code)
+            raise
+        found: list[User] = []
+        try:
+            tokens = yield from self._login(credentials, mode, client, found)
         except AuthError as error:
             log.info("login refused: %s", error.code)
+            user_id = found[0].id if found else None
+            yield from self.audit.emit(
+                "login", "failure", client, user_id=user_id, reason=error.code
+            )
             yield from self.stall(started)
             raise
         yield from self.stall(started)
         return tokens
 
-    def _login(self, credentials: Credentials, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+    def _login(
+        self, credentials: Credentials, mode: Mode, client: ClientInfo, found: list[User]
+    ) -> Flow[Tokens]:
         if not self.passwords.warm:
             # Made before the first lookup, whatever its outcome, so that no login ever pays
             # for it on the unknown-user path only.
@@ -247,6 +275,7 @@ class AuthService:
         if user is None or user.status != "active" or user.provider != "default":
             yield Call(self.passwords.burn, (credentials.password,), blocking=True)
             raise invalid_credentials()
+        found.append(user)
         # Counted before the password is checked, so that parallel guesses are all counted.
         lock = yield from self.limits.attempt(user.id)
         ok = yield Call(
@@ -258,6 +287,7 @@ class AuthService:
             # right password now fails too (and the answer does not say which it was).
             yield from self._store(self.users.update, user.id, status="suspended")
             log.warning("login: user %s suspended after too many failed attempts", user.id)
+            yield from self.audit.emit("lockout", "blocked", client, user_id=user.id)
             raise invalid_credentials()
         if not ok:
             raise invalid_credentials()
@@ -289,7 +319,11 @@ class AuthService:
         )
         yield from self._store(self.sessions.create, record)
         log.info("login: user %s, %s mode", user.id, mode)
-        return self._issue(user, token, mode, now)
+        tokens = self._issue(user, token, mode, now)
+        yield from self.audit.emit(
+            "login", "success", client, user_id=user.id, provider=user.provider
+        )
+        return tokens
 
     # -- refresh ---------------------------------------------------------------------------
 
@@ -300,6 +334,31 @@ class AuthService:
         store revokes the whole session family. Session mode converges concurrent refreshes
         on one successor within ``SESSION_REFRESH_GRACE_PERIOD``.
         """
+        seen: list[str] = []  # the user id, once known
+        try:
+            tokens = yield from self._refresh(token, mode, client, seen)
+        except AuthError as error:
+            user_id = seen[0] if seen else None
+            yield from self.audit.emit(
+                "refresh", "failure", client, user_id=user_id, provider=None, reason=error.code
+            )
+            raise
+        yield from self.audit.emit(
+            "refresh", "success", client, user_id=seen[0] if seen else None, provider=None
+        )
+        return tokens
+
+    def _reused(self, client: ClientInfo, outcome: RotateOutcome) -> Flow[None]:
+        log.warning("refresh token reused after rotation: session revoked")
+        record = outcome.record
+        user_id = record.user_id if record is not None and record.user_id else None
+        yield from self.audit.emit(
+            "refresh_reuse", "blocked", client, user_id=user_id, provider=None
+        )
+
+    def _refresh(
+        self, token: Any, mode: Mode, client: ClientInfo, seen: list[str]
+    ) -> Flow[Tokens]:
         if not is_refresh_token(token):
             raise invalid_credentials()
         key = refresh_token_key(token)
@@ -319,8 +378,9 @@ class AuthService:
             if outcome.status in ("rotated", "grace"):  # cannot happen; never hand it out
                 yield from self._store(self.sessions.revoke, key)
             if outcome.status == "reused":
-                log.warning("refresh token reused after rotation: session revoked")
+                yield from self._reused(client, outcome)
             raise invalid_credentials()
+        seen.append(record.user_id)
         user: User | None = yield from self._store(self.users.get_by_id, record.user_id)
         if user is None or user.status != "active":
             yield from self._store(self.sessions.revoke, key)
@@ -343,16 +403,27 @@ class AuthService:
             yield from self._store(self.sessions.revoke, key)
             outcome = RotateOutcome("reused")
         if outcome.status == "reused":
-            log.warning("refresh token reused after rotation: session revoked")
+            yield from self._reused(client, RotateOutcome("reused", record))
         if outcome.status not in ("rotated", "grace"):
             raise invalid_credentials()
         return self._issue(user, successor, mode, now)
 
     # -- logout ----------------------------------------------------------------------------
 
-    def logout(self, token: Any) -> Flow[None]:
+    def logout(self, token: Any, client: ClientInfo | None = None) -> Flow[None]:
         """Revoke the session ``token`` belongs to. Unknown or dead tokens are not an error
         (Directus answers 204 for them too); a store that cannot answer is."""
         if not is_refresh_token(token):
+            yield from self.audit.emit(
+                "logout", "failure", client, provider=None, reason="INVALID_CREDENTIALS"
+            )
             return
-        yield from self._store(self.sessions.revoke, refresh_token_key(token))
+        revoked = yield from self._store(self.sessions.revoke, refresh_token_key(token))
+        user_id = getattr(revoked, "user_id", None) or None
+        if user_id is None:
+            # Answered 204 all the same (as Directus does), but no session ended.
+            yield from self.audit.emit(
+                "logout", "failure", client, provider=None, reason="INVALID_CREDENTIALS"
+            )
+            return
+        yield from self.audit.emit("logout", "success", client, user_id=user_id, provider=None)

@@ -337,6 +337,9 @@ class SingleSignOn:
         try:
             state = self.read_state(provider, state_cookie)
         except AuthError as error:
+            yield from self.service.audit.emit(
+                "login", "failure", client, provider=provider.name, reason=error.code
+            )
             raise SSOFailure(error, None) from None
         redirect: str | None = state.get("r") if isinstance(state.get("r"), str) else None
         try:
@@ -354,6 +357,9 @@ class SingleSignOn:
             tokens = yield from self.service.start_session(user, mode, client)
         except AuthError as error:
             log.info("SSO login through %s refused: %s", provider.name, error.code)
+            yield from self.service.audit.emit(
+                "login", "failure", client, provider=provider.name, reason=error.code
+            )
             raise SSOFailure(error, redirect) from None
         log.info("SSO login through %s: user %s", provider.name, user.id)
         return tokens, redirect

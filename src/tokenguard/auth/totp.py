@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import invalid_credentials, invalid_payload
+from ..audit import Audit, ClientLike
+from ..errors import AuthError, invalid_credentials, invalid_payload
 from ..flow import Call, Flow
 from ..stores.base import AsyncOnceStore, AsyncUserStore, OnceStore, User, UserStore
 from .passwords import Passwords
@@ -130,6 +131,7 @@ class TwoFactor:
         issuer: str = "tokenguard",
         clock: Callable[[], float] | None = None,
         store_call: Callable[..., Flow[Any]] | None = None,
+        audit: Audit | None = None,
     ) -> None:
         import time
 
@@ -141,6 +143,8 @@ class TwoFactor:
         self.issuer = issuer
         self.clock = clock if clock is not None else time.time
         self._store = store_call if store_call is not None else _plain_call
+        #: Where enabling and disabling are recorded (tokenguard.audit).
+        self.audit = audit if audit is not None else Audit(clock=self.clock)
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -220,8 +224,25 @@ class TwoFactor:
         secret = self.mint_secret(user.id)
         return {"secret": secret, "otpauth_url": otpauth_url(secret, user.email, self.issuer)}
 
-    def enable(self, user_id: str | None, secret: str, code: str) -> Flow[None]:
+    def _audited(
+        self, event: str, user_id: str | None, client: ClientLike | None, flow: Flow[None]
+    ) -> Flow[None]:
+        try:
+            yield from flow
+        except AuthError as error:
+            yield from self.audit.emit(
+                event, "failure", client, user_id=user_id or None, reason=error.code
+            )
+            raise
+        yield from self.audit.emit(event, "success", client, user_id=user_id)
+
+    def enable(
+        self, user_id: str | None, secret: str, code: str, client: ClientLike | None = None
+    ) -> Flow[None]:
         """Store ``secret`` (encrypted) once ``code`` proves the authenticator has it."""
+        return self._audited("tfa_enable", user_id, client, self._enable(user_id, secret, code))
+
+    def _enable(self, user_id: str | None, secret: str, code: str) -> Flow[None]:
         user = yield from self._user(user_id)
         if user.tfa_secret:
             raise invalid_payload(ALREADY_SET)
@@ -238,8 +259,13 @@ class TwoFactor:
         )
         log.info("two-factor enabled for user %s", user.id)
 
-    def disable(self, user_id: str | None, code: str) -> Flow[None]:
+    def disable(
+        self, user_id: str | None, code: str, client: ClientLike | None = None
+    ) -> Flow[None]:
         """Remove the secret once ``code`` is a fresh code for it."""
+        return self._audited("tfa_disable", user_id, client, self._disable(user_id, code))
+
+    def _disable(self, user_id: str | None, code: str) -> Flow[None]:
         user = yield from self._user(user_id)
         if not user.tfa_secret:
             raise invalid_payload(f'User "{user.id}" doesn\'t have TFA enabled')

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..auth.reset import PasswordReset, validate_reset, validate_reset_request
+from ..auth.service import ClientInfo
 from ..auth.totp import TwoFactor
 from ..errors import AuthError, invalid_credentials, invalid_payload
 from .body import parse_json_body
@@ -55,22 +56,28 @@ class AccountRoutes:
         self.two_factor = two_factor
         self.monotonic = monotonic
 
-    def password_request(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def password_request(
+        self, request: RequestView, client: ClientInfo | None = None
+    ) -> Generator[Any, Any, ResponseView]:
         started = self.monotonic()
         payload = validate_reset_request(_body(request))
         if isinstance(payload, AuthError):
             raise payload
-        yield from self.reset.request(payload, started)
+        yield from self.reset.request(payload, started, client)
         return ResponseView(204, list(_NO_CACHE), b"")
 
-    def password_reset(self, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def password_reset(
+        self, request: RequestView, client: ClientInfo | None = None
+    ) -> Generator[Any, Any, ResponseView]:
         payload = validate_reset(_body(request))
         if isinstance(payload, AuthError):
             raise payload
-        yield from self.reset.reset(payload)
+        yield from self.reset.reset(payload, client)
         return ResponseView(204, list(_NO_CACHE), b"")
 
-    def tfa(self, action: str, request: RequestView) -> Generator[Any, Any, ResponseView]:
+    def tfa(
+        self, action: str, request: RequestView, client: ClientInfo | None = None
+    ) -> Generator[Any, Any, ResponseView]:
         user_id = request.principal.user
         if user_id is None:
             raise invalid_credentials()
@@ -90,8 +97,8 @@ class AccountRoutes:
         if action == "enable":
             secret = _string(data, "secret")
             otp = _string(data, "otp")
-            yield from self.two_factor.enable(user_id, secret, otp)
+            yield from self.two_factor.enable(user_id, secret, otp, client)
         else:
             otp = _string(data, "otp")
-            yield from self.two_factor.disable(user_id, otp)
+            yield from self.two_factor.disable(user_id, otp, client)
         return ResponseView(204, list(_NO_CACHE), b"")

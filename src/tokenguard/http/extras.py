@@ -72,6 +72,7 @@ def build_extras(
         issuer=settings.totp_issuer,
         clock=service.clock,
         store_call=service._store,
+        audit=service.audit,
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)

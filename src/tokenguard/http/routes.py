@@ -298,7 +298,7 @@ class AuthRouter:
         if route in _EXTRA_ROUTES:
             return (yield from self._extra(route, request))
         if method == "POST" and route in ("login", "refresh", "logout"):
-            yield from self.service.limits.check_address(self._client(request).ip)
+            yield from self.service.check_address(self._client(request))
         if method == "POST":
             if route == "login":
                 return (yield from self._login(request, scheme))
@@ -435,7 +435,7 @@ class AuthRouter:
     ) -> Generator[Any, Any, ResponseView]:
         mode, token = self._presented(request)
         self._check_origin(request, mode, scheme)
-        yield from self.service.logout(token)
+        yield from self.service.logout(token, self._client(request))
         headers = list(_NO_CACHE)
         cookie = request.cookie
         if cookie:
@@ -464,7 +464,7 @@ class AuthRouter:
         if method == "POST" and account is not None:
             # Password requests, resets and TOTP codes are guesses too: the same
             # per-address limit as /auth/login.
-            yield from self.service.limits.check_address(self._client(request).ip)
+            yield from self.service.check_address(self._client(request))
         if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
             provider = self._sso_route(request.path)[1]
             return (yield from sso.login(provider, request))
@@ -475,10 +475,11 @@ class AuthRouter:
             if method in ("GET", "HEAD"):
                 return (yield from sso.callback(provider, request, self._client(request)))
         if method == "POST" and account is not None:
+            client = self._client(request)
             if route == "password_request":
-                return (yield from account.password_request(request))
+                return (yield from account.password_request(request, client))
             if route == "password_reset":
-                return (yield from account.password_reset(request))
+                return (yield from account.password_reset(request, client))
             if route is not None and route.startswith("tfa_"):
-                return (yield from account.tfa(route[4:], request))
+                return (yield from account.tfa(route[4:], request, client))
         return self.error(route_not_found(request.path))
