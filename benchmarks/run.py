@@ -642,7 +642,13 @@ def bench_servers(
     def cpu_ratio(name: str, base: str) -> list[float]:
         # Requests per CPU-second relative to the bare app's: the rps ratio without contention.
         pairs = zip(results[name], results[base], strict=True)
-        return [b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs]
+        # A round whose CPU reading is zero (a worker the kernel had not yet accounted for)
+        # has no ratio; the others still do.
+        return [
+            b["cpu_us_per_request"] / a["cpu_us_per_request"]
+            for a, b in pairs
+            if a["cpu_us_per_request"] > 0 and b["cpu_us_per_request"] > 0
+        ]
 
     rows = []
     ratios: dict[str, list[float]] = {}
@@ -775,6 +781,8 @@ def _load() -> str:
 
 
 def _spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
     return f"{median(values):.3f} ({min(values):.3f} to {max(values):.3f})"
 
 
