@@ -178,10 +178,8 @@ def _pick(raws: list[Any], limit: int, user_id: str | None, event: str | None) -
     return out
 
 
-class RedisAuditStore:
-    """Events as JSON in the capped Redis list ``<prefix>audit``, newest first."""
-
-    io_bound = True
+class _RedisAudit:
+    """Key layout and commands of the Redis audit list, shared by both drivers (no I/O)."""
 
     def __init__(
         self, client: Any, *, prefix: str = "tokenguard:", max_events: int = DEFAULT_MAX_EVENTS
@@ -189,8 +187,30 @@ class RedisAuditStore:
         self.client = client
         self.key = prefix + "audit"
         self.max_events = max_events
-        #: Whether close() closes the client (one from_url made, not a shared one).
+        #: Whether closing the store closes the client (one from_url made, not a shared one).
         self.owns_client = False
+
+    def _append_pipeline(self, event: AuditEvent) -> Any:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(self.key, event.to_json())
+        pipe.ltrim(self.key, 0, self.max_events - 1)
+        return pipe
+
+    @staticmethod
+    def _stop(limit: int, user_id: str | None, event: str | None) -> int:
+        _check_limit(limit)
+        # Unfiltered, only `limit` entries are read; filtered, the whole (capped) list.
+        return limit - 1 if user_id is None and event is None else -1
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}")
+
+
+class RedisAuditStore(_RedisAudit):
+    """Events as JSON in the capped Redis list ``<prefix>audit``, newest first."""
+
+    io_bound = True
 
     @classmethod
     def from_url(
@@ -213,37 +233,23 @@ class RedisAuditStore:
 
     def append(self, event: AuditEvent) -> None:
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(self.key, event.to_json())
-            pipe.ltrim(self.key, 0, self.max_events - 1)
-            pipe.execute()
+            self._append_pipeline(event).execute()
         except Exception as exc:
-            raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
+            raise _unavailable(exc) from None
 
     def recent(
         self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
     ) -> list[AuditEvent]:
-        _check_limit(limit)
-        # Unfiltered, only `limit` entries are read; filtered, the whole (capped) list.
-        stop = limit - 1 if user_id is None and event is None else -1
+        stop = self._stop(limit, user_id, event)
         try:
             raws = self.client.lrange(self.key, 0, stop)
         except Exception as exc:
-            raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
+            raise _unavailable(exc) from None
         return _pick(raws, limit, user_id, event)
 
 
-class AsyncRedisAuditStore:
+class AsyncRedisAuditStore(_RedisAudit):
     """:class:`RedisAuditStore` over ``redis.asyncio``."""
-
-    def __init__(
-        self, client: Any, *, prefix: str = "tokenguard:", max_events: int = DEFAULT_MAX_EVENTS
-    ) -> None:
-        self.client = client
-        self.key = prefix + "audit"
-        self.max_events = max_events
-        #: Whether aclose() closes the client (one from_url made, not a shared one).
-        self.owns_client = False
 
     @classmethod
     def from_url(
@@ -266,22 +272,18 @@ class AsyncRedisAuditStore:
 
     async def append(self, event: AuditEvent) -> None:
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(self.key, event.to_json())
-            pipe.ltrim(self.key, 0, self.max_events - 1)
-            await pipe.execute()
+            await self._append_pipeline(event).execute()
         except Exception as exc:
-            raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
+            raise _unavailable(exc) from None
 
     async def recent(
         self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
     ) -> list[AuditEvent]:
-        _check_limit(limit)
-        stop = limit - 1 if user_id is None and event is None else -1
+        stop = self._stop(limit, user_id, event)
         try:
             raws = await self.client.lrange(self.key, 0, stop)
         except Exception as exc:
-            raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
+            raise _unavailable(exc) from None
         return _pick(raws, limit, user_id, event)
 
 
