@@ -151,15 +151,7 @@ class Guard:
         """
         bearer = self.extractor.bearer_only(authorization, query_string, authorization_count)
         if bearer is not None:
-            if raw_authorization is not None:
-                # Seen before and still good: from now on the raw header alone answers. A
-                # token seen once is not memoised (most first-seen tokens are also last-seen
-                # in a burst of new logins, and each memo entry costs an insert and memory).
-                hit = self.cache.get(bearer, self.clock())
-                if hit is not None:
-                    self._remember_bearer(raw_authorization, bearer)
-                    return hit
-            return self._authenticate(bearer, "header")
+            return self._authenticate(bearer, "header", raw_authorization)
         found = self.extractor(
             authorization, query_string, cookie, authorization_count=authorization_count
         )
@@ -174,7 +166,9 @@ class Guard:
         """Authenticate an already extracted token."""
         return self._authenticate(found.token, found.source)
 
-    def _authenticate(self, token: str, source: str) -> Outcome | Flow[Outcome]:
+    def _authenticate(
+        self, token: str, source: str, raw_authorization: bytes | str | None = None
+    ) -> Outcome | Flow[Outcome]:
         from_cookie = source == "cookie"
         if len(token) > self._max_length or not token:
             # Refused before any parsing; an empty token is no credential at all.
@@ -182,6 +176,11 @@ class Guard:
         now = self.clock()
         cached = self.cache.get(token, now)
         if cached is not None:
+            if raw_authorization is not None:
+                # Seen before and still good: from now on the raw header alone answers. A
+                # token seen once is not memoised (most first-seen tokens are also last-seen
+                # in a burst of new logins, and each memo entry costs an insert and memory).
+                self._remember_bearer(raw_authorization, token)
             return cached
         claims = self.verifier.verify(token, now)
         if claims is None:
