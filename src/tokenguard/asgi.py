@@ -3,10 +3,11 @@
 Works as plain ASGI middleware (``TokenGuardMiddleware(app)``) and through Starlette's or
 FastAPI's ``app.add_middleware(TokenGuardMiddleware, ...)``. The principal lands in
 ``scope["state"]["user"]`` (``request.state.user``), ``scope["state"]["role"]`` and
-``scope["user"]`` (``request.user``). Lifespan scopes pass through (a middleware that made
-its own :class:`~tokenguard.core.TokenGuard` closes it at the lifespan shutdown, before the
-app's ``lifespan.shutdown.complete`` goes out); so do WebSocket scopes unless
-``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
+``scope["user"]`` (``request.user``), and in ``scope["auth"]`` (``request.auth``, whose
+:attr:`~tokenguard.principal.Principal.scopes` Starlette's ``@requires`` reads). Lifespan
+scopes pass through (a middleware that made its own :class:`~tokenguard.core.TokenGuard` closes
+it at the lifespan shutdown, before the app's ``lifespan.shutdown.complete`` goes out); so do
+WebSocket scopes unless ``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class TokenGuardMiddleware:
         state["role"] = outcome.role
         scope["state"] = state
         scope["user"] = outcome
+        scope["auth"] = outcome  # its .scopes serve Starlette's @requires
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:

@@ -9,7 +9,8 @@ being documented, nor documented without being served.
 
 Every operation also lists the answers the guard may give before any route runs (a bad or
 doubled token: 400, 401, 403; a store that cannot answer: 503) and, for ``POST`` (and every
-method when the app-wide ``RATE_LIMITER_*`` limits are on), the rate limits' 429. ``HEAD`` is served wherever ``GET`` is, with the same statuses and no body.
+method when the app-wide ``RATE_LIMITER_*`` limits are on), the rate limits' 429. ``HEAD`` is
+served wherever ``GET`` is, with the same statuses and no body.
 """
 
 from __future__ import annotations
