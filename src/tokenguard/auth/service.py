@@ -290,10 +290,27 @@ class AuthService:
                 ok = yield Call(self.otp_verifier, (user, credentials.otp))
             if not ok:
                 raise invalid_otp()
+        if self.passwords.needs_rehash(user.password_hash or ""):
+            yield from self._rehash(user, credentials.password)
         # Only a complete login (password and OTP) ends the run of failures: wrong codes
         # after a right password keep counting towards the lockout.
         yield from self.limits.succeeded(user.id, credentials.email)
         return (yield from self.start_session(user, mode, client))
+
+    def _rehash(self, user: User, password: str) -> Flow[None]:
+        """Replace a foreign (bcrypt, PBKDF2…) or outdated hash with argon2id, now that the
+        password is known to be right. A store that refuses costs the upgrade, not the login."""
+        new_hash = yield Call(self.passwords.hash, (password,), blocking=True)
+        try:
+            yield Call(self.users.update, (user.id,), {"password_hash": new_hash})
+        except Exception as exc:
+            log.warning(
+                "login: the password hash of user %s was not upgraded (%s)",
+                user.id,
+                type(exc).__name__,
+            )
+            return
+        log.info("login: the password hash of user %s was upgraded to argon2id", user.id)
 
     def start_session(self, user: User, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
         """Record a new session for ``user`` (already authenticated: by password and OTP, or by
