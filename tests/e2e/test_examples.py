@@ -26,6 +26,7 @@ COMMANDS = {
     "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
     "fastapi-uvicorn": [sys.executable, "-m", "examples.fastapi_app.app"],
+    "flask-sqlalchemy-werkzeug": [sys.executable, "-m", "examples.flask_sqlalchemy_app.app"],
 }
 
 

@@ -113,7 +113,12 @@ class _Plans:
             return user_id
         try:
             if kind is int:
-                return int(user_id) if user_id.isascii() and user_id.isdigit() else None
+                # Digits only (no sign, no spaces, no other scripts' digits), and within a
+                # BIGINT: anything else is no row's id, and must not reach the driver.
+                if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 19):
+                    return None
+                number = int(user_id)
+                return number if number < 2**63 else None
             if kind is uuid.UUID:
                 return uuid.UUID(user_id)
             return kind(user_id)
@@ -228,7 +233,8 @@ class _Plans:
         if {"email", "token_hash", "external_identifier"} & set(changes):
             yield from self._clashes(updated, updated.id)
         for name, new in changes.items():
-            setattr(row, self.fields[name], new)
+            if name in self.fields:  # an unmapped one can only be its default (checked above)
+                setattr(row, self.fields[name], new)
         yield lambda s: s.commit()
         return updated
 
