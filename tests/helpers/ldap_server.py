@@ -1,0 +1,227 @@
+"""A private OpenLDAP ``slapd`` for the LDAP login tests.
+
+Each instance writes a ``slapd.conf`` (mdb backend, the core/cosine/inetorgperson schemas)
+into its own temporary directory, seeds the directory with :data:`SEED` through ``slapadd``,
+listens on ``ldap://127.0.0.1:<free port>`` and is stopped by the PID it started. It can be
+stopped and started again on the same port (the tests of an LDAP server that is down).
+
+The access rules are a real directory's: nobody reads anything anonymously, a bound user
+reads the tree, and a password is only ever compared (``auth``), never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "BASE_DN",
+    "BIND_DN",
+    "BIND_PASSWORD",
+    "GROUP_DN",
+    "USER_DN",
+    "LdapServer",
+    "LdapUser",
+    "USERS",
+    "slapd_binary",
+]
+
+BASE_DN = "dc=example,dc=org"
+USER_DN = f"ou=people,{BASE_DN}"
+GROUP_DN = f"ou=groups,{BASE_DN}"
+BIND_DN = f"cn=reader,ou=services,{BASE_DN}"
+BIND_PASSWORD = "reader-secret"
+_ROOT_DN = f"cn=admin,{BASE_DN}"
+_ROOT_PASSWORD = "admin-secret"
+
+_SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema")
+_MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/libexec/openldap")
+
+
+def slapd_binary() -> str | None:
+    """The ``slapd`` executable (often outside ``PATH``, in ``/usr/sbin``)."""
+    return shutil.which("slapd") or next(
+        (p for p in ("/usr/sbin/slapd", "/usr/local/libexec/slapd") if os.access(p, os.X_OK)),
+        None,
+    )
+
+
+def _slapadd_binary() -> str | None:
+    return shutil.which("slapadd") or next(
+        (p for p in ("/usr/sbin/slapadd",) if os.access(p, os.X_OK)), None
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ssha(password: str) -> str:
+    """An ``{SSHA}`` userPassword value, as ``slappasswd`` makes them."""
+    salt = os.urandom(8)
+    digest = hashlib.sha1(password.encode() + salt).digest()
+    return "{SSHA}" + b64encode(digest + salt).decode()
+
+
+@dataclass(frozen=True)
+class LdapUser:
+    """A seeded person: ``uid`` is their login name, ``cn`` their common name."""
+
+    uid: str
+    cn: str
+    given_name: str
+    sn: str
+    mail: str | None
+    password: str
+
+    @property
+    def dn(self) -> str:
+        return f"uid={self.uid},{USER_DN}"
+
+
+#: The seeded people. ``ada`` is in the ``admins`` group, ``bob`` in ``editors``.
+USERS = {
+    "ada": LdapUser("ada", "Ada Lovelace", "Ada", "Lovelace", "ada@example.org", "ada-pass-1"),
+    "bob": LdapUser("bob", "Bob Builder", "Bob", "Builder", "bob@example.org", "bob-pass-2"),
+    "cyd": LdapUser("cyd", "Cyd Charisse", "Cyd", "Charisse", "cyd@example.org", "cyd-pass-3"),
+    "eve": LdapUser("eve", "Eve Moneypenny", "Eve", "Moneypenny", "eve@example.org", "eve-pass-4"),
+    "nomail": LdapUser("nomail", "No Mail", "No", "Mail", None, "nomail-pass-5"),
+}
+GROUPS = {"admins": ["ada"], "editors": ["bob", "eve"]}
+
+
+def _seed() -> str:
+    entries = [
+        f"dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\n"
+        "o: Example\n",
+        f"dn: {USER_DN}\nobjectClass: organizationalUnit\nou: people\n",
+        f"dn: {GROUP_DN}\nobjectClass: organizationalUnit\nou: groups\n",
+        f"dn: ou=services,{BASE_DN}\nobjectClass: organizationalUnit\nou: services\n",
+        f"dn: {BIND_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+        f"cn: reader\nuserPassword: {ssha(BIND_PASSWORD)}\n",
+    ]
+    for user in USERS.values():
+        lines = [
+            f"dn: {user.dn}",
+            "objectClass: inetOrgPerson",
+            f"uid: {user.uid}",
+            f"cn: {user.cn}",
+            f"givenName: {user.given_name}",
+            f"sn: {user.sn}",
+            f"userPassword: {ssha(user.password)}",
+        ]
+        if user.mail:
+            lines.append(f"mail: {user.mail}")
+        entries.append("\n".join(lines) + "\n")
+    for group, members in GROUPS.items():
+        lines = [f"dn: cn={group},{GROUP_DN}", "objectClass: groupOfNames", f"cn: {group}"]
+        lines += [f"member: {USERS[m].dn}" for m in members]
+        entries.append("\n".join(lines) + "\n")
+    return "\n".join(entries)
+
+
+def _first_dir(candidates: tuple[str, ...], probe: str) -> str | None:
+    return next((d for d in candidates if Path(d, probe).exists()), None)
+
+
+class LdapServer:
+    """One ``slapd`` on 127.0.0.1, seeded with :data:`USERS` and :data:`GROUPS`."""
+
+    def __init__(self, directory: Path) -> None:
+        binary, slapadd = slapd_binary(), _slapadd_binary()
+        if binary is None or slapadd is None:
+            raise RuntimeError("slapd is not installed (scripts/setup.sh installs it)")
+        schema = _first_dir(_SCHEMA_DIRS, "inetorgperson.schema")
+        if schema is None:
+            raise RuntimeError("the OpenLDAP schemas (inetorgperson.schema) are not installed")
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        data = directory / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        modules = _first_dir(_MODULE_DIRS, "back_mdb.so")
+        module_lines = f"modulepath {modules}\nmoduleload back_mdb\n" if modules else ""
+        self.config = directory / "slapd.conf"
+        self.config.write_text(
+            f"include {schema}/core.schema\n"
+            f"include {schema}/cosine.schema\n"
+            f"include {schema}/inetorgperson.schema\n"
+            f"pidfile {directory}/slapd.pid\n"
+            f"{module_lines}"
+            "database mdb\n"
+            "maxsize 16777216\n"
+            f'suffix "{BASE_DN}"\n'
+            f'rootdn "{_ROOT_DN}"\n'
+            f"rootpw {_ROOT_PASSWORD}\n"
+            f"directory {data}\n"
+            "access to attrs=userPassword by self write by anonymous auth by * none\n"
+            "access to * by users read by * none\n"
+        )
+        seed = directory / "seed.ldif"
+        seed.write_text(_seed())
+        done = subprocess.run(
+            [slapadd, "-f", str(self.config), "-l", str(seed)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"slapadd failed: {done.stderr.decode(errors='replace')[-500:]}")
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart on the same port) and wait until it accepts connections."""
+        if self.process is not None:
+            raise RuntimeError("already running")
+        # -d 0: stay in the foreground (so the PID is slapd's own), logging nothing.
+        self.process = subprocess.Popen(
+            [self.binary, "-f", str(self.config), "-h", f"{self.url}/", "-d", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                raise RuntimeError(f"slapd exited with {code}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("slapd did not start in time")
+
+    def stop(self) -> None:
+        """Stop the process this object started (by its PID) and wait for it."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+    def __enter__(self) -> LdapServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
