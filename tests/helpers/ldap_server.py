@@ -27,6 +27,9 @@ __all__ = [
     "BIND_DN",
     "BIND_PASSWORD",
     "GROUP_DN",
+    "GROUPS",
+    "ROOT_DN",
+    "ROOT_PASSWORD",
     "USER_DN",
     "LdapServer",
     "LdapUser",
@@ -39,8 +42,8 @@ USER_DN = f"ou=people,{BASE_DN}"
 GROUP_DN = f"ou=groups,{BASE_DN}"
 BIND_DN = f"cn=reader,ou=services,{BASE_DN}"
 BIND_PASSWORD = "reader-secret"
-_ROOT_DN = f"cn=admin,{BASE_DN}"
-_ROOT_PASSWORD = "admin-secret"
+ROOT_DN = f"cn=admin,{BASE_DN}"
+ROOT_PASSWORD = "admin-secret"
 
 _SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema")
 _MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/libexec/openldap")
@@ -83,19 +86,25 @@ class LdapUser:
     sn: str
     mail: str | None
     password: str
+    #: Active Directory's userAccountControl (0x202: a disabled normal account), if set.
+    account_control: int | None = None
 
     @property
     def dn(self) -> str:
         return f"uid={self.uid},{USER_DN}"
 
 
-#: The seeded people. ``ada`` is in the ``admins`` group, ``bob`` in ``editors``.
+#: The seeded people. ``ada`` is in the ``admins`` group, ``bob`` and ``eve`` in ``editors``;
+#: ``dora``'s account is disabled (userAccountControl), ``nomail`` has no e-mail.
 USERS = {
     "ada": LdapUser("ada", "Ada Lovelace", "Ada", "Lovelace", "ada@example.org", "ada-pass-1"),
     "bob": LdapUser("bob", "Bob Builder", "Bob", "Builder", "bob@example.org", "bob-pass-2"),
     "cyd": LdapUser("cyd", "Cyd Charisse", "Cyd", "Charisse", "cyd@example.org", "cyd-pass-3"),
     "eve": LdapUser("eve", "Eve Moneypenny", "Eve", "Moneypenny", "eve@example.org", "eve-pass-4"),
     "nomail": LdapUser("nomail", "No Mail", "No", "Mail", None, "nomail-pass-5"),
+    "dora": LdapUser(
+        "dora", "Dora Disabled", "Dora", "Disabled", "dora@example.org", "dora-pass-6", 0x202
+    ),
 }
 GROUPS = {"admins": ["ada"], "editors": ["bob", "eve"]}
 
@@ -120,6 +129,8 @@ def _seed() -> str:
             f"sn: {user.sn}",
             f"userPassword: {ssha(user.password)}",
         ]
+        if user.account_control is not None:
+            lines += ["objectClass: adAccount", f"userAccountControl: {user.account_control}"]
         if user.mail:
             lines.append(f"mail: {user.mail}")
         entries.append("\n".join(lines) + "\n")
@@ -157,13 +168,18 @@ class LdapServer:
             f"include {schema}/core.schema\n"
             f"include {schema}/cosine.schema\n"
             f"include {schema}/inetorgperson.schema\n"
+            # Active Directory's account flags, on an auxiliary class of our own.
+            "attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' "
+            "EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )\n"
+            "objectclass ( 1.3.6.1.4.1.4203.666.11.1 NAME 'adAccount' AUXILIARY "
+            "MAY userAccountControl )\n"
             f"pidfile {directory}/slapd.pid\n"
             f"{module_lines}"
             "database mdb\n"
             "maxsize 16777216\n"
             f'suffix "{BASE_DN}"\n'
-            f'rootdn "{_ROOT_DN}"\n'
-            f"rootpw {_ROOT_PASSWORD}\n"
+            f'rootdn "{ROOT_DN}"\n'
+            f"rootpw {ROOT_PASSWORD}\n"
             f"directory {data}\n"
             "access to attrs=userPassword by self write by anonymous auth by * none\n"
             "access to * by users read by * none\n"

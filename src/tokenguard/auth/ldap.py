@@ -41,7 +41,7 @@ from .external import ExternalIdentity, check_user_store, mapped_role, user_for_
 from .providers import LdapConfig, Provider
 from .service import AuthService, ClientInfo, Credentials
 
-__all__ = ["Directory", "DirectoryEntry", "LdapLogin", "MAX_IDENTIFIER_LENGTH"]
+__all__ = ["Directory", "DirectoryEntry", "LdapLogin", "MAX_IDENTIFIER_LENGTH", "ldap_logins"]
 
 log = logging.getLogger("tokenguard.auth")
 
@@ -50,6 +50,8 @@ log = logging.getLogger("tokenguard.auth")
 INVALID_ACCOUNT_FLAGS = 0x800012
 #: Longest identifier sent to the directory; a longer one names nobody.
 MAX_IDENTIFIER_LENGTH = 512
+UNREACHABLE = "Service is unreachable"
+UNEXPECTED = "Service returned unexpected response"
 #: LDAP result codes that mean "these credentials are not good" (RFC 4511): a 401, not a 503.
 _REFUSED = frozenset({"invalidCredentials", "inappropriateAuthentication",
                       "insufficientAccessRights", "invalidDNSyntax"})
@@ -140,7 +142,8 @@ class Directory:
             user=user,
             password=password,
             auto_bind=ldap3.AUTO_BIND_NONE,
-            receive_timeout=self.config.timeout_ms / 1000,
+            # Whole seconds: ldap3 packs it into SO_RCVTIMEO as an integer.
+            receive_timeout=_seconds(self.config.timeout_ms),
             raise_exceptions=False,
             read_only=True,
         )
@@ -155,7 +158,9 @@ class Directory:
         log.warning(
             "ldap provider %s: %s%s", self.name, what, f" ({type(exc).__name__})" if exc else ""
         )
-        return service_unavailable("ldap", "Service is unavailable")
+        if exc is not None:
+            return service_unavailable("ldap", UNREACHABLE)
+        return service_unavailable("ldap", UNEXPECTED)
 
     # -- the two operations -----------------------------------------------------------------
 
@@ -228,7 +233,7 @@ class Directory:
         scopes = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}
         connection.search(
             base, query, search_scope=scopes[scope], attributes=list(attributes),
-            time_limit=max(1, self.config.timeout_ms // 1000),
+            time_limit=_seconds(self.config.timeout_ms),
         )
         result = connection.result.get("description")
         if result == "noSuchObject":
@@ -287,6 +292,18 @@ class Directory:
         return tuple(groups)
 
 
+def _seconds(ms: int) -> int:
+    return max(1, -(-ms // 1000))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _close(connection: Any) -> None:
     try:
         connection.unbind()
@@ -322,7 +339,7 @@ class LdapLogin:
             raise
         except Exception as exc:
             log.error("ldap provider %s failed: %s", self.name, type(exc).__name__)
-            raise service_unavailable("ldap", "Service is unavailable") from None
+            raise service_unavailable("ldap", UNEXPECTED) from None
 
     def _bind(self, dn: str, password: str) -> Flow[bool]:
         ok: bool = yield from self._directory(self.directory.verify, dn, password)
@@ -350,7 +367,11 @@ class LdapLogin:
         found: list[User],
     ) -> Flow[User]:
         identifier, password = credentials.email, credentials.password
+        # Nothing is sent for an empty password (an unauthenticated bind would "succeed"),
+        # nor for what cannot be sent as UTF-8 (a lone surrogate from JSON's \ud800).
         if not identifier or not password or len(identifier) > MAX_IDENTIFIER_LENGTH:
+            raise invalid_credentials()
+        if not (_utf8(identifier) and _utf8(password)):
             raise invalid_credentials()
         entry: DirectoryEntry | None = yield from self._directory(
             self.directory.find, identifier

@@ -58,7 +58,8 @@ class LdapConfig:
     group_dn: str | None = None
     group_attribute: str = "member"
     group_scope: str = "one"
-    #: ``CLIENT_CONNECT_TIMEOUT`` and ``CLIENT_TIMEOUT`` (each operation), in milliseconds.
+    #: ``CLIENT_CONNECT_TIMEOUT`` and ``CLIENT_TIMEOUT`` (each operation), in milliseconds
+    #: (the operation timeout is applied in whole seconds, rounded up).
     connect_timeout_ms: int = 5_000
     timeout_ms: int = 10_000
     #: tokenguard-specific ``CLIENT_TLS_CA_FILE``: the CA bundle ``ldaps://`` and StartTLS

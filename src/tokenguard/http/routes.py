@@ -62,7 +62,7 @@ _BODY_ROUTES = frozenset(
     | {"ldap_login"}
     | {"tfa_generate", "tfa_enable", "tfa_disable"}
 )
-_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout"} | {"sso_login"}
+_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout", "ldap_login"} | {"sso_login"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
