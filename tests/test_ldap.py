@@ -612,3 +612,58 @@ def test_asgi_login_runs_the_directory_off_the_event_loop(slapd: LdapServer) -> 
     assert (timed_out, ok) == (503, 200)
     # The 600 ms wait on the silent directory happened in a worker thread.
     assert ticks >= 20
+
+
+# -- refresh ------------------------------------------------------------------------------------------
+
+
+def refresh(core: TokenGuard, token: str) -> Any:
+    return client(core).post("/auth/refresh", json={"refresh_token": token, "mode": "json"})
+
+
+def test_refresh_checks_the_account_in_the_directory(tmp_path: Path) -> None:
+    import ldap3
+
+    with LdapServer(tmp_path) as server:
+        core = make_core(server.url)
+        tokens = {}
+        for name in ("ada", "bob", "cyd"):
+            reply = login(core, {"identifier": name, "password": USERS[name].password})
+            tokens[name] = reply.get_json()["data"]["refresh_token"]
+        admin = ldap3.Connection(ldap3.Server(server.url), ROOT_DN, ROOT_PASSWORD, auto_bind=True)
+        # Bob's account is disabled in the directory, Cyd's removed.
+        admin.modify(BOB.dn, {"objectClass": [(ldap3.MODIFY_ADD, ["adAccount"])],
+                              "userAccountControl": [(ldap3.MODIFY_ADD, ["514"])]})
+        assert admin.result["description"] == "success"
+        admin.delete(USERS["cyd"].dn)
+        assert admin.result["description"] == "success"
+        admin.unbind()
+        ok = refresh(core, tokens["ada"])
+        assert ok.status_code == 200
+        tokens["ada"] = ok.get_json()["data"]["refresh_token"]
+        for name in ("bob", "cyd"):
+            reply = refresh(core, tokens[name])
+            assert reply.status_code == 401 and reply.get_json() == INVALID_CREDENTIALS, name
+            # The session is gone, not merely refused this once.
+            assert refresh(core, tokens[name]).status_code == 401
+        # A directory that cannot answer: 503, and the session survives it.
+        server.stop()
+        down = refresh(core, tokens["ada"])
+        assert down.status_code == 503 and down.get_json() == UNREACHABLE
+        server.start()
+        assert refresh(core, tokens["ada"]).status_code == 200
+
+
+def test_local_users_refresh_without_the_directory(tmp_path: Path) -> None:
+    from tests.helpers.auth import PASSWORD, make_user
+
+    users = MemoryUserStore()
+    local = make_user()
+    users.create(local)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    core = make_core(f"ldap://127.0.0.1:{port}", users)  # nothing listens there
+    reply = login(core, {"email": local.email, "password": PASSWORD}, "/auth/login")
+    assert reply.status_code == 200
+    assert refresh(core, reply.get_json()["data"]["refresh_token"]).status_code == 200

@@ -21,6 +21,9 @@ The flow, for ``{identifier, password}`` (spec §10.2):
    ``ALLOW_PUBLIC_REGISTRATION=false`` to admit only users that already exist). Then the
    one-time password, and the tokens, exactly as for ``/auth/login``.
 
+At each refresh of an LDAP user's session the DN is looked up again (as Directus does): an
+account removed from the directory or disabled there loses its session then.
+
 Wrong password and unknown user are the same 401 ``INVALID_CREDENTIALS``. A directory that
 cannot be reached, times out or answers something unexpected is 503 ``SERVICE_UNAVAILABLE``
 and nobody is let in. ldap3 is blocking: every directory call is a blocking
@@ -193,6 +196,42 @@ class Directory:
         except LDAPException as exc:
             raise self._unavailable("the directory is unreachable", exc) from None
         except OSError as exc:
+            raise self._unavailable("the directory is unreachable", exc) from None
+        finally:
+            _close(connection)
+
+    def lookup(self, dn: str) -> DirectoryEntry | None:
+        """The entry at ``dn`` (``None``: it is gone). Raises a 503 like :meth:`find`."""
+        from ldap3.core.exceptions import LDAPException
+
+        config = self.config
+        connection = self._connection(config.bind_dn or None, config.bind_password or None)
+        try:
+            self._open(connection)
+            if not connection.bind():
+                raise self._unavailable(
+                    f"the service account could not bind ({connection.result.get('description')})"
+                )
+            try:
+                found = self._search(
+                    connection, dn, "(objectClass=*)", "base", ("userAccountControl",)
+                )
+            except _Unavailable:
+                if connection.result.get("description") == "noSuchObject":
+                    return None
+                raise
+            if not found:
+                return None
+            control = _first((found[0].get("attributes") or {}).get("userAccountControl"))
+            return DirectoryEntry(
+                dn=str(found[0]["dn"]),
+                account_control=int(control) if control and control.isdigit() else 0,
+            )
+        except AuthError:
+            raise
+        except _Unavailable as exc:
+            raise self._unavailable(str(exc)) from None
+        except (LDAPException, OSError) as exc:
             raise self._unavailable("the directory is unreachable", exc) from None
         finally:
             _close(connection)
@@ -401,10 +440,24 @@ class LdapLogin:
         yield from service.check_otp(user, credentials.otp)
         return user
 
+    def still_valid(self, user: User) -> Flow[bool]:
+        """At each refresh, as Directus does: the user's DN must still be in the directory
+        and not disabled (``userAccountControl``). A directory that cannot answer is a 503,
+        which keeps the session for a later try."""
+        dn = user.external_identifier
+        if not dn:
+            return False
+        entry: DirectoryEntry | None = yield from self._directory(self.directory.lookup, dn)
+        if entry is None or entry.disabled:
+            log.info("ldap provider %s: user %s is gone or disabled", self.name, user.id)
+            return False
+        return True
+
 
 def ldap_logins(service: AuthService, providers: Sequence[Provider]) -> dict[str, LdapLogin]:
     """The logins of the ``ldap`` providers among ``providers``, by name."""
     logins = {p.name: LdapLogin(p) for p in providers if p.ldap is not None}
     if logins:
         check_user_store(service.users)
+        service.password_providers.update(logins)
     return logins

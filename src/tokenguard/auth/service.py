@@ -82,6 +82,10 @@ class PasswordProvider(Protocol):
         found: list[User],
     ) -> Flow[User]: ...
 
+    def still_valid(self, user: User) -> Flow[bool]:
+        """Whether ``user``'s account still may sign in (checked at each refresh)."""
+        ...
+
 
 class OtpCheck(Protocol):
     """A one-time-password check that may use stores (a flow), e.g.
@@ -186,6 +190,10 @@ class AuthService:
         self._stall_s = settings.login_stall_ms / 1000
         #: Where authentication events go (tokenguard.audit): the log, and a store if any.
         self.audit = audit if audit is not None else Audit(clock=clock)
+        #: Provider name -> a check each refresh of that provider's users goes through
+        #: (:meth:`PasswordProvider.still_valid`: an LDAP account disabled or removed since
+        #: the login ends its sessions at their next refresh, as in Directus).
+        self.password_providers: dict[str, PasswordProvider] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -429,6 +437,12 @@ class AuthService:
             yield from self._store(self.sessions.revoke, key)
             if user is not None and user.status == "suspended":
                 raise user_suspended()
+            raise invalid_credentials()
+        provider = self.password_providers.get(user.provider)
+        # A 503 (the directory cannot answer) keeps the session for a later try; a refusal
+        # ends it.
+        if provider is not None and not (yield from provider.still_valid(user)):
+            yield from self._store(self.sessions.revoke, key)
             raise invalid_credentials()
         ttl = (
             self.settings.session_cookie_ttl_ms
