@@ -667,3 +667,38 @@ def test_local_users_refresh_without_the_directory(tmp_path: Path) -> None:
     reply = login(core, {"email": local.email, "password": PASSWORD}, "/auth/login")
     assert reply.status_code == 200
     assert refresh(core, reply.get_json()["data"]["refresh_token"]).status_code == 200
+
+
+# -- search settings ----------------------------------------------------------------------------------
+
+
+def test_memberuid_groups_name_their_members_by_uid(slapd: LdapServer) -> None:
+    core = make_core(
+        slapd.url,
+        AUTH_DIR_GROUP_DN=GROUP_DN,
+        AUTH_DIR_GROUP_ATTRIBUTE="memberUid",
+        AUTH_DIR_ROLE_MAPPING=json.dumps({"ops": ROLE_ADMIN}),
+        AUTH_DIR_DEFAULT_ROLE_ID=ROLE_DEFAULT,
+    )
+    for name, role in (("cyd", ROLE_ADMIN), ("ada", ROLE_DEFAULT)):
+        reply = login(core, {"identifier": name, "password": USERS[name].password})
+        assert claims(reply.get_json()["data"]["access_token"])["role"] == role, name
+
+
+def test_the_default_user_attribute_is_cn(slapd: LdapServer) -> None:
+    env = ldap_env(slapd.url)
+    del env["AUTH_DIR_USER_ATTRIBUTE"]
+    core = TokenGuard(secret=SECRET, users=MemoryUserStore(), sessions=MemorySessionStore(),
+                      passwords=FAST, login_stall_ms=0, auth_providers="dir",
+                      auth_provider_env=env)
+    assert login(core, {"identifier": "Ada Lovelace", "password": ADA.password}).status_code \
+        == 200
+    assert login(core, {"identifier": "ada", "password": ADA.password}).status_code == 401
+
+
+def test_user_scope_one_stays_at_one_level_and_sub_goes_down(slapd: LdapServer) -> None:
+    base = USER_DN.split(",", 1)[1]
+    body = {"identifier": "ada", "password": ADA.password}
+    assert login(make_core(slapd.url, AUTH_DIR_USER_DN=base), body).status_code == 401
+    core = make_core(slapd.url, AUTH_DIR_USER_DN=base, AUTH_DIR_USER_SCOPE="sub")
+    assert login(core, body).status_code == 200

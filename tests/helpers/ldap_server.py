@@ -28,6 +28,7 @@ __all__ = [
     "BIND_PASSWORD",
     "GROUP_DN",
     "GROUPS",
+    "POSIX_GROUPS",
     "ROOT_DN",
     "ROOT_PASSWORD",
     "USER_DN",
@@ -107,6 +108,8 @@ USERS = {
     ),
 }
 GROUPS = {"admins": ["ada"], "editors": ["bob", "eve"]}
+#: posixGroups, whose members are named by uid (``memberUid``).
+POSIX_GROUPS = {"ops": ["cyd"]}
 
 
 def _seed() -> str:
@@ -138,6 +141,11 @@ def _seed() -> str:
         lines = [f"dn: cn={group},{GROUP_DN}", "objectClass: groupOfNames", f"cn: {group}"]
         lines += [f"member: {USERS[m].dn}" for m in members]
         entries.append("\n".join(lines) + "\n")
+    for gid, (group, members) in enumerate(POSIX_GROUPS.items(), start=5000):
+        lines = [f"dn: cn={group},{GROUP_DN}", "objectClass: posixGroup", f"cn: {group}",
+                 f"gidNumber: {gid}"]
+        lines += [f"memberUid: {m}" for m in members]
+        entries.append("\n".join(lines) + "\n")
     return "\n".join(entries)
 
 
@@ -168,6 +176,7 @@ class LdapServer:
             f"include {schema}/core.schema\n"
             f"include {schema}/cosine.schema\n"
             f"include {schema}/inetorgperson.schema\n"
+            f"include {schema}/nis.schema\n"
             # Active Directory's account flags, on an auxiliary class of our own.
             "attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' "
             "EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )\n"
