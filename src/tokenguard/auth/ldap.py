@@ -33,9 +33,9 @@ and nobody is let in. ldap3 is blocking: every directory call is a blocking
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from ..errors import AuthError, invalid_credentials, service_unavailable
 from ..flow import Call, Flow
@@ -47,6 +47,7 @@ from .service import AuthService, ClientInfo, Credentials
 __all__ = ["Directory", "DirectoryEntry", "LdapLogin", "MAX_IDENTIFIER_LENGTH", "ldap_logins"]
 
 log = logging.getLogger("tokenguard.auth")
+T = TypeVar("T")
 
 #: Active Directory's ``userAccountControl`` flags that refuse a login, as Directus checks
 #: them: ACCOUNTDISABLE (0x2), LOCKOUT (0x10), PASSWORD_EXPIRED (0x800000).
@@ -87,6 +88,11 @@ def _first(value: Any) -> str | None:
         return None
     text = str(value)
     return text or None
+
+
+def _control(values: Any) -> int:
+    control = _first(values.get("userAccountControl"))
+    return int(control) if control and control.isdigit() else 0
 
 
 def _all(value: Any) -> list[str]:
@@ -165,53 +171,55 @@ class Directory:
             return service_unavailable("ldap", UNREACHABLE)
         return service_unavailable("ldap", UNEXPECTED)
 
-    # -- the two operations -----------------------------------------------------------------
+    def _run(self, user: str | None, password: str | None, operation: Callable[[Any], T]) -> T:
+        """``operation`` over a fresh connection as ``user``, closed afterwards; whatever the
+        directory does wrong is a 503 :class:`~tokenguard.errors.AuthError`."""
+        from ldap3.core.exceptions import LDAPException
+
+        connection = self._connection(user, password)
+        try:
+            self._open(connection)
+            return operation(connection)
+        except AuthError:
+            raise
+        except _Unavailable as exc:
+            raise self._unavailable(str(exc)) from None
+        except (LDAPException, OSError) as exc:
+            raise self._unavailable("the directory is unreachable", exc) from None
+        finally:
+            _close(connection)
+
+    def _as_service(self, operation: Callable[[Any], T]) -> T:
+        """``operation`` bound as the service account (``BIND_DN``; anonymous when empty)."""
+        config = self.config
+
+        def bound(connection: Any) -> T:
+            if not connection.bind():
+                description = connection.result.get("description")
+                raise _Unavailable(f"the service account could not bind ({description})")
+            return operation(connection)
+
+        return self._run(config.bind_dn or None, config.bind_password or None, bound)
+
+    # -- the operations ---------------------------------------------------------------------
 
     def find(self, identifier: str) -> DirectoryEntry | None:
         """The entry ``identifier`` names (``None``: nobody, or more than one), with its
         groups. Raises a 503 :class:`~tokenguard.errors.AuthError` when the directory
         cannot answer."""
-        from ldap3.core.exceptions import LDAPException
 
-        config = self.config
-        connection = self._connection(config.bind_dn or None, config.bind_password or None)
-        try:
-            self._open(connection)
-            if not connection.bind():
-                raise self._unavailable(
-                    f"the service account could not bind ({connection.result.get('description')})"
-                )
+        def search(connection: Any) -> DirectoryEntry | None:
             entry = self._search_user(connection, identifier)
-            if entry is None or config.group_dn is None:
+            if entry is None or self.config.group_dn is None:
                 return entry
-            groups = self._search_groups(connection, entry)
-            return DirectoryEntry(
-                entry.dn, entry.email, entry.first_name, entry.last_name, entry.uid,
-                entry.account_control, groups,
-            )
-        except AuthError:
-            raise
-        except _Unavailable as exc:
-            raise self._unavailable(str(exc)) from None
-        except LDAPException as exc:
-            raise self._unavailable("the directory is unreachable", exc) from None
-        except OSError as exc:
-            raise self._unavailable("the directory is unreachable", exc) from None
-        finally:
-            _close(connection)
+            return replace(entry, groups=self._search_groups(connection, entry))
+
+        return self._as_service(search)
 
     def lookup(self, dn: str) -> DirectoryEntry | None:
         """The entry at ``dn`` (``None``: it is gone). Raises a 503 like :meth:`find`."""
-        from ldap3.core.exceptions import LDAPException
 
-        config = self.config
-        connection = self._connection(config.bind_dn or None, config.bind_password or None)
-        try:
-            self._open(connection)
-            if not connection.bind():
-                raise self._unavailable(
-                    f"the service account could not bind ({connection.result.get('description')})"
-                )
+        def read(connection: Any) -> DirectoryEntry | None:
             try:
                 found = self._search(
                     connection, dn, "(objectClass=*)", "base", ("userAccountControl",)
@@ -222,19 +230,10 @@ class Directory:
                 raise
             if not found:
                 return None
-            control = _first((found[0].get("attributes") or {}).get("userAccountControl"))
-            return DirectoryEntry(
-                dn=str(found[0]["dn"]),
-                account_control=int(control) if control and control.isdigit() else 0,
-            )
-        except AuthError:
-            raise
-        except _Unavailable as exc:
-            raise self._unavailable(str(exc)) from None
-        except (LDAPException, OSError) as exc:
-            raise self._unavailable("the directory is unreachable", exc) from None
-        finally:
-            _close(connection)
+            values = found[0].get("attributes") or {}
+            return DirectoryEntry(str(found[0]["dn"]), account_control=_control(values))
+
+        return self._as_service(read)
 
     def verify(self, dn: str, password: str) -> bool:
         """Whether ``dn`` binds with ``password``. An empty password is ``False`` without
@@ -242,25 +241,16 @@ class Directory:
         answer."""
         if not password or not dn:
             return False
-        from ldap3.core.exceptions import LDAPException
 
-        connection = self._connection(dn, password)
-        try:
-            self._open(connection)
+        def bind(connection: Any) -> bool:
             if connection.bind():
                 return True
             description = connection.result.get("description")
             if description in _REFUSED:
                 return False
-            raise self._unavailable(f"the user bind failed ({description})")
-        except AuthError:
-            raise
-        except LDAPException as exc:
-            raise self._unavailable("the directory is unreachable", exc) from None
-        except OSError as exc:
-            raise self._unavailable("the directory is unreachable", exc) from None
-        finally:
-            _close(connection)
+            raise _Unavailable(f"the user bind failed ({description})")
+
+        return self._run(dn, password, bind)
 
     # -- searches ---------------------------------------------------------------------------
 
@@ -305,14 +295,13 @@ class Directory:
             return None
         entry = found[0]
         values = entry.get("attributes") or {}
-        control = _first(values.get("userAccountControl"))
         return DirectoryEntry(
             dn=str(entry["dn"]),
             email=_first(values.get(config.mail_attribute)),
             first_name=_first(values.get(config.first_name_attribute)),
             last_name=_first(values.get(config.last_name_attribute)),
             uid=_first(values.get("uid")),
-            account_control=int(control) if control and control.isdigit() else 0,
+            account_control=_control(values),
         )
 
     def _search_groups(self, connection: Any, entry: DirectoryEntry) -> tuple[str, ...]:
