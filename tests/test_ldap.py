@@ -702,3 +702,29 @@ def test_user_scope_one_stays_at_one_level_and_sub_goes_down(slapd: LdapServer) 
     assert login(make_core(slapd.url, AUTH_DIR_USER_DN=base), body).status_code == 401
     core = make_core(slapd.url, AUTH_DIR_USER_DN=base, AUTH_DIR_USER_SCOPE="sub")
     assert login(core, body).status_code == 200
+
+
+def test_a_directory_user_enrols_in_two_factor_with_the_directory_password(
+    slapd: LdapServer,
+) -> None:
+    from tests.helpers.auth import Clock
+
+    clock = Clock()
+    core = make_core(slapd.url, clock=clock)
+    http = client(core)
+    body = {"identifier": "eve", "password": USERS["eve"].password}
+    access = login(core, body).get_json()["data"]["access_token"]
+    auth = {"authorization": f"Bearer {access}"}
+    wrong = http.post("/users/me/tfa/generate", json={"password": "nope"}, headers=auth)
+    assert wrong.status_code == 401 and wrong.get_json() == INVALID_CREDENTIALS
+    generated = http.post("/users/me/tfa/generate", json={"password": body["password"]},
+                          headers=auth)
+    assert generated.status_code == 200, generated.data
+    secret = generated.get_json()["data"]["secret"]
+    totp = pyotp.TOTP(secret)
+    enabled = http.post("/users/me/tfa/enable",
+                        json={"secret": secret, "otp": totp.at(clock.now)}, headers=auth)
+    assert enabled.status_code == 204, enabled.data
+    assert login(core, body).get_json() == INVALID_OTP
+    clock.advance(30)
+    assert login(core, {**body, "otp": totp.at(clock.now)}).status_code == 200

@@ -429,6 +429,12 @@ class LdapLogin:
         yield from service.check_otp(user, credentials.otp)
         return user
 
+    def verify_password(self, user: User, password: str) -> Flow[bool]:
+        """Whether ``password`` binds as ``user``'s DN (``POST /users/me/tfa/generate``)."""
+        if not user.external_identifier or not password or not _utf8(password):
+            return False
+        return (yield from self._bind(user.external_identifier, password))
+
     def still_valid(self, user: User) -> Flow[bool]:
         """At each refresh, as Directus does: the user's DN must still be in the directory
         and not disabled (``userAccountControl``). A directory that cannot answer is a 503,

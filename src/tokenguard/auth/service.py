@@ -86,6 +86,10 @@ class PasswordProvider(Protocol):
         """Whether ``user``'s account still may sign in (checked at each refresh)."""
         ...
 
+    def verify_password(self, user: User, password: str) -> Flow[bool]:
+        """Whether ``password`` is ``user``'s (for the two-factor enrolment)."""
+        ...
+
 
 class OtpCheck(Protocol):
     """A one-time-password check that may use stores (a flow), e.g.

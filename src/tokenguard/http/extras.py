@@ -77,6 +77,7 @@ def build_extras(
         clock=service.clock,
         store_call=service._store,
         audit=service.audit,
+        password_providers=service.password_providers,  # filled by ldap_logins below
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)
