@@ -155,6 +155,9 @@ class Directory:
             receive_timeout=_seconds(self.config.timeout_ms),
             raise_exceptions=False,
             read_only=True,
+            # A referral would carry the bind (the service password, the user's) to another
+            # server: never followed.
+            auto_referrals=False,
         )
 
     def _open(self, connection: Any) -> None:
