@@ -728,3 +728,12 @@ def test_a_directory_user_enrols_in_two_factor_with_the_directory_password(
     assert login(core, body).get_json() == INVALID_OTP
     clock.advance(30)
     assert login(core, {**body, "otp": totp.at(clock.now)}).status_code == 200
+
+
+def test_without_ldap3_an_ldap_provider_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ldap3", None)  # as if the `ldap` extra were missing
+    with pytest.raises(ConfigError, match=r"needs ldap3: pip install 'tokenguard\[ldap\]'"):
+        TokenGuard(secret=SECRET, users=MemoryUserStore(), sessions=MemorySessionStore(),
+                   auth_providers="dir", auth_provider_env=ldap_env("ldap://127.0.0.1:9"))
