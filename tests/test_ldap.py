@@ -737,3 +737,16 @@ def test_without_ldap3_an_ldap_provider_is_a_config_error(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match=r"needs ldap3: pip install 'tokenguard\[ldap\]'"):
         TokenGuard(secret=SECRET, users=MemoryUserStore(), sessions=MemorySessionStore(),
                    auth_providers="dir", auth_provider_env=ldap_env("ldap://127.0.0.1:9"))
+
+
+def test_a_cross_site_cookie_mode_login_is_refused_as_for_local_login(slapd: LdapServer) -> None:
+    core = make_core(slapd.url)
+    body = {"identifier": "bob", "password": BOB.password}
+    local = login(core, {"email": "x@example.com", "password": "x", "mode": "cookie"},
+                  "/auth/login", origin="https://evil.example")
+    for mode in ("cookie", "session"):
+        reply = login(core, {**body, "mode": mode}, origin="https://evil.example")
+        assert (reply.status_code, reply.data) == (local.status_code, local.data)
+        assert reply.status_code == 403 and "set-cookie" not in reply.headers
+    # json mode carries no ambient credential: allowed from anywhere.
+    assert login(core, body, origin="https://evil.example").status_code == 200
