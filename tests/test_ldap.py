@@ -750,3 +750,31 @@ def test_a_cross_site_cookie_mode_login_is_refused_as_for_local_login(slapd: Lda
         assert reply.status_code == 403 and "set-cookie" not in reply.headers
     # json mode carries no ambient credential: allowed from anywhere.
     assert login(core, body, origin="https://evil.example").status_code == 200
+
+
+# -- TLS ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapServer]:
+    with LdapServer(tmp_path_factory.mktemp("slapd-tls"), tls=True) as server:
+        yield server
+
+
+def test_ldaps_checks_the_certificate(tls_slapd: LdapServer) -> None:
+    body = {"identifier": "ada", "password": ADA.password}
+    trusted = make_core(tls_slapd.ldaps_url, AUTH_DIR_CLIENT_TLS_CA_FILE=str(tls_slapd.ca_file))
+    assert login(trusted, body).status_code == 200
+    # The system's CAs do not know this one: refused, never silently accepted.
+    untrusted = make_core(tls_slapd.ldaps_url)
+    reply = login(untrusted, body)
+    assert reply.status_code == 503 and reply.get_json() == UNREACHABLE
+
+
+def test_start_tls_checks_the_certificate(tls_slapd: LdapServer) -> None:
+    body = {"identifier": "ada", "password": ADA.password}
+    trusted = make_core(tls_slapd.url, AUTH_DIR_CLIENT_START_TLS="true",
+                        AUTH_DIR_CLIENT_TLS_CA_FILE=str(tls_slapd.ca_file))
+    assert login(trusted, body).status_code == 200
+    untrusted = make_core(tls_slapd.url, AUTH_DIR_CLIENT_START_TLS="true")
+    assert login(untrusted, body).status_code == 503

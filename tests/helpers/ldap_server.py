@@ -149,14 +149,69 @@ def _seed() -> str:
     return "\n".join(entries)
 
 
+def write_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it: (CA, cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenguard test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 def _first_dir(candidates: tuple[str, ...], probe: str) -> str | None:
     return next((d for d in candidates if Path(d, probe).exists()), None)
 
 
 class LdapServer:
-    """One ``slapd`` on 127.0.0.1, seeded with :data:`USERS` and :data:`GROUPS`."""
+    """One ``slapd`` on 127.0.0.1, seeded with :data:`USERS` and :data:`GROUPS`.
 
-    def __init__(self, directory: Path) -> None:
+    ``tls``: a certificate for 127.0.0.1 from a throw-away CA (``ca_file``), for StartTLS on
+    :attr:`url` and for ``ldaps://`` on :attr:`ldaps_url`."""
+
+    def __init__(self, directory: Path, *, tls: bool = False) -> None:
         binary, slapadd = slapd_binary(), _slapadd_binary()
         if binary is None or slapadd is None:
             raise RuntimeError("slapd is not installed (scripts/setup.sh installs it)")
@@ -166,6 +221,12 @@ class LdapServer:
         self.binary = binary
         self.directory = directory
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.ca_file: Path | None = None
+        tls_lines = ""
+        if tls:
+            self.ca_file, cert, key = write_certificates(directory)
+            tls_lines = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
         self.process: subprocess.Popen[bytes] | None = None
         data = directory / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -183,6 +244,7 @@ class LdapServer:
             "objectclass ( 1.3.6.1.4.1.4203.666.11.1 NAME 'adAccount' AUXILIARY "
             "MAY userAccountControl )\n"
             f"pidfile {directory}/slapd.pid\n"
+            f"{tls_lines}"
             f"{module_lines}"
             "database mdb\n"
             "maxsize 16777216\n"
@@ -208,13 +270,20 @@ class LdapServer:
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("started without tls")
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart on the same port) and wait until it accepts connections."""
         if self.process is not None:
             raise RuntimeError("already running")
         # -d 0: stay in the foreground (so the PID is slapd's own), logging nothing.
+        urls = f"{self.url}/" + (f" {self.ldaps_url}/" if self.tls_port else "")
         self.process = subprocess.Popen(
-            [self.binary, "-f", str(self.config), "-h", f"{self.url}/", "-d", "0"],
+            [self.binary, "-f", str(self.config), "-h", urls, "-d", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

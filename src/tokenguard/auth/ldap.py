@@ -162,8 +162,9 @@ class Directory:
 
     def _open(self, connection: Any) -> None:
         connection.open()
-        if self.config.start_tls and not connection.server.ssl:
-            connection.start_tls()
+        # A StartTLS that did not happen must not leave the bind to go out in clear.
+        if self.config.start_tls and not connection.server.ssl and not connection.start_tls():
+            raise _Unavailable("StartTLS failed")
 
     def _unavailable(self, what: str, exc: BaseException | None = None) -> AuthError:
         # Only the exception's type is logged: its text may carry the server's words.
