@@ -44,6 +44,21 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt_install wrk || true
 fi
 
+# OpenLDAP's slapd serves the LDAP login tests (tests/helpers/ldap_server.py starts its own).
+# Debian's postinst would start a system slapd: a policy-rc.d answering 101 forbids it.
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+  if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt_install slapd ldap-utils
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  else
+    apt_install slapd ldap-utils
+  fi
+fi
+
 # Node and npm drive the official @directus/sdk in tests/e2e (the test runs `npm ci` itself).
 if ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm

@@ -2,25 +2,71 @@
 
 Providers are read the way Directus reads them (spec §10): each name in ``AUTH_PROVIDERS``
 whose ``AUTH_<NAME>_DRIVER`` is set is listed, in that order. ``openid`` and ``oauth2``
-providers also sign users in (:mod:`tokenguard.auth.sso`); other drivers (``ldap``,
-``saml``) are listed so a front end shows them, but tokenguard does not serve them.
+providers sign users in through a redirect (:mod:`tokenguard.auth.sso`), ``ldap`` providers
+with an identifier and a password checked against the directory (:mod:`tokenguard.auth.ldap`);
+other drivers (``saml``) are listed so a front end shows them, but tokenguard does not serve
+them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
 from .external import Registration
 
-__all__ = ["SSO_DRIVERS", "Provider", "load_providers", "providers_body", "role_mapping"]
+__all__ = [
+    "LDAP_DRIVER",
+    "SSO_DRIVERS",
+    "LdapConfig",
+    "Provider",
+    "load_providers",
+    "providers_body",
+    "role_mapping",
+]
 
-#: The drivers tokenguard signs users in with.
+#: The drivers tokenguard signs users in with through a redirect.
 SSO_DRIVERS = ("openid", "oauth2")
+#: The driver whose users log in with an identifier and a password (``POST /auth/login/<p>``).
+LDAP_DRIVER = "ldap"
 _MODES = ("json", "cookie", "session")
+_SCOPES = ("base", "one", "sub")
+
+
+@dataclass(frozen=True, slots=True)
+class LdapConfig:
+    """An ``ldap`` provider's directory settings (``AUTH_<P>_*``, Directus's names)."""
+
+    #: ``CLIENT_URL``: ``ldap://host:port`` or ``ldaps://host:port``.
+    client_url: str
+    #: ``USER_DN``: where the people are searched.
+    user_dn: str
+    #: ``BIND_DN`` / ``BIND_PASSWORD``: the service account that searches (both empty: an
+    #: anonymous search).
+    bind_dn: str = ""
+    bind_password: str = field(default="", repr=False)
+    user_attribute: str = "cn"
+    user_scope: str = "one"
+    mail_attribute: str = "mail"
+    first_name_attribute: str = "givenName"
+    last_name_attribute: str = "sn"
+    #: ``GROUP_DN``: where the groups naming the user are searched (their ``cn`` is matched
+    #: against ``ROLE_MAPPING``); ``None``: roles are not taken from the directory.
+    group_dn: str | None = None
+    group_attribute: str = "member"
+    group_scope: str = "one"
+    #: ``CLIENT_CONNECT_TIMEOUT`` and ``CLIENT_TIMEOUT`` (each operation), in milliseconds
+    #: (the operation timeout is applied in whole seconds, rounded up).
+    connect_timeout_ms: int = 5_000
+    timeout_ms: int = 10_000
+    #: tokenguard-specific ``CLIENT_TLS_CA_FILE``: the CA bundle ``ldaps://`` and StartTLS
+    #: certificates are checked against (the system's when unset; never unchecked).
+    ca_file: str | None = None
+    #: tokenguard-specific ``CLIENT_START_TLS``: upgrade an ``ldap://`` connection first.
+    start_tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +104,8 @@ class Provider:
     #: sign in through this provider too. Off by default: it trusts the provider's e-mails.
     link_existing: bool = False
     login_timeout_ms: int = 300_000
+    #: The directory settings of an ``ldap`` provider, else ``None``.
+    ldap: LdapConfig | None = None
 
     def __repr__(self) -> str:
         return f"Provider(name={self.name!r}, driver={self.driver!r})"
@@ -73,7 +121,9 @@ class Provider:
             allow_public_registration=self.allow_public_registration,
             default_role_id=self.default_role_id,
             sync_user_info=self.sync_user_info,
-            update_role=bool(self.role_mapping),
+            # LDAP takes roles from groups only when GROUP_DN is set (as Directus does).
+            update_role=bool(self.role_mapping)
+            and (self.ldap is None or self.ldap.group_dn is not None),
             link_existing=self.link_existing,
         )
 
@@ -108,6 +158,10 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     if mode not in _MODES:
         raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
     openid = driver == "openid"
+    ldap = _ldap_config(prefix, env) if driver == LDAP_DRIVER else None
+    # Directus registers every directory user who logs in; the others register nobody
+    # unless told to.
+    registration = get("ALLOW_PUBLIC_REGISTRATION") or ("true" if ldap else "false")
     provider = Provider(
         name=name,
         driver=driver,
@@ -125,9 +179,7 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         email_key=get("EMAIL_KEY") or "email",
         first_name_key=get("FIRST_NAME_KEY") or ("given_name" if openid else None),
         last_name_key=get("LAST_NAME_KEY") or ("family_name" if openid else None),
-        allow_public_registration=_as_bool(
-            prefix + "ALLOW_PUBLIC_REGISTRATION", get("ALLOW_PUBLIC_REGISTRATION") or "false"
-        ),
+        allow_public_registration=_as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
         default_role_id=get("DEFAULT_ROLE_ID"),
         sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
         role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
@@ -137,7 +189,13 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         ),
         link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
         login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        ldap=ldap,
     )
+    if ldap is not None and ldap.group_dn is not None and not provider.role_mapping:
+        # Directus matches the group names with its roles table; tokenguard has none.
+        raise ConfigError(
+            f"{prefix}GROUP_DN needs {prefix}ROLE_MAPPING (a JSON object of group cn -> role id)"
+        )
     if provider.signs_in:
         if not provider.client_id:
             raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")
@@ -151,6 +209,60 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
                 "for the oauth2 driver"
             )
     return provider
+
+
+def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
+    def get(key: str, default: str | None = None) -> str | None:
+        value = env.get(prefix + key)
+        return value if value else default
+
+    url = get("CLIENT_URL")
+    if not url:
+        raise ConfigError(f"{prefix}CLIENT_URL is required for the ldap driver")
+    if not url.lower().startswith(("ldap://", "ldaps://")):
+        raise ConfigError(f"{prefix}CLIENT_URL must be an ldap:// or ldaps:// URL")
+    user_dn = get("USER_DN")
+    if not user_dn:
+        raise ConfigError(f"{prefix}USER_DN is required for the ldap driver")
+    # As in Directus both must be given; set to empty they mean an anonymous search.
+    bind_dn, bind_password = env.get(prefix + "BIND_DN"), env.get(prefix + "BIND_PASSWORD")
+    if bind_dn is None or bind_password is None:
+        raise ConfigError(
+            f"{prefix}BIND_DN and {prefix}BIND_PASSWORD are required for the ldap driver "
+            "(set both empty for an anonymous search)"
+        )
+    if bool(bind_dn) != bool(bind_password):
+        raise ConfigError(f"{prefix}BIND_DN and {prefix}BIND_PASSWORD go together")
+    scopes = {}
+    for key in ("USER_SCOPE", "GROUP_SCOPE"):
+        scope = (get(key) or "one").lower()
+        if scope not in _SCOPES:
+            raise ConfigError(f"{prefix}{key} must be base, one or sub, not {scope!r}")
+        scopes[key] = scope
+    timeouts = {}
+    for key, default in (("CLIENT_CONNECT_TIMEOUT", "5000"), ("CLIENT_TIMEOUT", "10000")):
+        ms = _as_duration(prefix + key, get(key, default))
+        if ms <= 0:
+            raise ConfigError(f"{prefix}{key} must be positive")
+        timeouts[key] = ms
+    return LdapConfig(
+        client_url=url,
+        user_dn=user_dn,
+        bind_dn=bind_dn,
+        bind_password=bind_password,
+        user_attribute=get("USER_ATTRIBUTE", "cn") or "cn",
+        user_scope=scopes["USER_SCOPE"],
+        mail_attribute=get("MAIL_ATTRIBUTE", "mail") or "mail",
+        first_name_attribute=get("FIRST_NAME_ATTRIBUTE", "givenName") or "givenName",
+        last_name_attribute=get("LAST_NAME_ATTRIBUTE", "sn") or "sn",
+        group_dn=get("GROUP_DN"),
+        group_attribute=get("GROUP_ATTRIBUTE", "member") or "member",
+        group_scope=scopes["GROUP_SCOPE"],
+        connect_timeout_ms=timeouts["CLIENT_CONNECT_TIMEOUT"],
+        timeout_ms=timeouts["CLIENT_TIMEOUT"],
+        ca_file=get("CLIENT_TLS_CA_FILE"),
+        start_tls=_as_bool(prefix + "CLIENT_START_TLS", get("CLIENT_START_TLS") or "false"),
+    )
 
 
 def load_providers(settings: Settings) -> tuple[Provider, ...]:

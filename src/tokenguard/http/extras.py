@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth.ldap import LdapLogin, ldap_logins
 from ..auth.mail import BackgroundMailer, Mailer, mailer_from_settings
 from ..auth.providers import Provider, load_providers
 from ..auth.reset import PasswordReset
@@ -40,7 +41,8 @@ def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOn
 
 @dataclass(slots=True)
 class Extras:
-    """What :func:`build_extras` made; the router takes ``account``, ``sso`` and ``providers``."""
+    """What :func:`build_extras` made; the router takes ``account``, ``sso``, ``ldap`` and
+    ``providers``."""
 
     providers: tuple[Provider, ...]
     once: OnceStore | AsyncOnceStore
@@ -49,6 +51,8 @@ class Extras:
     reset: PasswordReset
     account: AccountRoutes
     sso: SSORoutes | None
+    #: The ``ldap`` providers' logins, by provider name.
+    ldap: dict[str, LdapLogin]
 
 
 def build_extras(
@@ -73,6 +77,7 @@ def build_extras(
         clock=service.clock,
         store_call=service._store,
         audit=service.audit,
+        password_providers=service.password_providers,  # filled by ldap_logins below
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)
@@ -81,4 +86,5 @@ def build_extras(
     if any(p.signs_in for p in providers):
         single = SingleSignOn(service, providers, http=http)
         sso = SSORoutes(single, settings.refresh_cookie, settings.session_cookie, service.clock)
-    return Extras(providers, once, mailer, two_factor, reset, account, sso)
+    ldap = ldap_logins(service, providers)
+    return Extras(providers, once, mailer, two_factor, reset, account, sso, ldap)

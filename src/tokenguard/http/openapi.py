@@ -125,6 +125,21 @@ ENDPOINTS: dict[str, Endpoint] = {
             ),
         ),
     ),
+    "ldap_login": Endpoint(
+        "ldap",
+        (
+            Operation(
+                "POST",
+                "Log in with a directory (LDAP) identifier and password",
+                (
+                    _TOKENS,
+                    Reply(401, "`INVALID_CREDENTIALS`, `INVALID_OTP` or `USER_SUSPENDED`.", _ERR),
+                    Reply(503, "`SERVICE_UNAVAILABLE`: the directory cannot be reached.", _ERR),
+                ),
+                body="LdapLoginRequest",
+            ),
+        ),
+    ),
     "refresh": Endpoint(
         "auth",
         (
@@ -374,6 +389,15 @@ _SCHEMAS: dict[str, Any] = {
             "otp": _STRING,
         },
         ("email", "password"),
+    ),
+    "LdapLoginRequest": _object(
+        {
+            "identifier": {**_STRING, "description": "The user's name in the directory."},
+            "password": _STRING,
+            "mode": {**_MODE, "default": "json"},
+            "otp": _STRING,
+        },
+        ("identifier", "password"),
     ),
     "RefreshRequest": _object(
         {

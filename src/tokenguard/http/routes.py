@@ -22,7 +22,7 @@ from collections.abc import Generator
 from typing import Any, NamedTuple
 
 from ..auth.providers import Provider, providers_body
-from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
+from ..auth.service import AuthService, ClientInfo, Credentials, Mode, PasswordProvider, Tokens
 from ..config import Settings
 from ..csrf import SAFE_METHODS, CsrfPolicy
 from ..errors import (
@@ -37,7 +37,15 @@ from ..flow import Flow
 from ..limits import TooManyRequests, client_address
 from ..tokens import TokenVerifier
 from .account_routes import AccountRoutes
-from .body import MAX_PAYLOAD_BYTES, MODES, TOO_LARGE, is_truthy, parse_json_body, validate_login
+from .body import (
+    MAX_PAYLOAD_BYTES,
+    MODES,
+    TOO_LARGE,
+    is_truthy,
+    parse_json_body,
+    validate_identifier_login,
+    validate_login,
+)
 from .cookies import clear_cookie, set_cookie
 from .openapi import ENDPOINTS, document_body
 from .sso_routes import SSORoutes
@@ -51,9 +59,10 @@ NO_REFRESH_TOKEN = "The refresh token is required in either the payload or cooki
 
 _BODY_ROUTES = frozenset(
     {"login", "refresh", "logout", "password_request", "password_reset", "sso_callback"}
+    | {"ldap_login"}
     | {"tfa_generate", "tfa_enable", "tfa_disable"}
 )
-_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout"} | {"sso_login"}
+_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout", "ldap_login"} | {"sso_login"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
@@ -87,6 +96,7 @@ class AuthRouter:
         account: AccountRoutes | None = None,
         sso: SSORoutes | None = None,
         providers: tuple[Provider, ...] = (),
+        ldap: dict[str, PasswordProvider] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -112,6 +122,9 @@ class AuthRouter:
             # One path per provider (see route_of), documented and gated like the others.
             for name in ("sso_login", "sso_callback"):
                 self._methods[name] = ENDPOINTS[name].methods
+        #: The ``ldap`` providers' logins (tokenguard.auth.ldap), served at
+        #: ``<prefix>/login/<name>`` whatever AUTH_DISABLE_DEFAULT says, as in Directus.
+        self.ldap: dict[str, PasswordProvider] = dict(ldap or {})
         self._providers = providers
         self._disable_default = settings.auth_disable_default
         self._login_prefix = f"{self.prefix}/login/"
@@ -136,6 +149,9 @@ class AuthRouter:
             self._routes.clear()
             self._methods.clear()
             self.sso = None
+            self.ldap = {}
+        if self.ldap:
+            self._methods["ldap_login"] = ENDPOINTS["ldap_login"].methods
         if self._disable_default and "login" in self._methods:
             # Directus answers 404 for e-mail/password login then, whatever the method.
             self._methods["login"] = frozenset()
@@ -187,6 +203,11 @@ class AuthRouter:
         table = [
             ServedRoute(path, name, self._methods[name]) for path, name in self._routes.items()
         ]
+        for name in self.ldap:
+            table.append(
+                ServedRoute(f"{self._login_prefix}{name}", "ldap_login",
+                            self._methods["ldap_login"], name)
+            )
         if self.sso is not None:
             single = self.sso.sso
             methods = (self._methods["sso_login"], self._methods["sso_callback"])
@@ -213,9 +234,19 @@ class AuthRouter:
         name = self._routes.get(path)
         if name is None and len(path) > 1 and path.endswith("/"):
             name = self._routes.get(path[:-1])
-        if name is None and self.sso is not None and path.startswith(self._login_prefix):
-            name = self._sso_route(path)[0]
+        if name is None and path.startswith(self._login_prefix):
+            if self.ldap and self._ldap_provider(path) is not None:
+                return "ldap_login"
+            if self.sso is not None:
+                name = self._sso_route(path)[0]
         return name
+
+    def _ldap_provider(self, path: str) -> PasswordProvider | None:
+        # <prefix>/login/<provider>[/]: exactly, as for the other routes.
+        rest = path[len(self._login_prefix) :]
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        return self.ldap.get(rest)
 
     def _sso_route(self, path: str) -> tuple[str | None, str]:
         # <prefix>/login/<provider>[/callback][/]: only providers that sign users in.
@@ -304,6 +335,8 @@ class AuthRouter:
                 return (yield from self._refresh(request, scheme))
             if route == "logout":
                 return (yield from self._logout(request, scheme))
+            if route == "ldap_login":
+                return (yield from self._login(request, scheme, self._ldap_provider(request.path)))
         return self.error(route_not_found(request.path))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -402,14 +435,19 @@ class AuthRouter:
     # -- handlers --------------------------------------------------------------------------
 
     def _login(
-        self, request: RequestView, scheme: str = "http"
+        self,
+        request: RequestView,
+        scheme: str = "http",
+        provider: PasswordProvider | None = None,
     ) -> Generator[Any, Any, ResponseView]:
+        """``POST <prefix>/login``, or ``<prefix>/login/<provider>`` for an LDAP provider
+        (``identifier`` in place of ``email``; the same answers)."""
         started = self.service.monotonic()
         data = parse_json_body(request.body, request.headers.get("content-type"))
         if isinstance(data, AuthError):
             # Express's body parser answers before the route runs: no stall, as in Directus.
             return self.error(data)
-        payload = validate_login(data)
+        payload = validate_login(data) if provider is None else validate_identifier_login(data)
         if isinstance(payload, AuthError):
             yield from self.service.stall(started)
             return self.error(payload)
@@ -417,7 +455,9 @@ class AuthRouter:
         mode: Mode = payload.mode  # type: ignore[assignment]  # validated against MODES
         # Login CSRF: a cookie-mode login from an untrusted origin would plant its session.
         self._check_origin(request, mode, scheme)
-        tokens = yield from self.service.login(credentials, mode, self._client(request), started)
+        tokens = yield from self.service.login(
+            credentials, mode, self._client(request), started, provider=provider
+        )
         return self._tokens_response(tokens)
 
     def _refresh(
