@@ -174,6 +174,7 @@ class TokenGuard:
             account=self.extras.account,
             sso=self.extras.sso,
             providers=self.extras.providers,
+            saml=self.extras.saml,
         )
         if settings.graphql_enabled or settings.graphql_auth_service_path:
             from .graphql import GraphQLRoutes  # needs the `graphql` extra

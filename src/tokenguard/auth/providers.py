@@ -2,8 +2,9 @@
 
 Providers are read the way Directus reads them (spec §10): each name in ``AUTH_PROVIDERS``
 whose ``AUTH_<NAME>_DRIVER`` is set is listed, in that order. ``openid`` and ``oauth2``
-providers also sign users in (:mod:`tokenguard.auth.sso`); other drivers (``ldap``,
-``saml``) are listed so a front end shows them, but tokenguard does not serve them.
+providers also sign users in (:mod:`tokenguard.auth.sso`), and so do ``saml`` providers
+(:mod:`tokenguard.auth.saml`, the ``saml`` extra); other drivers (``ldap``) are listed so a
+front end shows them, but tokenguard does not serve them.
 """
 
 from __future__ import annotations
@@ -16,11 +17,26 @@ from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
 from .external import Registration
 
-__all__ = ["SSO_DRIVERS", "Provider", "load_providers", "providers_body", "role_mapping"]
+__all__ = [
+    "SAML_DEFAULT_KEYS",
+    "SSO_DRIVERS",
+    "Provider",
+    "load_providers",
+    "providers_body",
+    "role_mapping",
+]
 
 #: The drivers tokenguard signs users in with.
 SSO_DRIVERS = ("openid", "oauth2")
 _MODES = ("json", "cookie", "session")
+_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+#: Directus's SAML attribute names for the identifier, e-mail, given and family name.
+SAML_DEFAULT_KEYS = (
+    _CLAIMS + "nameidentifier",
+    _CLAIMS + "emailaddress",
+    _CLAIMS + "givenname",
+    _CLAIMS + "surname",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,11 @@ class Provider:
     #: sign in through this provider too. Off by default: it trusts the provider's e-mails.
     link_existing: bool = False
     login_timeout_ms: int = 300_000
+    #: ``saml``: ``AUTH_<P>_IDP_metadata`` and ``AUTH_<P>_SP_metadata`` (XML documents).
+    idp_metadata: str | None = None
+    sp_metadata: str | None = None
+    #: ``saml``, tokenguard-specific: accept IdP-initiated responses (no ``InResponseTo``).
+    allow_unsolicited: bool = False
 
     def __repr__(self) -> str:
         return f"Provider(name={self.name!r}, driver={self.driver!r})"
@@ -104,10 +125,22 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     driver = get("DRIVER")
     if driver is None:
         return None
+    def either(key: str) -> str | None:
+        # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
+        # `METADATA` both name the metadata.
+        return get(key + "metadata") or get(key + "METADATA")
+
     mode = (get("MODE") or "session").lower()
     if mode not in _MODES:
         raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
     openid = driver == "openid"
+    saml = driver == "saml"
+    # The default claim (attribute) names: identifier, e-mail, first and last name.
+    keys: tuple[str | None, ...] = (None, "email", None, None)
+    if saml:
+        keys = SAML_DEFAULT_KEYS
+    elif openid:
+        keys = ("sub", "email", "given_name", "family_name")
     provider = Provider(
         name=name,
         driver=driver,
@@ -121,10 +154,10 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         authorize_url=get("AUTHORIZE_URL"),
         access_url=get("ACCESS_URL"),
         profile_url=get("PROFILE_URL"),
-        identifier_key=get("IDENTIFIER_KEY") or ("sub" if openid else None),
-        email_key=get("EMAIL_KEY") or "email",
-        first_name_key=get("FIRST_NAME_KEY") or ("given_name" if openid else None),
-        last_name_key=get("LAST_NAME_KEY") or ("family_name" if openid else None),
+        identifier_key=get("IDENTIFIER_KEY") or keys[0],
+        email_key=get("EMAIL_KEY") or keys[1] or "email",
+        first_name_key=get("GIVEN_NAME_KEY" if saml else "FIRST_NAME_KEY") or keys[2],
+        last_name_key=get("FAMILY_NAME_KEY" if saml else "LAST_NAME_KEY") or keys[3],
         allow_public_registration=_as_bool(
             prefix + "ALLOW_PUBLIC_REGISTRATION", get("ALLOW_PUBLIC_REGISTRATION") or "false"
         ),
@@ -137,7 +170,20 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         ),
         link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
         login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        idp_metadata=either("IDP_") if saml else None,
+        sp_metadata=either("SP_") if saml else None,
+        allow_unsolicited=saml
+        and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
     )
+    if saml:
+        # Parsed (and checked further) when the SAML login is built, at start-up.
+        for side in ("IDP", "SP"):
+            value = provider.idp_metadata if side == "IDP" else provider.sp_metadata
+            if not value or "<" not in value:
+                raise ConfigError(
+                    f"{prefix}{side}_metadata (the {side} metadata XML) is required for the "
+                    "saml driver"
+                )
     if provider.signs_in:
         if not provider.client_id:
             raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")
