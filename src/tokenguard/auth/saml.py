@@ -119,6 +119,9 @@ class _IssuedRequests(Mapping[str, str]):
     def __len__(self) -> int:
         return 0
 
+    def __bool__(self) -> bool:
+        return True  # pysaml2 replaces an empty (falsy) mapping with {}
+
 
 class SAMLProvider:
     """One ``saml`` provider: its pysaml2 service provider, built from the two metadata."""
