@@ -12,7 +12,6 @@ import base64
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -337,26 +336,26 @@ def test_replayed_assertion_is_refused(idp: SAMLIdP) -> None:
     assert again.data == INVALID_CREDENTIALS
 
 
-def test_replay_is_refused_across_processes_sharing_redis(
-    idp: SAMLIdP, tmp_path: Path
+@pytest.mark.redis
+def test_replay_is_refused_by_another_core_sharing_redis(
+    idp: SAMLIdP, private_redis: RedisServer
 ) -> None:
     import redis
 
-    server = RedisServer(tmp_path)
-    server.start()
+    prefix = f"tg-saml-test:{secrets.token_hex(4)}:"
+    clients = [redis.Redis.from_url(private_redis.url) for _ in range(2)]
     try:
-        prefix = f"tg-saml-test:{secrets.token_hex(4)}:"
-        stores = [
-            RedisOnceStore(redis.Redis.from_url(server.url), prefix=prefix) for _ in range(2)
-        ]
-        first, second = (client_for(make_core(idp, once=store)) for store in stores)
+        first, second = (
+            client_for(make_core(idp, once=RedisOnceStore(c, prefix=prefix))) for c in clients
+        )
         fields = through_idp(start(first))
         assert acs(first, fields).status_code == 200
         replay = acs(second, fields)
         assert replay.status_code == 401
         assert replay.data == INVALID_CREDENTIALS
     finally:
-        server.stop()
+        for c in clients:
+            c.close()
 
 
 def test_unsolicited_response_is_refused_by_default(idp: SAMLIdP) -> None:

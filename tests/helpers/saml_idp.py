@@ -96,7 +96,7 @@ def idp_metadata(entity_id: str, base_url: str, cert: str) -> str:
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
