@@ -404,6 +404,30 @@ def test_response_for_another_provider_request_is_refused(idp: SAMLIdP) -> None:
     assert reply.status_code == 401
 
 
+def test_logins_are_audited_with_the_provider(idp: SAMLIdP) -> None:
+    from tokenguard.stores.audit import MemoryAuditStore
+
+    users = MemoryUserStore()
+    core = make_core(idp, users)
+    store = MemoryAuditStore()
+    core.audit.store = store
+    client = client_for(core)
+    fields = through_idp(start(client))
+    address = {"REMOTE_ADDR": "198.51.100.7"}
+    assert client.post("/auth/login/saml/acs", data=fields, environ_base=address).status_code == 200
+    assert client.post("/auth/login/saml/acs", data=fields, environ_base=address).status_code == 401
+    user = users.get_by_email("saml.user@example.com")
+    assert user is not None
+    ok, refused = reversed(store.recent())
+    assert (ok.event, ok.outcome, ok.user_id, ok.provider, ok.ip, ok.reason) == (
+        "login", "success", user.id, "saml", "198.51.100.7", None,
+    )
+    assert (refused.event, refused.outcome, refused.provider, refused.reason) == (
+        "login", "failure", "saml", "INVALID_CREDENTIALS",
+    )
+    assert all(fields["SAMLResponse"][:40] not in e.to_json() for e in store.recent())
+
+
 # -- accounts -------------------------------------------------------------------------------
 
 
@@ -555,3 +579,30 @@ def test_fuzzed_saml_response_never_errors(idp: SAMLIdP, response: str, relay: s
         assert reply.headers["location"].endswith("?reason=INVALID_CREDENTIALS")
     elif reply.status_code == 401:
         assert reply.data == INVALID_CREDENTIALS
+
+
+# -- the OpenAPI document -------------------------------------------------------------------
+
+
+def test_saml_routes_are_documented_and_served_as_documented(idp: SAMLIdP) -> None:
+    from openapi_spec_validator import validate
+
+    core = make_core(idp)
+    client = client_for(core)
+    document = json.loads(client.get("/server/specs/oas").data)
+    validate(document)
+    saml_paths = {p: item for p, item in document["paths"].items() if "/login/saml" in p}
+    assert {p: set(item) for p, item in saml_paths.items()} == {
+        "/auth/login/saml": {"get", "head"},
+        "/auth/login/saml/metadata": {"get", "head"},
+        "/auth/login/saml/acs": {"post"},
+        "/auth/login/saml/logout": {"post"},
+    }
+    for path, item in saml_paths.items():
+        for method in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+            reply = client.open(path, method=method)
+            where = f"{method} {path} -> {reply.status_code}"
+            if method.lower() in item:
+                assert str(reply.status_code) in item[method.lower()]["responses"], where
+            else:
+                assert reply.status_code == 404, where

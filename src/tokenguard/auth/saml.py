@@ -421,11 +421,16 @@ class SAMLLogin:
             return None
         from saml2.saml import NameID  # type: ignore[import-untyped]
 
-        with saml.lock:
-            _, request = saml.client.create_logout_request(
-                saml.slo_url, saml.idp_entity_id, name_id=NameID(text=name_id)
-            )
-            info = saml.client.apply_binding(_REDIRECT, str(request), saml.slo_url)
+        try:
+            with saml.lock:
+                _, request = saml.client.create_logout_request(
+                    saml.slo_url, saml.idp_entity_id, name_id=NameID(text=name_id[:256])
+                )
+                info = saml.client.apply_binding(_REDIRECT, str(request), saml.slo_url)
+        except Exception as exc:
+            log.warning("SAML logout request for %s failed: %s", saml.provider.name,
+                        type(exc).__name__)
+            return None
         location = dict(info["headers"]).get("Location")
         return location if isinstance(location, str) else None
 
