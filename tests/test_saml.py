@@ -316,6 +316,59 @@ def test_bad_responses_are_refused(idp: SAMLIdP, options: dict[str, object]) -> 
     assert users.get_by_email("saml.user@example.com") is None
 
 
+def test_an_idp_error_status_is_refused(idp: SAMLIdP) -> None:
+    from saml2.samlp import STATUS_AUTHN_FAILED
+
+    client = client_for(make_core(idp))
+    location = start(client, "?redirect=/back")
+    error = idp.server.create_error_response(
+        idp.request_id(location), ACS, (STATUS_AUTHN_FAILED, "wrong password"), sign=True
+    )
+    fields = {
+        "SAMLResponse": base64.b64encode(str(error).encode()).decode(),
+        "RelayState": "/back",
+    }
+    reply = acs(client, fields)
+    assert reply.status_code == 302
+    assert reply.headers["location"] == "/back?reason=INVALID_CREDENTIALS"
+    del fields["RelayState"]
+    reply = acs(client, fields)
+    assert reply.status_code == 401
+    assert reply.data == INVALID_CREDENTIALS
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;'
+        '&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+        '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&c;</samlp:Response>',
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:Response>',
+    ],
+    ids=["entity-expansion", "external-entity"],
+)
+def test_xml_entities_are_refused(idp: SAMLIdP, document: str) -> None:
+    client = client_for(make_core(idp))
+    reply = acs(client, {"SAMLResponse": base64.b64encode(document.encode()).decode()})
+    assert reply.status_code == 401
+    assert reply.data == INVALID_CREDENTIALS
+
+
+def test_two_assertions_are_refused(idp: SAMLIdP) -> None:
+    # One signed response around two signed assertions (saml2int: exactly one).
+    client = client_for(make_core(idp))
+    location = start(client)
+    request_id = idp.request_id(location)
+    xml = idp.xml(request_id)
+    start_at = xml.index("<ns1:Assertion") if "<ns1:Assertion" in xml else None
+    assert start_at is not None, xml[:400]
+    end_at = xml.index("</ns1:Assertion>") + len("</ns1:Assertion>")
+    doubled = xml[:end_at] + xml[start_at:end_at] + xml[end_at:]
+    reply = acs(client, {"SAMLResponse": base64.b64encode(doubled.encode()).decode()})
+    assert reply.status_code == 401
+
+
 def test_tampered_assertion_is_refused(idp: SAMLIdP) -> None:
     client = client_for(make_core(idp))
     location = start(client)

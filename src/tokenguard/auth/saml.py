@@ -314,7 +314,11 @@ class SAMLLogin:
             log.warning("SAML response for %s refused: %s", provider, type(exc).__name__)
             raise invalid_credentials() from None
         assertion = getattr(parsed, "assertion", None) if parsed is not None else None
-        if assertion is None or not getattr(assertion, "id", None):
+        message = getattr(parsed, "response", None)
+        count = len(getattr(message, "assertion", None) or ()) + len(
+            getattr(message, "encrypted_assertion", None) or ()
+        )
+        if assertion is None or not getattr(assertion, "id", None) or count != 1:
             log.warning("SAML response for %s has no usable assertion", provider)
             raise invalid_credentials()
         in_response_to = parsed.in_response_to
