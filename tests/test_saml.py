@@ -12,6 +12,7 @@ import base64
 import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -29,7 +30,7 @@ from tests.helpers.auth import (
     plain_wsgi_app,
 )
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.saml_idp import CLAIMS, SAMLIdP, read_form, running_idp
+from tests.helpers.saml_idp import CLAIMS, SAMLIdP, make_key_pair, read_form, running_idp
 from tokenguard import TokenGuard, TokenGuardWSGI
 from tokenguard.errors import ConfigError
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
@@ -632,6 +633,66 @@ def test_fuzzed_saml_response_never_errors(idp: SAMLIdP, response: str, relay: s
         assert reply.headers["location"].endswith("?reason=INVALID_CREDENTIALS")
     elif reply.status_code == 401:
         assert reply.data == INVALID_CREDENTIALS
+
+
+# -- our own key: signed AuthnRequests, encrypted assertions ------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SAMLIdP, dict[str, str], str]]:
+    """An IdP that knows our certificate, and the settings naming our key files."""
+    directory = tmp_path_factory.mktemp("saml-sp-keys")
+    key_file, cert_file, cert = make_key_pair(directory, "sp")
+    with running_idp(directory, SP_ENTITY, ACS, sp_cert=cert) as provider:
+        files = {"AUTH_SAML_SP_KEY_FILE": str(key_file), "AUTH_SAML_SP_CERT_FILE": str(cert_file)}
+        yield provider, files, cert
+
+
+def test_authn_requests_are_signed_with_our_key(
+    keyed: tuple[SAMLIdP, dict[str, str], str],
+) -> None:
+    from saml2.sigver import verify_redirect_signature
+
+    provider, files, cert = keyed
+    provider.user = {k: list(v) for k, v in USER.items()}
+    core = make_core(provider, **files)
+    location = start(client_for(core), "?redirect=/next")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert query["SigAlg"] == "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    backend = provider.server.sec.sec_backend
+    assert verify_redirect_signature(query, backend, cert=cert) is True
+    assert verify_redirect_signature({**query, "RelayState": "/evil"}, backend, cert=cert) is False
+
+
+def test_encrypted_assertions_are_decrypted_with_our_key(
+    keyed: tuple[SAMLIdP, dict[str, str], str],
+) -> None:
+    provider, files, _ = keyed
+    provider.user = {k: list(v) for k, v in USER.items()}
+    users = MemoryUserStore()
+    client = client_for(make_core(provider, users, **files))
+    fields = login_fields(client, provider, encrypt=True)
+    assert "EncryptedAssertion" in base64.b64decode(fields["SAMLResponse"]).decode()
+    reply = acs(client, fields)
+    assert reply.status_code == 200, reply.data
+    assert users.get_by_email("saml.user@example.com") is not None
+    # Without our key, the same kind of response cannot be read: refused.
+    keyless = client_for(make_core(provider))
+    reply = acs(keyless, login_fields(keyless, provider, encrypt=True))
+    assert reply.status_code == 401
+
+
+def test_key_settings_are_checked_at_start_up(
+    keyed: tuple[SAMLIdP, dict[str, str], str], tmp_path: Path
+) -> None:
+    provider, files, _ = keyed
+    with pytest.raises(ConfigError, match="go together"):
+        make_core(provider, AUTH_SAML_SP_KEY_FILE=files["AUTH_SAML_SP_KEY_FILE"])
+    with pytest.raises(ConfigError, match="AUTH_SAML_SP_KEY_FILE cannot be read"):
+        make_core(provider, **{**files, "AUTH_SAML_SP_KEY_FILE": str(tmp_path / "missing")})
+    (tmp_path / "junk.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="AUTH_SAML_SP_CERT_FILE is not a PEM file"):
+        make_core(provider, **{**files, "AUTH_SAML_SP_CERT_FILE": str(tmp_path / "junk.pem")})
 
 
 # -- the OpenAPI document -------------------------------------------------------------------

@@ -68,11 +68,22 @@ def make_key_pair(directory: Path, name: str) -> tuple[Path, Path, str]:
     return key_file, cert_file, body
 
 
-def sp_metadata(entity_id: str, acs_url: str) -> str:
+def sp_metadata(entity_id: str, acs_url: str, cert: str | None = None) -> str:
+    """Our metadata; with ``cert`` (base64 DER), for signing and encryption."""
+    keys = ""
+    if cert is not None:
+        keys = "".join(
+            f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data>'
+            f"<ds:X509Certificate>{cert}</ds:X509Certificate>"
+            "</ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            for use in ("signing", "encryption")
+        )
+    signed = "true" if cert is not None else "false"
     return (
-        f'<md:EntityDescriptor xmlns:md="{MD}" entityID="{entity_id}">'
-        '<md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" '
+        f'<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="{entity_id}">'
+        f'<md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" '
         'protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        f"{keys}"
         f"<md:NameIDFormat>{NAMEID_FORMAT_PERSISTENT}</md:NameIDFormat>"
         f'<md:AssertionConsumerService Binding="{BINDING_HTTP_POST}" Location="{acs_url}" '
         'index="0" isDefault="true"/>'
@@ -103,7 +114,9 @@ class _Quiet(WSGIRequestHandler):
 class SAMLIdP:
     """The IdP. ``sp_entity_id``/``acs_url`` name the service provider under test."""
 
-    def __init__(self, directory: Path, sp_entity_id: str, acs_url: str) -> None:
+    def __init__(
+        self, directory: Path, sp_entity_id: str, acs_url: str, sp_cert: str | None = None
+    ) -> None:
         self.sp_entity_id = sp_entity_id
         self.acs_url = acs_url
         self.httpd: WSGIServer = make_server("127.0.0.1", 0, self.app, handler_class=_Quiet)
@@ -112,7 +125,7 @@ class SAMLIdP:
         key, cert, cert_b64 = make_key_pair(directory, "idp")
         other_key, other_cert, _ = make_key_pair(directory, "other")
         self.metadata = idp_metadata(self.entity_id, self.url, cert_b64)
-        self.sp_metadata = sp_metadata(sp_entity_id, acs_url)
+        self.sp_metadata = sp_metadata(sp_entity_id, acs_url, sp_cert)
         #: Another SP the IdP knows, for assertions meant for someone else.
         self.other_sp = "http://other-sp.example.org/sp"
         others = sp_metadata(self.other_sp, "http://other-sp.example.org/acs")
@@ -168,6 +181,7 @@ class SAMLIdP:
         destination: str | None = None,
         lifetime_minutes: float = 5,
         user: dict[str, list[str]] | None = None,
+        encrypt: bool = False,
     ) -> str:
         """A SAML response (XML) for :attr:`user` or ``user``."""
         server = self.impostor if impostor else self.server
@@ -186,6 +200,8 @@ class SAMLIdP:
             sign_assertion=sign_assertion,
             sign_response=sign_response,
             release_policy=policy,
+            # To the SP metadata's encryption certificate.
+            encrypt_assertion=encrypt,
         )
         return str(response)
 
@@ -245,8 +261,10 @@ def read_form(page: str) -> tuple[str, dict[str, str]]:
 
 
 @contextmanager
-def running_idp(directory: Path, sp_entity_id: str, acs_url: str) -> Iterator[SAMLIdP]:
-    idp = SAMLIdP(directory, sp_entity_id, acs_url)
+def running_idp(
+    directory: Path, sp_entity_id: str, acs_url: str, sp_cert: str | None = None
+) -> Iterator[SAMLIdP]:
+    idp = SAMLIdP(directory, sp_entity_id, acs_url, sp_cert)
     idp.start()
     try:
         yield idp

@@ -79,6 +79,10 @@ class Provider:
     sp_metadata: str | None = None
     #: ``saml``, tokenguard-specific: accept IdP-initiated responses (no ``InResponseTo``).
     allow_unsolicited: bool = False
+    #: ``saml``, tokenguard-specific: PEM files of our key and certificate
+    #: (``AUTH_<P>_SP_KEY_FILE``/``_SP_CERT_FILE``): sign AuthnRequests, decrypt assertions.
+    sp_key_file: str | None = None
+    sp_cert_file: str | None = None
 
     def __repr__(self) -> str:
         return f"Provider(name={self.name!r}, driver={self.driver!r})"
@@ -174,6 +178,8 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         sp_metadata=either("SP_") if saml else None,
         allow_unsolicited=saml
         and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
+        sp_key_file=get("SP_KEY_FILE") if saml else None,
+        sp_cert_file=get("SP_CERT_FILE") if saml else None,
     )
     if saml:
         # Parsed (and checked further) when the SAML login is built, at start-up.
@@ -184,6 +190,8 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
                     f"{prefix}{side}_metadata (the {side} metadata XML) is required for the "
                     "saml driver"
                 )
+        if (provider.sp_key_file is None) != (provider.sp_cert_file is None):
+            raise ConfigError(f"{prefix}SP_KEY_FILE and {prefix}SP_CERT_FILE go together")
     if provider.signs_in:
         if not provider.client_id:
             raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")

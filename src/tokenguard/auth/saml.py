@@ -27,6 +27,10 @@ The flow:
    attribute (the NameID when the assertion has no such attribute and the NameID is not
    transient), found or registered by :func:`~tokenguard.auth.external.user_for_identity`.
 
+With ``AUTH_<P>_SP_KEY_FILE`` and ``AUTH_<P>_SP_CERT_FILE`` (tokenguard-specific; PEM files),
+AuthnRequests are signed (RSA-SHA256, on the redirect's query) and encrypted assertions are
+decrypted; without them, requests go unsigned and encrypted assertions are refused.
+
 Any failure is 401 ``INVALID_CREDENTIALS`` (logged by its exception type only), never a 500.
 XML is parsed by pysaml2 through defusedxml (no entities, no external references);
 signatures are checked by the ``xmlsec1`` program.
@@ -67,6 +71,7 @@ _MAX_REPLAY_TTL_MS = 24 * 3600 * 1000
 _TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 _POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 _REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
 
 def _import_saml2() -> Any:
@@ -161,7 +166,24 @@ class SAMLProvider:
                 raise ConfigError(
                     "the saml driver needs the xmlsec1 program (apt install xmlsec1)"
                 ) from None
+        #: Whether we have a key: AuthnRequests are signed, encrypted assertions decrypted.
+        self.signs = provider.sp_key_file is not None and provider.sp_cert_file is not None
+        keys: dict[str, Any] = {}
+        if self.signs:
+            for name, path in (("KEY", provider.sp_key_file), ("CERT", provider.sp_cert_file)):
+                try:
+                    with open(str(path), "rb") as handle:
+                        pem = handle.read(1 << 20)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"{prefix}SP_{name}_FILE cannot be read: {type(exc).__name__}"
+                    ) from None
+                if b"-----BEGIN " not in pem:
+                    raise ConfigError(f"{prefix}SP_{name}_FILE is not a PEM file")
+            pair = {"key_file": provider.sp_key_file, "cert_file": provider.sp_cert_file}
+            keys = {**pair, "encryption_keypairs": [pair]}
         config = {
+            **keys,
             "entityid": self.entity_id,
             "xmlsec_binary": xmlsec_binary,
             "metadata": {"inline": [idp_xml]},
@@ -177,7 +199,7 @@ class SAMLProvider:
                     "want_response_signed": False,
                     "want_assertions_signed": False,
                     "want_assertions_or_response_signed": True,
-                    "authn_requests_signed": False,
+                    "authn_requests_signed": self.signs,
                 },
             },
         }
@@ -211,6 +233,10 @@ class SAMLProvider:
         self.client = client
         # pysaml2's client keeps per-user state; one request at a time keeps it consistent.
         self.lock = threading.Lock()
+        quiet = logging.getLogger("saml2")
+        if quiet.level == logging.NOTSET:
+            # pysaml2 logs whole SAML messages (bearer assertions) at DEBUG: not by default.
+            quiet.setLevel(logging.INFO)
 
 
 def _b64(data: bytes) -> str:
@@ -282,6 +308,8 @@ class SAMLLogin:
                 relay_state=relay_state,
                 binding=_REDIRECT,
                 message_id=message_id,
+                sign=saml.signs,
+                sigalg=_RSA_SHA256 if saml.signs else None,
             )
         location = dict(info["headers"]).get("Location")
         if not isinstance(location, str):
@@ -314,10 +342,8 @@ class SAMLLogin:
             log.warning("SAML response for %s refused: %s", provider, type(exc).__name__)
             raise invalid_credentials() from None
         assertion = getattr(parsed, "assertion", None) if parsed is not None else None
-        message = getattr(parsed, "response", None)
-        count = len(getattr(message, "assertion", None) or ()) + len(
-            getattr(message, "encrypted_assertion", None) or ()
-        )
+        # Exactly one (verified, decrypted) assertion, as saml2int has it.
+        count = len(getattr(parsed, "assertions", None) or ())
         if assertion is None or not getattr(assertion, "id", None) or count != 1:
             log.warning("SAML response for %s has no usable assertion", provider)
             raise invalid_credentials()
