@@ -50,7 +50,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from ..errors import AuthError, ConfigError, invalid_credentials, invalid_payload
+from ..errors import (
+    AuthError,
+    ConfigError,
+    invalid_credentials,
+    invalid_payload,
+    service_unavailable,
+)
 from ..flow import Call, Flow
 from ..stores.base import AsyncOnceStore, OnceStore, User
 from .external import ExternalIdentity, check_user_store, user_for_identity
@@ -283,7 +289,7 @@ class SAMLLogin:
 
     def is_our_request(self, provider: str, relay_state: str, request_id: str, now: float) -> bool:
         parts = request_id[1:].split(".") if request_id.startswith("_") else ()
-        if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) > 12:
             return False
         nonce, expires, mac = parts
         expected = self._mac(provider, nonce, expires, relay_state)
@@ -313,7 +319,7 @@ class SAMLLogin:
             )
         location = dict(info["headers"]).get("Location")
         if not isinstance(location, str):
-            raise AuthError(503, "SERVICE_UNAVAILABLE", "Service is unavailable")
+            raise service_unavailable("saml", "No single sign-on address")
         return location
 
     # -- step 2: back from the IdP ------------------------------------------------------------
