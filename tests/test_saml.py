@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
@@ -603,16 +603,12 @@ def test_unknown_tail_and_wrong_methods_are_not_found(idp: SAMLIdP) -> None:
 
 # -- fuzzing --------------------------------------------------------------------------------
 
-_fuzz_core: dict[str, TokenGuard] = {}
+@pytest.fixture(scope="module")
+def fuzz_client(idp: SAMLIdP) -> Client:
+    return client_for(make_core(idp))
 
 
-def _fuzz_client(idp: SAMLIdP) -> Client:
-    if "core" not in _fuzz_core:
-        _fuzz_core["core"] = make_core(idp)
-    return client_for(_fuzz_core["core"])
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None)
 @given(
     response=st.one_of(
         st.text(max_size=300),
@@ -623,16 +619,48 @@ def _fuzz_client(idp: SAMLIdP) -> Client:
     ),
     relay=st.one_of(st.none(), st.text(max_size=40), st.just("/ok")),
 )
-def test_fuzzed_saml_response_never_errors(idp: SAMLIdP, response: str, relay: str | None) -> None:
+def test_fuzzed_saml_response_never_errors(
+    fuzz_client: Client, response: str, relay: str | None
+) -> None:
     fields = {"SAMLResponse": response}
     if relay is not None:
         fields["RelayState"] = relay
-    reply = _fuzz_client(idp).post("/auth/login/saml/acs", data=fields)
+    reply = fuzz_client.post("/auth/login/saml/acs", data=fields)
     assert reply.status_code in (302, 400, 401), reply.data
     if reply.status_code == 302:
         assert reply.headers["location"].endswith("?reason=INVALID_CREDENTIALS")
     elif reply.status_code == 401:
         assert reply.data == INVALID_CREDENTIALS
+
+
+@pytest.fixture(scope="module")
+def real_response(idp: SAMLIdP, fuzz_client: Client) -> tuple[str, list[int]]:
+    """A genuine signed response to a real request (never posted as is), and a counter of
+    the mutants accepted."""
+    location = start(fuzz_client)
+    return idp.xml(idp.request_id(location)), []
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_mutated_genuine_responses_are_refused_or_accepted_once(
+    fuzz_client: Client, real_response: tuple[str, list[int]], data: st.DataObject
+) -> None:
+    xml, accepted = real_response
+    at = data.draw(st.integers(min_value=0, max_value=len(xml) - 1))
+    span = data.draw(st.integers(min_value=1, max_value=8))
+    patch = data.draw(st.text(alphabet="<>/=\"' abcXYZ019&;:", min_size=0, max_size=8))
+    mutant = xml[:at] + patch + xml[at + span :]
+    if mutant == xml:
+        return
+    encoded = base64.b64encode(mutant.encode()).decode()
+    reply = fuzz_client.post("/auth/login/saml/acs", data={"SAMLResponse": encoded})
+    assert reply.status_code in (200, 401), reply.data
+    if reply.status_code == 200:
+        # Only a change outside what is signed (whitespace, the unsigned envelope) can
+        # pass, and then the request and the assertion are used up.
+        accepted.append(at)
+    assert len(accepted) <= 1
 
 
 # -- our own key: signed AuthnRequests, encrypted assertions ------------------------------
