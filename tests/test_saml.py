@@ -503,6 +503,23 @@ def test_registration_gives_the_default_role(idp: SAMLIdP) -> None:
     assert user is not None and user.role == role
 
 
+def test_role_mapping_from_the_groups_attribute(idp: SAMLIdP) -> None:
+    users = MemoryUserStore()
+    admins, staff = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
+    idp.user["memberOf"] = ["staff", "admins"]
+    mapping = json.dumps({"admins": admins, "staff": staff})
+    client = client_for(
+        make_core(idp, users, AUTH_SAML_ROLE_MAPPING=mapping, AUTH_SAML_GROUP_CLAIM_NAME="memberOf")
+    )
+    assert acs(client, through_idp(start(client))).status_code == 200
+    user = users.get_by_email("saml.user@example.com")
+    assert user is not None and user.role == admins  # the first mapping entry that matches
+    idp.user["memberOf"] = ["staff"]
+    assert acs(client, through_idp(start(client))).status_code == 200
+    user = users.get_by_email("saml.user@example.com")
+    assert user is not None and user.role == staff  # re-applied at each login
+
+
 def test_known_user_is_found_by_external_identifier(idp: SAMLIdP) -> None:
     users = MemoryUserStore()
     known = make_user(

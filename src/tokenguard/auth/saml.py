@@ -59,7 +59,7 @@ from ..errors import (
 )
 from ..flow import Call, Flow
 from ..stores.base import AsyncOnceStore, OnceStore, User
-from .external import ExternalIdentity, check_user_store, user_for_identity
+from .external import ExternalIdentity, check_user_store, mapped_role, user_for_identity
 from .providers import Provider
 from .service import AuthService, ClientInfo, Mode, Tokens
 from .sso import SSOFailure, is_login_redirect_allowed
@@ -486,12 +486,18 @@ def identity_from_assertion(provider: Provider, assertion: Assertion) -> Externa
         identifier = assertion.name_id
     if identifier is None:
         return None
+    role = None
+    if provider.role_mapping:
+        # As for the other providers: the groups attribute (AUTH_<P>_GROUP_CLAIM_NAME).
+        groups = assertion.attributes.get(provider.group_claim_name, ())
+        role = mapped_role(list(groups), dict(provider.role_mapping))
     return ExternalIdentity(
         provider=provider.name,
         identifier=identifier.lower(),
         email=_first(assertion.attributes, provider.email_key),
         first_name=_first(assertion.attributes, provider.first_name_key),
         last_name=_first(assertion.attributes, provider.last_name_key),
+        role=role,
     )
 
 
