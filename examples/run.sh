@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install tokenguard into ./.venv and run an example app with an embedded SQLite store and a
-# demo administrator. Usage: bash examples/run.sh [starlette|flask]
+# demo administrator. Usage: bash examples/run.sh [starlette|flask|fastapi]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-starlette}"
-case "$which" in starlette|flask) ;; *) echo "usage: $0 [starlette|flask]" >&2; exit 2 ;; esac
+case "$which" in starlette|flask|fastapi) ;; *) echo "usage: $0 [starlette|flask|fastapi]" >&2; exit 2 ;; esac
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -219,18 +219,6 @@ class AuthService:
             origin=client.origin,
         )
 
-    # -- rate limits -----------------------------------------------------------------------
-
-    def check_address(self, client: ClientInfo) -> Flow[None]:
-        """Count one request from ``client``'s address; a 429 past the limit, audited."""
-        try:
-            yield from self.limits.check_address(client.ip)
-        except TooManyRequests as error:
-            yield from self.audit.emit(
-                "throttle", "blocked", client, provider=None, reason=error.code
-            )
-            raise
-
     # -- login -----------------------------------------------------------------------------
 
     def login(

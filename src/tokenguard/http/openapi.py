@@ -8,8 +8,9 @@ own table (paths as configured, providers as loaded) — so a route cannot be se
 being documented, nor documented without being served.
 
 Every operation also lists the answers the guard may give before any route runs (a bad or
-doubled token: 400, 401, 403; a store that cannot answer: 503) and, for ``POST``, the rate
-limits' 429. ``HEAD`` is served wherever ``GET`` is, with the same statuses and no body.
+doubled token: 400, 401, 403; a store that cannot answer: 503) and, for ``POST`` (and every
+method when the app-wide ``RATE_LIMITER_*`` limits are on), the rate limits' 429. ``HEAD`` is
+served wherever ``GET`` is, with the same statuses and no body.
 """
 
 from __future__ import annotations
@@ -559,6 +560,7 @@ def _operation(
     op_id: str,
     cookie_names: Mapping[str, str],
     disabled: bool,
+    throttled: bool = False,
 ) -> dict[str, Any]:
     head = method == "HEAD"
     replies = {r.status: r for r in op.replies}
@@ -566,7 +568,7 @@ def _operation(
         replies = {404: _DISABLED}
     for status, description in _GUARD_REPLIES:
         replies.setdefault(status, Reply(status, description, _ERR))
-    if method == "POST":
+    if method == "POST" or throttled:
         replies.setdefault(429, _RATE_LIMITED)
     out: dict[str, Any] = {
         "tags": [tag],
@@ -606,6 +608,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
         "refresh": settings.refresh_cookie_name,
         "session": settings.session_cookie_name,
     }
+    throttled = settings.rate_limiter_enabled or settings.rate_limiter_global_enabled
     paths: dict[str, Any] = {}
     for route in router.served():
         path, name, methods = route.path, route.name, route.methods
@@ -623,7 +626,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
                 if route.provider:
                     op_id += f"_{route.provider}"
                 item[method.lower()] = _operation(
-                    op, method, endpoint.tag, op_id, cookies, disabled
+                    op, method, endpoint.tag, op_id, cookies, disabled, throttled
                 )
         paths[path] = item
     document: dict[str, Any] = {

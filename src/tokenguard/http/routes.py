@@ -326,8 +326,6 @@ class AuthRouter:
             return json_response(200, self._jwks_body, [("cache-control", "public, max-age=300")])
         if route in _EXTRA_ROUTES:
             return (yield from self._extra(route, request))
-        if method == "POST" and route in ("login", "refresh", "logout"):
-            yield from self.service.check_address(self._client(request))
         if method == "POST":
             if route == "login":
                 return (yield from self._login(request, scheme))
@@ -490,10 +488,6 @@ class AuthRouter:
     def _extra(self, route: str | None, request: RequestView) -> Generator[Any, Any, ResponseView]:
         method = request.method
         account, sso = self.account, self.sso
-        if method == "POST" and account is not None:
-            # Password requests, resets and TOTP codes are guesses too: the same
-            # per-address limit as /auth/login.
-            yield from self.service.check_address(self._client(request))
         if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
             provider = self._sso_route(request.path)[1]
             return (yield from sso.login(provider, request))
