@@ -136,6 +136,14 @@ def test_provider_is_listed_with_its_driver(idp: SAMLIdP) -> None:
     )
 
 
+def test_session_only_list_keeps_session_mode_saml_providers(idp: SAMLIdP) -> None:
+    assert json.loads(client_for(make_core(idp)).get("/auth?sessionOnly").data)["data"] == [
+        {"name": "saml", "driver": "saml"}
+    ]
+    cookie_mode = client_for(make_core(idp, AUTH_SAML_MODE="cookie"))
+    assert cookie_mode.get("/auth?sessionOnly").data == b'{"data":[],"disableDefault":false}'
+
+
 def test_metadata_route_serves_the_sp_metadata(idp: SAMLIdP) -> None:
     reply = client_for(make_core(idp)).get("/auth/login/saml/metadata")
     assert reply.status_code == 200
@@ -438,6 +446,34 @@ def test_responses_to_requests_we_did_not_make_are_refused(
 ) -> None:
     client = client_for(make_core(idp))
     reply = acs(client, {"SAMLResponse": idp.response(request_id or None)})
+    assert reply.status_code == 401
+    assert reply.data == INVALID_CREDENTIALS
+
+
+def test_a_response_after_the_login_timeout_is_refused(idp: SAMLIdP) -> None:
+    import time
+
+    from tests.helpers.auth import Clock
+
+    clock = Clock(time.time())
+    core = TokenGuard(
+        secret=SECRET,
+        users=MemoryUserStore(),
+        sessions=MemorySessionStore(),
+        passwords=FAST,
+        login_stall_ms=0,
+        public_url=PUBLIC,
+        auth_providers="saml",
+        auth_provider_env=env_for(idp, AUTH_SAML_LOGIN_TIMEOUT="2m"),
+        clock=clock,
+    )
+    client = client_for(core)
+    late = through_idp(start(client))
+    in_time = through_idp(start(client))
+    clock.advance(119)
+    assert acs(client, in_time).status_code == 200
+    clock.advance(2)  # the first request is 121 s old now: its ID has expired
+    reply = acs(client, late)
     assert reply.status_code == 401
     assert reply.data == INVALID_CREDENTIALS
 
