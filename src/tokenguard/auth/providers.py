@@ -129,6 +129,7 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     driver = get("DRIVER")
     if driver is None:
         return None
+
     def either(key: str) -> str | None:
         # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
         # `METADATA` both name the metadata.
