@@ -39,6 +39,9 @@ if ! redis_ping; then
   redis_ping || { echo "setup: Redis did not start" >&2; exit 1; }
 fi
 
+# xmlsec1 checks and makes the XML signatures of SAML logins (pysaml2, tests/test_saml.py).
+command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
+
 # wrk drives the server benchmarks (their smoke test runs in the suite).
 if ! command -v wrk >/dev/null 2>&1; then
   apt_install wrk || true

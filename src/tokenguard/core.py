@@ -180,6 +180,7 @@ class TokenGuard:
             sso=self.extras.sso,
             providers=self.extras.providers,
             ldap=dict(self.extras.ldap),
+            saml=self.extras.saml,
         )
         if settings.graphql_enabled or settings.graphql_auth_service_path:
             from .graphql import GraphQLRoutes  # needs the `graphql` extra

@@ -2,10 +2,11 @@
 
 Providers are read the way Directus reads them (spec §10): each name in ``AUTH_PROVIDERS``
 whose ``AUTH_<NAME>_DRIVER`` is set is listed, in that order. ``openid`` and ``oauth2``
-providers sign users in through a redirect (:mod:`tokenguard.auth.sso`), ``ldap`` providers
-with an identifier and a password checked against the directory (:mod:`tokenguard.auth.ldap`);
-other drivers (``saml``) are listed so a front end shows them, but tokenguard does not serve
-them.
+providers sign users in through a redirect (:mod:`tokenguard.auth.sso`), ``saml`` providers
+through the identity provider's signed POST (:mod:`tokenguard.auth.saml`, the ``saml`` extra),
+and ``ldap`` providers with an identifier and a password checked against the directory
+(:mod:`tokenguard.auth.ldap`); other drivers are listed so a front end shows them, but
+tokenguard does not serve them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .external import Registration
 
 __all__ = [
     "LDAP_DRIVER",
+    "SAML_DEFAULT_KEYS",
     "SSO_DRIVERS",
     "LdapConfig",
     "Provider",
@@ -67,6 +69,14 @@ class LdapConfig:
     ca_file: str | None = None
     #: tokenguard-specific ``CLIENT_START_TLS``: upgrade an ``ldap://`` connection first.
     start_tls: bool = False
+_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+#: Directus's SAML attribute names for the identifier, e-mail, given and family name.
+SAML_DEFAULT_KEYS = (
+    _CLAIMS + "nameidentifier",
+    _CLAIMS + "emailaddress",
+    _CLAIMS + "givenname",
+    _CLAIMS + "surname",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,15 @@ class Provider:
     login_timeout_ms: int = 300_000
     #: The directory settings of an ``ldap`` provider, else ``None``.
     ldap: LdapConfig | None = None
+    #: ``saml``: ``AUTH_<P>_IDP_metadata`` and ``AUTH_<P>_SP_metadata`` (XML documents).
+    idp_metadata: str | None = None
+    sp_metadata: str | None = None
+    #: ``saml``, tokenguard-specific: accept IdP-initiated responses (no ``InResponseTo``).
+    allow_unsolicited: bool = False
+    #: ``saml``, tokenguard-specific: PEM files of our key and certificate
+    #: (``AUTH_<P>_SP_KEY_FILE``/``_SP_CERT_FILE``): sign AuthnRequests, decrypt assertions.
+    sp_key_file: str | None = None
+    sp_cert_file: str | None = None
 
     def __repr__(self) -> str:
         return f"Provider(name={self.name!r}, driver={self.driver!r})"
@@ -154,6 +173,12 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     driver = get("DRIVER")
     if driver is None:
         return None
+
+    def either(key: str) -> str | None:
+        # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
+        # `METADATA` both name the metadata.
+        return get(key + "metadata") or get(key + "METADATA")
+
     mode = (get("MODE") or "session").lower()
     if mode not in _MODES:
         raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
@@ -162,6 +187,13 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     # Directus registers every directory user who logs in; the others register nobody
     # unless told to.
     registration = get("ALLOW_PUBLIC_REGISTRATION") or ("true" if ldap else "false")
+    saml = driver == "saml"
+    # The default claim (attribute) names: identifier, e-mail, first and last name.
+    keys: tuple[str | None, ...] = (None, "email", None, None)
+    if saml:
+        keys = SAML_DEFAULT_KEYS
+    elif openid:
+        keys = ("sub", "email", "given_name", "family_name")
     provider = Provider(
         name=name,
         driver=driver,
@@ -175,10 +207,10 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         authorize_url=get("AUTHORIZE_URL"),
         access_url=get("ACCESS_URL"),
         profile_url=get("PROFILE_URL"),
-        identifier_key=get("IDENTIFIER_KEY") or ("sub" if openid else None),
-        email_key=get("EMAIL_KEY") or "email",
-        first_name_key=get("FIRST_NAME_KEY") or ("given_name" if openid else None),
-        last_name_key=get("LAST_NAME_KEY") or ("family_name" if openid else None),
+        identifier_key=get("IDENTIFIER_KEY") or keys[0],
+        email_key=get("EMAIL_KEY") or keys[1] or "email",
+        first_name_key=get("GIVEN_NAME_KEY" if saml else "FIRST_NAME_KEY") or keys[2],
+        last_name_key=get("FAMILY_NAME_KEY" if saml else "LAST_NAME_KEY") or keys[3],
         allow_public_registration=_as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
         default_role_id=get("DEFAULT_ROLE_ID"),
         sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
@@ -190,12 +222,29 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
         login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
         ldap=ldap,
+        idp_metadata=either("IDP_") if saml else None,
+        sp_metadata=either("SP_") if saml else None,
+        allow_unsolicited=saml
+        and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
+        sp_key_file=get("SP_KEY_FILE") if saml else None,
+        sp_cert_file=get("SP_CERT_FILE") if saml else None,
     )
     if ldap is not None and ldap.group_dn is not None and not provider.role_mapping:
         # Directus matches the group names with its roles table; tokenguard has none.
         raise ConfigError(
             f"{prefix}GROUP_DN needs {prefix}ROLE_MAPPING (a JSON object of group cn -> role id)"
         )
+    if saml:
+        # Parsed (and checked further) when the SAML login is built, at start-up.
+        for side in ("IDP", "SP"):
+            value = provider.idp_metadata if side == "IDP" else provider.sp_metadata
+            if not value or "<" not in value:
+                raise ConfigError(
+                    f"{prefix}{side}_metadata (the {side} metadata XML) is required for the "
+                    "saml driver"
+                )
+        if (provider.sp_key_file is None) != (provider.sp_cert_file is None):
+            raise ConfigError(f"{prefix}SP_KEY_FILE and {prefix}SP_CERT_FILE go together")
     if provider.signs_in:
         if not provider.client_id:
             raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")

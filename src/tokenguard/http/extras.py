@@ -19,6 +19,7 @@ from ..auth.totp import TwoFactor
 from ..config import Settings
 from ..stores.base import AsyncOnceStore, OnceStore
 from .account_routes import AccountRoutes
+from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 
 __all__ = ["Extras", "build_extras", "default_once_store"]
@@ -41,7 +42,7 @@ def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOn
 
 @dataclass(slots=True)
 class Extras:
-    """What :func:`build_extras` made; the router takes ``account``, ``sso``, ``ldap`` and
+    """What :func:`build_extras` made; the router takes ``account``, ``sso``, ``ldap``, ``saml`` and
     ``providers``."""
 
     providers: tuple[Provider, ...]
@@ -53,6 +54,8 @@ class Extras:
     sso: SSORoutes | None
     #: The ``ldap`` providers' logins, by provider name.
     ldap: dict[str, LdapLogin]
+    #: The ``saml`` providers' routes (:mod:`tokenguard.auth.saml`), if any is configured.
+    saml: SAMLRoutes | None = None
 
 
 def build_extras(
@@ -87,4 +90,12 @@ def build_extras(
         single = SingleSignOn(service, providers, http=http)
         sso = SSORoutes(single, settings.refresh_cookie, settings.session_cookie, service.clock)
     ldap = ldap_logins(service, providers)
-    return Extras(providers, once, mailer, two_factor, reset, account, sso, ldap)
+    saml = None
+    if any(p.driver == "saml" for p in providers):
+        from ..auth.saml import SAMLLogin, check_acs_url  # needs the `saml` extra
+
+        login = SAMLLogin(service, providers, once)
+        for configured in login.providers.values():
+            check_acs_url(configured, settings.public_url, settings.auth_prefix)
+        saml = SAMLRoutes(login, settings.refresh_cookie, settings.session_cookie, service.clock)
+    return Extras(providers, once, mailer, two_factor, reset, account, sso, ldap, saml)

@@ -266,6 +266,71 @@ ENDPOINTS: dict[str, Endpoint] = {
             ),
         ),
     ),
+    "saml_metadata": Endpoint(
+        "saml",
+        (
+            Operation(
+                "GET",
+                "This service provider's SAML metadata (`AUTH_<P>_SP_metadata`)",
+                (Reply(200, "The SP metadata.", "XMLDocument", media_type="text/xml"),),
+            ),
+        ),
+    ),
+    "saml_login": Endpoint(
+        "saml",
+        (
+            Operation(
+                "GET",
+                "Start a SAML login: redirect to the IdP with an AuthnRequest",
+                (
+                    Reply(302, "To the IdP (HTTP-Redirect binding), `RelayState=redirect`.",
+                          None, ("Location",)),
+                    Reply(400, "`INVALID_PAYLOAD`: a `redirect` that is not allowed.", _ERR),
+                ),
+                query=(_REDIRECT,),
+            ),
+        ),
+    ),
+    "saml_acs": Endpoint(
+        "saml",
+        (
+            Operation(
+                "POST",
+                "The IdP's SAML response (HTTP-POST binding): sign the user in",
+                (
+                    _TOKENS,
+                    Reply(
+                        302,
+                        "Signed in, to `RelayState` with the session (or refresh) cookie; or a "
+                        "failure, to `RelayState` with `?reason=<CODE>`.",
+                        None,
+                        ("Location", "Set-Cookie"),
+                    ),
+                    Reply(400, "`INVALID_PAYLOAD`: a `RelayState` that is not allowed.", _ERR),
+                ),
+                body="SAMLPost",
+                body_media_type="application/x-www-form-urlencoded",
+            ),
+        ),
+    ),
+    "saml_logout": Endpoint(
+        "saml",
+        (
+            Operation(
+                "POST",
+                "End the session cookie's session, then to the IdP's single logout service",
+                (
+                    Reply(302, "To the IdP's single logout service.", None,
+                          ("Location", "Set-Cookie")),
+                    Reply(204, "Signed out (the IdP has no single logout service).", None,
+                          ("Set-Cookie",)),
+                ),
+                body="FormPost",
+                body_media_type="application/x-www-form-urlencoded",
+                cookies=("session",),
+            ),
+        ),
+    ),
     "jwks": Endpoint(
         "keys",
         (
@@ -447,6 +512,8 @@ _SCHEMAS: dict[str, Any] = {
         _object({"secret": _STRING, "otpauth_url": _STRING}, ("secret", "otpauth_url"))
     ),
     "FormPost": {"type": "object", "additionalProperties": _STRING},
+    "SAMLPost": _object({"SAMLResponse": _STRING, "RelayState": _STRING}, ("SAMLResponse",)),
+    "XMLDocument": {"type": "string"},
     "JWKS": _object(
         {
             "keys": {

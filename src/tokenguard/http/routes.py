@@ -48,6 +48,7 @@ from .body import (
 )
 from .cookies import clear_cookie, set_cookie
 from .openapi import ENDPOINTS, document_body
+from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
 
@@ -60,9 +61,16 @@ NO_REFRESH_TOKEN = "The refresh token is required in either the payload or cooki
 _BODY_ROUTES = frozenset(
     {"login", "refresh", "logout", "password_request", "password_reset", "sso_callback"}
     | {"ldap_login"}
-    | {"tfa_generate", "tfa_enable", "tfa_disable"}
+    | {"tfa_generate", "tfa_enable", "tfa_disable", "saml_acs", "saml_logout"}
 )
-_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout", "ldap_login"} | {"sso_login"}
+_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout", "ldap_login"} | {
+    "sso_login",
+    "saml_login",
+    "saml_metadata",
+}
+# A saml provider's paths under <prefix>/login/<provider>: tail -> route name.
+_SAML_TAILS = {"": "saml_login", "metadata": "saml_metadata", "acs": "saml_acs",
+               "logout": "saml_logout"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
@@ -97,6 +105,7 @@ class AuthRouter:
         sso: SSORoutes | None = None,
         providers: tuple[Provider, ...] = (),
         ldap: dict[str, PasswordProvider] | None = None,
+        saml: SAMLRoutes | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -125,6 +134,10 @@ class AuthRouter:
         #: The ``ldap`` providers' logins (tokenguard.auth.ldap), served at
         #: ``<prefix>/login/<name>`` whatever AUTH_DISABLE_DEFAULT says, as in Directus.
         self.ldap: dict[str, PasswordProvider] = dict(ldap or {})
+        self.saml = saml
+        if saml is not None:
+            for name in _SAML_TAILS.values():
+                self._methods[name] = ENDPOINTS[name].methods
         self._providers = providers
         self._disable_default = settings.auth_disable_default
         self._login_prefix = f"{self.prefix}/login/"
@@ -150,6 +163,7 @@ class AuthRouter:
             self._methods.clear()
             self.sso = None
             self.ldap = {}
+            self.saml = None
         if self.ldap:
             self._methods["ldap_login"] = ENDPOINTS["ldap_login"].methods
         if self._disable_default and "login" in self._methods:
@@ -221,6 +235,12 @@ class AuthRouter:
                     ServedRoute(f"{base}/callback", "sso_callback", methods[1], provider.name,
                                 cookie)
                 )
+        if self.saml is not None:
+            for name in self.saml.login.providers:
+                base = f"{self._login_prefix}{name}"
+                for tail, route in _SAML_TAILS.items():
+                    path = f"{base}/{tail}" if tail else base
+                    table.append(ServedRoute(path, route, self._methods[route], name))
         return table
 
     def openapi_document(self) -> bytes:
@@ -237,7 +257,7 @@ class AuthRouter:
         if name is None and path.startswith(self._login_prefix):
             if self.ldap and self._ldap_provider(path) is not None:
                 return "ldap_login"
-            if self.sso is not None:
+            if self.sso is not None or self.saml is not None:
                 name = self._sso_route(path)[0]
         return name
 
@@ -254,6 +274,8 @@ class AuthRouter:
         if rest.endswith("/"):
             rest = rest[:-1]
         provider, _, tail = rest.partition("/")
+        if self.saml is not None and self.saml.login.provider(provider) is not None:
+            return _SAML_TAILS.get(tail), provider
         if self.sso is None or self.sso.sso.provider(provider) is None:
             return None, provider
         if tail == "":
@@ -312,7 +334,10 @@ class AuthRouter:
     ) -> Generator[Any, Any, ResponseView]:
         route = self.route_of(request.path)
         method = request.method
-        self._check_ambient(request, scheme)
+        if route != "saml_acs":
+            # The ACS is the IdP's cross-site form post: the signed assertion, not an ambient
+            # cookie, is what it acts on.
+            self._check_ambient(request, scheme)
         if route is None or method not in self._methods.get(route, ()):
             # The route table (tokenguard.http.openapi) decides which methods are served.
             return self.error(route_not_found(request.path))
@@ -502,6 +527,8 @@ class AuthRouter:
         if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
             provider = self._sso_route(request.path)[1]
             return (yield from sso.login(provider, request))
+        if route is not None and route.startswith("saml_") and self.saml is not None:
+            return (yield from self._saml(route, request))
         if route == "sso_callback" and sso is not None:
             provider = self._sso_route(request.path)[1]
             if method == "POST":
@@ -516,4 +543,31 @@ class AuthRouter:
                 return (yield from account.password_reset(request, client))
             if route is not None and route.startswith("tfa_"):
                 return (yield from account.tfa(route[4:], request, client))
+        return self.error(route_not_found(request.path))
+
+    def _saml(self, route: str, request: RequestView) -> Generator[Any, Any, ResponseView]:
+        saml = self.saml
+        assert saml is not None
+        method = request.method
+        provider = self._sso_route(request.path)[1]
+        if route == "saml_metadata" and method in ("GET", "HEAD"):
+            return saml.metadata(provider)
+        if route == "saml_login" and method in ("GET", "HEAD"):
+            return saml.start(provider, request)
+        if route == "saml_acs" and method == "POST":
+            return (yield from saml.acs(provider, request, self._client(request)))
+        if route == "saml_logout" and method == "POST":
+            # As Directus: the session cookie's session ends, and the cookie goes.
+            had_session = bool(
+                request.cookie and parse_cookie(request.cookie, self._session_cookie.name)
+            )
+            token = None
+            if had_session:
+                try:
+                    token = self._session_token(request.cookie)
+                except AuthError:
+                    token = None  # an expired session cookie: nothing left to end
+            if token:
+                yield from self.service.logout(token, self._client(request))
+            return saml.logout_response(provider, request, had_session)
         return self.error(route_not_found(request.path))
