@@ -11,7 +11,6 @@ when it has one (and the form names the ``nameID``), else answers 204.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,8 +19,8 @@ from ..auth.saml import SAMLLogin
 from ..auth.service import ClientInfo, Tokens
 from ..auth.sso import SSOFailure
 from ..config import CookieSettings
-from .cookies import clear_cookie, set_cookie
-from .sso_routes import _query, _with_reason
+from .cookies import clear_cookie
+from .sso_routes import _query, _with_reason, signed_in
 from .views import RequestView, ResponseView, json_response
 
 __all__ = ["SAMLRoutes"]
@@ -85,20 +84,9 @@ class SAMLRoutes:
         return self._success(tokens, redirect)
 
     def _success(self, tokens: Tokens, redirect: str | None) -> ResponseView:
-        now = self.clock()
-        if redirect:
-            if tokens.mode == "session":
-                cookie = set_cookie(self.session_cookie, tokens.access_token, now)
-            else:
-                cookie = set_cookie(self.refresh_cookie, tokens.refresh_token, now)
-            return ResponseView(302, [("location", redirect), *_NO_STORE, ("set-cookie", cookie)])
-        data = {
-            "access_token": tokens.access_token,
-            "refresh_token": tokens.refresh_token,
-            "expires": tokens.expires_ms,
-        }
-        body = json.dumps({"data": data}, separators=(",", ":")).encode()
-        return json_response(200, body, _NO_STORE)
+        return signed_in(
+            tokens, redirect, _NO_STORE, self.refresh_cookie, self.session_cookie, self.clock()
+        )
 
     def logout_response(self, name: str, request: RequestView, had_session: bool) -> ResponseView:
         """The answer once the router has ended the session cookie's session (if any)."""
