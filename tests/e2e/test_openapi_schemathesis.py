@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.helpers import ldap_server
 from tests.helpers.oidc_provider import CLIENT_ID, CLIENT_SECRET, running_provider
 from tests.helpers.servers import Server, free_port, serve
 from tests.helpers.tokens import SECRET
@@ -72,7 +73,7 @@ def server(
 ) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp(request.param)
     port = free_port()
-    with running_provider() as idp:
+    with running_provider() as idp, ldap_server.LdapServer(directory / "slapd") as directory_server:
         env = {
             "SECRET": SECRET,
             "ADMIN_EMAIL": "admin@example.com",
@@ -85,7 +86,14 @@ def server(
             "TOKENGUARD_GRAPHQL_ENABLED": "true",
             "TOKENGUARD_GRAPHQL_AUTH_SERVICE_PATH": "/service/auth",
             "TOKENGUARD_JWT_KEYS": _key_ring(directory),
-            "AUTH_PROVIDERS": "idp",
+            "AUTH_PROVIDERS": "idp,other",
+            # An LDAP provider over a real slapd: its logins are 200s and 401s.
+            "AUTH_OTHER_DRIVER": "ldap",
+            "AUTH_OTHER_CLIENT_URL": directory_server.url,
+            "AUTH_OTHER_BIND_DN": ldap_server.BIND_DN,
+            "AUTH_OTHER_BIND_PASSWORD": ldap_server.BIND_PASSWORD,
+            "AUTH_OTHER_USER_DN": ldap_server.USER_DN,
+            "AUTH_OTHER_USER_ATTRIBUTE": "uid",
             "AUTH_IDP_DRIVER": "openid",
             "AUTH_IDP_CLIENT_ID": CLIENT_ID,
             "AUTH_IDP_CLIENT_SECRET": CLIENT_SECRET,
