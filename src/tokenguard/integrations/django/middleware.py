@@ -159,7 +159,9 @@ class TokenGuardMiddleware:
         if scope is not None and self._strip:
             # Under ASGI the server's access log prints the scope's query string.
             raw = scope.get("query_string", b"")
-            strip_scope_query_token(scope, raw.decode("latin-1"), self._strip)
+            if isinstance(raw, bytes):  # a str from Django's AsyncClient
+                raw = raw.decode("latin-1")
+            strip_scope_query_token(scope, raw, self._strip)
 
     def _refuse(self, refusal: Refusal, request: HttpRequest) -> HttpResponse:
         error = refusal.error
