@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -26,15 +27,15 @@ if not django_settings.configured:
     django_settings.configure(**SETTINGS)
     django.setup()
 
-from asgiref.sync import async_to_sync  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.http import HttpResponse  # noqa: E402
-from django.test import AsyncClient, Client, override_settings  # noqa: E402
-from hypothesis import HealthCheck, given  # noqa: E402
-from hypothesis import settings as hsettings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from asgiref.sync import async_to_sync
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
+from django.test import AsyncClient, Client, override_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from tests.helpers.auth import (  # noqa: E402
+from tests.helpers.auth import (
     EMAIL,
     FAST,
     INVALID_CREDENTIALS,
@@ -48,17 +49,17 @@ from tests.helpers.auth import (  # noqa: E402
     is_directus_error,
     make_user,
 )
-from tokenguard import TokenGuard  # noqa: E402
-from tokenguard.integrations.django import (  # noqa: E402
+from tokenguard import TokenGuard
+from tokenguard.integrations.django import (
     TokenGuardUser,
     close_guard,
     get_guard,
 )
-from tokenguard.integrations.django.responses import ExactCookie  # noqa: E402
-from tokenguard.principal import Principal  # noqa: E402
-from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore  # noqa: E402
-from tokenguard.stores.redis import AsyncRedisSessionStore  # noqa: E402
-from tokenguard.tokens import hash_token  # noqa: E402
+from tokenguard.integrations.django.responses import ExactCookie
+from tokenguard.principal import Principal
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+from tokenguard.stores.redis import AsyncRedisSessionStore
+from tokenguard.tokens import hash_token
 
 JSON = "application/json; charset=utf-8"
 TOMORROW = "Sat, 16 Jan 2027 08:00:00 GMT"
@@ -456,9 +457,11 @@ def test_requires_user(site: Site) -> None:
 
 
 def test_decorator_without_the_middleware_is_a_configuration_error(kind: str) -> None:
-    with override_settings(TOKENGUARD=options(), MIDDLEWARE=[]):
-        with pytest.raises(ImproperlyConfigured, match="TokenGuardMiddleware is not in MIDDLEWARE"):
-            Site(kind).get("/admin")
+    with (
+        override_settings(TOKENGUARD=options(), MIDDLEWARE=[]),
+        pytest.raises(ImproperlyConfigured, match="TokenGuardMiddleware is not in MIDDLEWARE"),
+    ):
+        Site(kind).get("/admin")
 
 
 # -- rate limits ----------------------------------------------------------------------------
@@ -505,15 +508,16 @@ def test_a_given_guard_is_used_and_left_open() -> None:
 
 def test_bad_settings_are_improperly_configured() -> None:
     for bad in ({"secret": "short"}, {"no_such_setting": 1}, {"flavour": "async"}, {"guard": 42}):
-        with override_settings(TOKENGUARD=bad):
-            with pytest.raises(ImproperlyConfigured, match="TOKENGUARD"):
-                get_guard()
+        with override_settings(TOKENGUARD=bad), pytest.raises(ImproperlyConfigured, match="TOKENGUARD"):
+            get_guard()
     # Never connected: the check looks at the store's methods only.
     sessions = AsyncRedisSessionStore.from_url("redis://127.0.0.1:9/0", prefix="tg-django-test:")
     async_guard = TokenGuard(**options(sessions=sessions), flavour="async")
-    with override_settings(TOKENGUARD={"guard": async_guard}):
-        with pytest.raises(ImproperlyConfigured, match="asynchronous stores"):
-            get_guard()
+    with (
+        override_settings(TOKENGUARD={"guard": async_guard}),
+        pytest.raises(ImproperlyConfigured, match="asynchronous stores"),
+    ):
+        get_guard()
     close_guard()
     async_guard.close()
 
@@ -568,11 +572,11 @@ def test_before_authentication_middleware_django_sets_request_user(
 
 def test_the_integration_does_not_import_django_contrib_auth() -> None:
     code = """
-import sys, io, json
+import io, os, sys
 from django.conf import settings
 settings.configure(SECRET_KEY="x" * 50, ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], INSTALLED_APPS=[],
     MIDDLEWARE=["tokenguard.integrations.django.TokenGuardMiddleware"],
-    TOKENGUARD={"secret": "%s", "public_role": "public"})
+    TOKENGUARD={"secret": os.environ["SECRET"], "public_role": "public"})
 import django
 django.setup()
 from django.http import JsonResponse
@@ -586,8 +590,9 @@ out = []
 body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERVER_PORT": "80",
             "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http"}, lambda s, h: out.append(s))
 print(out[0], b"".join(body).decode(), "django.contrib.auth" in sys.modules)
-""" % SECRET
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+"""
+    env = {**os.environ, "SECRET": SECRET}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '200 OK {"authenticated": false, "role": "public"} False'
 
