@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from examples.static import HEADERS, LOGIN_PAGE, asset
+from examples.users import users_me_body
 from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.django import (
     error_response,
@@ -28,19 +29,7 @@ def users_me(request: HttpRequest) -> HttpResponse:
     user = get_guard().users.get_by_id(request.user.pk)
     if user is None:
         return error_response(invalid_credentials())
-    return JsonResponse(
-        {
-            "data": {
-                "id": user.id,
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "email": user.email,
-                "status": user.status,
-                "role": user.role,
-                "provider": user.provider,
-            }
-        }
-    )
+    return JsonResponse(users_me_body(user))
 
 
 @requires_user
