@@ -68,12 +68,19 @@ EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 STATIC = "static-token-for-django-Qm4Xv8Lp2Zr6"
 ADMIN_ID = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 FORBIDDEN = error_body("FORBIDDEN", "You don't have permission to access this.")
-_CROSS = "Cross-site request refused: the Origin of a request authenticated by cookie is not trusted"
+_CROSS = (
+    "Cross-site request refused: the Origin of a request authenticated by cookie is not trusted"
+)
 CROSS_SITE = error_body("FORBIDDEN", _CROSS, reason=_CROSS)
 
 
 def access_jwt(ttl_s: int = 900, session: str | None = None, **claims: Any) -> str:
-    payload: dict[str, Any] = {"id": USER_ID, "role": ROLE, "app_access": True, "admin_access": False}
+    payload: dict[str, Any] = {
+        "id": USER_ID,
+        "role": ROLE,
+        "app_access": True,
+        "admin_access": False,
+    }
     if session is not None:
         payload["session"] = session
     payload.update({"iat": int(NOW), "exp": int(NOW) + ttl_s, "iss": "directus"})
@@ -113,7 +120,9 @@ class Site:
         self.kind = kind
         # Browsers always send Host (Django's WSGI test client does not by default).
         headers = {"Host": "testserver"}
-        self.client: Any = Client(headers=headers) if kind == "wsgi" else AsyncClient(headers=headers)
+        self.client: Any = (
+            Client(headers=headers) if kind == "wsgi" else AsyncClient(headers=headers)
+        )
 
     def request(
         self,
@@ -130,7 +139,11 @@ class Site:
             kwargs["content_type"] = "application/json"
         call = getattr(self.client, method.lower())
         if self.kind == "asgi":
-            return async_to_sync(call)(path, **kwargs)  # type: ignore[no-any-return]
+
+            async def send() -> HttpResponse:
+                return await call(path, **kwargs)  # type: ignore[no-any-return]
+
+            return async_to_sync(send)()
         return call(path, **kwargs)  # type: ignore[no-any-return]
 
     def get(self, path: str, **kwargs: Any) -> HttpResponse:
@@ -221,7 +234,11 @@ def test_admin_jwt_is_staff_and_superuser(site: Site) -> None:
 def test_static_token(site: Site) -> None:
     r = site.get("/whoami", headers={"Authorization": f"Bearer {STATIC}"})
     data = r.json()
-    assert (data["user"]["pk"], data["via"], data["auth_role"]) == (ADMIN_ID, "static", "administrator")
+    assert (data["user"]["pk"], data["via"], data["auth_role"]) == (
+        ADMIN_ID,
+        "static",
+        "administrator",
+    )
     assert data["user"]["is_superuser"] is True
 
 
@@ -255,8 +272,16 @@ def test_query_token_kept_when_stripping_is_off(kind: str) -> None:
 def test_bad_tokens_get_the_directus_error(site: Site) -> None:
     cases = [
         ("Bearer not-a-jwt", 401, INVALID_CREDENTIALS),
-        (f"Bearer {jwt.encode(jwt.decode(access_jwt(), SECRET, algorithms=['HS256'], options={'verify_exp': False, 'verify_iat': False}), 'another-secret-of-forty-bytes-Zq8Wv3Lm', algorithm='HS256')}", 403, error_body("INVALID_TOKEN", "Invalid token.")),
-        (f"Bearer {access_jwt(iat=int(NOW) - 2000, exp=int(NOW) - 1000)}", 401, error_body("TOKEN_EXPIRED", "Token expired.")),
+        (
+            f"Bearer {jwt.encode(jwt.decode(access_jwt(), SECRET, algorithms=['HS256'], options={'verify_exp': False, 'verify_iat': False}), 'another-secret-of-forty-bytes-Zq8Wv3Lm', algorithm='HS256')}",
+            403,
+            error_body("INVALID_TOKEN", "Invalid token."),
+        ),
+        (
+            f"Bearer {access_jwt(iat=int(NOW) - 2000, exp=int(NOW) - 1000)}",
+            401,
+            error_body("TOKEN_EXPIRED", "Token expired."),
+        ),
     ]
     for header, status, body in cases:
         for path in ("/whoami", "/awhoami", "/auth/login"):
@@ -278,7 +303,9 @@ def test_bad_query_token_and_two_methods(site: Site) -> None:
 def test_repeated_authorization_headers_joined_are_400(kind: str) -> None:
     # Django's ASGI request (like WSGI servers) joins repeated headers with commas.
     with override_settings(TOKENGUARD=options()):
-        r = Site(kind).get("/whoami", headers={"Authorization": f"Bearer {STATIC}, Bearer {STATIC}"})
+        r = Site(kind).get(
+            "/whoami", headers={"Authorization": f"Bearer {STATIC}, Bearer {STATIC}"}
+        )
     assert r.status_code == 400 and is_directus_error(r.content)
 
 
@@ -299,7 +326,11 @@ def test_bad_session_cookie_is_refused_and_cleared(site: Site) -> None:
 def test_login_json(site: Site) -> None:
     r = site.login("json")
     assert r.status_code == 200
-    assert (r["Content-Type"], r["Cache-Control"], r["Vary"]) == (JSON, "no-cache", "Origin, Cache-Control")
+    assert (r["Content-Type"], r["Cache-Control"], r["Vary"]) == (
+        JSON,
+        "no-cache",
+        "Origin, Cache-Control",
+    )
     data = r.json()["data"]
     assert list(data) == ["expires", "refresh_token", "access_token"]
     assert data["access_token"] == access_jwt(900)
@@ -323,7 +354,10 @@ def test_login_json(site: Site) -> None:
 def test_login_refresh_logout_cookie_mode(site: Site) -> None:
     r = site.login("cookie")
     assert r.status_code == 200
-    assert r.content == b'{"data":{"expires":900000,"access_token":"' + access_jwt(900).encode() + b'"}}'
+    assert (
+        r.content
+        == b'{"data":{"expires":900000,"access_token":"' + access_jwt(900).encode() + b'"}}'
+    )
     token = cookie_value(r, "directus_refresh_token")
     assert len(token) == 64
     assert set_cookies(r) == [
@@ -351,15 +385,23 @@ def test_login_refresh_logout_session_mode(site: Site) -> None:
     r = site.login("session")
     assert (r.status_code, r.content) == (200, b'{"data":{"expires":86400000}}')
     cookie = cookie_value(r, "directus_session_token")
-    session = jwt.decode(cookie, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})["session"]
+    session = jwt.decode(
+        cookie, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False}
+    )["session"]
     assert cookie == access_jwt(86_400, session)
     assert set_cookies(r) == [
         f"directus_session_token={cookie}; Max-Age=86400; Path=/; Expires={TOMORROW}; HttpOnly; SameSite=Lax"
     ]
     for path in ("/whoami", "/awhoami"):
         me = site.get(path).json()
-        assert (me["user"]["pk"], me["via"], me["user"]["is_authenticated"]) == (USER_ID, "session", True)
-    refreshed = site.post("/auth/refresh", json_body={"mode": "session"}, headers={"Origin": "http://testserver"})
+        assert (me["user"]["pk"], me["via"], me["user"]["is_authenticated"]) == (
+            USER_ID,
+            "session",
+            True,
+        )
+    refreshed = site.post(
+        "/auth/refresh", json_body={"mode": "session"}, headers={"Origin": "http://testserver"}
+    )
     assert (refreshed.status_code, refreshed.content) == (200, b'{"data":{"expires":86400000}}')
     new = cookie_value(refreshed, "directus_session_token")
     assert new != cookie
@@ -383,9 +425,15 @@ def test_wrong_password_and_unknown_route_method(site: Site) -> None:
     r = site.post("/auth/login", json_body={"email": EMAIL, "password": "wrong"})
     assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
     r = site.get("/auth/login")
-    assert r.status_code == 404 and json.loads(r.content)["errors"][0]["extensions"]["code"] == "ROUTE_NOT_FOUND"
+    assert (
+        r.status_code == 404
+        and json.loads(r.content)["errors"][0]["extensions"]["code"] == "ROUTE_NOT_FOUND"
+    )
     providers = site.get("/auth")
-    assert providers.status_code == 200 and providers.json() == {"data": [], "disableDefault": False}
+    assert providers.status_code == 200 and providers.json() == {
+        "data": [],
+        "disableDefault": False,
+    }
 
 
 def test_login_body_too_large(kind: str) -> None:
@@ -420,7 +468,10 @@ def test_cross_site_session_cookie_post_is_refused(site: Site, path: str) -> Non
 
 
 def test_cross_site_bearer_post_is_not_checked(site: Site) -> None:
-    r = site.post("/private", headers={"Authorization": f"Bearer {access_jwt()}", "Origin": "https://evil.example"})
+    r = site.post(
+        "/private",
+        headers={"Authorization": f"Bearer {access_jwt()}", "Origin": "https://evil.example"},
+    )
     assert r.status_code == 200
 
 
@@ -436,11 +487,16 @@ def test_trusted_origins(kind: str) -> None:
 
 
 def test_requires_role(site: Site) -> None:
-    assert (site.get("/admin").status_code, site.get("/admin").content) == (401, INVALID_CREDENTIALS)
+    assert (site.get("/admin").status_code, site.get("/admin").content) == (
+        401,
+        INVALID_CREDENTIALS,
+    )
     editor = {"Authorization": f"Bearer {access_jwt(role='editor-role')}"}
     r = site.get("/admin", headers=editor)
     assert (r.status_code, r.content, r["Content-Type"]) == (403, FORBIDDEN, JSON)
-    assert site.get("/admin", headers={"Authorization": f"Bearer {STATIC}"}).json() == {"admin": True}
+    assert site.get("/admin", headers={"Authorization": f"Bearer {STATIC}"}).json() == {
+        "admin": True
+    }
     # Async view, admin_ok=False: the administrator is refused, the editor passes.
     assert site.get("/editors", headers=editor).json() == {"editor": True}
     r = site.get("/editors", headers={"Authorization": f"Bearer {STATIC}"})
@@ -500,7 +556,12 @@ def test_a_given_guard_is_used_and_left_open() -> None:
     try:
         with override_settings(TOKENGUARD={"guard": guard}):
             assert get_guard() is guard
-            assert Site("wsgi").get("/whoami", headers={"Authorization": f"Bearer {STATIC}"}).json()["via"] == "static"
+            assert (
+                Site("wsgi")
+                .get("/whoami", headers={"Authorization": f"Bearer {STATIC}"})
+                .json()["via"]
+                == "static"
+            )
         assert not guard.closed
     finally:
         guard.close()
@@ -508,7 +569,10 @@ def test_a_given_guard_is_used_and_left_open() -> None:
 
 def test_bad_settings_are_improperly_configured() -> None:
     for bad in ({"secret": "short"}, {"no_such_setting": 1}, {"flavour": "async"}, {"guard": 42}):
-        with override_settings(TOKENGUARD=bad), pytest.raises(ImproperlyConfigured, match="TOKENGUARD"):
+        with (
+            override_settings(TOKENGUARD=bad),
+            pytest.raises(ImproperlyConfigured, match="TOKENGUARD"),
+        ):
             get_guard()
     # Never connected: the check looks at the store's methods only.
     sessions = AsyncRedisSessionStore.from_url("redis://127.0.0.1:9/0", prefix="tg-django-test:")
@@ -533,7 +597,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, kind: st
 
 
 CONTRIB = {
-    "INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions"],
+    "INSTALLED_APPS": [
+        "django.contrib.contenttypes",
+        "django.contrib.auth",
+        "django.contrib.sessions",
+    ],
     "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
 }
 
@@ -592,7 +660,9 @@ body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "h", "SERV
 print(out[0], b"".join(body).decode(), "django.contrib.auth" in sys.modules)
 """
     env = {**os.environ, "SECRET": SECRET}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '200 OK {"authenticated": false, "role": "public"} False'
 
@@ -614,13 +684,19 @@ def test_user_object() -> None:
     for call in (admin.save, admin.delete):
         with pytest.raises(NotImplementedError):
             call()
-    assert "secret-id" not in repr(TokenGuardUser(Principal("u", "r", via="session", session="secret-id")))
+    assert "secret-id" not in repr(
+        TokenGuardUser(Principal("u", "r", via="session", session="secret-id"))
+    )
 
 
 def test_exact_cookie_survives_pickling() -> None:
     header = f"directus_refresh_token=abc%2Fdef; Max-Age=604800; Path=/; Expires={NEXT_WEEK}; HttpOnly; SameSite=Lax"
     morsel = ExactCookie(header)
-    assert (morsel.key, morsel.value, morsel.coded_value) == ("directus_refresh_token", "abc/def", "abc%2Fdef")
+    assert (morsel.key, morsel.value, morsel.coded_value) == (
+        "directus_refresh_token",
+        "abc/def",
+        "abc%2Fdef",
+    )
     copy = pickle.loads(pickle.dumps(morsel))
     assert copy.output(header="").strip() == header
 
@@ -637,17 +713,27 @@ def fuzz_client() -> Iterator[Any]:
         yield Client(raise_request_exception=False)
 
 
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     value=st.one_of(
         HEADER_TEXT,
         HEADER_TEXT.map(lambda s: "Bearer " + s),
-        st.sampled_from(["Bearer", "Bearer ", "bearer " + STATIC, "Basic Zm9vOmJhcg==", "Bearer a, Bearer b"]),
+        st.sampled_from(
+            ["Bearer", "Bearer ", "bearer " + STATIC, "Basic Zm9vOmJhcg==", "Bearer a, Bearer b"]
+        ),
     ),
-    query=st.sampled_from(["", "access_token=", "access_token=x", "a=1&access_token=%ZZ", "access_token=" + STATIC]),
-    cookie=st.one_of(st.just(""), HEADER_TEXT, HEADER_TEXT.map(lambda s: "directus_session_token=" + s)),
+    query=st.sampled_from(
+        ["", "access_token=", "access_token=x", "a=1&access_token=%ZZ", "access_token=" + STATIC]
+    ),
+    cookie=st.one_of(
+        st.just(""), HEADER_TEXT, HEADER_TEXT.map(lambda s: "directus_session_token=" + s)
+    ),
 )
-def test_authorization_values_never_give_a_500(fuzz_client: Any, value: str, query: str, cookie: str) -> None:
+def test_authorization_values_never_give_a_500(
+    fuzz_client: Any, value: str, query: str, cookie: str
+) -> None:
     fuzz_client.cookies.clear()  # the cookie is the example's, not one a refusal left behind
     path = "/whoami?" + query if query else "/whoami"
     r = fuzz_client.get(path, HTTP_AUTHORIZATION=value, HTTP_COOKIE=cookie)
@@ -657,7 +743,9 @@ def test_authorization_values_never_give_a_500(fuzz_client: Any, value: str, que
         assert r["Content-Type"] == JSON
     else:
         assert "access_token" not in r.json()["QUERY_STRING"]
-    post = fuzz_client.post(path, HTTP_AUTHORIZATION=value, HTTP_COOKIE=cookie, HTTP_ORIGIN="https://evil.example")
+    post = fuzz_client.post(
+        path, HTTP_AUTHORIZATION=value, HTTP_COOKIE=cookie, HTTP_ORIGIN="https://evil.example"
+    )
     assert post.status_code in (200, 400, 401, 403), (value, query, cookie, post.status_code)
 
 

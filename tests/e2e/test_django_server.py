@@ -28,8 +28,19 @@ ENV = {
 }
 COMMANDS = {
     "django-gunicorn": [
-        sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--workers", "1",
-        "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "5",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        "4",
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "5",
         "examples.django_app.wsgi:application",
     ],
     "django-uvicorn": [sys.executable, "-m", "examples.django_app.app"],
@@ -39,7 +50,9 @@ EXPIRES = r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT"
 
 
 @pytest.fixture(params=sorted(COMMANDS), scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     with serve(COMMANDS[request.param], ENV, tmp_path_factory.mktemp(request.param)) as srv:
         yield srv
     # Stopped (SIGTERM): the guard was closed at exit without a traceback.
@@ -78,9 +91,17 @@ def test_login_json_then_bearer(server: Server) -> None:
         "username": me.json()["data"]["id"],
         "is_superuser": True,
     }
-    refreshed = httpx.post(server.url + "/auth/refresh", json={"refresh_token": data["refresh_token"]})
-    assert refreshed.status_code == 200 and refreshed.json()["data"]["refresh_token"] != data["refresh_token"]
-    out = httpx.post(server.url + "/auth/logout", json={"refresh_token": refreshed.json()["data"]["refresh_token"]})
+    refreshed = httpx.post(
+        server.url + "/auth/refresh", json={"refresh_token": data["refresh_token"]}
+    )
+    assert (
+        refreshed.status_code == 200
+        and refreshed.json()["data"]["refresh_token"] != data["refresh_token"]
+    )
+    out = httpx.post(
+        server.url + "/auth/logout",
+        json={"refresh_token": refreshed.json()["data"]["refresh_token"]},
+    )
     assert (out.status_code, out.content) == (204, b"")
 
 
@@ -98,7 +119,9 @@ def test_refusals(server: Server) -> None:
     r = httpx.get(server.url + "/", headers={"Authorization": "Bearer not-a-jwt"})
     assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
     assert r.headers["content-type"] == "application/json; charset=utf-8"
-    r = httpx.get(server.url + "/", headers={"Authorization": f"Bearer {mint(secret=OTHER_SECRET)}"})
+    r = httpx.get(
+        server.url + "/", headers={"Authorization": f"Bearer {mint(secret=OTHER_SECRET)}"}
+    )
     assert (r.status_code, r.json()["errors"][0]["extensions"]["code"]) == (403, "INVALID_TOKEN")
     assert httpx.get(server.url + "/users/me").content == INVALID_CREDENTIALS
     editor = {"Authorization": f"Bearer {mint(role='editor')}"}
@@ -124,11 +147,17 @@ def test_session_mode_in_a_browser_like_client(server: Server) -> None:
     me = httpx.get(server.url + "/private", headers=cookie)
     assert me.status_code == 200
     own = server.url
-    cross = httpx.post(server.url + "/private", headers={**cookie, "Origin": "https://evil.example"})
-    assert cross.status_code == 403 and cross.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    cross = httpx.post(
+        server.url + "/private", headers={**cookie, "Origin": "https://evil.example"}
+    )
+    assert (
+        cross.status_code == 403 and cross.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    )
     same = httpx.post(server.url + "/private", headers={**cookie, "Origin": own})
     assert same.status_code == 200 and same.json()["data"]["posted"] is True
-    out = httpx.post(server.url + "/auth/logout", json={"mode": "session"}, headers={**cookie, "Origin": own})
+    out = httpx.post(
+        server.url + "/auth/logout", json={"mode": "session"}, headers={**cookie, "Origin": own}
+    )
     assert out.status_code == 204
     assert out.headers["set-cookie"] == (
         "directus_session_token=; Max-Age=0; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax"
@@ -145,7 +174,9 @@ def test_cookie_mode_refresh(server: Server) -> None:
         header,
     ), header
     refreshed = httpx.post(
-        server.url + "/auth/refresh", json={"mode": "cookie"}, headers={"Cookie": header.split(";", 1)[0]}
+        server.url + "/auth/refresh",
+        json={"mode": "cookie"},
+        headers={"Cookie": header.split(";", 1)[0]},
     )
     assert refreshed.status_code == 200, refreshed.text
     assert list(refreshed.json()["data"]) == ["expires", "access_token"]

@@ -35,10 +35,18 @@ __all__ = ["close_guard", "get_guard"]
 
 log = logging.getLogger("tokenguard")
 
-_lock = threading.Lock()
-_guard: TokenGuard | None = None
-_owned = False
-_atexit_registered = False
+
+class _ProcessGuard:
+    """The one guard of this process, and whether it is ours to close."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.guard: TokenGuard | None = None
+        self.owned = False
+        self.closes_at_exit = False
+
+
+_process = _ProcessGuard()
 
 
 def get_guard() -> TokenGuard:
@@ -46,26 +54,18 @@ def get_guard() -> TokenGuard:
 
     Seed users into ``get_guard().users`` (e.g. in an ``AppConfig.ready``), or share it with
     your own code. ``ImproperlyConfigured`` when the settings are wrong (no ``SECRET``…)."""
-    guard = _guard
+    guard = _process.guard
     if guard is not None:
         return guard
-    global _owned, _atexit_registered
-    with _lock:
-        if _guard is None:
-            built, owned = _build()
-            _set(built, owned)
-            if owned and not _atexit_registered:
+    with _process.lock:
+        if _process.guard is None:
+            _process.guard, _process.owned = _build()
+            if _process.owned and not _process.closes_at_exit:
                 # Neither Django's WSGI handler nor its ASGI handler has a shutdown event (the
                 # ASGI one refuses lifespan scopes): process exit is the last chance.
                 atexit.register(close_guard)
-                _atexit_registered = True
-        assert _guard is not None
-        return _guard
-
-
-def _set(guard: TokenGuard | None, owned: bool) -> None:
-    global _guard, _owned
-    _guard, _owned = guard, owned
+                _process.closes_at_exit = True
+        return _process.guard
 
 
 def close_guard() -> None:
@@ -73,9 +73,9 @@ def close_guard() -> None:
     :func:`get_guard` builds a new one. A guard given as ``{"guard": ...}`` is only forgotten
     (it is yours to close). Called at process exit, and when a test overrides
     ``TOKENGUARD``."""
-    with _lock:
-        guard, owned = _guard, _owned
-        _set(None, False)
+    with _process.lock:
+        guard, owned = _process.guard, _process.owned
+        _process.guard, _process.owned = None, False
     if guard is not None and owned:
         try:
             guard.close()
