@@ -21,7 +21,9 @@ import jwt
 import pytest
 from django.conf import settings as django_settings
 
+from tests.helpers import django_site
 from tests.helpers.django_site import SETTINGS
+from tests.helpers.servers import free_port
 
 if not django_settings.configured:
     django_settings.configure(**SETTINGS)
@@ -58,7 +60,7 @@ from tokenguard.integrations.django import (
 from tokenguard.integrations.django.responses import ExactCookie
 from tokenguard.principal import Principal
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
-from tokenguard.stores.redis import AsyncRedisSessionStore
+from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
 from tokenguard.tokens import hash_token
 
 JSON = "application/json; charset=utf-8"
@@ -536,6 +538,26 @@ def test_rate_limit_refusal_strips_the_query_token(kind: str) -> None:
     assert request.META["QUERY_STRING"] == ""
 
 
+def test_a_session_store_that_is_down_is_a_503(kind: str) -> None:
+    # Nothing listens there: the store refuses at once, and the guard fails closed.
+    sessions = RedisSessionStore.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", prefix="tg-django-test:"
+    )
+    try:
+        with override_settings(TOKENGUARD=options(sessions=sessions)):
+            s = Site(kind)
+            r = s.get(
+                "/whoami", headers={"Authorization": f"Bearer {access_jwt(session='a' * 64)}"}
+            )
+            assert r.status_code == 503 and is_directus_error(r.content)
+            assert json.loads(r.content)["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+            login = s.login("session")
+            assert login.status_code == 503 and is_directus_error(login.content)
+            assert set_cookies(login) == []
+    finally:
+        sessions.close()
+
+
 # -- settings, the guard's life, django.contrib.auth ---------------------------------------
 
 
@@ -550,11 +572,14 @@ def test_the_guard_is_built_once_and_closed_when_the_settings_change() -> None:
         assert get_guard() is not first
 
 
-def test_a_given_guard_is_used_and_left_open() -> None:
+@pytest.mark.parametrize("by", ["object", "dotted path"])
+def test_a_given_guard_is_used_and_left_open(by: str, monkeypatch: pytest.MonkeyPatch) -> None:
     opts = options()
     guard = TokenGuard(**opts)
+    monkeypatch.setattr(django_site, "GUARD", guard, raising=False)
+    given = guard if by == "object" else "tests.helpers.django_site.GUARD"
     try:
-        with override_settings(TOKENGUARD={"guard": guard}):
+        with override_settings(TOKENGUARD={"guard": given}):
             assert get_guard() is guard
             assert (
                 Site("wsgi")
