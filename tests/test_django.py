@@ -39,14 +39,18 @@ from hypothesis import strategies as st
 
 from tests.helpers.auth import (
     EMAIL,
+    EPOCH,
     FAST,
     INVALID_CREDENTIALS,
+    NEXT_WEEK,
     NOW,
     PASSWORD,
     ROLE,
     SECRET,
+    TOMORROW,
     USER_ID,
     Clock,
+    access_jwt,
     error_body,
     is_directus_error,
     make_user,
@@ -64,9 +68,6 @@ from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
 from tokenguard.tokens import hash_token
 
 JSON = "application/json; charset=utf-8"
-TOMORROW = "Sat, 16 Jan 2027 08:00:00 GMT"
-NEXT_WEEK = "Fri, 22 Jan 2027 08:00:00 GMT"
-EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 STATIC = "static-token-for-django-Qm4Xv8Lp2Zr6"
 ADMIN_ID = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 FORBIDDEN = error_body("FORBIDDEN", "You don't have permission to access this.")
@@ -74,20 +75,6 @@ _CROSS = (
     "Cross-site request refused: the Origin of a request authenticated by cookie is not trusted"
 )
 CROSS_SITE = error_body("FORBIDDEN", _CROSS, reason=_CROSS)
-
-
-def access_jwt(ttl_s: int = 900, session: str | None = None, **claims: Any) -> str:
-    payload: dict[str, Any] = {
-        "id": USER_ID,
-        "role": ROLE,
-        "app_access": True,
-        "admin_access": False,
-    }
-    if session is not None:
-        payload["session"] = session
-    payload.update({"iat": int(NOW), "exp": int(NOW) + ttl_s, "iss": "directus"})
-    payload.update(claims)
-    return jwt.encode(payload, SECRET, algorithm="HS256")
 
 
 def options(**changes: Any) -> dict[str, Any]:
