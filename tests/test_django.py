@@ -501,6 +501,12 @@ def test_requires_user(site: Site) -> None:
         assert ok.json() == {"method": "GET", "user": USER_ID}
 
 
+def test_class_based_view(site: Site) -> None:
+    editor = {"Authorization": f"Bearer {access_jwt(role='editor-role')}"}
+    assert site.get("/reports", headers=editor).json() == {"reports": [], "user": USER_ID}
+    assert site.get("/reports").content == INVALID_CREDENTIALS
+
+
 def test_decorator_without_the_middleware_is_a_configuration_error(kind: str) -> None:
     with (
         override_settings(TOKENGUARD=options(), MIDDLEWARE=[]),
@@ -630,6 +636,12 @@ def test_with_django_contrib_auth_after_authentication_middleware(kind: str) -> 
         data = s.get("/awhoami", headers={"Authorization": f"Bearer {STATIC}"}).json()
         assert (data["user"]["pk"], data["user"]["is_superuser"]) == (ADMIN_ID, True)
         assert s.get("/admin", headers={"Authorization": f"Bearer {STATIC}"}).status_code == 200
+        # django.contrib.auth's own decorator reads request.user.is_authenticated.
+        r = s.get("/login-required")
+        assert (r.status_code, r["Location"]) == (302, "/accounts/login/?next=/login-required")
+        assert s.get("/login-required", headers={"Authorization": f"Bearer {STATIC}"}).json() == {
+            "user": ADMIN_ID
+        }
 
 
 def test_before_authentication_middleware_django_sets_request_user(

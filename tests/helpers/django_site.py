@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views import View
 
 from tokenguard.integrations.django import requires_role, requires_user
 
@@ -84,7 +87,21 @@ async def editors(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"editor": True})
 
 
+@method_decorator(requires_role("editor-role"), name="dispatch")
+class Reports(View):
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"reports": [], "user": request.user.pk})  # type: ignore[attr-defined]
+
+
+@login_required
+def django_login_required(request: HttpRequest) -> JsonResponse:
+    """Django's own decorator, reading request.user."""
+    return JsonResponse({"user": request.user.pk})  # type: ignore[attr-defined]
+
+
 urlpatterns = [
+    path("reports", Reports.as_view()),
+    path("login-required", django_login_required),
     path("whoami", whoami),
     path("awhoami", awhoami),
     path("private", private),
