@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -771,6 +772,34 @@ def test_authorization_values_never_give_a_500(
         path, HTTP_AUTHORIZATION=value, HTTP_COOKIE=cookie, HTTP_ORIGIN="https://evil.example"
     )
     assert post.status_code in (200, 400, 401, 403), (value, query, cookie, post.status_code)
+
+
+class RecordingUsers(MemoryUserStore):
+    """A user store that says it blocks (as SQLite does), and notes where it was asked."""
+
+    io_bound = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def get_by_token_hash(self, token_hash: str) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().get_by_token_hash(token_hash)
+
+
+def test_blocking_store_calls_leave_the_event_loop(kind: str) -> None:
+    users = RecordingUsers()
+    for user in options()["users"].list_users():
+        users.create(user)
+    with override_settings(TOKENGUARD=options(users=users)):
+        r = Site(kind).get("/loop-thread", headers={"Authorization": f"Bearer {STATIC}"})
+    assert r.json()["via"] == "static" and len(users.threads) == 1
+    if kind == "asgi":
+        # run_async moved the lookup to a worker thread: the loop went on serving.
+        assert users.threads[0] != r.json()["thread"]
+    else:
+        assert users.threads[0] == threading.get_ident()  # run_sync: the request's own thread
 
 
 def test_the_middleware_follows_the_handler_mode() -> None:

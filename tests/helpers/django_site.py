@@ -5,6 +5,7 @@ Its views report what the middleware left on the request, sync and async alike.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -87,6 +88,11 @@ async def editors(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"editor": True})
 
 
+async def loop_thread(request: HttpRequest) -> JsonResponse:
+    """The thread an async view (so the event loop) runs on."""
+    return JsonResponse({"thread": threading.get_ident(), "via": request.principal.via})  # type: ignore[attr-defined]
+
+
 @method_decorator(requires_role("editor-role"), name="dispatch")
 class Reports(View):
     def get(self, request: HttpRequest) -> JsonResponse:
@@ -101,6 +107,7 @@ def django_login_required(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("reports", Reports.as_view()),
+    path("loop-thread", loop_thread),
     path("login-required", django_login_required),
     path("whoami", whoami),
     path("awhoami", awhoami),
