@@ -473,6 +473,23 @@ def test_trusted_origins(kind: str) -> None:
         assert s.post("/private", headers={"Origin": "https://other.example"}).status_code == 403
 
 
+def test_djangos_csrf_middleware_guards_the_views_not_the_auth_routes(kind: str) -> None:
+    middleware = [
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "tokenguard.integrations.django.TokenGuardMiddleware",
+    ]
+    with override_settings(TOKENGUARD=options(), MIDDLEWARE=middleware):
+        s = Site(kind)
+        s.client = (Client if kind == "wsgi" else AsyncClient)(
+            enforce_csrf_checks=True, headers={"Host": "testserver"}
+        )
+        login = s.login("json")
+        assert login.status_code == 200  # answered before Django's CSRF check would run
+        bearer = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
+        r = s.post("/private", headers=bearer)
+        assert r.status_code == 403 and b"CSRF" in r.content  # Django's own refusal: @csrf_exempt
+
+
 # -- decorators -----------------------------------------------------------------------------
 
 
