@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install tokenguard into ./.venv and run an example app with an embedded SQLite store and a
-# demo administrator. Usage: bash examples/run.sh [starlette|flask|fastapi|flask_sqlalchemy]
+# demo administrator. Usage: bash examples/run.sh [starlette|flask|fastapi|flask_sqlalchemy|django]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-starlette}"
-case "$which" in starlette|flask|fastapi|flask_sqlalchemy) ;; *) echo "usage: $0 [starlette|flask|fastapi|flask_sqlalchemy]" >&2; exit 2 ;; esac
+case "$which" in starlette|flask|fastapi|flask_sqlalchemy|django) ;; *) echo "usage: $0 [starlette|flask|fastapi|flask_sqlalchemy|django]" >&2; exit 2 ;; esac
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

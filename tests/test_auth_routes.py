@@ -19,15 +19,18 @@ from werkzeug.test import Client as WerkzeugClient
 
 from tests.helpers.auth import (
     EMAIL,
+    EPOCH,
     FAST,
     INVALID_CREDENTIALS,
+    NEXT_WEEK,
     NO_REFRESH_TOKEN,
     NOW,
     PASSWORD,
-    ROLE,
     SECRET,
+    TOMORROW,
     USER_ID,
     Clock,
+    access_jwt,
     error_body,
     invalid_payload_body,
     is_directus_error,
@@ -44,9 +47,6 @@ from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
 JSON = "application/json; charset=utf-8"
 NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
-TOMORROW = "Sat, 16 Jan 2027 08:00:00 GMT"
-NEXT_WEEK = "Fri, 22 Jan 2027 08:00:00 GMT"
-EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 @dataclass
@@ -145,19 +145,6 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def h(kind: str) -> Harness:
     return Harness(kind)
-
-
-def access_jwt(ttl_s: int, session: str | None = None, now: float = NOW) -> str:
-    payload: dict[str, Any] = {
-        "id": USER_ID,
-        "role": ROLE,
-        "app_access": True,
-        "admin_access": False,
-    }
-    if session is not None:
-        payload["session"] = session
-    payload.update({"iat": int(now), "exp": int(now) + ttl_s, "iss": "directus"})
-    return jwt.encode(payload, SECRET, algorithm="HS256")
 
 
 def without_length(reply: Reply) -> list[tuple[str, str]]:

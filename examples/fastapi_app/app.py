@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 
+from examples.users import users_me_body
 from tokenguard import Principal, TokenGuard
 from tokenguard.errors import invalid_credentials
 from tokenguard.integrations.fastapi import current_user, install, optional_user, require_role
@@ -49,17 +50,7 @@ async def users_me(principal: User) -> dict[str, Any]:
     user = guard.users.get_by_id(principal.user)  # type: ignore[arg-type]
     if user is None:
         raise invalid_credentials()
-    return {
-        "data": {
-            "id": user.id,
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "email": user.email,
-            "status": user.status,
-            "role": user.role,
-            "provider": user.provider,
-        }
-    }
+    return users_me_body(user)
 
 
 @app.get("/private")

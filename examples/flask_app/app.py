@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response
 
 from examples.static import HEADERS, LOGIN_PAGE, asset
+from examples.users import users_me_body
 from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.flask import (
     TokenGuardFlask,
@@ -44,17 +45,7 @@ def users_me() -> Any:
     user = users.get_by_id(current_user.user)  # type: ignore[union-attr, arg-type]
     if user is None:
         return error_response(invalid_credentials())
-    return {
-        "data": {
-            "id": user.id,
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "email": user.email,
-            "status": user.status,
-            "role": user.role,
-            "provider": user.provider,
-        }
-    }
+    return users_me_body(user)
 
 
 @app.get("/private")

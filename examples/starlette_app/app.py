@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from examples.static import HEADERS, LOGIN_PAGE, asset
+from examples.users import users_me_body
 from tokenguard import TokenGuard, TokenGuardMiddleware
 from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.starlette import error_response, require_role, require_user
@@ -44,19 +45,7 @@ def users_me(request: Request) -> JSONResponse:
     user = guard.users.get_by_id(principal.user)
     if user is None:
         return error_response(invalid_credentials())  # type: ignore[return-value]
-    return JSONResponse(
-        {
-            "data": {
-                "id": user.id,
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "email": user.email,
-                "status": user.status,
-                "role": user.role,
-                "provider": user.provider,
-            }
-        }
-    )
+    return JSONResponse(users_me_body(user))
 
 
 @require_user

@@ -27,6 +27,7 @@ COMMANDS = {
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
     "fastapi-uvicorn": [sys.executable, "-m", "examples.fastapi_app.app"],
     "flask-sqlalchemy-werkzeug": [sys.executable, "-m", "examples.flask_sqlalchemy_app.app"],
+    "django-uvicorn": [sys.executable, "-m", "examples.django_app.app"],
 }
 
 

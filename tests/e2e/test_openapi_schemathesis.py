@@ -45,6 +45,7 @@ pytestmark = pytest.mark.e2e
 COMMANDS = {
     "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
+    "django-uvicorn": [sys.executable, "-m", "examples.django_app.app"],
 }
 CHECKS = [
     not_a_server_error,

@@ -33,6 +33,10 @@ ENV = {
 COMMANDS = {
     "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
+    "django-gunicorn": [
+        sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--threads", "4",
+        "examples.django_app.wsgi:application",
+    ],
 }
 
 REFRESH_COOKIE = {"name": "directus_refresh_token", "cleared": False, "http_only": True, "same_site": "lax", "path": "/"}

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import jwt
 from argon2 import PasswordHasher
 
 from tokenguard.auth.passwords import Passwords
@@ -17,6 +18,10 @@ PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
 USER_ID = "9b7c5e2a-1f3d-4c6b-8a9e-0d2f4b6c8e1a"
 ROLE = "3826bd7a-5c1e-4f2b-9d8a-7e6f5a4b3c2d"
+# Cookie expiry dates as the frozen clock makes them.
+TOMORROW = "Sat, 16 Jan 2027 08:00:00 GMT"
+NEXT_WEEK = "Fri, 22 Jan 2027 08:00:00 GMT"
+EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 # Cheap parameters keep the suite fast; argon2id all the same.
 FAST = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
@@ -46,6 +51,21 @@ def make_user(**changes: Any) -> User:
     }
     values.update(changes)
     return User(**values)
+
+
+def access_jwt(ttl_s: int = 900, session: str | None = None, now: float = NOW, **claims: Any) -> str:
+    """The access token tokenguard issues to the test user at ``now`` (extra ``claims`` win)."""
+    payload: dict[str, Any] = {
+        "id": USER_ID,
+        "role": ROLE,
+        "app_access": True,
+        "admin_access": False,
+    }
+    if session is not None:
+        payload["session"] = session
+    payload.update({"iat": int(now), "exp": int(now) + ttl_s, "iss": "directus"})
+    payload.update(claims)
+    return jwt.encode(payload, SECRET, algorithm="HS256")
 
 
 def error_body(code: str, message: str, **extensions: Any) -> bytes:

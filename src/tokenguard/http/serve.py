@@ -16,7 +16,7 @@ from ..types import Environ, Receive, Scope, Send, StartResponse
 from .routes import AuthRouter
 from .views import RequestView, ResponseView
 
-__all__ = ["serve_asgi", "serve_wsgi"]
+__all__ = ["environ_request", "serve_asgi", "serve_wsgi"]
 
 _REASONS = {
     200: "OK",
@@ -119,20 +119,59 @@ def _wsgi_headers(environ: Environ) -> dict[str, str]:
     return headers
 
 
-def _read_wsgi_body(environ: Environ, limit: int) -> bytes | None:
-    stream: Any = environ.get("wsgi.input")
+def _read_wsgi_body(
+    environ: Environ, limit: int, stream: Any = None, terminated: bool | None = None
+) -> bytes | None:
     if stream is None:
-        return b""
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return b""
     declared = _declared_length(environ.get("CONTENT_LENGTH"))
     if declared is not None:
         if declared > limit:
             return None
         return bytes(stream.read(declared)) if declared else b""
-    if environ.get("wsgi.input_terminated"):
+    if terminated is None:
+        terminated = bool(environ.get("wsgi.input_terminated"))
+    if terminated:
         # Chunked upload through a server that ends the stream for us (gunicorn, werkzeug).
         data = bytes(stream.read(limit + 1))
         return None if len(data) > limit else data
     return b""  # no length and no terminated stream: reading could block forever
+
+
+def environ_request(
+    router: AuthRouter,
+    environ: Environ,
+    principal: Principal,
+    *,
+    stream: Any = None,
+    terminated: bool | None = None,
+) -> RequestView | ResponseView:
+    """The view of an environ-shaped request the router :meth:`~AuthRouter.answers` (a WSGI
+    environ; or Django's ``request.META``, with the request as ``stream``), or the answer
+    to a body above ``MAX_PAYLOAD_SIZE``.
+
+    ``stream`` (default ``wsgi.input``) is read only for the routes that want a body, and
+    without a ``Content-Length`` only when ``terminated`` (default ``wsgi.input_terminated``)
+    says it ends by itself."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "") or "/"
+    body = b""
+    if router.wants_body(method, path):
+        read = _read_wsgi_body(environ, router.max_payload_bytes, stream, terminated)
+        if read is None:
+            return router.too_large()
+        body = read
+    return RequestView(
+        method,
+        path,
+        environ.get("QUERY_STRING", ""),
+        _wsgi_headers(environ),
+        body,
+        principal,
+        environ.get("REMOTE_ADDR"),
+    )
 
 
 def _title(name: str) -> str:
@@ -144,27 +183,9 @@ def serve_wsgi(
 ) -> Iterable[bytes]:
     """Answer a WSGI request the router :meth:`~AuthRouter.answers`."""
     method = environ.get("REQUEST_METHOD", "GET")
-    path = environ.get("PATH_INFO", "") or "/"
-    headers = _wsgi_headers(environ)
-    response: ResponseView | None = None
-    body = b""
-    if router.wants_body(method, path):
-        read = _read_wsgi_body(environ, router.max_payload_bytes)
-        if read is None:
-            response = router.too_large()
-        else:
-            body = read
-    if response is None:
-        view = RequestView(
-            method,
-            path,
-            environ.get("QUERY_STRING", ""),
-            headers,
-            body,
-            principal,
-            environ.get("REMOTE_ADDR"),
-        )
-        response = run_sync(router.handle(view, environ.get("wsgi.url_scheme", "http")))
+    response = environ_request(router, environ, principal)
+    if isinstance(response, RequestView):
+        response = run_sync(router.handle(response, environ.get("wsgi.url_scheme", "http")))
     out = [(_title(n), v) for n, v in response.headers]
     payload = response.body
     if response.status != 204:

@@ -74,9 +74,7 @@ async def current_user(principal: Annotated[Principal, Depends(optional_user)]) 
     return principal
 
 
-def require_role(
-    *roles: str, admin_ok: bool = True
-) -> Callable[..., Awaitable[Principal]]:
+def require_role(*roles: str, admin_ok: bool = True) -> Callable[..., Awaitable[Principal]]:
     """A dependency allowing only users of one of ``roles`` (and administrators unless
     ``admin_ok=False``): 401 for the public caller, 403 ``FORBIDDEN`` for other users."""
 

@@ -24,10 +24,11 @@ from flask.ctx import _AppCtxGlobals
 from werkzeug.local import LocalProxy
 
 from ..core import TokenGuard
-from ..errors import AuthError, forbidden, invalid_credentials
+from ..errors import AuthError
 from ..logs import redaction_filter
 from ..principal import Principal
 from ..wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
+from .access import role_refusal, user_refusal
 
 __all__ = ["TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user"]
 
@@ -55,8 +56,9 @@ def require_user(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not get_principal().is_authenticated:
-            return error_response(invalid_credentials())
+        error = user_refusal(get_principal())
+        if error is not None:
+            return error_response(error)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -71,11 +73,9 @@ def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = get_principal()
-            if not principal.is_authenticated:
-                return error_response(invalid_credentials())
-            if principal.role not in roles and not (admin_ok and principal.admin):
-                return error_response(forbidden())
+            error = role_refusal(get_principal(), roles, admin_ok)
+            if error is not None:
+                return error_response(error)
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -19,8 +19,9 @@ from typing import Any, TypeVar, cast
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from ..errors import AuthError, forbidden, invalid_credentials
+from ..errors import AuthError
 from ..principal import Principal
+from .access import role_refusal, user_refusal
 
 __all__ = ["error_response", "get_principal", "require_role", "require_user"]
 
@@ -73,22 +74,10 @@ def _guarded(check: Callable[[Principal], AuthError | None]) -> Callable[[F], F]
     return decorate
 
 
-def _user_check(principal: Principal) -> AuthError | None:
-    return None if principal.is_authenticated else invalid_credentials()
-
-
 #: Refuse the public caller with 401 ``INVALID_CREDENTIALS``.
-require_user = _guarded(_user_check)
+require_user = _guarded(user_refusal)
 
 
 def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
     """Allow only users with one of ``roles`` (and admins unless ``admin_ok=False``)."""
-
-    def check(principal: Principal) -> AuthError | None:
-        if not principal.is_authenticated:
-            return invalid_credentials()
-        if principal.role in roles or (admin_ok and principal.admin):
-            return None
-        return forbidden()
-
-    return _guarded(check)
+    return _guarded(lambda principal: role_refusal(principal, roles, admin_ok))

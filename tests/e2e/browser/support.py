@@ -21,6 +21,7 @@ ENV = {
 EXAMPLES = {
     "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
+    "django-uvicorn": [sys.executable, "-m", "examples.django_app.app"],
 }
 # No sandbox: CI containers run as root, where Chromium's sandbox cannot start. Everything
 # that would reach the network by itself is off; the tests talk to 127.0.0.1 only.

@@ -1,0 +1,28 @@
+"""A Django project wrapped by tokenguard, configured like a Directus server.
+
+Run it with ``bash examples/run.sh django`` (or ``python -m examples.django_app.app`` with
+``SECRET`` set): uvicorn serves the ASGI application on ``HOST``/``PORT`` (default
+127.0.0.1:8055); ``gunicorn examples.django_app.wsgi:application`` serves the WSGI one. Users
+live in ``DB_FILENAME`` (SQLite) or in memory; ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/
+``ADMIN_TOKEN`` seed an administrator (``apps.py``). Same routes as the other examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def main() -> None:
+    import uvicorn
+
+    # Django's ASGI handler does not speak the lifespan protocol; the guard is closed at exit.
+    uvicorn.run(
+        "examples.django_app.asgi:application",
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8055")),
+        lifespan="off",
+    )
+
+
+if __name__ == "__main__":
+    main()
