@@ -18,8 +18,8 @@ from tests.helpers.auth import NOW, Clock
 from tests.security.harness import SECRET, Reply, Shell, make_core, make_shell
 from tokenguard.config import Settings
 from tokenguard.errors import ConfigError, _ms_format
-from tokenguard.limits import GLOBAL_KEY, Limits, MemoryCounter, TooManyRequests
 from tokenguard.flow import run_sync
+from tokenguard.limits import GLOBAL_KEY, Limits, MemoryCounter, TooManyRequests
 
 KINDS = ["asgi", "wsgi"]
 MINUTE = {"rate_limiter_duration_ms": 60_000}

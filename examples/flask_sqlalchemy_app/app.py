@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import StaticPool
 from werkzeug.security import generate_password_hash
 
+from examples.users import users_me_body
 from tokenguard import TokenGuard
 from tokenguard.errors import invalid_credentials
 from tokenguard.integrations.flask import TokenGuardFlask, current_user, require_role, require_user
@@ -47,9 +48,11 @@ class User(Base):
 
 
 url = os.environ.get("APP_DATABASE_URL", "sqlite://")
-engine = create_engine(
-    url, poolclass=StaticPool if url == "sqlite://" else None, connect_args={"check_same_thread": False}
-    if url.startswith("sqlite") else {},
+# In-memory SQLite: one connection shared by every thread, or each would see its own database.
+engine = (
+    create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    if url == "sqlite://"
+    else create_engine(url)
 )
 Base.metadata.create_all(engine)
 
@@ -98,21 +101,11 @@ def home() -> dict[str, Any]:
 @app.get("/users/me")
 @require_user
 def users_me() -> Any:
-    with Session(engine) as session:
-        row = session.get(User, int(current_user.user))  # type: ignore[arg-type]
-    if row is None:
+    """Who am I: the app's row, read through the same bridge tokenguard uses."""
+    user = users.get_by_id(current_user.user)  # type: ignore[arg-type, union-attr]
+    if user is None:
         raise invalid_credentials()
-    return {
-        "data": {
-            "id": str(row.id),
-            "first_name": row.display_name,
-            "last_name": None,
-            "email": row.email,
-            "status": "active",
-            "role": row.group,
-            "provider": "default",
-        }
-    }
+    return users_me_body(user)
 
 
 @app.get("/private")
@@ -131,9 +124,8 @@ def main() -> None:
     from werkzeug.serving import run_simple
 
     try:
-        run_simple(
-            os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8055")), app, threaded=True
-        )
+        host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8055"))
+        run_simple(host, port, app, threaded=True)
     finally:
         tokenguard.close()
         engine.dispose()
