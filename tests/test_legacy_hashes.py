@@ -9,7 +9,7 @@ from typing import Any
 import bcrypt
 import pytest
 from django.contrib.auth import hashers as django_hashers
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from werkzeug.security import generate_password_hash
 
@@ -59,6 +59,8 @@ MAKERS: dict[str, Any] = {
 @given(password=password_text, other=password_text)
 @settings(max_examples=15, deadline=None)
 def test_foreign_hashes_verify_as_their_makers_say(kind: str, password: str, other: str) -> None:
+    # Django's plain bcrypt hasher refuses (with bcrypt>=5) what bcrypt cannot read whole.
+    assume(kind != "django-bcrypt" or len(password.encode()) <= 72)
     stored = MAKERS[kind](password)
     assert PASSWORDS.verify(stored, password) is True
     # bcrypt reads 72 bytes: two passwords equal there are equal to it (and to us).
