@@ -4,8 +4,8 @@ import os
 
 # Tests never pick up a developer's real configuration.
 for _name in list(os.environ):
-    if _name in {"SECRET", "REDIS", "DB_FILENAME", "PUBLIC_URL"} or _name.startswith(
-        ("TOKENGUARD_", "ACCESS_TOKEN_", "REFRESH_TOKEN_", "SESSION_COOKIE_", "SESSION_REFRESH_")
+    if _name in {"SECRET", "REDIS", "PUBLIC_URL"} or _name.startswith(
+        ("DB_", "TOKENGUARD_", "ACCESS_TOKEN_", "REFRESH_TOKEN_", "SESSION_COOKIE_", "SESSION_REFRESH_")
     ):
         del os.environ[_name]
 

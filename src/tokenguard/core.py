@@ -44,11 +44,15 @@ Flavour = Literal["sync", "async"]
 def default_stores(
     settings: Settings, flavour: Flavour
 ) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
-    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, the SQLite
-    file ``DB_FILENAME`` when set, memory otherwise."""
+    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, PostgreSQL
+    when ``DB_CLIENT=pg``, the SQLite file ``DB_FILENAME`` when set, memory otherwise."""
     users: UserStore | AsyncUserStore
     sessions: SessionStore | AsyncSessionStore
-    if settings.db_filename:
+    if settings.db_client == "pg":
+        from .stores.postgres import pg_stores
+
+        users, sessions = pg_stores(settings, flavour)
+    elif settings.db_filename:
         from .stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
         users = SQLiteUserStore(settings.db_filename)

@@ -1,0 +1,846 @@
+"""Users, refresh sessions, one-time claims and the audit trail in PostgreSQL (psycopg 3).
+
+Chosen as Directus chooses its database: ``DB_CLIENT=pg`` with ``DB_HOST``, ``DB_PORT``,
+``DB_DATABASE``, ``DB_USER``, ``DB_PASSWORD``, or one ``DB_CONNECTION_STRING``. The tables
+are made by ``tokenguard db migrate`` (:mod:`tokenguard.stores.pg_schema`); a store refuses to
+work on a database that was not migrated.
+
+Every operation is written once, in the ``_…Logic`` classes, as a generator that yields the
+SQL it needs (:class:`_Query`) and receives the rows; the whole generator runs in *one
+transaction* on one pooled connection. Two small drivers run them: :class:`PgDatabase`
+(``psycopg`` + ``psycopg_pool.ConnectionPool``) and :class:`AsyncPgDatabase`
+(``psycopg.AsyncConnection`` + ``AsyncConnectionPool``), so the sync and async stores share
+their SQL and their decisions.
+
+Rotation is atomic in the database: it takes a transaction-scoped advisory lock on the
+token's family, then reads the old row ``FOR UPDATE`` and decides with the same rule as the
+other backends (:func:`~tokenguard.stores.rotation.plan_rotation`). Of any number of
+concurrent refreshes of one token, in any number of processes, exactly one sees the
+unrotated row. Every write to a family takes that family's lock first (and several
+families' in sorted order), so writers never deadlock.
+
+Fail closed: a server that is down, a pool that cannot hand out a connection in time, or any
+database error becomes :class:`~tokenguard.stores.base.StoreUnavailable` ``("database", …)``,
+which the core answers with 503. Nothing is retried (a rotation retried after a lost reply
+would look like reuse); the pool checks each connection before handing it out and reconnects
+by itself, so the store works again as soon as the server does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from dataclasses import astuple, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..audit import AuditEvent
+from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
+from .pg_schema import SchemaNotMigrated, schema_check
+from .rotation import plan_rotation
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "AsyncPgAuditStore",
+    "AsyncPgDatabase",
+    "AsyncPgOnceStore",
+    "AsyncPgSessionStore",
+    "AsyncPgUserStore",
+    "PgAuditStore",
+    "PgDatabase",
+    "PgOnceStore",
+    "PgSessionStore",
+    "PgUserStore",
+    "conninfo_from_settings",
+]
+
+T = TypeVar("T")
+_log = logging.getLogger("tokenguard.stores.postgres")
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """Run ``sql`` with ``params`` in the operation's transaction; the reply is a
+    :class:`_Result`. ``conflict`` is the ``ValueError`` message when the statement breaks a
+    unique constraint (a duplicate user); without it, that is the database's fault."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    conflict: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+_Op = Generator[_Query, _Result, T]
+
+
+def conninfo_from_settings(settings: Settings) -> str:
+    """The libpq connection string of ``DB_CONNECTION_STRING``, or of ``DB_HOST``,
+    ``DB_PORT``, ``DB_DATABASE``, ``DB_USER`` and ``DB_PASSWORD``."""
+    from psycopg.conninfo import make_conninfo
+
+    if settings.db_connection_string:
+        return settings.db_connection_string
+    parts: dict[str, Any] = {
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "dbname": settings.db_database,
+        "user": settings.db_user,
+        "password": settings.db_password,
+    }
+    return make_conninfo("", **{k: v for k, v in parts.items() if v not in (None, "")})
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    # The class name only: server messages may quote parameters (a token hash, an e-mail).
+    return StoreUnavailable("database", f"PostgreSQL failed: {type(exc).__name__}")
+
+
+def _not_migrated(exc: SchemaNotMigrated) -> StoreUnavailable:
+    _log.error("%s", exc)
+    return StoreUnavailable("database", "schema not migrated (run `tokenguard db migrate`)")
+
+
+class _Translate:
+    """Turns what psycopg and the pool raise into the store's errors (one place for both
+    drivers)."""
+
+    @staticmethod
+    def error(exc: Exception, step: _Query | None) -> Exception:
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.UniqueViolation) and step and step.conflict:
+            return ValueError(step.conflict)
+        if isinstance(exc, psycopg.DataError) or (
+            isinstance(exc, ValueError) and not isinstance(exc, psycopg.Error)
+        ):
+            # A value PostgreSQL cannot hold (a NUL character, a number out of range): the
+            # caller's input, not an outage.
+            return ValueError(f"a value cannot be stored in PostgreSQL ({type(exc).__name__})")
+        return _unavailable(exc)
+
+
+def _pool_options(
+    timeout: float, statement_timeout_ms: int, min_size: int, max_size: int
+) -> dict[str, Any]:
+    return {
+        "min_size": min_size,
+        "max_size": max_size,
+        # How long a request waits for a connection before it is answered 503.
+        "timeout": timeout,
+        # A connection attempt that keeps failing is given up quickly: the next request
+        # then starts a fresh one instead of waiting for a long backoff to run out.
+        "reconnect_timeout": max(2 * timeout, 2.0),
+        "kwargs": {
+            "autocommit": True,  # transactions are explicit (conn.transaction())
+            "connect_timeout": max(2, round(timeout)),
+            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+        },
+    }
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+class PgDatabase:
+    """A synchronous connection pool and the driver of the shared operations.
+
+    Opened on first use (a store that is never used opens nothing). The schema is checked
+    once, on the first connection: :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated`
+    from :meth:`check_schema`, a 503 (and an error log) from a request.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        timeout: float = 2.0,
+        statement_timeout_ms: int = 5_000,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        self.conninfo = conninfo
+        self._options = _pool_options(timeout, statement_timeout_ms, min_size, max_size)
+        self._pool: Any = None
+        self._lock = threading.Lock()
+        self._checked = False
+        self.users = 0  # stores sharing this database; the last one to close closes it
+
+    def _get_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
+
+                self._pool = ConnectionPool(
+                    self.conninfo,
+                    open=False,
+                    check=ConnectionPool.check_connection,
+                    name="tokenguard",
+                    **self._options,
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    def check_schema(self) -> None:
+        """Raise :class:`SchemaNotMigrated` unless ``tokenguard db migrate`` has run;
+        :class:`StoreUnavailable` if the server cannot be reached."""
+        self.run(_ping(), raw_schema_error=True)
+
+    def run(self, op: _Op[T], *, raw_schema_error: bool = False) -> T:
+        """Run ``op`` in one transaction."""
+        try:
+            step: _Query | None = next(op)  # argument errors surface here, before I/O
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            with self._get_pool().connection() as conn:
+                if not self._checked:
+                    self._check(conn)
+                with conn.transaction():
+                    while True:
+                        assert step is not None
+                        cursor = conn.execute(step.sql, step.params)
+                        rows = cursor.fetchall() if cursor.description else []
+                        try:
+                            step = op.send(_Result(rows, cursor.rowcount))
+                        except StopIteration as stop:
+                            return stop.value  # type: ignore[no-any-return]
+        except (StoreUnavailable, SchemaNotMigrated) as exc:
+            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
+                raise _not_migrated(exc) from None
+            raise
+        except Exception as exc:  # see _Translate
+            raise _Translate.error(exc, step) from None
+
+    def _check(self, conn: Any) -> None:
+        check = schema_check()
+        sql, params = next(check)
+        try:
+            while True:
+                sql, params = check.send(conn.execute(sql, params).fetchall())
+        except StopIteration:
+            self._checked = True
+
+    def close(self) -> None:
+        """Close the pool (idempotent; a later call opens a new one)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+class AsyncPgDatabase:
+    """The asynchronous twin of :class:`PgDatabase` (an ``AsyncConnectionPool``, opened on
+    first use in the running event loop)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        timeout: float = 2.0,
+        statement_timeout_ms: int = 5_000,
+        min_size: int = 1,
+        max_size: int = 10,
+    ) -> None:
+        self.conninfo = conninfo
+        self._options = _pool_options(timeout, statement_timeout_ms, min_size, max_size)
+        self._pool: Any = None
+        self._opened = False
+        self._checked = False
+        self.users = 0
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            self._pool = AsyncConnectionPool(
+                self.conninfo,
+                open=False,
+                check=AsyncConnectionPool.check_connection,
+                name="tokenguard-async",
+                **self._options,
+            )
+        if not self._opened:
+            self._opened = True
+            await self._pool.open(wait=False)
+        return self._pool
+
+    async def check_schema(self) -> None:
+        """See :meth:`PgDatabase.check_schema`."""
+        await self.run(_ping(), raw_schema_error=True)
+
+    async def run(self, op: _Op[T], *, raw_schema_error: bool = False) -> T:
+        """Run ``op`` in one transaction."""
+        try:
+            step: _Query | None = next(op)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            pool = await self._get_pool()
+            async with pool.connection() as conn:
+                if not self._checked:
+                    await self._check(conn)
+                async with conn.transaction():
+                    while True:
+                        assert step is not None
+                        cursor = await conn.execute(step.sql, step.params)
+                        rows = await cursor.fetchall() if cursor.description else []
+                        try:
+                            step = op.send(_Result(rows, cursor.rowcount))
+                        except StopIteration as stop:
+                            return stop.value  # type: ignore[no-any-return]
+        except (StoreUnavailable, SchemaNotMigrated) as exc:
+            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
+                raise _not_migrated(exc) from None
+            raise
+        except Exception as exc:  # see _Translate
+            raise _Translate.error(exc, step) from None
+
+    async def _check(self, conn: Any) -> None:
+        check = schema_check()
+        sql, params = next(check)
+        try:
+            while True:
+                cursor = await conn.execute(sql, params)
+                sql, params = check.send(await cursor.fetchall())
+        except StopIteration:
+            self._checked = True
+
+    async def aclose(self) -> None:
+        """Close the pool (idempotent)."""
+        pool, self._pool = self._pool, None
+        self._opened = False
+        if pool is not None:
+            await pool.close()
+
+
+def _ping() -> _Op[None]:
+    """An operation of one trivial query: runs the schema check and nothing else."""
+    yield _Query("SELECT 1")
+
+
+class _Owned:
+    """A store over a database it may share; closing the last store closes the pool."""
+
+    def __init__(self, db: PgDatabase | AsyncPgDatabase) -> None:
+        self.db = db
+        db.users += 1
+        self._closed = False
+
+    def _release(self) -> bool:
+        if self._closed:
+            return False
+        self._closed = True
+        self.db.users -= 1
+        return self.db.users <= 0
+
+
+class _SyncOwned(_Owned):
+    db: PgDatabase
+    io_bound = True  # under ASGI the core runs it in a worker thread
+
+    def close(self) -> None:
+        """Release this store; the pool closes with the last store using it."""
+        if self._release():
+            self.db.close()
+
+
+class _AsyncOwned(_Owned):
+    db: AsyncPgDatabase
+    io_bound = False
+
+    async def aclose(self) -> None:
+        """Release this store; the pool closes with the last store using it."""
+        if self._release():
+            await self.db.aclose()
+
+
+def _sync_db(target: str | PgDatabase) -> PgDatabase:
+    return PgDatabase(target) if isinstance(target, str) else target
+
+
+def _async_db(target: str | AsyncPgDatabase) -> AsyncPgDatabase:
+    return AsyncPgDatabase(target) if isinstance(target, str) else target
+
+
+# --------------------------------------------------------------------------- sessions
+
+_SESSION_COLUMNS = (
+    "token_hash, family, user_id, expires_at_ms, created_at_ms, ip, user_agent, origin,"
+    " next_hash, live_until_ms"
+)
+_SESSION_SELECT = f"SELECT {_SESSION_COLUMNS} FROM tokenguard_sessions WHERE token_hash = %s"  # noqa: S608
+_SESSION_UPSERT = (
+    f"INSERT INTO tokenguard_sessions ({_SESSION_COLUMNS})"  # noqa: S608 (fixed names)
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (token_hash) DO UPDATE SET family = EXCLUDED.family,"
+    " user_id = EXCLUDED.user_id, expires_at_ms = EXCLUDED.expires_at_ms,"
+    " created_at_ms = EXCLUDED.created_at_ms, ip = EXCLUDED.ip,"
+    " user_agent = EXCLUDED.user_agent, origin = EXCLUDED.origin,"
+    " next_hash = EXCLUDED.next_hash, live_until_ms = EXCLUDED.live_until_ms"
+)
+# Serializes every write to one family (hashtextextended: PostgreSQL 11+).
+_LOCK_FAMILY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))"
+_PURGE_LOCK = 0x746B6E67_70757267  # "tkngpurg": one purger at a time, others skip
+_PURGE_EVERY_MS = 60_000
+# As in SQLite: a family goes only once every one of its rows has expired (an expired row
+# still names its family, and a logout with it must revoke the family's live rows).
+_PURGE = (
+    "DELETE FROM tokenguard_sessions WHERE family IN ("
+    "SELECT s.family FROM tokenguard_sessions AS s WHERE s.expires_at_ms < %s"
+    " AND NOT EXISTS (SELECT 1 FROM tokenguard_sessions AS t"
+    " WHERE t.family = s.family AND t.expires_at_ms >= %s))"
+)
+
+
+def _clean(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; these fields are informational and client-chosen
+    # (a User-Agent), so a NUL becomes U+FFFD rather than failing a login.
+    return text if text is None or "\x00" not in text else text.replace("\x00", "\ufffd")
+
+
+def _session_params(record: SessionRecord) -> tuple[Any, ...]:
+    return astuple(
+        replace(
+            record,
+            ip=_clean(record.ip),
+            user_agent=_clean(record.user_agent),
+            origin=_clean(record.origin),
+        )
+    )
+
+
+def _record(rows: list[tuple[Any, ...]]) -> SessionRecord | None:
+    return SessionRecord(*rows[0]) if rows else None
+
+
+class _SessionLogic:
+    """The session operations, as steps for either driver (no I/O here)."""
+
+    def __init__(self) -> None:
+        self._last_purge_ms = 0
+
+    def _create(self, record: SessionRecord) -> _Op[None]:
+        if record.family != family_of(record.token_hash):
+            raise ValueError("record.family must be the family part of record.token_hash")
+        yield _Query(_LOCK_FAMILY, (record.family,))
+        yield _Query(_SESSION_UPSERT, _session_params(record))
+
+    def _get(self, token_hash: str, now_ms: int) -> _Op[SessionRecord | None]:
+        record = _record((yield _Query(_SESSION_SELECT, (token_hash,))).rows)
+        return record if record is not None and record.is_live(now_ms) else None
+
+    def _rotate(
+        self, token_hash: str, new: SessionRecord, now_ms: int, grace_ms: int
+    ) -> _Op[RotateOutcome]:
+        family = family_of(token_hash)
+        yield _Query(_LOCK_FAMILY, (family,))
+        old = _record((yield _Query(_SESSION_SELECT + " FOR UPDATE", (token_hash,))).rows)
+        current_next = None
+        if old is not None and old.next_hash:
+            reply = yield _Query(_SESSION_SELECT + " FOR UPDATE", (old.next_hash,))
+            current_next = _record(reply.rows)
+        outcome, old_after, new_to_store = plan_rotation(
+            old, current_next, new, now_ms=now_ms, grace_ms=grace_ms
+        )
+        if outcome.status == "reused" and old is not None:
+            yield _Query("DELETE FROM tokenguard_sessions WHERE family = %s", (old.family,))
+        for record in (old_after, new_to_store):
+            if record is not None:
+                yield _Query(_SESSION_UPSERT, _session_params(record))
+        return outcome
+
+    def _due_purge(self, now_ms: int) -> bool:
+        if now_ms - self._last_purge_ms < _PURGE_EVERY_MS:
+            return False
+        self._last_purge_ms = now_ms
+        return True
+
+    @staticmethod
+    def _purge(now_ms: int) -> _Op[None]:
+        # Its own transaction, after the rotation: never holds a rotation's locks longer.
+        locked = yield _Query("SELECT pg_try_advisory_xact_lock(%s)", (_PURGE_LOCK,))
+        if locked.rows and locked.rows[0][0]:
+            yield _Query(_PURGE, (now_ms, now_ms))
+
+    def _revoke(self, token_hash: str) -> _Op[SessionRecord | None]:
+        yield _Query(_LOCK_FAMILY, (family_of(token_hash),))
+        record = _record((yield _Query(_SESSION_SELECT, (token_hash,))).rows)
+        if record is not None:
+            yield _Query("DELETE FROM tokenguard_sessions WHERE family = %s", (record.family,))
+        return record
+
+    def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
+        reply = yield _Query(
+            "SELECT DISTINCT family FROM tokenguard_sessions"
+            " WHERE user_id = %s AND family IS DISTINCT FROM %s ORDER BY family",
+            (user_id, except_family),
+        )
+        families = [str(row[0]) for row in reply.rows]
+        if not families:
+            return 0
+        for family in families:  # sorted: two revokers never wait on each other in a cycle
+            yield _Query(_LOCK_FAMILY, (family,))
+        yield _Query("DELETE FROM tokenguard_sessions WHERE family = ANY(%s)", (families,))
+        return len(families)
+
+
+class PgSessionStore(_SessionLogic, _SyncOwned):
+    """:class:`~tokenguard.stores.base.SessionStore` in ``tokenguard_sessions``."""
+
+    def __init__(self, target: str | PgDatabase) -> None:
+        _SessionLogic.__init__(self)
+        _SyncOwned.__init__(self, _sync_db(target))
+
+    def create(self, record: SessionRecord) -> None:
+        self.db.run(self._create(record))
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        return self.db.run(self._get(token_hash, now_ms))
+
+    def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        outcome = self.db.run(self._rotate(token_hash, new, now_ms, grace_ms))
+        if self._due_purge(now_ms):
+            try:
+                self.db.run(self._purge(now_ms))
+            except StoreUnavailable:
+                pass  # housekeeping; the rotation itself is done
+        return outcome
+
+    def revoke(self, token_hash: str) -> SessionRecord | None:
+        return self.db.run(self._revoke(token_hash))
+
+    def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        return self.db.run(self._revoke_user(user_id, except_family))
+
+
+class AsyncPgSessionStore(_SessionLogic, _AsyncOwned):
+    """:class:`~tokenguard.stores.base.AsyncSessionStore` in ``tokenguard_sessions``."""
+
+    def __init__(self, target: str | AsyncPgDatabase) -> None:
+        _SessionLogic.__init__(self)
+        _AsyncOwned.__init__(self, _async_db(target))
+
+    async def create(self, record: SessionRecord) -> None:
+        await self.db.run(self._create(record))
+
+    async def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        return await self.db.run(self._get(token_hash, now_ms))
+
+    async def rotate(
+        self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
+    ) -> RotateOutcome:
+        outcome = await self.db.run(self._rotate(token_hash, new, now_ms, grace_ms))
+        if self._due_purge(now_ms):
+            try:
+                await self.db.run(self._purge(now_ms))
+            except StoreUnavailable:
+                pass
+        return outcome
+
+    async def revoke(self, token_hash: str) -> SessionRecord | None:
+        return await self.db.run(self._revoke(token_hash))
+
+    async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
+        return await self.db.run(self._revoke_user(user_id, except_family))
+
+
+# --------------------------------------------------------------------------- users
+
+_USER_COLUMNS = tuple(f.name for f in fields(User))
+_USER_FIELDS = frozenset(_USER_COLUMNS) - {"id"}
+_USER_SELECT = f"SELECT {', '.join(_USER_COLUMNS)} FROM tokenguard_users"  # noqa: S608
+_USER_WRITE_COLUMNS = (*_USER_COLUMNS, "email_key", "external_key")
+_USER_INSERT = (
+    f"INSERT INTO tokenguard_users ({', '.join(_USER_WRITE_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('%s' for _ in _USER_WRITE_COLUMNS)})"
+)
+_USER_UPDATE = (
+    "UPDATE tokenguard_users SET "  # noqa: S608 (fixed names)
+    + ", ".join(f"{c} = %s" for c in _USER_WRITE_COLUMNS)
+    + " WHERE id = %s"
+)
+
+
+def _user_params(user: User) -> tuple[Any, ...]:
+    external = user.external_identifier
+    return (
+        *astuple(user),
+        user.email.casefold(),
+        None if external is None else external.casefold(),
+    )
+
+
+def _user(rows: list[tuple[Any, ...]]) -> User | None:
+    return User(*rows[0]) if rows else None
+
+
+class _UserLogic:
+    """The user operations, as steps for either driver (no I/O here)."""
+
+    @staticmethod
+    def _one(where: str, value: str) -> _Op[User | None]:
+        return _user((yield _Query(f"{_USER_SELECT} WHERE {where} = %s", (value,))).rows)
+
+    def _by_id(self, user_id: str) -> _Op[User | None]:
+        return self._one("id", user_id)
+
+    def _by_email(self, email: str) -> _Op[User | None]:
+        return self._one("email_key", email.casefold())
+
+    def _by_token_hash(self, token_hash: str) -> _Op[User | None]:
+        return self._one("token_hash", token_hash)
+
+    def _by_external(self, identifier: str) -> _Op[User | None]:
+        return self._one("external_key", identifier.casefold())
+
+    @staticmethod
+    def _create(user: User) -> _Op[User]:
+        yield _Query(
+            _USER_INSERT,
+            _user_params(user),
+            conflict=f"a user with this id, e-mail, token or external identifier exists "
+            f"({user.id!r})",
+        )
+        return user
+
+    @staticmethod
+    def _update(user_id: str, changes: dict[str, Any]) -> _Op[User | None]:
+        unknown = set(changes) - _USER_FIELDS
+        if unknown:
+            raise ValueError(f"unknown user field(s): {', '.join(sorted(unknown))}")
+        current = _user((yield _Query(f"{_USER_SELECT} WHERE id = %s FOR UPDATE", (user_id,))).rows)
+        if current is None:
+            return None
+        updated = replace(current, **changes)
+        yield _Query(
+            _USER_UPDATE,
+            (*_user_params(updated), user_id),
+            conflict=f"another user has this e-mail, token or external identifier ({user_id!r})",
+        )
+        return updated
+
+    @staticmethod
+    def _delete(user_id: str) -> _Op[bool]:
+        reply = yield _Query("DELETE FROM tokenguard_users WHERE id = %s", (user_id,))
+        return reply.rowcount > 0
+
+    @staticmethod
+    def _list() -> _Op[list[User]]:
+        reply = yield _Query(f"{_USER_SELECT} ORDER BY seq")
+        return [User(*row) for row in reply.rows]
+
+
+class PgUserStore(_UserLogic, _SyncOwned):
+    """:class:`~tokenguard.stores.base.UserStore` in ``tokenguard_users``; e-mails and
+    external identifiers unique casefolded (``str.casefold``), as in the other backends."""
+
+    def __init__(self, target: str | PgDatabase) -> None:
+        _SyncOwned.__init__(self, _sync_db(target))
+
+    def get_by_id(self, user_id: str) -> User | None:
+        return self.db.run(self._by_id(user_id))
+
+    def get_by_email(self, email: str) -> User | None:
+        return self.db.run(self._by_email(email))
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        return self.db.run(self._by_token_hash(token_hash))
+
+    def get_by_external_identifier(self, identifier: str) -> User | None:
+        return self.db.run(self._by_external(identifier))
+
+    def create(self, user: User) -> User:
+        return self.db.run(self._create(user))
+
+    def update(self, user_id: str, **changes: Any) -> User | None:
+        return self.db.run(self._update(user_id, changes))
+
+    def delete(self, user_id: str) -> bool:
+        return self.db.run(self._delete(user_id))
+
+    def list_users(self) -> list[User]:
+        return self.db.run(self._list())
+
+
+class AsyncPgUserStore(_UserLogic, _AsyncOwned):
+    """:class:`~tokenguard.stores.base.AsyncUserStore` in ``tokenguard_users``."""
+
+    def __init__(self, target: str | AsyncPgDatabase) -> None:
+        _AsyncOwned.__init__(self, _async_db(target))
+
+    async def get_by_id(self, user_id: str) -> User | None:
+        return await self.db.run(self._by_id(user_id))
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.db.run(self._by_email(email))
+
+    async def get_by_token_hash(self, token_hash: str) -> User | None:
+        return await self.db.run(self._by_token_hash(token_hash))
+
+    async def get_by_external_identifier(self, identifier: str) -> User | None:
+        return await self.db.run(self._by_external(identifier))
+
+    async def create(self, user: User) -> User:
+        return await self.db.run(self._create(user))
+
+    async def update(self, user_id: str, **changes: Any) -> User | None:
+        return await self.db.run(self._update(user_id, changes))
+
+    async def delete(self, user_id: str) -> bool:
+        return await self.db.run(self._delete(user_id))
+
+    async def list_users(self) -> list[User]:
+        return await self.db.run(self._list())
+
+
+# --------------------------------------------------------------------------- one-time claims
+
+
+def _claim(key: str, ttl_ms: int, now_ms: int) -> _Op[bool]:
+    from .once import _digest
+
+    # One statement, atomic: a new key is inserted, an expired one taken over, a live one
+    # left alone (then nothing is returned and the claim loses).
+    reply = yield _Query(
+        "INSERT INTO tokenguard_once (key, expires_at_ms) VALUES (%s, %s)"
+        " ON CONFLICT (key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms"
+        " WHERE tokenguard_once.expires_at_ms <= %s RETURNING 1",
+        (_digest(key), now_ms + max(ttl_ms, 1), now_ms),
+    )
+    won = bool(reply.rows)
+    if won and now_ms % 64 == 0:
+        # Now and then, forget what has expired (cheap, bounded by the index).
+        yield _Query("DELETE FROM tokenguard_once WHERE expires_at_ms <= %s", (now_ms,))
+    return won
+
+
+class PgOnceStore(_SyncOwned):
+    """:class:`~tokenguard.stores.base.OnceStore` in ``tokenguard_once`` (hashed keys)."""
+
+    def __init__(self, target: str | PgDatabase) -> None:
+        super().__init__(_sync_db(target))
+
+    def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        return self.db.run(_claim(key, ttl_ms, now_ms))
+
+
+class AsyncPgOnceStore(_AsyncOwned):
+    """:class:`~tokenguard.stores.base.AsyncOnceStore` in ``tokenguard_once``."""
+
+    def __init__(self, target: str | AsyncPgDatabase) -> None:
+        super().__init__(_async_db(target))
+
+    async def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        return await self.db.run(_claim(key, ttl_ms, now_ms))
+
+
+# --------------------------------------------------------------------------- audit trail
+
+_AUDIT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
+
+
+def _append(event: AuditEvent, max_events: int) -> _Op[None]:
+    row = event.to_dict()
+    reply = yield _Query(
+        f"INSERT INTO tokenguard_audit ({', '.join(_AUDIT_FIELDS)})"  # noqa: S608 (fixed names)
+        f" VALUES ({', '.join('%s' for _ in _AUDIT_FIELDS)}) RETURNING id",
+        tuple(_clean(row[f]) for f in _AUDIT_FIELDS),
+    )
+    last = int(reply.rows[0][0])
+    if last > max_events:
+        # Ids only grow: everything this far behind is past the cap.
+        yield _Query("DELETE FROM tokenguard_audit WHERE id <= %s", (last - max_events,))
+
+
+def _recent(limit: int, user_id: str | None, event: str | None) -> _Op[list[AuditEvent]]:
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    where: list[str] = []
+    args: list[Any] = []
+    if user_id is not None:
+        where.append("user_id = %s")
+        args.append(user_id)
+    if event is not None:
+        where.append("event = %s")
+        args.append(event)
+    sql = f"SELECT {', '.join(_AUDIT_FIELDS)} FROM tokenguard_audit"  # noqa: S608 (fixed names)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    reply = yield _Query(sql + " ORDER BY id DESC LIMIT %s", (*args, limit))
+    return [AuditEvent.from_dict(dict(zip(_AUDIT_FIELDS, row, strict=True))) for row in reply.rows]
+
+
+class PgAuditStore(_SyncOwned):
+    """Audit events in ``tokenguard_audit``, the newest ``max_events`` kept."""
+
+    def __init__(self, target: str | PgDatabase, *, max_events: int = 10_000) -> None:
+        super().__init__(_sync_db(target))
+        self.max_events = max_events
+
+    def append(self, event: AuditEvent) -> None:
+        self.db.run(_append(event, self.max_events))
+
+    def recent(
+        self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
+    ) -> list[AuditEvent]:
+        return self.db.run(_recent(limit, user_id, event))
+
+
+class AsyncPgAuditStore(_AsyncOwned):
+    """:class:`PgAuditStore` over the asynchronous driver."""
+
+    def __init__(self, target: str | AsyncPgDatabase, *, max_events: int = 10_000) -> None:
+        super().__init__(_async_db(target))
+        self.max_events = max_events
+
+    async def append(self, event: AuditEvent) -> None:
+        await self.db.run(_append(event, self.max_events))
+
+    async def recent(
+        self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
+    ) -> list[AuditEvent]:
+        return await self.db.run(_recent(limit, user_id, event))
+
+
+# --------------------------------------------------------------------------- from settings
+
+
+def pg_stores(
+    settings: Settings, flavour: str = "sync"
+) -> tuple[PgUserStore, PgSessionStore] | tuple[AsyncPgUserStore, AsyncPgSessionStore]:
+    """The user and session stores of ``DB_CLIENT=pg``, sharing one connection pool (the
+    one-time and audit stores made next to them join it too)."""
+    conninfo = conninfo_from_settings(settings)
+    if flavour == "async":
+        adb = AsyncPgDatabase(conninfo)
+        return AsyncPgUserStore(adb), AsyncPgSessionStore(adb)
+    db = PgDatabase(conninfo)
+    return PgUserStore(db), PgSessionStore(db)
+
+
+def pg_audit_store(
+    settings: Settings, flavour: str = "sync", sessions: Any = None
+) -> PgAuditStore | AsyncPgAuditStore:
+    """``TOKENGUARD_AUDIT_STORE=pg``: the audit trail in ``tokenguard_audit``, on the
+    session store's pool when that is a PostgreSQL store of the same flavour."""
+    cap = settings.audit_max_events
+    database = getattr(sessions, "db", None)
+    if flavour == "async":
+        if isinstance(database, AsyncPgDatabase):
+            return AsyncPgAuditStore(database, max_events=cap)
+        return AsyncPgAuditStore(conninfo_from_settings(settings), max_events=cap)
+    if isinstance(database, PgDatabase):
+        return PgAuditStore(database, max_events=cap)
+    return PgAuditStore(conninfo_from_settings(settings), max_events=cap)
