@@ -29,6 +29,7 @@ by itself, so the store works again as soon as the server does.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Generator
 from dataclasses import astuple, dataclass, fields, replace
@@ -129,9 +130,19 @@ class _Translate:
         return _unavailable(exc)
 
 
-def _pool_options(
-    timeout: float, statement_timeout_ms: int, min_size: int, max_size: int
-) -> dict[str, Any]:
+def _with_options(conninfo: str, statement_timeout_ms: int) -> str:
+    """``conninfo`` with a ``statement_timeout`` added to its ``options`` (kept, not
+    replaced: a user's own ``-c search_path=…`` still applies)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(conninfo)
+    ours = f"-c statement_timeout={int(statement_timeout_ms)}"
+    given = str(params.get("options") or "")
+    params["options"] = f"{ours} {given}".strip()
+    return make_conninfo("", **params)
+
+
+def _pool_options(timeout: float, min_size: int, max_size: int) -> dict[str, Any]:
     return {
         "min_size": min_size,
         "max_size": max_size,
@@ -143,7 +154,6 @@ def _pool_options(
         "kwargs": {
             "autocommit": True,  # transactions are explicit (conn.transaction())
             "connect_timeout": max(2, round(timeout)),
-            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
         },
     }
 
@@ -169,7 +179,8 @@ class PgDatabase:
         max_size: int = 10,
     ) -> None:
         self.conninfo = conninfo
-        self._options = _pool_options(timeout, statement_timeout_ms, min_size, max_size)
+        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms)
+        self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
         self._lock = threading.Lock()
         self._checked = False
@@ -181,7 +192,7 @@ class PgDatabase:
                 from psycopg_pool import ConnectionPool
 
                 self._pool = ConnectionPool(
-                    self.conninfo,
+                    self._pool_conninfo,
                     open=False,
                     check=ConnectionPool.check_connection,
                     name="tokenguard",
@@ -252,7 +263,8 @@ class AsyncPgDatabase:
         max_size: int = 10,
     ) -> None:
         self.conninfo = conninfo
-        self._options = _pool_options(timeout, statement_timeout_ms, min_size, max_size)
+        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms)
+        self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
         self._opened = False
         self._checked = False
@@ -263,7 +275,7 @@ class AsyncPgDatabase:
             from psycopg_pool import AsyncConnectionPool
 
             self._pool = AsyncConnectionPool(
-                self.conninfo,
+                self._pool_conninfo,
                 open=False,
                 check=AsyncConnectionPool.check_connection,
                 name="tokenguard-async",
@@ -402,10 +414,23 @@ _PURGE = (
 )
 
 
+_ESCAPE = "\x01"
+_UNESCAPE = re.compile("\x01(.)", re.DOTALL)
+
+
 def _clean(text: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; these fields are informational and client-chosen
-    # (a User-Agent), so a NUL becomes U+FFFD rather than failing a login.
-    return text if text is None or "\x00" not in text else text.replace("\x00", "\ufffd")
+    """A client-chosen text (a User-Agent) made storable: PostgreSQL's text cannot hold
+    NUL, so such a value is stored escaped behind a leading U+0001 (itself escaped, so that
+    :func:`_unclean` gives back exactly what came in). Ordinary values are stored as is."""
+    if text is None or ("\x00" not in text and not text.startswith(_ESCAPE)):
+        return text
+    return _ESCAPE + text.replace(_ESCAPE, "\x01\x01").replace("\x00", "\x01\x02")
+
+
+def _unclean(text: str | None) -> str | None:
+    if text is None or not text.startswith(_ESCAPE):
+        return text
+    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "\x02" else m.group(1), text[1:])
 
 
 def _session_params(record: SessionRecord) -> tuple[Any, ...]:
@@ -420,7 +445,15 @@ def _session_params(record: SessionRecord) -> tuple[Any, ...]:
 
 
 def _record(rows: list[tuple[Any, ...]]) -> SessionRecord | None:
-    return SessionRecord(*rows[0]) if rows else None
+    if not rows:
+        return None
+    record = SessionRecord(*rows[0])
+    return replace(
+        record,
+        ip=_unclean(record.ip),
+        user_agent=_unclean(record.user_agent),
+        origin=_unclean(record.origin),
+    )
 
 
 class _SessionLogic:
@@ -779,7 +812,10 @@ def _recent(limit: int, user_id: str | None, event: str | None) -> _Op[list[Audi
     if where:
         sql += " WHERE " + " AND ".join(where)
     reply = yield _Query(sql + " ORDER BY id DESC LIMIT %s", (*args, limit))
-    return [AuditEvent.from_dict(dict(zip(_AUDIT_FIELDS, row, strict=True))) for row in reply.rows]
+    return [
+        AuditEvent.from_dict(dict(zip(_AUDIT_FIELDS, map(_unclean, row), strict=True)))
+        for row in reply.rows
+    ]
 
 
 class PgAuditStore(_SyncOwned):
