@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import astuple, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,7 +54,11 @@ __all__ = [
     "PgOnceStore",
     "PgSessionStore",
     "PgUserStore",
+    "conninfo_from_env",
     "conninfo_from_settings",
+    "make_pg_conninfo",
+    "pg_audit_store",
+    "pg_stores",
 ]
 
 T = TypeVar("T")
@@ -87,17 +91,36 @@ _Op = Generator[_Query, _Result, T]
 def conninfo_from_settings(settings: Settings) -> str:
     """The libpq connection string of ``DB_CONNECTION_STRING``, or of ``DB_HOST``,
     ``DB_PORT``, ``DB_DATABASE``, ``DB_USER`` and ``DB_PASSWORD``."""
+    return make_pg_conninfo(
+        settings.db_connection_string,
+        host=settings.db_host,
+        port=settings.db_port,
+        dbname=settings.db_database,
+        user=settings.db_user,
+        password=settings.db_password,
+    )
+
+
+def conninfo_from_env(environ: Mapping[str, str]) -> str:
+    """:func:`conninfo_from_settings` straight from the ``DB_*`` variables (the command line
+    needs no ``SECRET`` to migrate)."""
+    return make_pg_conninfo(
+        environ.get("DB_CONNECTION_STRING"),
+        host=environ.get("DB_HOST"),
+        port=environ.get("DB_PORT"),
+        dbname=environ.get("DB_DATABASE"),
+        user=environ.get("DB_USER"),
+        password=environ.get("DB_PASSWORD"),
+    )
+
+
+def make_pg_conninfo(connection_string: str | None, **parts: Any) -> str:
+    """``connection_string`` if given (a ``postgresql://`` URL or ``key=value`` pairs),
+    else one made of the non-empty ``parts``."""
     from psycopg.conninfo import make_conninfo
 
-    if settings.db_connection_string:
-        return settings.db_connection_string
-    parts: dict[str, Any] = {
-        "host": settings.db_host,
-        "port": settings.db_port,
-        "dbname": settings.db_database,
-        "user": settings.db_user,
-        "password": settings.db_password,
-    }
+    if connection_string:
+        return connection_string
     return make_conninfo("", **{k: v for k, v in parts.items() if v not in (None, "")})
 
 
