@@ -125,6 +125,12 @@ def make_pg_conninfo(connection_string: str | None, **parts: Any) -> str:
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError | OSError):
+        # Down, restarting, refusing connections, or a connection lost mid-query.
+        return StoreUnavailable("database", "Couldn't reach PostgreSQL")
     # The class name only: server messages may quote parameters (a token hash, an e-mail).
     return StoreUnavailable("database", f"PostgreSQL failed: {type(exc).__name__}")
 
