@@ -381,3 +381,35 @@ def test_values_postgres_cannot_hold_are_a_value_error(pg_conninfo: str) -> None
         users.create(User(id="\ud800", email="surrogate@example.com"))
     assert users.list_users() == []
     users.close()
+
+
+def test_the_guard_refuses_to_start_on_an_unmigrated_database(pg_empty: str) -> None:
+    settings = Settings(secret=SECRET, db_client="pg", db_connection_string=pg_empty)
+    for flavour in ("sync", "async"):
+        with pytest.raises(SchemaNotMigrated, match=r"run `tokenguard db migrate`"):
+            TokenGuard(settings, flavour=flavour)  # type: ignore[arg-type]
+    migrate(pg_empty)
+    TokenGuard(settings).close()
+
+
+def test_an_unreachable_database_at_start_up_is_a_503_later_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.helpers.redis_server import free_port
+
+    settings = Settings(
+        secret=SECRET,
+        db_client="pg",
+        db_host="127.0.0.1",
+        db_port=free_port(),
+        db_user="nobody",
+        db_password="hunter2",
+    )
+    core = TokenGuard(settings)
+    try:
+        assert any("unreachable at start-up" in r.getMessage() for r in caplog.records)
+        with pytest.raises(StoreUnavailable):
+            core.users.get_by_id("u1")  # type: ignore[union-attr]
+        assert "hunter2" not in caplog.text
+    finally:
+        core.close()

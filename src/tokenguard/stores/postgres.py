@@ -50,6 +50,7 @@ __all__ = [
     "AsyncPgSessionStore",
     "AsyncPgUserStore",
     "PgAuditStore",
+    "check_schema_at_start",
     "PgDatabase",
     "PgOnceStore",
     "PgSessionStore",
@@ -882,12 +883,49 @@ class AsyncPgAuditStore(_AsyncOwned):
 # --------------------------------------------------------------------------- from settings
 
 
+def _require_psycopg() -> None:
+    from importlib.util import find_spec
+
+    from ..errors import ConfigError
+
+    if find_spec("psycopg") is None or find_spec("psycopg_pool") is None:
+        raise ConfigError('DB_CLIENT=pg needs psycopg 3: pip install "tokenguard[pg]"')
+
+
+def check_schema_at_start(conninfo: str, *, timeout: int = 2) -> None:
+    """Refuse to start on a database ``tokenguard db migrate`` has not prepared
+    (:class:`SchemaNotMigrated`). A server that cannot be reached now is not a reason to
+    refuse: requests answer 503 until it is back, and the stores check the schema then."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            _with_options(conninfo, 5_000), autocommit=True, connect_timeout=timeout
+        ) as conn:
+            check = schema_check()
+            sql, params = next(check)
+            try:
+                while True:
+                    sql, params = check.send(conn.execute(sql, params).fetchall())
+            except StopIteration:
+                return
+    except psycopg.Error as exc:
+        _log.warning(
+            "PostgreSQL unreachable at start-up (%s): its schema is checked on first use",
+            type(exc).__name__,
+        )
+
+
 def pg_stores(
     settings: Settings, flavour: str = "sync"
 ) -> tuple[PgUserStore, PgSessionStore] | tuple[AsyncPgUserStore, AsyncPgSessionStore]:
     """The user and session stores of ``DB_CLIENT=pg``, sharing one connection pool (the
-    one-time and audit stores made next to them join it too)."""
+    one-time and audit stores made next to them join it too). Raises
+    :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated` when the database is reachable
+    but not migrated."""
+    _require_psycopg()
     conninfo = conninfo_from_settings(settings)
+    check_schema_at_start(conninfo)
     if flavour == "async":
         adb = AsyncPgDatabase(conninfo)
         return AsyncPgUserStore(adb), AsyncPgSessionStore(adb)
@@ -900,6 +938,7 @@ def pg_audit_store(
 ) -> PgAuditStore | AsyncPgAuditStore:
     """``TOKENGUARD_AUDIT_STORE=pg``: the audit trail in ``tokenguard_audit``, on the
     session store's pool when that is a PostgreSQL store of the same flavour."""
+    _require_psycopg()
     cap = settings.audit_max_events
     database = getattr(sessions, "db", None)
     if flavour == "async":
