@@ -71,10 +71,16 @@ class PgServer:
         self.socket_dir.mkdir()
         self.log = self.directory / "postgres.log"
         self.port = free_port()
+        while self.port == 5432:  # never the machine's own server's port
+            self.port = free_port()
         self.pid: int | None = None
         self._runas: list[str] = []
         if os.geteuid() == 0:
-            account = pwd.getpwnam("postgres")
+            # PostgreSQL will not run as root: Debian's package makes a `postgres` user.
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                account = pwd.getpwnam("nobody")
             runuser = shutil.which("runuser") or "/usr/sbin/runuser"
             self._runas = [runuser, "-u", account.pw_name, "--"]
             for path in (self.directory, self.socket_dir):

@@ -413,3 +413,22 @@ def test_an_unreachable_database_at_start_up_is_a_503_later_not_a_crash(
         assert "hunter2" not in caplog.text
     finally:
         core.close()
+
+
+def test_many_coroutines_may_open_the_async_pool_at_once(pg_conninfo: str) -> None:
+    import asyncio
+
+    async def main() -> None:
+        sessions = AsyncPgSessionStore(pg_conninfo)
+        now = real_now_ms()
+        rec = record(new_token(), expires_at_ms=now + 60_000)
+        try:
+            results = await asyncio.gather(
+                sessions.create(rec), *(sessions.get(rec.token_hash, now) for _ in range(30))
+            )
+            assert all(r in (None, rec) for r in results[1:])
+            assert await sessions.get(rec.token_hash, now) == rec
+        finally:
+            await sessions.aclose()
+
+    asyncio.run(main())

@@ -312,8 +312,9 @@ class AsyncPgDatabase:
                 **self._options,
             )
         if not self._opened:
-            self._opened = True
+            # open() is idempotent and locked: coroutines arriving together all wait for it.
             await self._pool.open(wait=False)
+            self._opened = True
         return self._pool
 
     async def check_schema(self) -> None:
