@@ -203,6 +203,8 @@ _ENV: dict[str, tuple[str, Any]] = {
     "db_user": ("DB_USER", None),
     "db_password": ("DB_PASSWORD", None),
     "db_connection_string": ("DB_CONNECTION_STRING", None),
+    "db_pool_min": ("DB_POOL__MIN", _as_int),
+    "db_pool_max": ("DB_POOL__MAX", _as_int),
     "redis_url": ("REDIS", None),
     "redis_prefix": ("TOKENGUARD_REDIS_PREFIX", None),
     "strip_query_token": ("TOKENGUARD_STRIP_QUERY_TOKEN", _as_bool),
@@ -319,6 +321,9 @@ class Settings:
     db_user: str | None = None
     db_password: str | None = field(default=None, repr=False)
     db_connection_string: str | None = field(default=None, repr=False)
+    #: Connections each process keeps open (at least) and may open (at most) per pool.
+    db_pool_min: int = 1
+    db_pool_max: int = 10
     redis_url: str | None = None
     redis_prefix: str = "tokenguard:"
     strip_query_token: bool = True
@@ -550,6 +555,8 @@ def _check_database_settings(settings: Settings) -> None:
         )
     if settings.db_port is not None and not 0 < settings.db_port < 65536:
         raise ConfigError("DB_PORT must be a TCP port")
+    if not 0 <= settings.db_pool_min <= settings.db_pool_max or settings.db_pool_max < 1:
+        raise ConfigError("DB_POOL__MIN and DB_POOL__MAX must satisfy 0 <= min <= max, max >= 1")
     if settings.audit_store == "pg" and settings.db_client != "pg":
         raise ConfigError("TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg")
 

@@ -432,3 +432,38 @@ def test_many_coroutines_may_open_the_async_pool_at_once(pg_conninfo: str) -> No
             await sessions.aclose()
 
     asyncio.run(main())
+
+
+def test_our_connection_defaults_never_override_the_users() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tokenguard.stores.postgres import _with_options
+
+    mine = conninfo_to_dict(
+        _with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)
+    )
+    assert mine["keepalives_idle"] == "99"
+    assert mine["tcp_user_timeout"] == "10000"
+    assert mine["options"] == "-c statement_timeout=1000 -csearch_path=auth"
+    assert (mine["host"], mine["user"], mine["dbname"]) == ("db", "app", "x")
+
+
+def test_pool_sizes_come_from_directus_names(pg_conninfo: str) -> None:
+    s = Settings.from_env(
+        {
+            "SECRET": SECRET,
+            "DB_CLIENT": "pg",
+            "DB_CONNECTION_STRING": pg_conninfo,
+            "DB_POOL__MIN": "0",
+            "DB_POOL__MAX": "3",
+        }
+    )
+    core = TokenGuard(s)
+    try:
+        core.users.get_by_id("x")  # type: ignore[union-attr]
+        pool = core.users.db._pool  # type: ignore[union-attr]
+        assert (pool.min_size, pool.max_size) == (0, 3)
+    finally:
+        core.close()
+    with pytest.raises(ConfigError, match="DB_POOL__MIN"):
+        Settings(secret=SECRET, db_pool_min=4, db_pool_max=3)

@@ -160,12 +160,28 @@ class _Translate:
         return _unavailable(exc)
 
 
-def _with_options(conninfo: str, statement_timeout_ms: int) -> str:
-    """``conninfo`` with a ``statement_timeout`` added to its ``options`` (kept, not
-    replaced: a user's own ``-c search_path=…`` still applies)."""
+# Defaults a connection string may override. Over TCP, a server that vanished (a network
+# partition) is noticed in seconds, not at the kernel's two-hour keepalive default (libpq
+# ignores these on Unix sockets).
+_CONNECTION_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+
+
+def _with_options(conninfo: str, statement_timeout_ms: int, connect_timeout: float = 2) -> str:
+    """``conninfo`` with our defaults where it sets none, and a ``statement_timeout`` added
+    to its ``options`` (kept, not replaced: a user's own ``-c search_path=…`` still
+    applies)."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     params = conninfo_to_dict(conninfo)
+    for name, value in _CONNECTION_DEFAULTS.items():
+        params.setdefault(name, value)
+    params.setdefault("connect_timeout", str(max(2, round(connect_timeout))))
     ours = f"-c statement_timeout={int(statement_timeout_ms)}"
     given = str(params.get("options") or "")
     params["options"] = f"{ours} {given}".strip()
@@ -181,10 +197,7 @@ def _pool_options(timeout: float, min_size: int, max_size: int) -> dict[str, Any
         # A connection attempt that keeps failing is given up quickly: the next request
         # then starts a fresh one instead of waiting for a long backoff to run out.
         "reconnect_timeout": max(2 * timeout, 2.0),
-        "kwargs": {
-            "autocommit": True,  # transactions are explicit (conn.transaction())
-            "connect_timeout": max(2, round(timeout)),
-        },
+        "kwargs": {"autocommit": True},  # transactions are explicit (conn.transaction())
     }
 
 
@@ -209,7 +222,7 @@ class PgDatabase:
         max_size: int = 10,
     ) -> None:
         self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms)
+        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
         self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
         self._lock = threading.Lock()
@@ -293,7 +306,7 @@ class AsyncPgDatabase:
         max_size: int = 10,
     ) -> None:
         self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms)
+        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
         self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
         self._opened = False
@@ -927,10 +940,11 @@ def pg_stores(
     _require_psycopg()
     conninfo = conninfo_from_settings(settings)
     check_schema_at_start(conninfo)
+    sizes = {"min_size": settings.db_pool_min, "max_size": settings.db_pool_max}
     if flavour == "async":
-        adb = AsyncPgDatabase(conninfo)
+        adb = AsyncPgDatabase(conninfo, **sizes)
         return AsyncPgUserStore(adb), AsyncPgSessionStore(adb)
-    db = PgDatabase(conninfo)
+    db = PgDatabase(conninfo, **sizes)
     return PgUserStore(db), PgSessionStore(db)
 
 
