@@ -467,3 +467,57 @@ def test_pool_sizes_come_from_directus_names(pg_conninfo: str) -> None:
         core.close()
     with pytest.raises(ConfigError, match="DB_POOL__MIN"):
         Settings(secret=SECRET, db_pool_min=4, db_pool_max=3)
+
+
+def test_lookups_with_a_nul_find_nothing_instead_of_failing(pg_conninfo: str) -> None:
+    """PostgreSQL's text cannot hold NUL, so nothing stored has one: a client-chosen value
+    with one (an e-mail in a reset request, a forged token) is simply not found."""
+    users = PgUserStore(pg_conninfo)
+    sessions = PgSessionStore(pg_conninfo)
+    audit = PgAuditStore(pg_conninfo)
+    now = real_now_ms()
+    kept = record(new_token(), expires_at_ms=now + 60_000)
+    sessions.create(kept)
+    nul = "a\x00b"
+    assert users.get_by_email(nul) is None
+    assert users.get_by_id(nul) is None
+    assert users.get_by_token_hash(nul) is None
+    assert users.get_by_external_identifier(nul) is None
+    assert sessions.get(nul + "." + "0" * 64, now) is None
+    assert sessions.rotate(nul, kept, now_ms=now, grace_ms=0).status == "missing"
+    assert sessions.revoke(nul) is None
+    assert sessions.revoke_user(nul) == 0
+    assert audit.recent(5, user_id=nul) == []
+    assert sessions.get(kept.token_hash, now) == kept
+    for store in (users, sessions, audit):
+        store.close()
+
+
+def test_a_reset_request_for_an_e_mail_with_a_nul_is_answered_as_for_anyone(
+    pg_conninfo: str,
+) -> None:
+    import json
+
+    from werkzeug.test import Client
+
+    from tests.helpers.auth import FAST, make_user, plain_wsgi_app
+    from tokenguard.wsgi import TokenGuardWSGI
+
+    seed = PgUserStore(pg_conninfo)
+    seed.create(make_user())
+    seed.close()
+    core = TokenGuard(
+        secret=SECRET, db_client="pg", db_connection_string=pg_conninfo, login_stall_ms=0,
+        passwords=FAST,
+    )
+    client = Client(TokenGuardWSGI(plain_wsgi_app, guard=core))
+    try:
+        for email in ("a\u0000@example.com", "nobody@example.com"):
+            reply = client.post(
+                "/auth/password/request",
+                data=json.dumps({"email": email}),
+                headers={"content-type": "application/json"},
+            )
+            assert (reply.status_code, reply.get_data()) == (204, b"")
+    finally:
+        core.close()

@@ -531,12 +531,16 @@ class _SessionLogic:
         yield _Query(_SESSION_UPSERT, _session_params(record))
 
     def _get(self, token_hash: str, now_ms: int) -> _Op[SessionRecord | None]:
+        if "\x00" in token_hash:
+            return None  # never stored (see _one)
         record = _record((yield _Query(_SESSION_SELECT, (token_hash,), alone=True)).rows)
         return record if record is not None and record.is_live(now_ms) else None
 
     def _rotate(
         self, token_hash: str, new: SessionRecord, now_ms: int, grace_ms: int
     ) -> _Op[RotateOutcome]:
+        if "\x00" in token_hash:
+            return RotateOutcome("missing")
         family = family_of(token_hash)
         yield _Query(_LOCK_FAMILY, (family,))
         old = _record((yield _Query(_SESSION_SELECT + " FOR UPDATE", (token_hash,))).rows)
@@ -568,6 +572,8 @@ class _SessionLogic:
             yield _Query(_PURGE, (now_ms, now_ms))
 
     def _revoke(self, token_hash: str) -> _Op[SessionRecord | None]:
+        if "\x00" in token_hash:
+            return None
         yield _Query(_LOCK_FAMILY, (family_of(token_hash),))
         record = _record((yield _Query(_SESSION_SELECT, (token_hash,))).rows)
         if record is not None:
@@ -575,6 +581,10 @@ class _SessionLogic:
         return record
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
+        if "\x00" in user_id:
+            return 0
+        if except_family is not None and "\x00" in except_family:
+            except_family = None  # no stored family has it: nothing to keep
         reply = yield _Query(
             "SELECT DISTINCT family FROM tokenguard_sessions"
             " WHERE user_id = %s AND family IS DISTINCT FROM %s ORDER BY family",
@@ -686,6 +696,8 @@ class _UserLogic:
 
     @staticmethod
     def _one(where: str, value: str) -> _Op[User | None]:
+        if "\x00" in value:
+            return None  # PostgreSQL cannot hold it, so no user has it (and no query fails)
         sql = f"{_USER_SELECT} WHERE {where} = %s"
         return _user((yield _Query(sql, (value,), alone=True)).rows)
 
@@ -864,6 +876,8 @@ def _append(event: AuditEvent, max_events: int) -> _Op[None]:
 def _recent(limit: int, user_id: str | None, event: str | None) -> _Op[list[AuditEvent]]:
     if limit < 1:
         raise ValueError("limit must be positive")
+    if any(v is not None and "\x00" in v for v in (user_id, event)):
+        return []
     where: list[str] = []
     args: list[Any] = []
     if user_id is not None:
