@@ -153,23 +153,18 @@ def _not_migrated(exc: SchemaNotMigrated) -> StoreUnavailable:
     return StoreUnavailable("database", "schema not migrated (run `tokenguard db migrate`)")
 
 
-class _Translate:
-    """Turns what psycopg and the pool raise into the store's errors (one place for both
+def _translate(exc: Exception, step: _Query) -> Exception:
+    """What psycopg and the pool raised, as the store's errors (one place for both
     drivers)."""
+    import psycopg
 
-    @staticmethod
-    def error(exc: Exception, step: _Query | None) -> Exception:
-        import psycopg
-
-        if isinstance(exc, psycopg.errors.UniqueViolation) and step and step.conflict:
-            return ValueError(step.conflict)
-        if isinstance(exc, psycopg.DataError) or (
-            isinstance(exc, ValueError) and not isinstance(exc, psycopg.Error)
-        ):
-            # A value PostgreSQL cannot hold (a NUL character, a number out of range): the
-            # caller's input, not an outage.
-            return ValueError(f"a value cannot be stored in PostgreSQL ({type(exc).__name__})")
-        return _unavailable(exc)
+    if isinstance(exc, psycopg.errors.UniqueViolation) and step.conflict:
+        return ValueError(step.conflict)
+    if isinstance(exc, psycopg.DataError | ValueError):
+        # A value PostgreSQL cannot hold (a NUL character, a number out of range, a lone
+        # surrogate): the caller's input, not an outage.
+        return ValueError(f"a value cannot be stored in PostgreSQL ({type(exc).__name__})")
+    return _unavailable(exc)
 
 
 # Defaults a connection string may override. Over TCP, a server that vanished (a network
@@ -239,7 +234,7 @@ class PgDatabase:
         self._pool: Any = None
         self._lock = threading.Lock()
         self._checked = False
-        self.users = 0  # stores sharing this database; the last one to close closes it
+        self.holders = 0  # stores sharing this database; the last one to close closes it
 
     def _get_pool(self) -> Any:
         with self._lock:
@@ -287,8 +282,8 @@ class PgDatabase:
             if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
                 raise _not_migrated(exc) from None
             raise
-        except Exception as exc:  # see _Translate
-            raise _Translate.error(exc, step) from None
+        except Exception as exc:  # see _translate
+            raise _translate(exc, step) from None
 
     def _check(self, conn: Any) -> None:
         check = schema_check()
@@ -326,7 +321,7 @@ class AsyncPgDatabase:
         self._pool: Any = None
         self._opened = False
         self._checked = False
-        self.users = 0
+        self.holders = 0
 
     async def _get_pool(self) -> Any:
         if self._pool is None:
@@ -376,8 +371,8 @@ class AsyncPgDatabase:
             if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
                 raise _not_migrated(exc) from None
             raise
-        except Exception as exc:  # see _Translate
-            raise _Translate.error(exc, step) from None
+        except Exception as exc:  # see _translate
+            raise _translate(exc, step) from None
 
     async def _check(self, conn: Any) -> None:
         check = schema_check()
@@ -407,15 +402,15 @@ class _Owned:
 
     def __init__(self, db: PgDatabase | AsyncPgDatabase) -> None:
         self.db = db
-        db.users += 1
+        db.holders += 1
         self._closed = False
 
     def _release(self) -> bool:
         if self._closed:
             return False
         self._closed = True
-        self.db.users -= 1
-        return self.db.users <= 0
+        self.db.holders -= 1
+        return self.db.holders <= 0
 
 
 class _SyncOwned(_Owned):
