@@ -79,6 +79,11 @@ def default_stores(
 def _discard(store: Any) -> None:
     # default_stores() made both stores but the caller gave one: nothing opened it yet
     # (SQLite and Redis connect lazily), so a sync close is enough even for async clients.
+    # A store sharing a pool with its twin (PostgreSQL) only stops counting as its user.
+    discard = getattr(store, "discard", None)
+    if callable(discard):
+        discard()
+        return
     close = getattr(store, "close", None)
     if callable(close) and not getattr(store, "aclose", None):
         close()

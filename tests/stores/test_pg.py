@@ -521,3 +521,19 @@ def test_a_reset_request_for_an_e_mail_with_a_nul_is_answered_as_for_anyone(
             assert (reply.status_code, reply.get_data()) == (204, b"")
     finally:
         core.close()
+
+
+def test_a_default_store_the_caller_replaced_does_not_keep_the_pool_open(
+    pg_guard_settings: Settings,
+) -> None:
+    from tokenguard.stores.memory import MemoryUserStore
+
+    async def main() -> None:
+        core = TokenGuard(pg_guard_settings, flavour="async", users=MemoryUserStore())
+        assert isinstance(core.sessions, AsyncPgSessionStore)
+        database = core.sessions.db
+        assert await core.sessions.get("x.y", 0) is None  # opens the pool
+        await core.aclose()
+        assert database._pool is None
+
+    anyio.run(main)

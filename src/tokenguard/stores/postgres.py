@@ -412,6 +412,12 @@ class _Owned:
         self.db.holders -= 1
         return self.db.holders <= 0
 
+    def discard(self) -> None:
+        """Let go of a store that was made but is not used (synchronously, in either
+        flavour): it stops counting as a user of the pool, which the others close."""
+        if self._release() and isinstance(self.db, PgDatabase):
+            self.db.close()
+
 
 class _SyncOwned(_Owned):
     db: PgDatabase
