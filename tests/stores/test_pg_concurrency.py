@@ -1,5 +1,6 @@
 """100 concurrent refreshes of one token from several processes (each with its own
-connection pool) on a real PostgreSQL server: exactly one wins."""
+connection pool; two on the sync driver with threads, two on the async one with coroutines)
+on a real PostgreSQL server: exactly one wins."""
 
 from __future__ import annotations
 
@@ -20,36 +21,63 @@ pytestmark = pytest.mark.pg
 
 HOUR = 3_600_000
 PROCESSES = 4
-THREADS = 25  # per process: 100 refreshes in all
+THREADS = 25  # refreshes per process: 100 in all
 
 _WORKER = """
-import json, sys, threading, time
+import asyncio, json, sys, threading, time
 from pathlib import Path
 from tokenguard.stores.base import SessionRecord
-from tokenguard.stores.postgres import PgDatabase, PgSessionStore
+from tokenguard.stores.postgres import (
+    AsyncPgDatabase, AsyncPgSessionStore, PgDatabase, PgSessionStore,
+)
 
-conninfo, start_file, old, now, grace = sys.argv[1:6]
-new_hashes = sys.argv[6:]
-store = PgSessionStore(PgDatabase(conninfo, max_size=len(new_hashes), timeout=30))
-store.get(old, int(now))  # open the pool and check the schema before the start signal
-barrier = threading.Barrier(len(new_hashes))
-statuses = []
+flavour, conninfo, start_file, old, now, grace = sys.argv[1:7]
+new_hashes = sys.argv[7:]
+now, grace = int(now), int(grace)
 
-def one(new_hash):
-    new = SessionRecord(new_hash, "x", "user-1", int(now) + 3_600_000)
-    barrier.wait()
-    statuses.append(store.rotate(old, new, now_ms=int(now), grace_ms=int(grace)).status)
 
-threads = [threading.Thread(target=one, args=(h,)) for h in new_hashes]
-deadline = time.monotonic() + 30
-while not Path(start_file).exists() and time.monotonic() < deadline:
-    time.sleep(0.001)
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-store.close()
-print(json.dumps(statuses))
+def wait_for_start():
+    deadline = time.monotonic() + 30
+    while not Path(start_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def successor(new_hash):
+    return SessionRecord(new_hash, "x", "user-1", now + 3_600_000)
+
+
+def threads():
+    store = PgSessionStore(PgDatabase(conninfo, max_size=len(new_hashes), timeout=30))
+    store.get(old, now)  # open the pool and check the schema before the start signal
+    barrier = threading.Barrier(len(new_hashes))
+    statuses = []
+
+    def one(new_hash):
+        barrier.wait()
+        statuses.append(store.rotate(old, successor(new_hash), now_ms=now, grace_ms=grace).status)
+
+    workers = [threading.Thread(target=one, args=(h,)) for h in new_hashes]
+    wait_for_start()
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    store.close()
+    return statuses
+
+
+async def coroutines():
+    store = AsyncPgSessionStore(AsyncPgDatabase(conninfo, max_size=len(new_hashes), timeout=30))
+    await store.get(old, now)
+    wait_for_start()
+    outcomes = await asyncio.gather(
+        *(store.rotate(old, successor(h), now_ms=now, grace_ms=grace) for h in new_hashes)
+    )
+    await store.aclose()
+    return [o.status for o in outcomes]
+
+
+print(json.dumps(threads() if flavour == "sync" else asyncio.run(coroutines())))
 """
 
 
@@ -58,13 +86,17 @@ def rotate_everywhere(
 ) -> Counter[str]:
     start = tmp / f"start-{old[:8]}-{grace}"
     chunks = [new_hashes[i::PROCESSES] for i in range(PROCESSES)]
+    # half the processes run the sync driver (threads), half the async one (coroutines)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, conninfo, str(start), old, str(now), str(grace), *chunk],
+            [
+                sys.executable, "-c", _WORKER, "sync" if i % 2 else "async",
+                conninfo, str(start), old, str(now), str(grace), *chunk,
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
-        for chunk in chunks
+        for i, chunk in enumerate(chunks)
     ]
     time.sleep(1.0)  # let them reach the start line (correctness does not depend on it)
     start.touch()
