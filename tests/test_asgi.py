@@ -91,9 +91,9 @@ def test_require_user_and_role_helpers() -> None:
 
 
 def test_websocket_and_lifespan_pass_through() -> None:
-    with TestClient(make_app()) as client:  # runs lifespan startup/shutdown through the middleware
-        with client.websocket_connect("/ws") as socket:
-            assert socket.receive_text() == "hello"
+    # TestClient runs lifespan startup/shutdown through the middleware
+    with TestClient(make_app()) as client, client.websocket_connect("/ws") as socket:
+        assert socket.receive_text() == "hello"
 
 
 def test_plain_asgi_app() -> None:

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers.tokens import SECRET
 from tokenguard.config import Settings, generate_secret
 from tokenguard.durations import parse_duration_ms
 from tokenguard.errors import ConfigError
-from tests.helpers.tokens import SECRET
 
 
 def test_duration_parsing_matches_ms() -> None:

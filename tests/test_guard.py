@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from types import GeneratorType
 
-import pytest
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from tests.helpers.tokens import OTHER_SECRET, SECRET, mint

@@ -110,7 +110,7 @@ def test_flask_g_user_is_the_principal_unless_the_app_sets_it() -> None:
     with app.app_context():  # no request: no principal, an ordinary missing attribute
         assert g.get("user") is None and "user" not in g
         try:
-            g.user  # noqa: B018
+            g.user
         except AttributeError:
             pass
         else:
