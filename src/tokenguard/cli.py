@@ -124,7 +124,7 @@ class _Context:
         ``--db FILE`` says otherwise."""
         if getattr(self.args, "db", None):
             return None
-        if (self.environ.get("DB_CLIENT") or "").strip().lower() != "pg":
+        if (self.environ.get("DB_CLIENT") or "").strip().lower() not in ("pg", "postgres"):
             return None
         from .stores.postgres import conninfo_from_env
 

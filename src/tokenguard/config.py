@@ -544,8 +544,12 @@ def _collect_provider_env(env: Mapping[str, str], values: dict[str, Any]) -> Non
 
 
 def _check_database_settings(settings: Settings) -> None:
+    if settings.db_client == "postgres":  # Directus takes both names
+        object.__setattr__(settings, "db_client", "pg")
     if settings.db_client not in (None, "sqlite3", "pg"):
-        raise ConfigError(f"DB_CLIENT must be pg or sqlite3, not {settings.db_client!r}")
+        raise ConfigError(
+            f"DB_CLIENT must be pg (or postgres) or sqlite3, not {settings.db_client!r}"
+        )
     if settings.db_client == "pg" and not (
         settings.db_connection_string or settings.db_database or settings.db_host
     ):

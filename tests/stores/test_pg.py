@@ -261,14 +261,15 @@ def test_directus_variables_make_the_connection_string() -> None:
     }
     assert "p w'd" not in repr(s)
     url = "postgresql://app:secret@db.internal:5433/directus?sslmode=require"
-    s = Settings.from_env({"SECRET": SECRET, "DB_CLIENT": "pg", "DB_CONNECTION_STRING": url})
+    s = Settings.from_env({"SECRET": SECRET, "DB_CLIENT": "Postgres", "DB_CONNECTION_STRING": url})
+    assert s.db_client == "pg"  # Directus's other name for it
     assert conninfo_from_settings(s) == url
     assert "secret@" not in repr(s)
 
 
 def test_bad_database_settings_are_refused() -> None:
     for bad, message in (
-        ({"db_client": "mysql"}, "DB_CLIENT must be pg or sqlite3"),
+        ({"db_client": "mysql"}, r"DB_CLIENT must be pg \(or postgres\) or sqlite3"),
         ({"db_client": "pg"}, "DB_CLIENT=pg needs DB_CONNECTION_STRING"),
         ({"db_client": "pg", "db_host": "h", "db_port": 0}, "DB_PORT must be a TCP port"),
         ({"audit_store": "pg"}, "TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg"),
