@@ -10,6 +10,7 @@ connection string, so tests never see each other's tables.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -86,6 +87,8 @@ class PgServer:
             for path in (self.directory, self.socket_dir):
                 os.chown(path, account.pw_uid, account.pw_gid)
         self._initdb()
+        # An interrupted test session still stops the server and removes its directory.
+        atexit.register(self.cleanup)
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -200,9 +203,10 @@ class PgServer:
             pass
 
     def cleanup(self) -> None:
-        """Stop the server and remove its directory."""
+        """Stop the server and remove its directory (idempotent)."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+        atexit.unregister(self.cleanup)
 
 
 # --------------------------------------------------------------------------- fixtures
