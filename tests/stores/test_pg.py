@@ -438,7 +438,7 @@ def test_many_coroutines_may_open_the_async_pool_at_once(pg_conninfo: str) -> No
 def test_our_connection_defaults_never_override_the_users() -> None:
     from psycopg.conninfo import conninfo_to_dict
 
-    from tokenguard.stores.postgres import _with_options
+    from tokenguard.stores.pg_driver import _with_options
 
     mine = conninfo_to_dict(
         _with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)

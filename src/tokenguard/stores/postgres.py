@@ -5,12 +5,14 @@ Chosen as Directus chooses its database: ``DB_CLIENT=pg`` with ``DB_HOST``, ``DB
 are made by ``tokenguard db migrate`` (:mod:`tokenguard.stores.pg_schema`); a store refuses to
 work on a database that was not migrated.
 
-Every operation is written once, in the ``_…Logic`` classes, as a generator that yields the
-SQL it needs (:class:`_Query`) and receives the rows; the whole generator runs in *one
-transaction* on one pooled connection. Two small drivers run them: :class:`PgDatabase`
+Every operation is written once, in the ``_…Logic`` classes and the functions below, as a
+generator that yields the SQL it needs (:class:`~tokenguard.stores.pg_driver.Query`) and
+receives the rows; the whole generator runs in *one transaction* on one pooled connection.
+The two drivers of :mod:`tokenguard.stores.pg_driver` run them — :class:`PgDatabase`
 (``psycopg`` + ``psycopg_pool.ConnectionPool``) and :class:`AsyncPgDatabase`
-(``psycopg.AsyncConnection`` + ``AsyncConnectionPool``), so the sync and async stores share
-their SQL and their decisions.
+(``AsyncConnectionPool``) — so the sync and async stores share their SQL and their
+decisions; each store class is a list of one-line methods handing an operation to its
+driver.
 
 Rotation is atomic in the database: it takes a transaction-scoped advisory lock on the
 token's family, then reads the old row ``FOR UPDATE`` and decides with the same rule as the
@@ -28,16 +30,27 @@ by itself, so the store works again as soon as the server does.
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-from collections.abc import Generator, Mapping
-from dataclasses import astuple, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import astuple, fields, replace
+from typing import TYPE_CHECKING, Any
 
 from ..audit import AuditEvent
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
-from .pg_schema import SchemaNotMigrated, schema_check
+from .pg_driver import (
+    AsyncOwned,
+    AsyncPgDatabase,
+    Op,
+    PgDatabase,
+    Query,
+    SyncOwned,
+    async_db,
+    check_schema_at_start,
+    conninfo_from_env,
+    conninfo_from_settings,
+    make_pg_conninfo,
+    require_psycopg,
+    sync_db,
+)
 from .rotation import plan_rotation
 
 if TYPE_CHECKING:
@@ -61,390 +74,6 @@ __all__ = [
     "pg_audit_store",
     "pg_stores",
 ]
-
-T = TypeVar("T")
-_log = logging.getLogger("tokenguard.stores.postgres")
-
-
-# --------------------------------------------------------------------------- steps
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    """Run ``sql`` with ``params`` in the operation's transaction; the reply is a
-    :class:`_Result`. ``conflict`` is the ``ValueError`` message when the statement breaks a
-    unique constraint (a duplicate user); without it, that is the database's fault."""
-
-    sql: str
-    params: tuple[Any, ...] = ()
-    conflict: str | None = None
-    #: The operation's only statement: run without BEGIN/COMMIT (one statement is atomic
-    #: on its own), saving two round trips on the hot read path.
-    alone: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    rows: list[tuple[Any, ...]]
-    rowcount: int
-
-
-_Op = Generator[_Query, _Result, T]
-
-
-def _last(op: _Op[T], result: _Result) -> T:
-    """Hand the result of an ``alone`` statement to ``op``, which must then finish."""
-    try:
-        op.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    raise RuntimeError("an operation marked `alone` asked for a second statement")
-
-
-def conninfo_from_settings(settings: Settings) -> str:
-    """The libpq connection string of ``DB_CONNECTION_STRING``, or of ``DB_HOST``,
-    ``DB_PORT``, ``DB_DATABASE``, ``DB_USER`` and ``DB_PASSWORD``."""
-    return make_pg_conninfo(
-        settings.db_connection_string,
-        host=settings.db_host,
-        port=settings.db_port,
-        dbname=settings.db_database,
-        user=settings.db_user,
-        password=settings.db_password,
-    )
-
-
-def conninfo_from_env(environ: Mapping[str, str]) -> str:
-    """:func:`conninfo_from_settings` straight from the ``DB_*`` variables (the command line
-    needs no ``SECRET`` to migrate)."""
-    return make_pg_conninfo(
-        environ.get("DB_CONNECTION_STRING"),
-        host=environ.get("DB_HOST"),
-        port=environ.get("DB_PORT"),
-        dbname=environ.get("DB_DATABASE"),
-        user=environ.get("DB_USER"),
-        password=environ.get("DB_PASSWORD"),
-    )
-
-
-def make_pg_conninfo(connection_string: str | None, **parts: Any) -> str:
-    """``connection_string`` if given (a ``postgresql://`` URL or ``key=value`` pairs),
-    else one made of the non-empty ``parts``."""
-    from psycopg.conninfo import make_conninfo
-
-    if connection_string:
-        return connection_string
-    return make_conninfo("", **{k: v for k, v in parts.items() if v not in (None, "")})
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailable:
-    import psycopg
-    from psycopg_pool import PoolTimeout
-
-    if isinstance(exc, PoolTimeout | psycopg.OperationalError | OSError):
-        # Down, restarting, refusing connections, or a connection lost mid-query.
-        return StoreUnavailable("database", "Couldn't reach PostgreSQL")
-    # The class name only: server messages may quote parameters (a token hash, an e-mail).
-    return StoreUnavailable("database", f"PostgreSQL failed: {type(exc).__name__}")
-
-
-def _not_migrated(exc: SchemaNotMigrated) -> StoreUnavailable:
-    _log.error("%s", exc)
-    return StoreUnavailable("database", "schema not migrated (run `tokenguard db migrate`)")
-
-
-def _translate(exc: Exception, step: _Query) -> Exception:
-    """What psycopg and the pool raised, as the store's errors (one place for both
-    drivers)."""
-    import psycopg
-
-    if isinstance(exc, psycopg.errors.UniqueViolation) and step.conflict:
-        return ValueError(step.conflict)
-    if isinstance(exc, psycopg.DataError | ValueError):
-        # A value PostgreSQL cannot hold (a NUL character, a number out of range, a lone
-        # surrogate): the caller's input, not an outage.
-        return ValueError(f"a value cannot be stored in PostgreSQL ({type(exc).__name__})")
-    return _unavailable(exc)
-
-
-# Defaults a connection string may override. Over TCP, a server that vanished (a network
-# partition) is noticed in seconds, not at the kernel's two-hour keepalive default (libpq
-# ignores these on Unix sockets).
-_CONNECTION_DEFAULTS = {
-    "keepalives": "1",
-    "keepalives_idle": "10",
-    "keepalives_interval": "2",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "10000",
-}
-
-
-def _with_options(conninfo: str, statement_timeout_ms: int, connect_timeout: float = 2) -> str:
-    """``conninfo`` with our defaults where it sets none, and a ``statement_timeout`` added
-    to its ``options`` (kept, not replaced: a user's own ``-c search_path=…`` still
-    applies)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(conninfo)
-    for name, value in _CONNECTION_DEFAULTS.items():
-        params.setdefault(name, value)
-    params.setdefault("connect_timeout", str(max(2, round(connect_timeout))))
-    ours = f"-c statement_timeout={int(statement_timeout_ms)}"
-    given = str(params.get("options") or "")
-    params["options"] = f"{ours} {given}".strip()
-    return make_conninfo("", **params)
-
-
-def _pool_options(timeout: float, min_size: int, max_size: int) -> dict[str, Any]:
-    return {
-        "min_size": min_size,
-        "max_size": max_size,
-        # How long a request waits for a connection before it is answered 503.
-        "timeout": timeout,
-        # A connection attempt that keeps failing is given up quickly: the next request
-        # then starts a fresh one instead of waiting for a long backoff to run out.
-        "reconnect_timeout": max(2 * timeout, 2.0),
-        "kwargs": {"autocommit": True},  # transactions are explicit (conn.transaction())
-    }
-
-
-# --------------------------------------------------------------------------- drivers
-
-
-class PgDatabase:
-    """A synchronous connection pool and the driver of the shared operations.
-
-    Opened on first use (a store that is never used opens nothing). The schema is checked
-    once, on the first connection: :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated`
-    from :meth:`check_schema`, a 503 (and an error log) from a request.
-    """
-
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        timeout: float = 2.0,
-        statement_timeout_ms: int = 5_000,
-        min_size: int = 1,
-        max_size: int = 10,
-    ) -> None:
-        self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
-        self._options = _pool_options(timeout, min_size, max_size)
-        self._pool: Any = None
-        self._lock = threading.Lock()
-        self._checked = False
-        self.holders = 0  # stores sharing this database; the last one to close closes it
-
-    def _get_pool(self) -> Any:
-        with self._lock:
-            if self._pool is None:
-                from psycopg_pool import ConnectionPool
-
-                self._pool = ConnectionPool(
-                    self._pool_conninfo,
-                    open=False,
-                    check=ConnectionPool.check_connection,
-                    name="tokenguard",
-                    **self._options,
-                )
-                self._pool.open(wait=False)
-            return self._pool
-
-    def check_schema(self) -> None:
-        """Raise :class:`SchemaNotMigrated` unless ``tokenguard db migrate`` has run;
-        :class:`StoreUnavailable` if the server cannot be reached."""
-        self.run(_ping(), raw_schema_error=True)
-
-    def run(self, op: _Op[T], *, raw_schema_error: bool = False) -> T:
-        """Run ``op`` in one transaction."""
-        try:
-            step: _Query = next(op)  # argument errors surface here, before I/O
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            with self._get_pool().connection() as conn:
-                if not self._checked:
-                    self._check(conn)
-                if step.alone:
-                    cursor = conn.execute(step.sql, step.params)
-                    rows = cursor.fetchall() if cursor.description else []
-                    return _last(op, _Result(rows, cursor.rowcount))
-                with conn.transaction():
-                    while True:
-                        cursor = conn.execute(step.sql, step.params)
-                        rows = cursor.fetchall() if cursor.description else []
-                        try:
-                            step = op.send(_Result(rows, cursor.rowcount))
-                        except StopIteration as stop:
-                            return stop.value  # type: ignore[no-any-return]
-        except (StoreUnavailable, SchemaNotMigrated) as exc:
-            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
-                raise _not_migrated(exc) from None
-            raise
-        except Exception as exc:  # see _translate
-            raise _translate(exc, step) from None
-
-    def _check(self, conn: Any) -> None:
-        check = schema_check()
-        sql, params = next(check)
-        try:
-            while True:
-                sql, params = check.send(conn.execute(sql, params).fetchall())
-        except StopIteration:
-            self._checked = True
-
-    def close(self) -> None:
-        """Close the pool (idempotent; a later call opens a new one)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-
-
-class AsyncPgDatabase:
-    """The asynchronous twin of :class:`PgDatabase` (an ``AsyncConnectionPool``, opened on
-    first use in the running event loop)."""
-
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        timeout: float = 2.0,
-        statement_timeout_ms: int = 5_000,
-        min_size: int = 1,
-        max_size: int = 10,
-    ) -> None:
-        self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
-        self._options = _pool_options(timeout, min_size, max_size)
-        self._pool: Any = None
-        self._opened = False
-        self._checked = False
-        self.holders = 0
-
-    async def _get_pool(self) -> Any:
-        if self._pool is None:
-            from psycopg_pool import AsyncConnectionPool
-
-            self._pool = AsyncConnectionPool(
-                self._pool_conninfo,
-                open=False,
-                check=AsyncConnectionPool.check_connection,
-                name="tokenguard-async",
-                **self._options,
-            )
-        if not self._opened:
-            # open() is idempotent and locked: coroutines arriving together all wait for it.
-            await self._pool.open(wait=False)
-            self._opened = True
-        return self._pool
-
-    async def check_schema(self) -> None:
-        """See :meth:`PgDatabase.check_schema`."""
-        await self.run(_ping(), raw_schema_error=True)
-
-    async def run(self, op: _Op[T], *, raw_schema_error: bool = False) -> T:
-        """Run ``op`` in one transaction."""
-        try:
-            step: _Query = next(op)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            pool = await self._get_pool()
-            async with pool.connection() as conn:
-                if not self._checked:
-                    await self._check(conn)
-                if step.alone:
-                    cursor = await conn.execute(step.sql, step.params)
-                    rows = await cursor.fetchall() if cursor.description else []
-                    return _last(op, _Result(rows, cursor.rowcount))
-                async with conn.transaction():
-                    while True:
-                        cursor = await conn.execute(step.sql, step.params)
-                        rows = await cursor.fetchall() if cursor.description else []
-                        try:
-                            step = op.send(_Result(rows, cursor.rowcount))
-                        except StopIteration as stop:
-                            return stop.value  # type: ignore[no-any-return]
-        except (StoreUnavailable, SchemaNotMigrated) as exc:
-            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
-                raise _not_migrated(exc) from None
-            raise
-        except Exception as exc:  # see _translate
-            raise _translate(exc, step) from None
-
-    async def _check(self, conn: Any) -> None:
-        check = schema_check()
-        sql, params = next(check)
-        try:
-            while True:
-                cursor = await conn.execute(sql, params)
-                sql, params = check.send(await cursor.fetchall())
-        except StopIteration:
-            self._checked = True
-
-    async def aclose(self) -> None:
-        """Close the pool (idempotent)."""
-        pool, self._pool = self._pool, None
-        self._opened = False
-        if pool is not None:
-            await pool.close()
-
-
-def _ping() -> _Op[None]:
-    """An operation of one trivial query: runs the schema check and nothing else."""
-    yield _Query("SELECT 1", alone=True)
-
-
-class _Owned:
-    """A store over a database it may share; closing the last store closes the pool."""
-
-    def __init__(self, db: PgDatabase | AsyncPgDatabase) -> None:
-        self.db = db
-        db.holders += 1
-        self._closed = False
-
-    def _release(self) -> bool:
-        if self._closed:
-            return False
-        self._closed = True
-        self.db.holders -= 1
-        return self.db.holders <= 0
-
-    def discard(self) -> None:
-        """Let go of a store that was made but is not used (synchronously, in either
-        flavour): it stops counting as a user of the pool, which the others close."""
-        if self._release() and isinstance(self.db, PgDatabase):
-            self.db.close()
-
-
-class _SyncOwned(_Owned):
-    db: PgDatabase
-    io_bound = True  # under ASGI the core runs it in a worker thread
-
-    def close(self) -> None:
-        """Release this store; the pool closes with the last store using it."""
-        if self._release():
-            self.db.close()
-
-
-class _AsyncOwned(_Owned):
-    db: AsyncPgDatabase
-    io_bound = False
-
-    async def aclose(self) -> None:
-        """Release this store; the pool closes with the last store using it."""
-        if self._release():
-            await self.db.aclose()
-
-
-def _sync_db(target: str | PgDatabase) -> PgDatabase:
-    return PgDatabase(target) if isinstance(target, str) else target
-
-
-def _async_db(target: str | AsyncPgDatabase) -> AsyncPgDatabase:
-    return AsyncPgDatabase(target) if isinstance(target, str) else target
 
 
 # --------------------------------------------------------------------------- sessions
@@ -525,38 +154,38 @@ class _SessionLogic:
     def __init__(self) -> None:
         self._last_purge_ms = 0
 
-    def _create(self, record: SessionRecord) -> _Op[None]:
+    def _create(self, record: SessionRecord) -> Op[None]:
         if record.family != family_of(record.token_hash):
             raise ValueError("record.family must be the family part of record.token_hash")
-        yield _Query(_LOCK_FAMILY, (record.family,))
-        yield _Query(_SESSION_UPSERT, _session_params(record))
+        yield Query(_LOCK_FAMILY, (record.family,))
+        yield Query(_SESSION_UPSERT, _session_params(record))
 
-    def _get(self, token_hash: str, now_ms: int) -> _Op[SessionRecord | None]:
+    def _get(self, token_hash: str, now_ms: int) -> Op[SessionRecord | None]:
         if "\x00" in token_hash:
             return None  # never stored (see _one)
-        record = _record((yield _Query(_SESSION_SELECT, (token_hash,), alone=True)).rows)
+        record = _record((yield Query(_SESSION_SELECT, (token_hash,), alone=True)).rows)
         return record if record is not None and record.is_live(now_ms) else None
 
     def _rotate(
         self, token_hash: str, new: SessionRecord, now_ms: int, grace_ms: int
-    ) -> _Op[RotateOutcome]:
+    ) -> Op[RotateOutcome]:
         if "\x00" in token_hash:
             return RotateOutcome("missing")
         family = family_of(token_hash)
-        yield _Query(_LOCK_FAMILY, (family,))
-        old = _record((yield _Query(_SESSION_SELECT + " FOR UPDATE", (token_hash,))).rows)
+        yield Query(_LOCK_FAMILY, (family,))
+        old = _record((yield Query(_SESSION_SELECT + " FOR UPDATE", (token_hash,))).rows)
         current_next = None
         if old is not None and old.next_hash:
-            reply = yield _Query(_SESSION_SELECT + " FOR UPDATE", (old.next_hash,))
+            reply = yield Query(_SESSION_SELECT + " FOR UPDATE", (old.next_hash,))
             current_next = _record(reply.rows)
         outcome, old_after, new_to_store = plan_rotation(
             old, current_next, new, now_ms=now_ms, grace_ms=grace_ms
         )
         if outcome.status == "reused" and old is not None:
-            yield _Query("DELETE FROM tokenguard_sessions WHERE family = %s", (old.family,))
+            yield Query("DELETE FROM tokenguard_sessions WHERE family = %s", (old.family,))
         for record in (old_after, new_to_store):
             if record is not None:
-                yield _Query(_SESSION_UPSERT, _session_params(record))
+                yield Query(_SESSION_UPSERT, _session_params(record))
         return outcome
 
     def _due_purge(self, now_ms: int) -> bool:
@@ -566,27 +195,27 @@ class _SessionLogic:
         return True
 
     @staticmethod
-    def _purge(now_ms: int) -> _Op[None]:
+    def _purge(now_ms: int) -> Op[None]:
         # Its own transaction, after the rotation: never holds a rotation's locks longer.
-        locked = yield _Query("SELECT pg_try_advisory_xact_lock(%s)", (_PURGE_LOCK,))
+        locked = yield Query("SELECT pg_try_advisory_xact_lock(%s)", (_PURGE_LOCK,))
         if locked.rows and locked.rows[0][0]:
-            yield _Query(_PURGE, (now_ms, now_ms))
+            yield Query(_PURGE, (now_ms, now_ms))
 
-    def _revoke(self, token_hash: str) -> _Op[SessionRecord | None]:
+    def _revoke(self, token_hash: str) -> Op[SessionRecord | None]:
         if "\x00" in token_hash:
             return None
-        yield _Query(_LOCK_FAMILY, (family_of(token_hash),))
-        record = _record((yield _Query(_SESSION_SELECT, (token_hash,))).rows)
+        yield Query(_LOCK_FAMILY, (family_of(token_hash),))
+        record = _record((yield Query(_SESSION_SELECT, (token_hash,))).rows)
         if record is not None:
-            yield _Query("DELETE FROM tokenguard_sessions WHERE family = %s", (record.family,))
+            yield Query("DELETE FROM tokenguard_sessions WHERE family = %s", (record.family,))
         return record
 
-    def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
+    def _revoke_user(self, user_id: str, except_family: str | None) -> Op[int]:
         if "\x00" in user_id:
             return 0
         if except_family is not None and "\x00" in except_family:
             except_family = None  # no stored family has it: nothing to keep
-        reply = yield _Query(
+        reply = yield Query(
             "SELECT DISTINCT family FROM tokenguard_sessions"
             " WHERE user_id = %s AND family IS DISTINCT FROM %s ORDER BY family",
             (user_id, except_family),
@@ -595,17 +224,17 @@ class _SessionLogic:
         if not families:
             return 0
         for family in families:  # sorted: two revokers never wait on each other in a cycle
-            yield _Query(_LOCK_FAMILY, (family,))
-        yield _Query("DELETE FROM tokenguard_sessions WHERE family = ANY(%s)", (families,))
+            yield Query(_LOCK_FAMILY, (family,))
+        yield Query("DELETE FROM tokenguard_sessions WHERE family = ANY(%s)", (families,))
         return len(families)
 
 
-class PgSessionStore(_SessionLogic, _SyncOwned):
+class PgSessionStore(_SessionLogic, SyncOwned):
     """:class:`~tokenguard.stores.base.SessionStore` in ``tokenguard_sessions``."""
 
     def __init__(self, target: str | PgDatabase) -> None:
         _SessionLogic.__init__(self)
-        _SyncOwned.__init__(self, _sync_db(target))
+        SyncOwned.__init__(self, sync_db(target))
 
     def create(self, record: SessionRecord) -> None:
         self.db.run(self._create(record))
@@ -631,12 +260,12 @@ class PgSessionStore(_SessionLogic, _SyncOwned):
         return self.db.run(self._revoke_user(user_id, except_family))
 
 
-class AsyncPgSessionStore(_SessionLogic, _AsyncOwned):
+class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
     """:class:`~tokenguard.stores.base.AsyncSessionStore` in ``tokenguard_sessions``."""
 
     def __init__(self, target: str | AsyncPgDatabase) -> None:
         _SessionLogic.__init__(self)
-        _AsyncOwned.__init__(self, _async_db(target))
+        AsyncOwned.__init__(self, async_db(target))
 
     async def create(self, record: SessionRecord) -> None:
         await self.db.run(self._create(record))
@@ -696,27 +325,27 @@ class _UserLogic:
     """The user operations, as steps for either driver (no I/O here)."""
 
     @staticmethod
-    def _one(where: str, value: str) -> _Op[User | None]:
+    def _one(where: str, value: str) -> Op[User | None]:
         if "\x00" in value:
             return None  # PostgreSQL cannot hold it, so no user has it (and no query fails)
         sql = f"{_USER_SELECT} WHERE {where} = %s"
-        return _user((yield _Query(sql, (value,), alone=True)).rows)
+        return _user((yield Query(sql, (value,), alone=True)).rows)
 
-    def _by_id(self, user_id: str) -> _Op[User | None]:
+    def _by_id(self, user_id: str) -> Op[User | None]:
         return self._one("id", user_id)
 
-    def _by_email(self, email: str) -> _Op[User | None]:
+    def _by_email(self, email: str) -> Op[User | None]:
         return self._one("email_key", email.casefold())
 
-    def _by_token_hash(self, token_hash: str) -> _Op[User | None]:
+    def _by_token_hash(self, token_hash: str) -> Op[User | None]:
         return self._one("token_hash", token_hash)
 
-    def _by_external(self, identifier: str) -> _Op[User | None]:
+    def _by_external(self, identifier: str) -> Op[User | None]:
         return self._one("external_key", identifier.casefold())
 
     @staticmethod
-    def _create(user: User) -> _Op[User]:
-        yield _Query(
+    def _create(user: User) -> Op[User]:
+        yield Query(
             _USER_INSERT,
             _user_params(user),
             conflict=f"a user with this id, e-mail, token or external identifier exists "
@@ -726,15 +355,15 @@ class _UserLogic:
         return user
 
     @staticmethod
-    def _update(user_id: str, changes: dict[str, Any]) -> _Op[User | None]:
+    def _update(user_id: str, changes: dict[str, Any]) -> Op[User | None]:
         unknown = set(changes) - _USER_FIELDS
         if unknown:
             raise ValueError(f"unknown user field(s): {', '.join(sorted(unknown))}")
-        current = _user((yield _Query(f"{_USER_SELECT} WHERE id = %s FOR UPDATE", (user_id,))).rows)
+        current = _user((yield Query(f"{_USER_SELECT} WHERE id = %s FOR UPDATE", (user_id,))).rows)
         if current is None:
             return None
         updated = replace(current, **changes)
-        yield _Query(
+        yield Query(
             _USER_UPDATE,
             (*_user_params(updated), user_id),
             conflict=f"another user has this e-mail, token or external identifier ({user_id!r})",
@@ -742,22 +371,22 @@ class _UserLogic:
         return updated
 
     @staticmethod
-    def _delete(user_id: str) -> _Op[bool]:
-        reply = yield _Query("DELETE FROM tokenguard_users WHERE id = %s", (user_id,), alone=True)
+    def _delete(user_id: str) -> Op[bool]:
+        reply = yield Query("DELETE FROM tokenguard_users WHERE id = %s", (user_id,), alone=True)
         return reply.rowcount > 0
 
     @staticmethod
-    def _list() -> _Op[list[User]]:
-        reply = yield _Query(f"{_USER_SELECT} ORDER BY seq", alone=True)
+    def _list() -> Op[list[User]]:
+        reply = yield Query(f"{_USER_SELECT} ORDER BY seq", alone=True)
         return [User(*row) for row in reply.rows]
 
 
-class PgUserStore(_UserLogic, _SyncOwned):
+class PgUserStore(_UserLogic, SyncOwned):
     """:class:`~tokenguard.stores.base.UserStore` in ``tokenguard_users``; e-mails and
     external identifiers unique casefolded (``str.casefold``), as in the other backends."""
 
     def __init__(self, target: str | PgDatabase) -> None:
-        _SyncOwned.__init__(self, _sync_db(target))
+        SyncOwned.__init__(self, sync_db(target))
 
     def get_by_id(self, user_id: str) -> User | None:
         return self.db.run(self._by_id(user_id))
@@ -784,11 +413,11 @@ class PgUserStore(_UserLogic, _SyncOwned):
         return self.db.run(self._list())
 
 
-class AsyncPgUserStore(_UserLogic, _AsyncOwned):
+class AsyncPgUserStore(_UserLogic, AsyncOwned):
     """:class:`~tokenguard.stores.base.AsyncUserStore` in ``tokenguard_users``."""
 
     def __init__(self, target: str | AsyncPgDatabase) -> None:
-        _AsyncOwned.__init__(self, _async_db(target))
+        AsyncOwned.__init__(self, async_db(target))
 
     async def get_by_id(self, user_id: str) -> User | None:
         return await self.db.run(self._by_id(user_id))
@@ -818,12 +447,12 @@ class AsyncPgUserStore(_UserLogic, _AsyncOwned):
 # --------------------------------------------------------------------------- one-time claims
 
 
-def _claim(key: str, ttl_ms: int, now_ms: int) -> _Op[bool]:
+def _claim(key: str, ttl_ms: int, now_ms: int) -> Op[bool]:
     from .once import _digest
 
     # One statement, atomic: a new key is inserted, an expired one taken over, a live one
     # left alone (then nothing is returned and the claim loses).
-    reply = yield _Query(
+    reply = yield Query(
         "INSERT INTO tokenguard_once (key, expires_at_ms) VALUES (%s, %s)"
         " ON CONFLICT (key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms"
         " WHERE tokenguard_once.expires_at_ms <= %s RETURNING 1",
@@ -832,25 +461,25 @@ def _claim(key: str, ttl_ms: int, now_ms: int) -> _Op[bool]:
     won = bool(reply.rows)
     if won and now_ms % 64 == 0:
         # Now and then, forget what has expired (cheap, bounded by the index).
-        yield _Query("DELETE FROM tokenguard_once WHERE expires_at_ms <= %s", (now_ms,))
+        yield Query("DELETE FROM tokenguard_once WHERE expires_at_ms <= %s", (now_ms,))
     return won
 
 
-class PgOnceStore(_SyncOwned):
+class PgOnceStore(SyncOwned):
     """:class:`~tokenguard.stores.base.OnceStore` in ``tokenguard_once`` (hashed keys)."""
 
     def __init__(self, target: str | PgDatabase) -> None:
-        super().__init__(_sync_db(target))
+        super().__init__(sync_db(target))
 
     def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
         return self.db.run(_claim(key, ttl_ms, now_ms))
 
 
-class AsyncPgOnceStore(_AsyncOwned):
+class AsyncPgOnceStore(AsyncOwned):
     """:class:`~tokenguard.stores.base.AsyncOnceStore` in ``tokenguard_once``."""
 
     def __init__(self, target: str | AsyncPgDatabase) -> None:
-        super().__init__(_async_db(target))
+        super().__init__(async_db(target))
 
     async def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
         return await self.db.run(_claim(key, ttl_ms, now_ms))
@@ -861,9 +490,9 @@ class AsyncPgOnceStore(_AsyncOwned):
 _AUDIT_FIELDS = tuple(AuditEvent.__dataclass_fields__)
 
 
-def _append(event: AuditEvent, max_events: int) -> _Op[None]:
+def _append(event: AuditEvent, max_events: int) -> Op[None]:
     row = event.to_dict()
-    reply = yield _Query(
+    reply = yield Query(
         f"INSERT INTO tokenguard_audit ({', '.join(_AUDIT_FIELDS)})"  # noqa: S608 (fixed names)
         f" VALUES ({', '.join('%s' for _ in _AUDIT_FIELDS)}) RETURNING id",
         tuple(_clean(row[f]) for f in _AUDIT_FIELDS),
@@ -871,10 +500,10 @@ def _append(event: AuditEvent, max_events: int) -> _Op[None]:
     last = int(reply.rows[0][0])
     if last > max_events:
         # Ids only grow: everything this far behind is past the cap.
-        yield _Query("DELETE FROM tokenguard_audit WHERE id <= %s", (last - max_events,))
+        yield Query("DELETE FROM tokenguard_audit WHERE id <= %s", (last - max_events,))
 
 
-def _recent(limit: int, user_id: str | None, event: str | None) -> _Op[list[AuditEvent]]:
+def _recent(limit: int, user_id: str | None, event: str | None) -> Op[list[AuditEvent]]:
     if limit < 1:
         raise ValueError("limit must be positive")
     if any(v is not None and "\x00" in v for v in (user_id, event)):
@@ -890,18 +519,18 @@ def _recent(limit: int, user_id: str | None, event: str | None) -> _Op[list[Audi
     sql = f"SELECT {', '.join(_AUDIT_FIELDS)} FROM tokenguard_audit"  # noqa: S608 (fixed names)
     if where:
         sql += " WHERE " + " AND ".join(where)
-    reply = yield _Query(sql + " ORDER BY id DESC LIMIT %s", (*args, limit), alone=True)
+    reply = yield Query(sql + " ORDER BY id DESC LIMIT %s", (*args, limit), alone=True)
     return [
         AuditEvent.from_dict(dict(zip(_AUDIT_FIELDS, map(_unclean, row), strict=True)))
         for row in reply.rows
     ]
 
 
-class PgAuditStore(_SyncOwned):
+class PgAuditStore(SyncOwned):
     """Audit events in ``tokenguard_audit``, the newest ``max_events`` kept."""
 
     def __init__(self, target: str | PgDatabase, *, max_events: int = 10_000) -> None:
-        super().__init__(_sync_db(target))
+        super().__init__(sync_db(target))
         self.max_events = max_events
 
     def append(self, event: AuditEvent) -> None:
@@ -913,11 +542,11 @@ class PgAuditStore(_SyncOwned):
         return self.db.run(_recent(limit, user_id, event))
 
 
-class AsyncPgAuditStore(_AsyncOwned):
+class AsyncPgAuditStore(AsyncOwned):
     """:class:`PgAuditStore` over the asynchronous driver."""
 
     def __init__(self, target: str | AsyncPgDatabase, *, max_events: int = 10_000) -> None:
-        super().__init__(_async_db(target))
+        super().__init__(async_db(target))
         self.max_events = max_events
 
     async def append(self, event: AuditEvent) -> None:
@@ -932,39 +561,6 @@ class AsyncPgAuditStore(_AsyncOwned):
 # --------------------------------------------------------------------------- from settings
 
 
-def _require_psycopg() -> None:
-    from importlib.util import find_spec
-
-    from ..errors import ConfigError
-
-    if find_spec("psycopg") is None or find_spec("psycopg_pool") is None:
-        raise ConfigError('DB_CLIENT=pg needs psycopg 3: pip install "tokenguard[pg]"')
-
-
-def check_schema_at_start(conninfo: str, *, timeout: int = 2) -> None:
-    """Refuse to start on a database ``tokenguard db migrate`` has not prepared
-    (:class:`SchemaNotMigrated`). A server that cannot be reached now is not a reason to
-    refuse: requests answer 503 until it is back, and the stores check the schema then."""
-    import psycopg
-
-    try:
-        with psycopg.connect(
-            _with_options(conninfo, 5_000), autocommit=True, connect_timeout=timeout
-        ) as conn:
-            check = schema_check()
-            sql, params = next(check)
-            try:
-                while True:
-                    sql, params = check.send(conn.execute(sql, params).fetchall())
-            except StopIteration:
-                return
-    except psycopg.Error as exc:
-        _log.warning(
-            "PostgreSQL unreachable at start-up (%s): its schema is checked on first use",
-            type(exc).__name__,
-        )
-
-
 def pg_stores(
     settings: Settings, flavour: str = "sync"
 ) -> tuple[PgUserStore, PgSessionStore] | tuple[AsyncPgUserStore, AsyncPgSessionStore]:
@@ -972,7 +568,7 @@ def pg_stores(
     one-time and audit stores made next to them join it too). Raises
     :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated` when the database is reachable
     but not migrated."""
-    _require_psycopg()
+    require_psycopg()
     conninfo = conninfo_from_settings(settings)
     check_schema_at_start(conninfo)
     sizes = {"min_size": settings.db_pool_min, "max_size": settings.db_pool_max}
@@ -988,7 +584,7 @@ def pg_audit_store(
 ) -> PgAuditStore | AsyncPgAuditStore:
     """``TOKENGUARD_AUDIT_STORE=pg``: the audit trail in ``tokenguard_audit``, on the
     session store's pool when that is a PostgreSQL store of the same flavour."""
-    _require_psycopg()
+    require_psycopg()
     cap = settings.audit_max_events
     database = getattr(sessions, "db", None)
     if flavour == "async":
