@@ -538,3 +538,35 @@ def test_a_default_store_the_caller_replaced_does_not_keep_the_pool_open(
         assert database._pool is None
 
     anyio.run(main)
+
+
+def test_the_cli_revokes_sessions_and_lists_the_audit_trail_in_postgres(pg_conninfo: str) -> None:
+    from tests.helpers.auth import make_user
+    from tokenguard.audit import AuditEvent
+
+    users = PgUserStore(pg_conninfo)
+    user = users.create(make_user())
+    sessions = PgSessionStore(pg_conninfo)
+    now = real_now_ms()
+    rec = record(new_token(), user_id=user.id, expires_at_ms=now + 60_000)
+    sessions.create(rec)
+    audit = PgAuditStore(pg_conninfo)
+    audit.append(
+        AuditEvent(event="login", outcome="success", timestamp="2027-01-15T08:00:00.000Z",
+                   user_id=user.id, ip="203.0.113.7", user_agent="ua\x1b[31m", origin=None,
+                   provider="default", reason=None)
+    )
+    env = {"DB_CLIENT": "pg", "DB_CONNECTION_STRING": pg_conninfo}
+    code, out, err = run_cli("users", "revoke-sessions", user.email, env=env)
+    assert code == 0, err
+    assert sessions.get(rec.token_hash, now) is None
+    code, out, err = run_cli("audit", "list", "--store", "pg", env=env)
+    assert (code, err) == (0, "")
+    assert out == (
+        f"2027-01-15T08:00:00.000Z  login  success  {user.id}  203.0.113.7  default  -"
+        "  ua=ua?[31m  origin=-\n"
+    )
+    code, _, err = run_cli("audit", "list", "--store", "pg", env={})
+    assert (code, err) == (2, "tokenguard: error: TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg\n")
+    for store in (users, sessions, audit):
+        store.close()
