@@ -18,8 +18,8 @@ Rotation is atomic in the database: it takes a transaction-scoped advisory lock 
 token's family, then reads the old row ``FOR UPDATE`` and decides with the same rule as the
 other backends (:func:`~tokenguard.stores.rotation.plan_rotation`). Of any number of
 concurrent refreshes of one token, in any number of processes, exactly one sees the
-unrotated row. Every write to a family takes that family's lock first (and several
-families' in sorted order), so writers never deadlock.
+unrotated row. Every write touching more than one row of a family takes that family's
+lock first (and several families' in sorted order), so writers never deadlock.
 
 Fail closed: a server that is down, a pool that cannot hand out a connection in time, or any
 database error becomes :class:`~tokenguard.stores.base.StoreUnavailable` ``("database", …)``,
@@ -157,8 +157,9 @@ class _SessionLogic:
     def _create(self, record: SessionRecord) -> Op[None]:
         if record.family != family_of(record.token_hash):
             raise ValueError("record.family must be the family part of record.token_hash")
-        yield Query(_LOCK_FAMILY, (record.family,))
-        yield Query(_SESSION_UPSERT, _session_params(record))
+        # One row, one statement: it cannot wait on another writer in a cycle, so it needs
+        # neither the family's lock nor a transaction of its own.
+        yield Query(_SESSION_UPSERT, _session_params(record), alone=True)
 
     def _get(self, token_hash: str, now_ms: int) -> Op[SessionRecord | None]:
         if "\x00" in token_hash:
