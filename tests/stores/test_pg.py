@@ -14,6 +14,9 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.helpers.auth import SECRET
 from tests.helpers.pg_server import PgServer
@@ -570,3 +573,42 @@ def test_the_cli_revokes_sessions_and_lists_the_audit_trail_in_postgres(pg_conni
     assert (code, err) == (2, "tokenguard: error: TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg\n")
     for store in (users, sessions, audit):
         store.close()
+
+
+_text = st.text(max_size=40)
+
+
+def test_any_user_round_trips_or_is_refused_as_a_value_error(pg_conninfo: str) -> None:
+    """E-mails, names and identifiers are whatever an admin or an identity provider sends:
+    every one PostgreSQL can hold round-trips; the rest (a NUL, a lone surrogate) is a
+    ValueError, never a 503 and never a half-written user."""
+    users = PgUserStore(pg_conninfo)
+    counter = iter(range(10**9))
+
+    @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(email=_text.filter(bool), first=st.none() | _text, external=st.none() | _text)
+    def check(email: str, first: str | None, external: str | None) -> None:
+        user = User(
+            id=f"u{next(counter)}", email=email, first_name=first, external_identifier=external
+        )
+        storable = all(
+            v is None or ("\x00" not in v and not any(0xD800 <= ord(c) < 0xE000 for c in v))
+            for v in (email, first, external)
+        )
+        try:
+            users.create(user)
+        except ValueError:
+            if storable:  # only a clash with an earlier example may refuse it
+                clash = users.get_by_email(email) or (
+                    external is not None and users.get_by_external_identifier(external)
+                )
+                assert clash
+                return
+            assert users.get_by_id(user.id) is None
+            return
+        assert storable
+        assert users.get_by_id(user.id) == user
+        assert users.get_by_email(email.casefold()) == user
+
+    check()
+    users.close()
