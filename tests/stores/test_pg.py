@@ -482,16 +482,17 @@ def test_lookups_with_a_nul_find_nothing_instead_of_failing(pg_conninfo: str) ->
     now = real_now_ms()
     kept = record(new_token(), expires_at_ms=now + 60_000)
     sessions.create(kept)
-    nul = "a\x00b"
-    assert users.get_by_email(nul) is None
-    assert users.get_by_id(nul) is None
-    assert users.get_by_token_hash(nul) is None
-    assert users.get_by_external_identifier(nul) is None
-    assert sessions.get(nul + "." + "0" * 64, now) is None
-    assert sessions.rotate(nul, kept, now_ms=now, grace_ms=0).status == "missing"
-    assert sessions.revoke(nul) is None
-    assert sessions.revoke_user(nul) == 0
-    assert audit.recent(5, user_id=nul) == []
+    for nul in ("a\x00b", "a\ud800b"):  # a NUL; a lone surrogate (no UTF-8 for it)
+        assert users.get_by_email(nul) is None
+        assert users.get_by_id(nul) is None
+        assert users.get_by_token_hash(nul) is None
+        assert users.get_by_external_identifier(nul) is None
+        assert sessions.get(nul + "." + "0" * 64, now) is None
+        assert sessions.rotate(nul, kept, now_ms=now, grace_ms=0).status == "missing"
+        assert sessions.revoke(nul) is None
+        assert sessions.revoke_user(nul) == 0
+        assert sessions.revoke_user("nobody", except_family=nul) == 0
+        assert audit.recent(5, user_id=nul) == []
     assert sessions.get(kept.token_hash, now) == kept
     for store in (users, sessions, audit):
         store.close()

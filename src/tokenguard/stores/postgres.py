@@ -106,6 +106,18 @@ _PURGE = (
 )
 
 
+def _unstorable(text: str) -> bool:
+    """Whether PostgreSQL's text cannot hold ``text`` (a NUL, or a lone surrogate that is
+    not UTF-8): then nothing stored equals it, and a lookup answers "not found" at once."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 _ESCAPE = "\x01"
 _UNESCAPE = re.compile("\x01(.)", re.DOTALL)
 
@@ -162,7 +174,7 @@ class _SessionLogic:
         yield Query(_SESSION_UPSERT, _session_params(record), alone=True)
 
     def _get(self, token_hash: str, now_ms: int) -> Op[SessionRecord | None]:
-        if "\x00" in token_hash:
+        if _unstorable(token_hash):
             return None  # never stored (see _one)
         record = _record((yield Query(_SESSION_SELECT, (token_hash,), alone=True)).rows)
         return record if record is not None and record.is_live(now_ms) else None
@@ -170,7 +182,7 @@ class _SessionLogic:
     def _rotate(
         self, token_hash: str, new: SessionRecord, now_ms: int, grace_ms: int
     ) -> Op[RotateOutcome]:
-        if "\x00" in token_hash:
+        if _unstorable(token_hash):
             return RotateOutcome("missing")
         family = family_of(token_hash)
         yield Query(_LOCK_FAMILY, (family,))
@@ -203,7 +215,7 @@ class _SessionLogic:
             yield Query(_PURGE, (now_ms, now_ms))
 
     def _revoke(self, token_hash: str) -> Op[SessionRecord | None]:
-        if "\x00" in token_hash:
+        if _unstorable(token_hash):
             return None
         yield Query(_LOCK_FAMILY, (family_of(token_hash),))
         record = _record((yield Query(_SESSION_SELECT, (token_hash,))).rows)
@@ -212,9 +224,9 @@ class _SessionLogic:
         return record
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> Op[int]:
-        if "\x00" in user_id:
+        if _unstorable(user_id):
             return 0
-        if except_family is not None and "\x00" in except_family:
+        if except_family is not None and _unstorable(except_family):
             except_family = None  # no stored family has it: nothing to keep
         reply = yield Query(
             "SELECT DISTINCT family FROM tokenguard_sessions"
@@ -327,7 +339,7 @@ class _UserLogic:
 
     @staticmethod
     def _one(where: str, value: str) -> Op[User | None]:
-        if "\x00" in value:
+        if _unstorable(value):
             return None  # PostgreSQL cannot hold it, so no user has it (and no query fails)
         sql = f"{_USER_SELECT} WHERE {where} = %s"
         return _user((yield Query(sql, (value,), alone=True)).rows)
@@ -507,7 +519,7 @@ def _append(event: AuditEvent, max_events: int) -> Op[None]:
 def _recent(limit: int, user_id: str | None, event: str | None) -> Op[list[AuditEvent]]:
     if limit < 1:
         raise ValueError("limit must be positive")
-    if any(v is not None and "\x00" in v for v in (user_id, event)):
+    if any(v is not None and _unstorable(v) for v in (user_id, event)):
         return []
     where: list[str] = []
     args: list[Any] = []
