@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Install tokenguard into ./.venv and run an example app with an embedded SQLite store and a
-# demo administrator. Usage: bash examples/run.sh [starlette|flask]
+# demo administrator. Usage: bash examples/run.sh [starlette|flask|fastapi|flask_sqlalchemy]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-starlette}"
-case "$which" in starlette|flask) ;; *) echo "usage: $0 [starlette|flask]" >&2; exit 2 ;; esac
+case "$which" in starlette|flask|fastapi|flask_sqlalchemy) ;; *) echo "usage: $0 [starlette|flask|fastapi|flask_sqlalchemy]" >&2; exit 2 ;; esac
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[examples]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[examples,sqlalchemy]"
 
 # Demo settings, made once and kept in a local file so that tokens survive a restart.
 demo=.tokenguard-demo.env

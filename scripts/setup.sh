@@ -60,9 +60,27 @@ if ! pg_binaries; then
   fi
 fi
 
+# xmlsec1 checks and makes the XML signatures of SAML logins (pysaml2, tests/test_saml.py).
+command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
+
 # wrk drives the server benchmarks (their smoke test runs in the suite).
 if ! command -v wrk >/dev/null 2>&1; then
   apt_install wrk || true
+fi
+
+# OpenLDAP's slapd serves the LDAP login tests (tests/helpers/ldap_server.py starts its own).
+# Debian's postinst would start a system slapd: a policy-rc.d answering 101 forbids it.
+if ! command -v slapd >/dev/null 2>&1 && [ ! -x /usr/sbin/slapd ]; then
+  if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt_install slapd ldap-utils
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  else
+    apt_install slapd ldap-utils
+  fi
 fi
 
 # Node and npm drive the official @directus/sdk in tests/e2e (the test runs `npm ci` itself).

@@ -66,7 +66,12 @@ def full() -> Iterator[TokenGuard]:
                 "AUTH_IDP_CLIENT_ID": CLIENT_ID,
                 "AUTH_IDP_CLIENT_SECRET": CLIENT_SECRET,
                 "AUTH_IDP_ISSUER_URL": idp.url + "/.well-known/openid-configuration",
-                "AUTH_OTHER_DRIVER": "ldap",  # listed, but signs nobody in here
+                # Served at /auth/login/other; nothing listens there (no login is tried).
+                "AUTH_OTHER_DRIVER": "ldap",
+                "AUTH_OTHER_CLIENT_URL": "ldap://127.0.0.1:9",
+                "AUTH_OTHER_BIND_DN": "",
+                "AUTH_OTHER_BIND_PASSWORD": "",
+                "AUTH_OTHER_USER_DN": "ou=people,dc=example,dc=org",
             },
         )
 
@@ -99,7 +104,8 @@ def test_the_document_is_valid_openapi_3_1(full: TokenGuard) -> None:
     assert document == build_document(full.router)
 
 
-#: The paths of a guard with every kind of route switched on (one SSO provider, "idp").
+#: The paths of a guard with every kind of route switched on (one SSO provider, "idp", and
+#: one LDAP provider, "other").
 EVERY_KIND_OF_PATH = frozenset(
     {
         "/auth",
@@ -113,6 +119,7 @@ EVERY_KIND_OF_PATH = frozenset(
         "/users/me/tfa/disable",
         "/auth/login/idp",
         "/auth/login/idp/callback",
+        "/auth/login/other",
         "/auth/jwks.json",
         "/graphql/system",
         "/service/auth",

@@ -3,15 +3,17 @@
 Works as plain ASGI middleware (``TokenGuardMiddleware(app)``) and through Starlette's or
 FastAPI's ``app.add_middleware(TokenGuardMiddleware, ...)``. The principal lands in
 ``scope["state"]["user"]`` (``request.state.user``), ``scope["state"]["role"]`` and
-``scope["user"]`` (``request.user``). Lifespan scopes pass through (a middleware that made
-its own :class:`~tokenguard.core.TokenGuard` closes it at the lifespan shutdown, before the
-app's ``lifespan.shutdown.complete`` goes out); so do WebSocket scopes unless
-``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
+``scope["user"]`` (``request.user``), and in ``scope["auth"]`` (``request.auth``, whose
+:attr:`~tokenguard.principal.Principal.scopes` Starlette's ``@requires`` reads). Lifespan
+scopes pass through (a middleware that made its own :class:`~tokenguard.core.TokenGuard` closes
+it at the lifespan shutdown, before the app's ``lifespan.shutdown.complete`` goes out); so do
+WebSocket scopes unless ``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.asgi_ws`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import GeneratorType
 from typing import Any
 
@@ -28,6 +30,17 @@ from .types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["TokenGuardMiddleware"]
 
 log = logging.getLogger("tokenguard")
+
+
+def _header_of(scope: Scope) -> Callable[[str], str | None]:
+    def header(name: str) -> str | None:
+        # Repeated headers joined as one, as the routes see them: a proxy that adds its own
+        # X-Forwarded-For line must not leave us reading the client's line.
+        key = name.encode("latin-1")
+        values = [v.decode("latin-1") for k, v in scope["headers"] if k == key]
+        return ", ".join(values) if values else None
+
+    return header
 
 
 def _strip_query_token(scope: Scope, query: str, names: frozenset[str]) -> None:
@@ -60,6 +73,7 @@ class TokenGuardMiddleware:
         self._auth_prefix = self._router.path_prefixes
         settings = self.core.settings
         self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
+        self._throttles = self.core.throttles
         self._websockets: Any = None
         if settings.websockets_enabled:
             from .asgi_ws import WebSocketAuth  # imported only when used
@@ -75,6 +89,8 @@ class TokenGuardMiddleware:
                 await self.app(scope, receive, self._closing_send(send))
                 return
             await self.app(scope, receive, send)
+            return
+        if self._throttles and await self._throttled(scope, send):
             return
         raw_authorization: bytes | None = None
         count = 0
@@ -137,6 +153,7 @@ class TokenGuardMiddleware:
         state["role"] = outcome.role
         scope["state"] = state
         scope["user"] = outcome
+        scope["auth"] = outcome  # its .scopes serve Starlette's @requires
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
@@ -177,6 +194,19 @@ class TokenGuardMiddleware:
             found.get(b"host"),
             scope.get("scheme", "http"),
         )
+
+    async def _throttled(self, scope: Scope, send: Send) -> bool:
+        """Count the request against the app-wide rate limits; answer it if refused."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        refusal = await run_async(self.core.throttle(peer, _header_of(scope)))
+        if refusal is None:
+            return False
+        query = scope.get("query_string", b"").decode("latin-1")
+        if query and self._strip:
+            _strip_query_token(scope, query, self._strip)  # the access log still sees the URL
+        await self._refuse(refusal, send)
+        return True
 
     async def _refuse(self, refusal: Refusal, send: Send) -> None:
         body = refusal.error.body

@@ -79,6 +79,7 @@ def _set_principal(scope: Scope, state: dict[str, Any], principal: Principal) ->
     state["user"] = principal
     state["role"] = principal.role
     scope["user"] = principal
+    scope["auth"] = principal
 
 
 def _headers(scope: Scope) -> tuple[str | None, int, str | None, dict[str, str]]:

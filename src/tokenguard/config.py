@@ -224,6 +224,12 @@ _ENV: dict[str, tuple[str, Any]] = {
     "rate_limiter_points": ("RATE_LIMITER_POINTS", _as_int),
     "rate_limiter_duration_ms": ("RATE_LIMITER_DURATION", lambda n, v: _as_seconds_ms(n, v)),
     "rate_limiter_store": ("RATE_LIMITER_STORE", None),
+    "rate_limiter_global_enabled": ("RATE_LIMITER_GLOBAL_ENABLED", _as_bool),
+    "rate_limiter_global_points": ("RATE_LIMITER_GLOBAL_POINTS", _as_int),
+    "rate_limiter_global_duration_ms": (
+        "RATE_LIMITER_GLOBAL_DURATION",
+        lambda n, v: _as_seconds_ms(n, v),
+    ),
     "login_account_points": ("TOKENGUARD_LOGIN_ACCOUNT_POINTS", _as_int),
     "login_account_duration_ms": ("TOKENGUARD_LOGIN_ACCOUNT_DURATION", _as_duration),
     "auth_login_attempts": ("AUTH_LOGIN_ATTEMPTS", lambda n, v: _as_attempts(n, v)),
@@ -339,12 +345,16 @@ class Settings:
     jwks_cache_ms: int = 300_000
     jwks_min_refetch_ms: int = 10_000
     session_cache_ttl_ms: int = 5_000
-    # Hardening: rate limits (Directus's RATE_LIMITER_*, applied to the /auth routes), the
-    # login lockout, the trusted-proxy hop count and the cookie CSRF check.
+    # Hardening: rate limits (Directus's RATE_LIMITER_* and RATE_LIMITER_GLOBAL_*, on every
+    # request the middleware sees), the login lockout, the trusted-proxy hop count and the
+    # cookie CSRF check.
     rate_limiter_enabled: bool = False
     rate_limiter_points: int = 50
     rate_limiter_duration_ms: int = 1_000
     rate_limiter_store: str = "memory"
+    rate_limiter_global_enabled: bool = False
+    rate_limiter_global_points: int = 1_000
+    rate_limiter_global_duration_ms: int = 1_000
     login_account_points: int = 10
     login_account_duration_ms: int = 60_000
     auth_login_attempts: int = 25
@@ -459,6 +469,22 @@ class Settings:
             raise ConfigError("RATE_LIMITER_STORE=redis needs REDIS (the connection URL)")
         if self.rate_limiter_points < 1 or self.rate_limiter_duration_ms < 1:
             raise ConfigError("RATE_LIMITER_POINTS and RATE_LIMITER_DURATION must be positive")
+        if self.rate_limiter_global_points < 1 or self.rate_limiter_global_duration_ms < 1:
+            raise ConfigError(
+                "RATE_LIMITER_GLOBAL_POINTS and RATE_LIMITER_GLOBAL_DURATION must be positive"
+            )
+        if self.rate_limiter_global_enabled:
+            # As Directus refuses to start: a global limit only makes sense above the
+            # per-address one, which must be on (else one client could use the whole budget).
+            if not self.rate_limiter_enabled:
+                raise ConfigError("RATE_LIMITER_GLOBAL_ENABLED needs RATE_LIMITER_ENABLED=true")
+            global_rate = self.rate_limiter_global_points / self.rate_limiter_global_duration_ms
+            address_rate = self.rate_limiter_points / self.rate_limiter_duration_ms
+            if global_rate <= address_rate:
+                raise ConfigError(
+                    "RATE_LIMITER_GLOBAL_POINTS/_DURATION must allow more requests per second "
+                    "than RATE_LIMITER_POINTS/_DURATION"
+                )
         if self.login_account_points < 0 or self.login_account_duration_ms < 1:
             raise ConfigError("TOKENGUARD_LOGIN_ACCOUNT_POINTS/_DURATION cannot be negative")
         if self.auth_login_attempts < 0 or self.ip_trust_proxy < 0:

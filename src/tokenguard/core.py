@@ -14,16 +14,18 @@ from typing import Any, Literal
 from .audit import AsyncAuditStore, Audit, AuditStore
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
-from .auth.service import AuthService
+from .auth.service import AuthService, ClientInfo
 from .closing import Resources
 from .config import Settings
 from .csrf import SAFE_METHODS
+from .errors import AuthError
+from .flow import Flow
 from .guard import Guard, Outcome, Refusal
 from .http.cookies import clear_cookie
 from .http.extras import build_extras
 from .http.routes import AuthRouter
 from .invalidation import invalidation_for
-from .limits import Limits, counter_for
+from .limits import Limits, TooManyRequests, client_address, counter_for
 from .logs import install_log_redaction
 from .principal import Principal
 from .redact import Redactor
@@ -150,6 +152,9 @@ class TokenGuard:
         counter = counter_for(settings, flavour)
         made.append(counter)
         self.limits = Limits(settings, counter, clock=clock)
+        #: Whether the shells count every request (RATE_LIMITER_ENABLED / _GLOBAL_ENABLED).
+        self.throttles = self.limits.per_request
+        self._trust_hops = settings.ip_trust_proxy
         if audit is None:
             from .stores.audit import audit_store_for
 
@@ -183,6 +188,8 @@ class TokenGuard:
             account=self.extras.account,
             sso=self.extras.sso,
             providers=self.extras.providers,
+            ldap=dict(self.extras.ldap),
+            saml=self.extras.saml,
         )
         if settings.graphql_enabled or settings.graphql_auth_service_path:
             from .graphql import GraphQLRoutes  # needs the `graphql` extra
@@ -237,10 +244,39 @@ class TokenGuard:
     ) -> None:
         await self.aclose()
 
+    def throttle(
+        self, peer: str | None, header: Callable[[str], str | None]
+    ) -> Flow[Refusal | None]:
+        """Count one request against Directus's app-wide limiters, before it is
+        authenticated (so that refused tokens count too): ``None`` to go on, or the 429
+        (``REQUESTS_EXCEEDED``) or 503 (limiter unreachable: fail closed) to answer.
+
+        ``header`` finds a request header by its lower-case name; it is asked for
+        ``x-forwarded-for`` (read only behind ``IP_TRUST_PROXY``), and on a refusal for the
+        audit record's ``user-agent`` and ``origin``.
+        """
+        forwarded = header("x-forwarded-for") if self._trust_hops else None
+        address = client_address(peer, forwarded, self._trust_hops)
+        try:
+            yield from self.limits.check_request(address)
+        except TooManyRequests as error:
+            if error.first:
+                client = ClientInfo(address, header("user-agent"), header("origin"))
+                yield from self.audit.emit(
+                    "throttle", "blocked", client, provider=None, reason=error.code
+                )
+            return Refusal(error)
+        except AuthError as error:
+            return Refusal(error)
+        return None
+
     def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
-        """Extra headers for a refusal: the session cookie's deletion when it was the culprit."""
+        """Extra headers for a refusal: the session cookie's deletion when it was the culprit,
+        ``Retry-After`` on a 429."""
         if refusal.clear_session_cookie:
             return [("set-cookie", self._clear_session)]
+        if isinstance(refusal.error, TooManyRequests):
+            return [("retry-after", str(refusal.error.retry_after))]
         return []
 
     def csrf_refusal(

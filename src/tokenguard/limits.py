@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = [
+    "GLOBAL_KEY",
     "AsyncRedisCounter",
     "Hit",
     "Limits",
@@ -225,13 +226,16 @@ class TooManyRequests(AuthError):
     """429 ``REQUESTS_EXCEEDED`` with Directus's body; ``retry_after`` is the seconds for the
     ``Retry-After`` header."""
 
-    def __init__(self, limit: int, ms_before_next: int, now: float) -> None:
+    def __init__(self, limit: int, ms_before_next: int, now: float, *, first: bool = True) -> None:
         reset = datetime.fromtimestamp(now + ms_before_next / 1000, tz=timezone.utc)
         reset_iso = reset.strftime("%Y-%m-%dT%H:%M:%S.") + f"{reset.microsecond // 1000:03d}Z"
         base = requests_exceeded(limit, reset_iso, ms_before_next)
         super().__init__(base.status, base.code, base.message, base.extensions)
         # Directus rounds to the nearest second, which can say "0": never invite an instant retry.
         self.retry_after = max(1, math.ceil(ms_before_next / 1000))
+        #: Whether this is the first refusal of its window (the one worth an audit record:
+        #: a flood of refused requests must not become a flood of writes).
+        self.first = first
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trust_hops: int) -> str | None:
@@ -251,11 +255,17 @@ def client_address(peer: str | None, forwarded_for: str | None, trust_hops: int)
     return address
 
 
-class Limits:
-    """The brute-force policy, once for both shells.
+#: The one key every request counts against under ``RATE_LIMITER_GLOBAL_ENABLED``.
+GLOBAL_KEY = "global-rate-limit"
 
-    - per client address, on every ``/auth`` POST: ``RATE_LIMITER_POINTS`` per
-      ``RATE_LIMITER_DURATION`` when ``RATE_LIMITER_ENABLED``;
+
+class Limits:
+    """The rate-limit and brute-force policy, once for both shells.
+
+    - app-wide, on every request the middleware sees (:meth:`check_request`): all clients
+      together, ``RATE_LIMITER_GLOBAL_POINTS`` per ``RATE_LIMITER_GLOBAL_DURATION`` when
+      ``RATE_LIMITER_GLOBAL_ENABLED``; then per client address, ``RATE_LIMITER_POINTS`` per
+      ``RATE_LIMITER_DURATION`` when ``RATE_LIMITER_ENABLED`` (Directus's two limiters);
     - per account (the e-mail as typed, lower-cased, known or not — so that the answer does not
       tell which accounts exist): ``TOKENGUARD_LOGIN_ACCOUNT_POINTS`` login attempts per
       ``TOKENGUARD_LOGIN_ACCOUNT_DURATION``, reset by a successful login;
@@ -275,6 +285,9 @@ class Limits:
         self.ip_enabled = settings.rate_limiter_enabled
         self.ip_points = settings.rate_limiter_points
         self.ip_window_ms = settings.rate_limiter_duration_ms
+        self.global_enabled = settings.rate_limiter_global_enabled
+        self.global_points = settings.rate_limiter_global_points
+        self.global_window_ms = settings.rate_limiter_global_duration_ms
         self.account_points = settings.login_account_points
         self.account_window_ms = settings.login_account_duration_ms
         self.lockout_after = settings.auth_login_attempts
@@ -294,13 +307,31 @@ class Limits:
         except Exception:
             raise service_unavailable("authentication", UNREACHABLE) from None
 
+    @property
+    def per_request(self) -> bool:
+        """Whether every request is counted (either limiter is on)."""
+        return self.ip_enabled or self.global_enabled
+
+    def check_request(self, address: str | None) -> Flow[None]:
+        """Count one request: against the global limit, then against ``address``'s; raise
+        429 past either (a request without an address is counted globally only)."""
+        if self.global_enabled:
+            hit = yield from self._hit(GLOBAL_KEY, self.global_window_ms)
+            self._over(hit, self.global_points)
+        yield from self.check_address(address)
+
     def check_address(self, address: str | None) -> Flow[None]:
         """Count one request from ``address``; raise 429 past the limit."""
         if not self.ip_enabled or address is None:
             return
         hit = yield from self._hit(f"ip:{address}", self.ip_window_ms)
-        if hit.count > self.ip_points:
-            raise TooManyRequests(self.ip_points, max(hit.ms_before_next, 0), self.clock())
+        self._over(hit, self.ip_points)
+
+    def _over(self, hit: Hit, points: int) -> None:
+        if hit.count > points:
+            raise TooManyRequests(
+                points, max(hit.ms_before_next, 0), self.clock(), first=hit.count == points + 1
+            )
 
     def check_account(self, email: str) -> Flow[None]:
         """Count one login attempt for ``email``; raise 429 past the limit."""
@@ -308,8 +339,7 @@ class Limits:
             return
         # Counted before the outcome is known (parallel guesses all count); a success resets.
         hit = yield from self._hit(_account_key(email), self.account_window_ms)
-        if hit.count > self.account_points:
-            raise TooManyRequests(self.account_points, max(hit.ms_before_next, 0), self.clock())
+        self._over(hit, self.account_points)
 
     def attempt(self, user_id: str) -> Flow[bool]:
         """Count one password attempt for an existing user, before the password is checked

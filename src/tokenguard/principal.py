@@ -37,6 +37,33 @@ class Principal:
         """Alias of :attr:`user`, matching Directus's ``id`` claim."""
         return self.user
 
+    # Starlette's BaseUser and AuthCredentials, by duck typing: the ASGI shell puts the
+    # principal in scope["user"] and scope["auth"], so `request.user.display_name` and
+    # `@requires("authenticated")` work without Starlette's AuthenticationMiddleware.
+
+    @property
+    def display_name(self) -> str:
+        return self.user or ""
+
+    @property
+    def identity(self) -> str:
+        return self.user or ""
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """``authenticated``, ``role:<role>``, ``admin`` and ``app`` as they apply, for
+        Starlette's ``@requires(...)``; empty for the public caller."""
+        if self.user is None:
+            return ()
+        found = ["authenticated"]
+        if self.role is not None:
+            found.append(f"role:{self.role}")
+        if self.admin:
+            found.append("admin")
+        if self.app:
+            found.append("app")
+        return tuple(found)
+
     def __repr__(self) -> str:
         # The session id doubles as a refresh secret in session mode: keep it out of reprs.
         return (

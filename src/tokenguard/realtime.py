@@ -193,6 +193,13 @@ UNPARSABLE = _dumps(
 PING = _dumps({"type": "ping"})
 
 
+def too_many_messages(ms_before_next: int) -> str:
+    """The frame Directus answers a message over the per-connection rate limit with."""
+    message = f"Too many messages, retry after {ms_before_next}ms."
+    error = {"code": "REQUESTS_EXCEEDED", "message": message}
+    return _dumps({"type": "server", "status": "error", "error": error})
+
+
 def _pong(uid: Any) -> str:
     return _dumps({"type": "pong", "uid": uid} if uid is not None else {"type": "pong"})
 
@@ -286,6 +293,11 @@ class Realtime:
             if settings.websockets_heartbeat_enabled
             else None
         )
+        #: RATE_LIMITER_*: points per window for the frames of each connection, or None.
+        self.message_points = (
+            settings.rate_limiter_points if settings.rate_limiter_enabled else None
+        )
+        self.message_window = settings.rate_limiter_duration_ms / 1000
 
     def connection(self, client: ClientInfo | None = None) -> Connection:
         """A fresh state machine for one socket; ``client`` is copied into sessions."""
@@ -304,6 +316,10 @@ class Connection:
         self.state: _State = "new"
         self.principal: Principal | None = None
         self._active = True  # a frame arrived since the last heartbeat ping (or it just opened)
+        # The per-connection message limit's fixed window. A socket lives in one process, so
+        # its count needs no shared store (and no round trip per frame).
+        self._window_ends = 0.0
+        self._window_count = 0
 
     @property
     def mode(self) -> Mode:
@@ -344,6 +360,10 @@ class Connection:
         if state in ("new", "closed"):
             return []
         self._active = True
+        if self._rt.message_points is not None:
+            refused = self._count_message()
+            if refused is not None:
+                return refused
         parsed = parse_message(data)
         if state == "handshake":
             return self._handshake(parsed)
@@ -363,6 +383,19 @@ class Connection:
         if state == "expired" and self.mode != "public":
             return [SendJSON(auth_error("TOKEN_EXPIRED", "Token expired.", uid))]
         return [Deliver(data)]
+
+    def _count_message(self) -> Answer | None:
+        """Directus's per-connection limit on incoming frames: past it, every frame (an
+        ``auth`` one too) is dropped with ``REQUESTS_EXCEEDED`` until the window ends."""
+        rt = self._rt
+        now = rt.clock()
+        if now >= self._window_ends:
+            self._window_ends, self._window_count = now + rt.message_window, 0
+        self._window_count += 1
+        assert rt.message_points is not None
+        if self._window_count <= rt.message_points:
+            return None
+        return [SendJSON(too_many_messages(max(0, math.ceil((self._window_ends - now) * 1000))))]
 
     def timer(self, name: TimerName) -> Answer | Flow[Answer]:
         """The timer ``name`` fired. A heartbeat also re-checks a session-cookie principal's

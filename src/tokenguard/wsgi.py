@@ -12,7 +12,7 @@ The principal is put in the environ under documented keys:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import GeneratorType
 from typing import Any
 
@@ -58,6 +58,14 @@ def _strip_query_token(environ: Environ, query: str, names: frozenset[str]) -> N
             environ[key] = f"{path}?{stripped}" if stripped else path
 
 
+def _header_of(environ: Environ) -> Callable[[str], str | None]:
+    def header(name: str) -> str | None:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+    return header
+
+
 def status_line(code: int) -> str:
     return _STATUS.get(code) or f"{code} Status"
 
@@ -80,9 +88,16 @@ class TokenGuardWSGI:
         self._auth_prefix = self._router.path_prefixes
         settings = self.core.settings
         self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
+        self._throttles = self.core.throttles
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING", "")
+        if self._throttles:
+            refusal = run_sync(self.core.throttle(environ.get("REMOTE_ADDR"), _header_of(environ)))
+            if refusal is not None:
+                if query and self._strip:
+                    _strip_query_token(environ, query, self._strip)
+                return self._refuse(refusal, start_response)
         authorization = environ.get("HTTP_AUTHORIZATION")
         if authorization is not None and "," not in authorization:
             # The common request, a repeated Bearer token: answered from the guard's cache

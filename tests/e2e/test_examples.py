@@ -1,4 +1,4 @@
-"""The two example apps, served by a real uvicorn and a real Werkzeug server on 127.0.0.1."""
+"""The example apps, served by a real uvicorn and a real Werkzeug server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ ENV = {
 COMMANDS = {
     "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
     "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
+    "fastapi-uvicorn": [sys.executable, "-m", "examples.fastapi_app.app"],
+    "flask-sqlalchemy-werkzeug": [sys.executable, "-m", "examples.flask_sqlalchemy_app.app"],
 }
 
 

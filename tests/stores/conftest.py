@@ -30,7 +30,7 @@ from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
 from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
 SESSION_BACKENDS = ["memory", "sqlite", "redis", "redis-async", "pg", "pg-async"]
-USER_BACKENDS = ["memory", "sqlite", "pg", "pg-async"]
+USER_BACKENDS = ["memory", "sqlite", "sqlalchemy", "sqlalchemy-async", "pg", "pg-async"]
 
 _ALPHABET = string.ascii_letters + string.digits + "_-"
 
@@ -156,6 +156,10 @@ def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryUserStore()
         return
+    if request.param.startswith("sqlalchemy"):
+        with ExitStack() as stack:
+            yield open_sqlalchemy_users(request.param == "sqlalchemy-async", stack, tmp_path)
+        return
     if request.param.startswith("pg"):
         request.applymarker(pytest.mark.pg)
         conninfo = request.getfixturevalue("pg_conninfo")
@@ -165,6 +169,29 @@ def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     store = SQLiteUserStore(tmp_path / "users.db")
     yield store
     store.close()
+
+
+def open_sqlalchemy_users(use_async: bool, stack: ExitStack, directory: Path) -> Any:
+    """A user store over tests.helpers.sqla_models.Account in a fresh SQLite file, through
+    the bridge's sync store or (over aiosqlite, on a portal's event loop) its async one."""
+    from sqlalchemy import create_engine
+
+    from tests.helpers.sqla_models import ACCOUNT_COLUMNS, Account, Base
+    from tokenguard.stores.sqlalchemy import sqlalchemy_users
+
+    url = f"sqlite:///{directory / 'accounts.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    if not use_async:
+        stack.callback(engine.dispose)
+        return sqlalchemy_users(Account, engine, **ACCOUNT_COLUMNS)
+    engine.dispose()
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    portal = stack.enter_context(start_blocking_portal())
+    async_engine = portal.call(create_async_engine, url.replace("sqlite:", "sqlite+aiosqlite:"))
+    stack.callback(portal.call, async_engine.dispose)
+    return PortalStore(sqlalchemy_users(Account, async_engine, **ACCOUNT_COLUMNS), portal)
 
 
 @pytest.fixture

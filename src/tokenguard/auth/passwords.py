@@ -1,5 +1,7 @@
 """Password hashing with argon2id (argon2-cffi), and a verification that costs the same
-whether or not the user exists.
+whether or not the user exists. Hashes other software wrote (bcrypt, Werkzeug, Django; see
+:mod:`tokenguard.auth.legacy_hashes`) verify too, and :meth:`Passwords.needs_rehash` says to
+replace them with argon2id at the next successful login.
 
 Passwords are only ever handled as bytes inside this module; they are never stored, logged
 or put in an exception message.
@@ -7,13 +9,18 @@ or put in an exception message.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .legacy_hashes import argon2_of_django, verify_legacy
+
 __all__ = ["Passwords", "hash_password", "verify_password"]
+
+log = logging.getLogger("tokenguard")
 
 
 def _encode(password: str) -> bytes:
@@ -62,6 +69,17 @@ class Passwords:
         if not password_hash:
             self.burn(password)
             return False
+        password_hash = argon2_of_django(password_hash) or password_hash
+        if not password_hash.startswith("$argon2"):
+            try:
+                legacy = verify_legacy(password_hash, candidate)
+            except RuntimeError as exc:  # a hash we know, a library that is missing
+                log.error("%s", exc)
+                legacy = None
+            if legacy is not None:
+                return legacy
+            self.burn(password)
+            return False
         try:
             return self.hasher.verify(password_hash, candidate)
         except VerifyMismatchError:
@@ -78,7 +96,8 @@ class Passwords:
             pass
 
     def needs_rehash(self, password_hash: str) -> bool:
-        """Whether ``password_hash`` was made with other parameters than the current ones."""
+        """Whether ``password_hash`` is not an argon2id hash of the current parameters (a
+        foreign format included)."""
         try:
             return self.hasher.check_needs_rehash(password_hash)
         except (InvalidHashError, ValueError):

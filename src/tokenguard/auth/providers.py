@@ -2,25 +2,81 @@
 
 Providers are read the way Directus reads them (spec §10): each name in ``AUTH_PROVIDERS``
 whose ``AUTH_<NAME>_DRIVER`` is set is listed, in that order. ``openid`` and ``oauth2``
-providers also sign users in (:mod:`tokenguard.auth.sso`); other drivers (``ldap``,
-``saml``) are listed so a front end shows them, but tokenguard does not serve them.
+providers sign users in through a redirect (:mod:`tokenguard.auth.sso`), ``saml`` providers
+through the identity provider's signed POST (:mod:`tokenguard.auth.saml`, the ``saml`` extra),
+and ``ldap`` providers with an identifier and a password checked against the directory
+(:mod:`tokenguard.auth.ldap`); other drivers are listed so a front end shows them, but
+tokenguard does not serve them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
 from .external import Registration
 
-__all__ = ["SSO_DRIVERS", "Provider", "load_providers", "providers_body", "role_mapping"]
+__all__ = [
+    "LDAP_DRIVER",
+    "SAML_DEFAULT_KEYS",
+    "SSO_DRIVERS",
+    "LdapConfig",
+    "Provider",
+    "load_providers",
+    "providers_body",
+    "role_mapping",
+]
 
-#: The drivers tokenguard signs users in with.
+#: The drivers tokenguard signs users in with through a redirect.
 SSO_DRIVERS = ("openid", "oauth2")
+#: The driver whose users log in with an identifier and a password (``POST /auth/login/<p>``).
+LDAP_DRIVER = "ldap"
 _MODES = ("json", "cookie", "session")
+_SCOPES = ("base", "one", "sub")
+
+
+@dataclass(frozen=True, slots=True)
+class LdapConfig:
+    """An ``ldap`` provider's directory settings (``AUTH_<P>_*``, Directus's names)."""
+
+    #: ``CLIENT_URL``: ``ldap://host:port`` or ``ldaps://host:port``.
+    client_url: str
+    #: ``USER_DN``: where the people are searched.
+    user_dn: str
+    #: ``BIND_DN`` / ``BIND_PASSWORD``: the service account that searches (both empty: an
+    #: anonymous search).
+    bind_dn: str = ""
+    bind_password: str = field(default="", repr=False)
+    user_attribute: str = "cn"
+    user_scope: str = "one"
+    mail_attribute: str = "mail"
+    first_name_attribute: str = "givenName"
+    last_name_attribute: str = "sn"
+    #: ``GROUP_DN``: where the groups naming the user are searched (their ``cn`` is matched
+    #: against ``ROLE_MAPPING``); ``None``: roles are not taken from the directory.
+    group_dn: str | None = None
+    group_attribute: str = "member"
+    group_scope: str = "one"
+    #: ``CLIENT_CONNECT_TIMEOUT`` and ``CLIENT_TIMEOUT`` (each operation), in milliseconds
+    #: (the operation timeout is applied in whole seconds, rounded up).
+    connect_timeout_ms: int = 5_000
+    timeout_ms: int = 10_000
+    #: tokenguard-specific ``CLIENT_TLS_CA_FILE``: the CA bundle ``ldaps://`` and StartTLS
+    #: certificates are checked against (the system's when unset; never unchecked).
+    ca_file: str | None = None
+    #: tokenguard-specific ``CLIENT_START_TLS``: upgrade an ``ldap://`` connection first.
+    start_tls: bool = False
+_CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
+#: Directus's SAML attribute names for the identifier, e-mail, given and family name.
+SAML_DEFAULT_KEYS = (
+    _CLAIMS + "nameidentifier",
+    _CLAIMS + "emailaddress",
+    _CLAIMS + "givenname",
+    _CLAIMS + "surname",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +114,17 @@ class Provider:
     #: sign in through this provider too. Off by default: it trusts the provider's e-mails.
     link_existing: bool = False
     login_timeout_ms: int = 300_000
+    #: The directory settings of an ``ldap`` provider, else ``None``.
+    ldap: LdapConfig | None = None
+    #: ``saml``: ``AUTH_<P>_IDP_metadata`` and ``AUTH_<P>_SP_metadata`` (XML documents).
+    idp_metadata: str | None = None
+    sp_metadata: str | None = None
+    #: ``saml``, tokenguard-specific: accept IdP-initiated responses (no ``InResponseTo``).
+    allow_unsolicited: bool = False
+    #: ``saml``, tokenguard-specific: PEM files of our key and certificate
+    #: (``AUTH_<P>_SP_KEY_FILE``/``_SP_CERT_FILE``): sign AuthnRequests, decrypt assertions.
+    sp_key_file: str | None = None
+    sp_cert_file: str | None = None
 
     def __repr__(self) -> str:
         return f"Provider(name={self.name!r}, driver={self.driver!r})"
@@ -73,7 +140,9 @@ class Provider:
             allow_public_registration=self.allow_public_registration,
             default_role_id=self.default_role_id,
             sync_user_info=self.sync_user_info,
-            update_role=bool(self.role_mapping),
+            # LDAP takes roles from groups only when GROUP_DN is set (as Directus does).
+            update_role=bool(self.role_mapping)
+            and (self.ldap is None or self.ldap.group_dn is not None),
             link_existing=self.link_existing,
         )
 
@@ -104,10 +173,27 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
     driver = get("DRIVER")
     if driver is None:
         return None
+
+    def either(key: str) -> str | None:
+        # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
+        # `METADATA` both name the metadata.
+        return get(key + "metadata") or get(key + "METADATA")
+
     mode = (get("MODE") or "session").lower()
     if mode not in _MODES:
         raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
     openid = driver == "openid"
+    ldap = _ldap_config(prefix, env) if driver == LDAP_DRIVER else None
+    # Directus registers every directory user who logs in; the others register nobody
+    # unless told to.
+    registration = get("ALLOW_PUBLIC_REGISTRATION") or ("true" if ldap else "false")
+    saml = driver == "saml"
+    # The default claim (attribute) names: identifier, e-mail, first and last name.
+    keys: tuple[str | None, ...] = (None, "email", None, None)
+    if saml:
+        keys = SAML_DEFAULT_KEYS
+    elif openid:
+        keys = ("sub", "email", "given_name", "family_name")
     provider = Provider(
         name=name,
         driver=driver,
@@ -121,13 +207,11 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         authorize_url=get("AUTHORIZE_URL"),
         access_url=get("ACCESS_URL"),
         profile_url=get("PROFILE_URL"),
-        identifier_key=get("IDENTIFIER_KEY") or ("sub" if openid else None),
-        email_key=get("EMAIL_KEY") or "email",
-        first_name_key=get("FIRST_NAME_KEY") or ("given_name" if openid else None),
-        last_name_key=get("LAST_NAME_KEY") or ("family_name" if openid else None),
-        allow_public_registration=_as_bool(
-            prefix + "ALLOW_PUBLIC_REGISTRATION", get("ALLOW_PUBLIC_REGISTRATION") or "false"
-        ),
+        identifier_key=get("IDENTIFIER_KEY") or keys[0],
+        email_key=get("EMAIL_KEY") or keys[1] or "email",
+        first_name_key=get("GIVEN_NAME_KEY" if saml else "FIRST_NAME_KEY") or keys[2],
+        last_name_key=get("FAMILY_NAME_KEY" if saml else "LAST_NAME_KEY") or keys[3],
+        allow_public_registration=_as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
         default_role_id=get("DEFAULT_ROLE_ID"),
         sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
         role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
@@ -137,7 +221,30 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         ),
         link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
         login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        ldap=ldap,
+        idp_metadata=either("IDP_") if saml else None,
+        sp_metadata=either("SP_") if saml else None,
+        allow_unsolicited=saml
+        and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
+        sp_key_file=get("SP_KEY_FILE") if saml else None,
+        sp_cert_file=get("SP_CERT_FILE") if saml else None,
     )
+    if ldap is not None and ldap.group_dn is not None and not provider.role_mapping:
+        # Directus matches the group names with its roles table; tokenguard has none.
+        raise ConfigError(
+            f"{prefix}GROUP_DN needs {prefix}ROLE_MAPPING (a JSON object of group cn -> role id)"
+        )
+    if saml:
+        # Parsed (and checked further) when the SAML login is built, at start-up.
+        for side in ("IDP", "SP"):
+            value = provider.idp_metadata if side == "IDP" else provider.sp_metadata
+            if not value or "<" not in value:
+                raise ConfigError(
+                    f"{prefix}{side}_metadata (the {side} metadata XML) is required for the "
+                    "saml driver"
+                )
+        if (provider.sp_key_file is None) != (provider.sp_cert_file is None):
+            raise ConfigError(f"{prefix}SP_KEY_FILE and {prefix}SP_CERT_FILE go together")
     if provider.signs_in:
         if not provider.client_id:
             raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")
@@ -151,6 +258,60 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
                 "for the oauth2 driver"
             )
     return provider
+
+
+def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
+    def get(key: str, default: str | None = None) -> str | None:
+        value = env.get(prefix + key)
+        return value if value else default
+
+    url = get("CLIENT_URL")
+    if not url:
+        raise ConfigError(f"{prefix}CLIENT_URL is required for the ldap driver")
+    if not url.lower().startswith(("ldap://", "ldaps://")):
+        raise ConfigError(f"{prefix}CLIENT_URL must be an ldap:// or ldaps:// URL")
+    user_dn = get("USER_DN")
+    if not user_dn:
+        raise ConfigError(f"{prefix}USER_DN is required for the ldap driver")
+    # As in Directus both must be given; set to empty they mean an anonymous search.
+    bind_dn, bind_password = env.get(prefix + "BIND_DN"), env.get(prefix + "BIND_PASSWORD")
+    if bind_dn is None or bind_password is None:
+        raise ConfigError(
+            f"{prefix}BIND_DN and {prefix}BIND_PASSWORD are required for the ldap driver "
+            "(set both empty for an anonymous search)"
+        )
+    if bool(bind_dn) != bool(bind_password):
+        raise ConfigError(f"{prefix}BIND_DN and {prefix}BIND_PASSWORD go together")
+    scopes = {}
+    for key in ("USER_SCOPE", "GROUP_SCOPE"):
+        scope = (get(key) or "one").lower()
+        if scope not in _SCOPES:
+            raise ConfigError(f"{prefix}{key} must be base, one or sub, not {scope!r}")
+        scopes[key] = scope
+    timeouts = {}
+    for key, default in (("CLIENT_CONNECT_TIMEOUT", "5000"), ("CLIENT_TIMEOUT", "10000")):
+        ms = _as_duration(prefix + key, get(key, default))
+        if ms <= 0:
+            raise ConfigError(f"{prefix}{key} must be positive")
+        timeouts[key] = ms
+    return LdapConfig(
+        client_url=url,
+        user_dn=user_dn,
+        bind_dn=bind_dn,
+        bind_password=bind_password,
+        user_attribute=get("USER_ATTRIBUTE", "cn") or "cn",
+        user_scope=scopes["USER_SCOPE"],
+        mail_attribute=get("MAIL_ATTRIBUTE", "mail") or "mail",
+        first_name_attribute=get("FIRST_NAME_ATTRIBUTE", "givenName") or "givenName",
+        last_name_attribute=get("LAST_NAME_ATTRIBUTE", "sn") or "sn",
+        group_dn=get("GROUP_DN"),
+        group_attribute=get("GROUP_ATTRIBUTE", "member") or "member",
+        group_scope=scopes["GROUP_SCOPE"],
+        connect_timeout_ms=timeouts["CLIENT_CONNECT_TIMEOUT"],
+        timeout_ms=timeouts["CLIENT_TIMEOUT"],
+        ca_file=get("CLIENT_TLS_CA_FILE"),
+        start_tls=_as_bool(prefix + "CLIENT_START_TLS", get("CLIENT_START_TLS") or "false"),
+    )
 
 
 def load_providers(settings: Settings) -> tuple[Provider, ...]:

@@ -50,12 +50,45 @@ from ..tokens import issue_access_token
 from .passwords import Passwords
 from .refresh_tokens import RefreshTokens, is_refresh_token
 
-__all__ = ["AuthService", "ClientInfo", "Credentials", "Mode", "OtpVerifier", "Tokens"]
+__all__ = [
+    "AuthService",
+    "ClientInfo",
+    "Credentials",
+    "Mode",
+    "OtpVerifier",
+    "PasswordProvider",
+    "Tokens",
+]
 
 log = logging.getLogger("tokenguard.auth")
 
 Mode = Literal["json", "cookie", "session"]
 OtpVerifier = Callable[[User, str], bool]
+
+
+class PasswordProvider(Protocol):
+    """A provider that checks the password itself (:class:`tokenguard.auth.ldap.LdapLogin`):
+    it finds the user (``found``: appended once known, for the audit trail) and checks the
+    password with :meth:`AuthService.check_password` and :meth:`AuthService.check_otp`."""
+
+    @property
+    def name(self) -> str: ...
+
+    def authenticate(
+        self,
+        service: AuthService,
+        credentials: Credentials,
+        client: ClientInfo,
+        found: list[User],
+    ) -> Flow[User]: ...
+
+    def still_valid(self, user: User) -> Flow[bool]:
+        """Whether ``user``'s account still may sign in (checked at each refresh)."""
+        ...
+
+    def verify_password(self, user: User, password: str) -> Flow[bool]:
+        """Whether ``password`` is ``user``'s (for the two-factor enrolment)."""
+        ...
 
 
 class OtpCheck(Protocol):
@@ -80,7 +113,8 @@ class ClientInfo:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """A validated login payload."""
+    """A validated login payload. ``email`` is the provider's identifier for a
+    :class:`PasswordProvider` (an LDAP user name)."""
 
     email: str
     password: str
@@ -160,6 +194,10 @@ class AuthService:
         self._stall_s = settings.login_stall_ms / 1000
         #: Where authentication events go (tokenguard.audit): the log, and a store if any.
         self.audit = audit if audit is not None else Audit(clock=clock)
+        #: Provider name -> a check each refresh of that provider's users goes through
+        #: (:meth:`PasswordProvider.still_valid`: an LDAP account disabled or removed since
+        #: the login ends its sessions at their next refresh, as in Directus).
+        self.password_providers: dict[str, PasswordProvider] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -219,18 +257,6 @@ class AuthService:
             origin=client.origin,
         )
 
-    # -- rate limits -----------------------------------------------------------------------
-
-    def check_address(self, client: ClientInfo) -> Flow[None]:
-        """Count one request from ``client``'s address; a 429 past the limit, audited."""
-        try:
-            yield from self.limits.check_address(client.ip)
-        except TooManyRequests as error:
-            yield from self.audit.emit(
-                "throttle", "blocked", client, provider=None, reason=error.code
-            )
-            raise
-
     # -- login -----------------------------------------------------------------------------
 
     def login(
@@ -239,34 +265,52 @@ class AuthService:
         mode: Mode,
         client: ClientInfo,
         started: float,
+        *,
+        provider: PasswordProvider | None = None,
     ) -> Flow[Tokens]:
         """Log in with e-mail and password (and OTP); ``started`` is the ``monotonic`` time
-        the request began, from which the stall is measured."""
+        the request began, from which the stall is measured.
+
+        ``provider`` checks the password somewhere else (an LDAP directory): it finds the
+        user and checks the password; the limits, the lockout, the audit trail, the stall
+        and the session are this method's, the same for every provider."""
+        name = provider.name if provider is not None else "default"
+        # The account an identifier names is per provider: "ada" at two directories are two.
+        account = credentials.email if provider is None else f"{name}\x00{credentials.email}"
         # Counted before anything else and answered at once: a 429 that waited for the stall
         # would let a flood hold a worker per request.
         try:
-            yield from self.limits.check_account(credentials.email)
+            yield from self.limits.check_account(account)
         except TooManyRequests as error:
             # The account is named by the e-mail alone, which the trail never holds.
-            yield from self.audit.emit("throttle", "blocked", client, reason=error.code)
+            yield from self.audit.emit(
+                "throttle", "blocked", client, provider=name, reason=error.code
+            )
             raise
         found: list[User] = []
         try:
-            tokens = yield from self._login(credentials, mode, client, found)
+            if provider is None:
+                user = yield from self._local_user(credentials, client, found)
+            else:
+                user = yield from provider.authenticate(self, credentials, client, found)
+            # Only a complete login (password and OTP) ends the run of failures: wrong codes
+            # after a right password keep counting towards the lockout.
+            yield from self.limits.succeeded(user.id, account)
+            tokens = yield from self.start_session(user, mode, client)
         except AuthError as error:
             log.info("login refused: %s", error.code)
             user_id = found[0].id if found else None
             yield from self.audit.emit(
-                "login", "failure", client, user_id=user_id, reason=error.code
+                "login", "failure", client, user_id=user_id, provider=name, reason=error.code
             )
             yield from self.stall(started)
             raise
         yield from self.stall(started)
         return tokens
 
-    def _login(
-        self, credentials: Credentials, mode: Mode, client: ClientInfo, found: list[User]
-    ) -> Flow[Tokens]:
+    def _local_user(
+        self, credentials: Credentials, client: ClientInfo, found: list[User]
+    ) -> Flow[User]:
         if not self.passwords.warm:
             # Made before the first lookup, whatever its outcome, so that no login ever pays
             # for it on the unknown-user path only.
@@ -276,36 +320,64 @@ class AuthService:
             yield Call(self.passwords.burn, (credentials.password,), blocking=True)
             raise invalid_credentials()
         found.append(user)
+        yield from self.check_password(user, client, self._verify(user, credentials.password))
+        yield from self.check_otp(user, credentials.otp)
+        if self.passwords.needs_rehash(user.password_hash or ""):
+            yield from self._rehash(user, credentials.password)
+        return user
+
+    def _verify(self, user: User, password: str) -> Flow[bool]:
+        ok: bool = yield Call(self.passwords.verify, (user.password_hash, password), blocking=True)
+        return ok
+
+    def check_password(self, user: User, client: ClientInfo, verify: Flow[bool]) -> Flow[None]:
+        """Run ``verify`` (the password check of an existing, active ``user``) under the
+        lockout; raises 401 ``INVALID_CREDENTIALS`` when it fails or the user is locked out."""
         # Counted before the password is checked, so that parallel guesses are all counted.
         lock = yield from self.limits.attempt(user.id)
-        ok = yield Call(
-            self.passwords.verify, (user.password_hash, credentials.password), blocking=True
-        )
+        ok = yield from verify
         if lock:
             # The attempt after AUTH_LOGIN_ATTEMPTS consecutive failures suspends the user, as
             # in Directus; unlike Directus the suspension holds for this very attempt, so a
             # right password now fails too (and the answer does not say which it was).
             yield from self._store(self.users.update, user.id, status="suspended")
             log.warning("login: user %s suspended after too many failed attempts", user.id)
-            yield from self.audit.emit("lockout", "blocked", client, user_id=user.id)
+            yield from self.audit.emit(
+                "lockout", "blocked", client, user_id=user.id, provider=user.provider
+            )
             raise invalid_credentials()
         if not ok:
             raise invalid_credentials()
-        if user.tfa_secret:
-            # Checked after the password, as Directus does (so INVALID_OTP implies a right
-            # password; the stall and the lockout are what protect it).
-            if not credentials.otp:
-                raise invalid_otp()
-            if self.two_factor is not None:
-                ok = yield from self.two_factor.check(user, credentials.otp)
-            else:
-                ok = yield Call(self.otp_verifier, (user, credentials.otp))
-            if not ok:
-                raise invalid_otp()
-        # Only a complete login (password and OTP) ends the run of failures: wrong codes
-        # after a right password keep counting towards the lockout.
-        yield from self.limits.succeeded(user.id, credentials.email)
-        return (yield from self.start_session(user, mode, client))
+
+    def check_otp(self, user: User, otp: str | None) -> Flow[None]:
+        """The one-time password of a ``user`` with two-factor authentication; 401
+        ``INVALID_OTP`` when missing or wrong. Checked after the password, as Directus does
+        (so INVALID_OTP implies a right password; the stall and the lockout protect it)."""
+        if not user.tfa_secret:
+            return
+        if not otp:
+            raise invalid_otp()
+        if self.two_factor is not None:
+            ok = yield from self.two_factor.check(user, otp)
+        else:
+            ok = yield Call(self.otp_verifier, (user, otp))
+        if not ok:
+            raise invalid_otp()
+
+    def _rehash(self, user: User, password: str) -> Flow[None]:
+        """Replace a foreign (bcrypt, PBKDF2…) or outdated hash with argon2id, now that the
+        password is known to be right. A store that refuses costs the upgrade, not the login."""
+        new_hash = yield Call(self.passwords.hash, (password,), blocking=True)
+        try:
+            yield Call(self.users.update, (user.id,), {"password_hash": new_hash})
+        except Exception as exc:
+            log.warning(
+                "login: the password hash of user %s was not upgraded (%s)",
+                user.id,
+                type(exc).__name__,
+            )
+            return
+        log.info("login: the password hash of user %s was upgraded to argon2id", user.id)
 
     def start_session(self, user: User, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
         """Record a new session for ``user`` (already authenticated: by password and OTP, or by
@@ -386,6 +458,12 @@ class AuthService:
             yield from self._store(self.sessions.revoke, key)
             if user is not None and user.status == "suspended":
                 raise user_suspended()
+            raise invalid_credentials()
+        provider = self.password_providers.get(user.provider)
+        # A 503 (the directory cannot answer) keeps the session for a later try; a refusal
+        # ends it.
+        if provider is not None and not (yield from provider.still_valid(user)):
+            yield from self._store(self.sessions.revoke, key)
             raise invalid_credentials()
         ttl = (
             self.settings.session_cookie_ttl_ms

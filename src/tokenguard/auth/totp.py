@@ -27,7 +27,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -132,6 +132,7 @@ class TwoFactor:
         clock: Callable[[], float] | None = None,
         store_call: Callable[..., Flow[Any]] | None = None,
         audit: Audit | None = None,
+        password_providers: Mapping[str, Any] | None = None,
     ) -> None:
         import time
 
@@ -145,6 +146,9 @@ class TwoFactor:
         self._store = store_call if store_call is not None else _plain_call
         #: Where enabling and disabling are recorded (tokenguard.audit).
         self.audit = audit if audit is not None else Audit(clock=self.clock)
+        #: Provider name -> who checks its users' passwords (an LDAP directory), as
+        #: :attr:`AuthService.password_providers`; other users' are checked by ``passwords``.
+        self.password_providers = password_providers if password_providers is not None else {}
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -214,7 +218,11 @@ class TwoFactor:
     def generate(self, user_id: str | None, password: str) -> Flow[dict[str, str]]:
         """A new secret and its otpauth URL, after checking the password; nothing is stored."""
         user = yield from self._user(user_id)
-        ok = yield Call(self.passwords.verify, (user.password_hash, password), blocking=True)
+        provider = self.password_providers.get(user.provider)
+        if provider is not None:
+            ok = yield from provider.verify_password(user, password)
+        else:
+            ok = yield Call(self.passwords.verify, (user.password_hash, password), blocking=True)
         if not ok:
             raise invalid_credentials()
         if user.tfa_secret:

@@ -13,7 +13,8 @@ body and no ``Content-Type`` is still ``{}``, as in Directus.
 Validation of the login payload reproduces Joi's messages for Directus's schema
 ``{email: string().email().required(), password: string().required(),
 mode: valid('cookie','json','session'), otp: string()}`` (unknown keys allowed, first error
-wins, keys checked in that order).
+wins, keys checked in that order). The LDAP login's schema is the same with a required
+``identifier: string()`` (any non-empty string) in place of the e-mail.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "is_email",
     "is_truthy",
     "parse_json_body",
+    "validate_identifier_login",
     "validate_login",
 ]
 
@@ -192,13 +194,24 @@ def _string(data: dict[str, Any], key: str, required: bool) -> str | AuthError |
 
 def validate_login(data: Any) -> LoginPayload | AuthError:
     """Directus's login schema, with Joi's messages."""
+    return _validate(data, "email")
+
+
+def validate_identifier_login(data: Any) -> LoginPayload | AuthError:
+    """Directus's LDAP login schema ``{identifier: string().required(), password:
+    string().required(), mode, otp}``, with Joi's messages; the identifier is returned as
+    ``email``."""
+    return _validate(data, "identifier")
+
+
+def _validate(data: Any, key: str) -> LoginPayload | AuthError:
     if not isinstance(data, dict):
         return invalid_payload('"value" must be of type object')
-    email = _string(data, "email", required=True)
-    if isinstance(email, AuthError):
-        return email
-    assert email is not None
-    if not is_email(email):
+    name = _string(data, key, required=True)
+    if isinstance(name, AuthError):
+        return name
+    assert name is not None
+    if key == "email" and not is_email(name):
         return invalid_payload('"email" must be a valid email')
     password = _string(data, "password", required=True)
     if isinstance(password, AuthError):
@@ -210,4 +223,4 @@ def validate_login(data: Any) -> LoginPayload | AuthError:
     otp = _string(data, "otp", required=False)
     if isinstance(otp, AuthError):
         return otp
-    return LoginPayload(email, password, mode if isinstance(mode, str) else "json", otp)
+    return LoginPayload(name, password, mode if isinstance(mode, str) else "json", otp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth.ldap import LdapLogin, ldap_logins
 from ..auth.mail import BackgroundMailer, Mailer, mailer_from_settings
 from ..auth.providers import Provider, load_providers
 from ..auth.reset import PasswordReset
@@ -19,6 +20,7 @@ from ..auth.totp import TwoFactor
 from ..config import Settings
 from ..stores.base import AsyncOnceStore, OnceStore
 from .account_routes import AccountRoutes
+from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 
 __all__ = ["Extras", "build_extras", "default_once_store"]
@@ -48,7 +50,8 @@ def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOn
 
 @dataclass(slots=True)
 class Extras:
-    """What :func:`build_extras` made; the router takes ``account``, ``sso`` and ``providers``."""
+    """What :func:`build_extras` made; the router takes ``account``, ``sso``, ``ldap``, ``saml`` and
+    ``providers``."""
 
     providers: tuple[Provider, ...]
     once: OnceStore | AsyncOnceStore
@@ -57,6 +60,10 @@ class Extras:
     reset: PasswordReset
     account: AccountRoutes
     sso: SSORoutes | None
+    #: The ``ldap`` providers' logins, by provider name.
+    ldap: dict[str, LdapLogin]
+    #: The ``saml`` providers' routes (:mod:`tokenguard.auth.saml`), if any is configured.
+    saml: SAMLRoutes | None = None
 
 
 def build_extras(
@@ -81,6 +88,7 @@ def build_extras(
         clock=service.clock,
         store_call=service._store,
         audit=service.audit,
+        password_providers=service.password_providers,  # filled by ldap_logins below
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)
@@ -89,4 +97,13 @@ def build_extras(
     if any(p.signs_in for p in providers):
         single = SingleSignOn(service, providers, http=http)
         sso = SSORoutes(single, settings.refresh_cookie, settings.session_cookie, service.clock)
-    return Extras(providers, once, mailer, two_factor, reset, account, sso)
+    ldap = ldap_logins(service, providers)
+    saml = None
+    if any(p.driver == "saml" for p in providers):
+        from ..auth.saml import SAMLLogin, check_acs_url  # needs the `saml` extra
+
+        login = SAMLLogin(service, providers, once)
+        for configured in login.providers.values():
+            check_acs_url(configured, settings.public_url, settings.auth_prefix)
+        saml = SAMLRoutes(login, settings.refresh_cookie, settings.session_cookie, service.clock)
+    return Extras(providers, once, mailer, two_factor, reset, account, sso, ldap, saml)

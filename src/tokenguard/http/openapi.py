@@ -8,8 +8,9 @@ own table (paths as configured, providers as loaded) — so a route cannot be se
 being documented, nor documented without being served.
 
 Every operation also lists the answers the guard may give before any route runs (a bad or
-doubled token: 400, 401, 403; a store that cannot answer: 503) and, for ``POST``, the rate
-limits' 429. ``HEAD`` is served wherever ``GET`` is, with the same statuses and no body.
+doubled token: 400, 401, 403; a store that cannot answer: 503) and, for ``POST`` (and every
+method when the app-wide ``RATE_LIMITER_*`` limits are on), the rate limits' 429. ``HEAD`` is
+served wherever ``GET`` is, with the same statuses and no body.
 """
 
 from __future__ import annotations
@@ -121,6 +122,21 @@ ENDPOINTS: dict[str, Endpoint] = {
                     Reply(401, "`INVALID_CREDENTIALS`, `INVALID_OTP` or `USER_SUSPENDED`.", _ERR),
                 ),
                 body="LoginRequest",
+            ),
+        ),
+    ),
+    "ldap_login": Endpoint(
+        "ldap",
+        (
+            Operation(
+                "POST",
+                "Log in with a directory (LDAP) identifier and password",
+                (
+                    _TOKENS,
+                    Reply(401, "`INVALID_CREDENTIALS`, `INVALID_OTP` or `USER_SUSPENDED`.", _ERR),
+                    Reply(503, "`SERVICE_UNAVAILABLE`: the directory cannot be reached.", _ERR),
+                ),
+                body="LdapLoginRequest",
             ),
         ),
     ),
@@ -250,6 +266,71 @@ ENDPOINTS: dict[str, Endpoint] = {
             ),
         ),
     ),
+    "saml_metadata": Endpoint(
+        "saml",
+        (
+            Operation(
+                "GET",
+                "This service provider's SAML metadata (`AUTH_<P>_SP_metadata`)",
+                (Reply(200, "The SP metadata.", "XMLDocument", media_type="text/xml"),),
+            ),
+        ),
+    ),
+    "saml_login": Endpoint(
+        "saml",
+        (
+            Operation(
+                "GET",
+                "Start a SAML login: redirect to the IdP with an AuthnRequest",
+                (
+                    Reply(302, "To the IdP (HTTP-Redirect binding), `RelayState=redirect`.",
+                          None, ("Location",)),
+                    Reply(400, "`INVALID_PAYLOAD`: a `redirect` that is not allowed.", _ERR),
+                ),
+                query=(_REDIRECT,),
+            ),
+        ),
+    ),
+    "saml_acs": Endpoint(
+        "saml",
+        (
+            Operation(
+                "POST",
+                "The IdP's SAML response (HTTP-POST binding): sign the user in",
+                (
+                    _TOKENS,
+                    Reply(
+                        302,
+                        "Signed in, to `RelayState` with the session (or refresh) cookie; or a "
+                        "failure, to `RelayState` with `?reason=<CODE>`.",
+                        None,
+                        ("Location", "Set-Cookie"),
+                    ),
+                    Reply(400, "`INVALID_PAYLOAD`: a `RelayState` that is not allowed.", _ERR),
+                ),
+                body="SAMLPost",
+                body_media_type="application/x-www-form-urlencoded",
+            ),
+        ),
+    ),
+    "saml_logout": Endpoint(
+        "saml",
+        (
+            Operation(
+                "POST",
+                "End the session cookie's session, then to the IdP's single logout service",
+                (
+                    Reply(302, "To the IdP's single logout service.", None,
+                          ("Location", "Set-Cookie")),
+                    Reply(204, "Signed out (the IdP has no single logout service).", None,
+                          ("Set-Cookie",)),
+                ),
+                body="FormPost",
+                body_media_type="application/x-www-form-urlencoded",
+                cookies=("session",),
+            ),
+        ),
+    ),
     "jwks": Endpoint(
         "keys",
         (
@@ -374,6 +455,15 @@ _SCHEMAS: dict[str, Any] = {
         },
         ("email", "password"),
     ),
+    "LdapLoginRequest": _object(
+        {
+            "identifier": {**_STRING, "description": "The user's name in the directory."},
+            "password": _STRING,
+            "mode": {**_MODE, "default": "json"},
+            "otp": _STRING,
+        },
+        ("identifier", "password"),
+    ),
     "RefreshRequest": _object(
         {
             "refresh_token": {**_STRING, "description": "Required in `json` mode."},
@@ -422,6 +512,8 @@ _SCHEMAS: dict[str, Any] = {
         _object({"secret": _STRING, "otpauth_url": _STRING}, ("secret", "otpauth_url"))
     ),
     "FormPost": {"type": "object", "additionalProperties": _STRING},
+    "SAMLPost": _object({"SAMLResponse": _STRING, "RelayState": _STRING}, ("SAMLResponse",)),
+    "XMLDocument": {"type": "string"},
     "JWKS": _object(
         {
             "keys": {
@@ -492,6 +584,7 @@ def _operation(
     op_id: str,
     cookie_names: Mapping[str, str],
     disabled: bool,
+    throttled: bool = False,
 ) -> dict[str, Any]:
     head = method == "HEAD"
     replies = {r.status: r for r in op.replies}
@@ -499,7 +592,7 @@ def _operation(
         replies = {404: _DISABLED}
     for status, description in _GUARD_REPLIES:
         replies.setdefault(status, Reply(status, description, _ERR))
-    if method == "POST":
+    if method == "POST" or throttled:
         replies.setdefault(429, _RATE_LIMITED)
     out: dict[str, Any] = {
         "tags": [tag],
@@ -539,6 +632,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
         "refresh": settings.refresh_cookie_name,
         "session": settings.session_cookie_name,
     }
+    throttled = settings.rate_limiter_enabled or settings.rate_limiter_global_enabled
     paths: dict[str, Any] = {}
     for route in router.served():
         path, name, methods = route.path, route.name, route.methods
@@ -556,7 +650,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
                 if route.provider:
                     op_id += f"_{route.provider}"
                 item[method.lower()] = _operation(
-                    op, method, endpoint.tag, op_id, cookies, disabled
+                    op, method, endpoint.tag, op_id, cookies, disabled, throttled
                 )
         paths[path] = item
     document: dict[str, Any] = {

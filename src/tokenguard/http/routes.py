@@ -22,7 +22,7 @@ from collections.abc import Generator
 from typing import Any, NamedTuple
 
 from ..auth.providers import Provider, providers_body
-from ..auth.service import AuthService, ClientInfo, Credentials, Mode, Tokens
+from ..auth.service import AuthService, ClientInfo, Credentials, Mode, PasswordProvider, Tokens
 from ..config import Settings
 from ..csrf import SAFE_METHODS, CsrfPolicy
 from ..errors import (
@@ -37,9 +37,18 @@ from ..flow import Flow
 from ..limits import TooManyRequests, client_address
 from ..tokens import TokenVerifier
 from .account_routes import AccountRoutes
-from .body import MAX_PAYLOAD_BYTES, MODES, TOO_LARGE, is_truthy, parse_json_body, validate_login
+from .body import (
+    MAX_PAYLOAD_BYTES,
+    MODES,
+    TOO_LARGE,
+    is_truthy,
+    parse_json_body,
+    validate_identifier_login,
+    validate_login,
+)
 from .cookies import clear_cookie, set_cookie
 from .openapi import ENDPOINTS, document_body
+from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
 
@@ -51,9 +60,17 @@ NO_REFRESH_TOKEN = "The refresh token is required in either the payload or cooki
 
 _BODY_ROUTES = frozenset(
     {"login", "refresh", "logout", "password_request", "password_reset", "sso_callback"}
-    | {"tfa_generate", "tfa_enable", "tfa_disable"}
+    | {"ldap_login"}
+    | {"tfa_generate", "tfa_enable", "tfa_disable", "saml_acs", "saml_logout"}
 )
-_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout"} | {"sso_login"}
+_EXTRA_ROUTES = _BODY_ROUTES - {"login", "refresh", "logout", "ldap_login"} | {
+    "sso_login",
+    "saml_login",
+    "saml_metadata",
+}
+# A saml provider's paths under <prefix>/login/<provider>: tail -> route name.
+_SAML_TAILS = {"": "saml_login", "metadata": "saml_metadata", "acs": "saml_acs",
+               "logout": "saml_logout"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
@@ -87,6 +104,8 @@ class AuthRouter:
         account: AccountRoutes | None = None,
         sso: SSORoutes | None = None,
         providers: tuple[Provider, ...] = (),
+        ldap: dict[str, PasswordProvider] | None = None,
+        saml: SAMLRoutes | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -112,6 +131,13 @@ class AuthRouter:
             # One path per provider (see route_of), documented and gated like the others.
             for name in ("sso_login", "sso_callback"):
                 self._methods[name] = ENDPOINTS[name].methods
+        #: The ``ldap`` providers' logins (tokenguard.auth.ldap), served at
+        #: ``<prefix>/login/<name>`` whatever AUTH_DISABLE_DEFAULT says, as in Directus.
+        self.ldap: dict[str, PasswordProvider] = dict(ldap or {})
+        self.saml = saml
+        if saml is not None:
+            for name in _SAML_TAILS.values():
+                self._methods[name] = ENDPOINTS[name].methods
         self._providers = providers
         self._disable_default = settings.auth_disable_default
         self._login_prefix = f"{self.prefix}/login/"
@@ -136,6 +162,10 @@ class AuthRouter:
             self._routes.clear()
             self._methods.clear()
             self.sso = None
+            self.ldap = {}
+            self.saml = None
+        if self.ldap:
+            self._methods["ldap_login"] = ENDPOINTS["ldap_login"].methods
         if self._disable_default and "login" in self._methods:
             # Directus answers 404 for e-mail/password login then, whatever the method.
             self._methods["login"] = frozenset()
@@ -187,6 +217,11 @@ class AuthRouter:
         table = [
             ServedRoute(path, name, self._methods[name]) for path, name in self._routes.items()
         ]
+        for name in self.ldap:
+            table.append(
+                ServedRoute(f"{self._login_prefix}{name}", "ldap_login",
+                            self._methods["ldap_login"], name)
+            )
         if self.sso is not None:
             single = self.sso.sso
             methods = (self._methods["sso_login"], self._methods["sso_callback"])
@@ -200,6 +235,12 @@ class AuthRouter:
                     ServedRoute(f"{base}/callback", "sso_callback", methods[1], provider.name,
                                 cookie)
                 )
+        if self.saml is not None:
+            for name in self.saml.login.providers:
+                base = f"{self._login_prefix}{name}"
+                for tail, route in _SAML_TAILS.items():
+                    path = f"{base}/{tail}" if tail else base
+                    table.append(ServedRoute(path, route, self._methods[route], name))
         return table
 
     def openapi_document(self) -> bytes:
@@ -213,9 +254,19 @@ class AuthRouter:
         name = self._routes.get(path)
         if name is None and len(path) > 1 and path.endswith("/"):
             name = self._routes.get(path[:-1])
-        if name is None and self.sso is not None and path.startswith(self._login_prefix):
-            name = self._sso_route(path)[0]
+        if name is None and path.startswith(self._login_prefix):
+            if self.ldap and self._ldap_provider(path) is not None:
+                return "ldap_login"
+            if self.sso is not None or self.saml is not None:
+                name = self._sso_route(path)[0]
         return name
+
+    def _ldap_provider(self, path: str) -> PasswordProvider | None:
+        # <prefix>/login/<provider>[/]: exactly, as for the other routes.
+        rest = path[len(self._login_prefix) :]
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        return self.ldap.get(rest)
 
     def _sso_route(self, path: str) -> tuple[str | None, str]:
         # <prefix>/login/<provider>[/callback][/]: only providers that sign users in.
@@ -223,6 +274,8 @@ class AuthRouter:
         if rest.endswith("/"):
             rest = rest[:-1]
         provider, _, tail = rest.partition("/")
+        if self.saml is not None and self.saml.login.provider(provider) is not None:
+            return _SAML_TAILS.get(tail), provider
         if self.sso is None or self.sso.sso.provider(provider) is None:
             return None, provider
         if tail == "":
@@ -281,7 +334,10 @@ class AuthRouter:
     ) -> Generator[Any, Any, ResponseView]:
         route = self.route_of(request.path)
         method = request.method
-        self._check_ambient(request, scheme)
+        if route != "saml_acs":
+            # The ACS is the IdP's cross-site form post: the signed assertion, not an ambient
+            # cookie, is what it acts on.
+            self._check_ambient(request, scheme)
         if route is None or method not in self._methods.get(route, ()):
             # The route table (tokenguard.http.openapi) decides which methods are served.
             return self.error(route_not_found(request.path))
@@ -297,8 +353,6 @@ class AuthRouter:
             return json_response(200, self._jwks_body, [("cache-control", "public, max-age=300")])
         if route in _EXTRA_ROUTES:
             return (yield from self._extra(route, request))
-        if method == "POST" and route in ("login", "refresh", "logout"):
-            yield from self.service.check_address(self._client(request))
         if method == "POST":
             if route == "login":
                 return (yield from self._login(request, scheme))
@@ -306,6 +360,8 @@ class AuthRouter:
                 return (yield from self._refresh(request, scheme))
             if route == "logout":
                 return (yield from self._logout(request, scheme))
+            if route == "ldap_login":
+                return (yield from self._login(request, scheme, self._ldap_provider(request.path)))
         return self.error(route_not_found(request.path))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -404,14 +460,19 @@ class AuthRouter:
     # -- handlers --------------------------------------------------------------------------
 
     def _login(
-        self, request: RequestView, scheme: str = "http"
+        self,
+        request: RequestView,
+        scheme: str = "http",
+        provider: PasswordProvider | None = None,
     ) -> Generator[Any, Any, ResponseView]:
+        """``POST <prefix>/login``, or ``<prefix>/login/<provider>`` for an LDAP provider
+        (``identifier`` in place of ``email``; the same answers)."""
         started = self.service.monotonic()
         data = parse_json_body(request.body, request.headers.get("content-type"))
         if isinstance(data, AuthError):
             # Express's body parser answers before the route runs: no stall, as in Directus.
             return self.error(data)
-        payload = validate_login(data)
+        payload = validate_login(data) if provider is None else validate_identifier_login(data)
         if isinstance(payload, AuthError):
             yield from self.service.stall(started)
             return self.error(payload)
@@ -419,7 +480,9 @@ class AuthRouter:
         mode: Mode = payload.mode  # type: ignore[assignment]  # validated against MODES
         # Login CSRF: a cookie-mode login from an untrusted origin would plant its session.
         self._check_origin(request, mode, scheme)
-        tokens = yield from self.service.login(credentials, mode, self._client(request), started)
+        tokens = yield from self.service.login(
+            credentials, mode, self._client(request), started, provider=provider
+        )
         return self._tokens_response(tokens)
 
     def _refresh(
@@ -461,13 +524,11 @@ class AuthRouter:
     def _extra(self, route: str | None, request: RequestView) -> Generator[Any, Any, ResponseView]:
         method = request.method
         account, sso = self.account, self.sso
-        if method == "POST" and account is not None:
-            # Password requests, resets and TOTP codes are guesses too: the same
-            # per-address limit as /auth/login.
-            yield from self.service.check_address(self._client(request))
         if route == "sso_login" and sso is not None and method in ("GET", "HEAD"):
             provider = self._sso_route(request.path)[1]
             return (yield from sso.login(provider, request))
+        if route is not None and route.startswith("saml_") and self.saml is not None:
+            return (yield from self._saml(route, request))
         if route == "sso_callback" and sso is not None:
             provider = self._sso_route(request.path)[1]
             if method == "POST":
@@ -482,4 +543,31 @@ class AuthRouter:
                 return (yield from account.password_reset(request, client))
             if route is not None and route.startswith("tfa_"):
                 return (yield from account.tfa(route[4:], request, client))
+        return self.error(route_not_found(request.path))
+
+    def _saml(self, route: str, request: RequestView) -> Generator[Any, Any, ResponseView]:
+        saml = self.saml
+        assert saml is not None
+        method = request.method
+        provider = self._sso_route(request.path)[1]
+        if route == "saml_metadata" and method in ("GET", "HEAD"):
+            return saml.metadata(provider)
+        if route == "saml_login" and method in ("GET", "HEAD"):
+            return saml.start(provider, request)
+        if route == "saml_acs" and method == "POST":
+            return (yield from saml.acs(provider, request, self._client(request)))
+        if route == "saml_logout" and method == "POST":
+            # As Directus: the session cookie's session ends, and the cookie goes.
+            had_session = bool(
+                request.cookie and parse_cookie(request.cookie, self._session_cookie.name)
+            )
+            token = None
+            if had_session:
+                try:
+                    token = self._session_token(request.cookie)
+                except AuthError:
+                    token = None  # an expired session cookie: nothing left to end
+            if token:
+                yield from self.service.logout(token, self._client(request))
+            return saml.logout_response(provider, request, had_session)
         return self.error(route_not_found(request.path))

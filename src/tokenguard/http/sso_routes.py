@@ -39,6 +39,32 @@ def _with_reason(redirect: str, code: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({"reason": code}), ""))
 
 
+def signed_in(
+    tokens: Tokens,
+    redirect: str | None,
+    headers: list[tuple[str, str]],
+    refresh_cookie: CookieSettings,
+    session_cookie: CookieSettings,
+    now: float,
+) -> ResponseView:
+    """The answer to a completed single sign-on (OAuth2/OpenID callback or SAML ACS): with a
+    ``redirect``, the session cookie (session mode) or the refresh cookie and a 302 there;
+    without one, 200 with the tokens, as Directus answers both."""
+    if redirect:
+        if tokens.mode == "session":
+            cookie = set_cookie(session_cookie, tokens.access_token, now)
+        else:
+            cookie = set_cookie(refresh_cookie, tokens.refresh_token, now)
+        return ResponseView(302, [("location", redirect), *headers, ("set-cookie", cookie)])
+    data = {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "expires": tokens.expires_ms,
+    }
+    body = json.dumps({"data": data}, separators=(",", ":")).encode()
+    return json_response(200, body, headers)
+
+
 class SSORoutes:
     """The two SSO routes, over :class:`~tokenguard.auth.sso.SingleSignOn`."""
 
@@ -99,17 +125,6 @@ class SSORoutes:
     def _success(
         self, tokens: Tokens, redirect: str | None, headers: list[tuple[str, str]]
     ) -> ResponseView:
-        now = self.clock()
-        if redirect:
-            if tokens.mode == "session":
-                cookie = set_cookie(self.session_cookie, tokens.access_token, now)
-            else:
-                cookie = set_cookie(self.refresh_cookie, tokens.refresh_token, now)
-            return ResponseView(302, [("location", redirect), *headers, ("set-cookie", cookie)])
-        data = {
-            "access_token": tokens.access_token,
-            "refresh_token": tokens.refresh_token,
-            "expires": tokens.expires_ms,
-        }
-        body = json.dumps({"data": data}, separators=(",", ":")).encode()
-        return json_response(200, body, headers)
+        return signed_in(
+            tokens, redirect, headers, self.refresh_cookie, self.session_cookie, self.clock()
+        )

@@ -1,0 +1,80 @@
+"""End to end: a real uvicorn configured from the environment (``AUTH_<NAME>_*``), a real
+OpenLDAP ``slapd`` and the SQLite user store, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.auth import SECRET
+from tests.helpers.ldap_server import BIND_DN, BIND_PASSWORD, GROUP_DN, USER_DN, USERS, LdapServer
+from tests.helpers.servers import Server, serve
+from tokenguard.stores.sqlite import SQLiteUserStore
+
+pytestmark = pytest.mark.e2e
+
+UVICORN = [
+    sys.executable, "-m", "uvicorn", "tests.e2e.auth_app:application",
+    "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
+]
+ROLE = "6f1d3c2b-0000-4000-8000-00000000ad01"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Server, LdapServer, Path]]:
+    db = tmp_path / "tokenguard.db"
+    with LdapServer(tmp_path / "slapd") as directory:
+        env = {
+            "SECRET": SECRET,
+            "DB_FILENAME": str(db),
+            "LOGIN_STALL_TIME": "0",
+            "AUTH_PROVIDERS": "corp",
+            "AUTH_CORP_DRIVER": "ldap",
+            "AUTH_CORP_CLIENT_URL": directory.url,
+            "AUTH_CORP_BIND_DN": BIND_DN,
+            "AUTH_CORP_BIND_PASSWORD": BIND_PASSWORD,
+            "AUTH_CORP_USER_DN": USER_DN,
+            "AUTH_CORP_USER_ATTRIBUTE": "uid",
+            "AUTH_CORP_GROUP_DN": GROUP_DN,
+            "AUTH_CORP_ROLE_MAPPING": f'{{"admins": "{ROLE}"}}',
+            "AUTH_CORP_CLIENT_TIMEOUT": "1000",
+        }
+        with serve(UVICORN, env, tmp_path, ready_path="/auth") as server:
+            yield server, directory, db
+
+
+def test_a_directory_user_logs_in_and_uses_the_token(
+    stack: tuple[Server, LdapServer, Path],
+) -> None:
+    server, directory, db = stack
+    ada = USERS["ada"]
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.get("/auth").json() == {
+            "data": [{"name": "corp", "driver": "ldap"}], "disableDefault": False,
+        }
+        wrong = http.post("/auth/login/corp", json={"identifier": "ada", "password": "nope"})
+        assert wrong.status_code == 401
+        reply = http.post("/auth/login/corp", json={"identifier": "ada", "password": ada.password})
+        assert reply.status_code == 200, reply.text
+        access = reply.json()["data"]["access_token"]
+        whoami = http.get("/whoami", headers={"authorization": f"Bearer {access}"})
+        store = SQLiteUserStore(db)
+        try:
+            user = store.get_by_external_identifier(ada.dn)
+        finally:
+            store.close()
+        assert user is not None and user.role == ROLE and user.provider == "corp"
+        assert whoami.text == f"user={user.id}"
+        # The directory goes away: a 503, never a 500, and the server keeps serving.
+        directory.stop()
+        down = http.post("/auth/login/corp", json={"identifier": "ada", "password": ada.password})
+        assert down.status_code == 503
+        assert down.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        directory.start()
+        again = http.post("/auth/login/corp", json={"identifier": "ada", "password": ada.password})
+        assert again.status_code == 200
+    assert ada.password not in server.output()
