@@ -193,6 +193,14 @@ def test_through_the_middleware_a_stopped_database_is_503_then_recovers(
                 "POST", "/auth/login", {"email": EMAIL, "password": PASSWORD}
             )
             refresh_token = json.loads(body)["data"]["refresh_token"]
+            # a session logged out before the outage must stay dead through it and after
+            _, _, cookies = app.request(
+                "POST", "/auth/login", {"email": EMAIL, "password": PASSWORD, "mode": "session"}
+            )
+            revoked = cookies[0].split(";")[0]
+            status, _, _ = app.request("POST", "/auth/logout", {"mode": "session"}, revoked)
+            assert status == 204
+            assert app.request("GET", "/x", cookie=revoked)[0] == 401
 
             own_pg.stop()
             for method, path, payload, cookie in (
@@ -200,6 +208,7 @@ def test_through_the_middleware_a_stopped_database_is_503_then_recovers(
                 ("POST", "/auth/refresh", {"refresh_token": refresh_token}, None),
                 ("POST", "/auth/refresh", {"mode": "session"}, session),
                 ("GET", "/x", None, session),  # a session cookie cannot be checked
+                ("GET", "/x", None, revoked),  # nor a revoked one: 503, never a 200
             ):
                 status, body, set_cookies = bounded(app.request, method, path, payload, cookie)
                 assert (status, body, set_cookies) == (503, DOWN, []), path
@@ -212,6 +221,7 @@ def test_through_the_middleware_a_stopped_database_is_503_then_recovers(
                     break
                 time.sleep(0.2)
             assert (status, body) == (200, f"app /x user={USER_ID}".encode())
+            assert app.request("GET", "/x", cookie=revoked)[0] == 401
             # the refresh token was never used during the outage: it still rotates, once
             status, body, _ = app.request(
                 "POST", "/auth/refresh", {"refresh_token": refresh_token}
