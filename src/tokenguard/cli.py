@@ -584,6 +584,29 @@ def _cmd_db_migrate(ctx: _Context) -> int:
     return 0
 
 
+def _cmd_db_status(ctx: _Context) -> int:
+    conninfo = ctx.postgres
+    if conninfo is None:
+        raise CommandError("`db status` reads a PostgreSQL database: set DB_CLIENT=pg", 2)
+    import psycopg
+
+    from .stores.pg_schema import SCHEMA_VERSION, applied_versions
+
+    try:
+        applied = applied_versions(conninfo)
+    except psycopg.Error as exc:
+        raise CommandError(f"the database is unavailable: {type(exc).__name__}") from None
+    for version, name in applied:
+        ctx.out(f"{version}  {name}")
+    current = max((v for v, _ in applied), default=0)
+    if current < SCHEMA_VERSION:
+        ctx.note(f"the schema is at version {current}, this tokenguard needs {SCHEMA_VERSION}:"
+                 " run `tokenguard db migrate`")
+        return 1
+    ctx.note(f"the schema is up to date (version {current})")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -701,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="create or update tokenguard's tables (idempotent, never drops)"
     )
     migrate_p.set_defaults(func=_cmd_db_migrate)
+    status_p = db_cmds.add_parser(
+        "status", help="list the applied migrations; exit 1 if the schema is behind"
+    )
+    status_p.set_defaults(func=_cmd_db_status)
 
     tokens = commands.add_parser("tokens", help="static tokens")
     token_cmds = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)

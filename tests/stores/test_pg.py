@@ -128,6 +128,23 @@ def test_the_cli_migrates_with_a_connection_string(pg_empty: str) -> None:
     assert tables(pg_empty) == TABLES
 
 
+def test_the_cli_reports_the_schema_status(pg_empty: str) -> None:
+    env = {"DB_CLIENT": "pg", "DB_CONNECTION_STRING": pg_empty}
+    assert run_cli("db", "status", env=env) == (
+        1,
+        "",
+        f"the schema is at version 0, this tokenguard needs {SCHEMA_VERSION}: run `tokenguard "
+        "db migrate`\n",
+    )
+    run_cli("db", "migrate", env=env)
+    assert run_cli("db", "status", env=env) == (
+        0,
+        f"1  {pg_schema.MIGRATIONS[0].name}\n",
+        f"the schema is up to date (version {SCHEMA_VERSION})\n",
+    )
+    assert run_cli("db", "status", env={})[0] == 2
+
+
 def test_the_installed_script_migrates_with_the_directus_variables(
     pg_server: PgServer,
 ) -> None:
