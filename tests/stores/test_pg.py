@@ -630,3 +630,25 @@ def test_any_user_round_trips_or_is_refused_as_a_value_error(pg_conninfo: str) -
 
     check()
     users.close()
+
+
+def test_rotations_purge_whole_expired_families_only(pg_conninfo: str) -> None:
+    sessions = PgSessionStore(pg_conninfo)
+    now = real_now_ms()
+    gone = record(new_token(), expires_at_ms=now + 1_000)
+    old_half = record(new_token(), expires_at_ms=now + 1_000)
+    live_half = record(new_token(old_half.family), expires_at_ms=now + 3_600_000)
+    active = record(new_token(), expires_at_ms=now + 3_600_000)
+    for rec in (gone, old_half, live_half, active):
+        sessions.create(rec)
+    later = now + 120_000  # past the purge interval, and past the short records' expiry
+    nxt = record(new_token(active.family), expires_at_ms=later + 3_600_000)
+    assert sessions.rotate(active.token_hash, nxt, now_ms=later, grace_ms=0).status == "rotated"
+    with psycopg.connect(pg_conninfo) as conn:
+        left = {r[0] for r in conn.execute("SELECT token_hash FROM tokenguard_sessions")}
+    # the fully expired family went; the half-expired one stays whole (a logout with its
+    # expired token must still find and revoke the live one)
+    assert left == {old_half.token_hash, live_half.token_hash, active.token_hash, nxt.token_hash}
+    assert sessions.revoke(old_half.token_hash) == old_half
+    assert sessions.get(live_half.token_hash, later) is None
+    sessions.close()

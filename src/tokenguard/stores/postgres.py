@@ -97,12 +97,16 @@ _LOCK_FAMILY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))"
 _PURGE_LOCK = 0x746B6E67_70757267  # "tkngpurg": one purger at a time, others skip
 _PURGE_EVERY_MS = 60_000
 # As in SQLite: a family goes only once every one of its rows has expired (an expired row
-# still names its family, and a logout with it must revoke the family's live rows).
+# still names its family, and a logout with it must revoke the family's live rows). The
+# purge takes no family lock and waits for no row (SKIP LOCKED): it can never be one side
+# of a deadlock with a refresh or a logout; what it skips goes next time.
 _PURGE = (
-    "DELETE FROM tokenguard_sessions WHERE family IN ("
+    "DELETE FROM tokenguard_sessions WHERE token_hash IN ("
+    "SELECT token_hash FROM tokenguard_sessions WHERE family IN ("
     "SELECT s.family FROM tokenguard_sessions AS s WHERE s.expires_at_ms < %s"
     " AND NOT EXISTS (SELECT 1 FROM tokenguard_sessions AS t"
     " WHERE t.family = s.family AND t.expires_at_ms >= %s))"
+    " FOR UPDATE SKIP LOCKED)"
 )
 
 
@@ -188,7 +192,8 @@ class _SessionLogic:
         yield Query(_LOCK_FAMILY, (family,))
         old = _record((yield Query(_SESSION_SELECT + " FOR UPDATE", (token_hash,))).rows)
         current_next = None
-        if old is not None and old.next_hash:
+        # An expired token is "missing" whatever it points at: no need to lock its successor.
+        if old is not None and old.next_hash and old.expires_at_ms >= now_ms:
             reply = yield Query(_SESSION_SELECT + " FOR UPDATE", (old.next_hash,))
             current_next = _record(reply.rows)
         outcome, old_after, new_to_store = plan_rotation(
