@@ -478,8 +478,13 @@ def _claim(key: str, ttl_ms: int, now_ms: int) -> Op[bool]:
     )
     won = bool(reply.rows)
     if won and now_ms % 64 == 0:
-        # Now and then, forget what has expired (cheap, bounded by the index).
-        yield Query("DELETE FROM tokenguard_once WHERE expires_at_ms <= %s", (now_ms,))
+        # Now and then, forget what has expired (cheap, bounded by the index); rows another
+        # claim holds are skipped, so two purges never wait on each other.
+        yield Query(
+            "DELETE FROM tokenguard_once WHERE key IN (SELECT key FROM tokenguard_once"
+            " WHERE expires_at_ms <= %s FOR UPDATE SKIP LOCKED)",
+            (now_ms,),
+        )
     return won
 
 
