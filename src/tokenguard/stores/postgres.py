@@ -522,8 +522,13 @@ def _append(event: AuditEvent, max_events: int) -> Op[None]:
     )
     last = int(reply.rows[0][0])
     if last > max_events:
-        # Ids only grow: everything this far behind is past the cap.
-        yield Query("DELETE FROM tokenguard_audit WHERE id <= %s", (last - max_events,))
+        # Ids only grow: everything this far behind is past the cap. Rows another append is
+        # deleting are skipped (SKIP LOCKED): two appends never wait on each other.
+        yield Query(
+            "DELETE FROM tokenguard_audit WHERE id IN (SELECT id FROM tokenguard_audit"
+            " WHERE id <= %s FOR UPDATE SKIP LOCKED)",
+            (last - max_events,),
+        )
 
 
 def _recent(limit: int, user_id: str | None, event: str | None) -> Op[list[AuditEvent]]:
