@@ -39,6 +39,27 @@ if ! redis_ping; then
   redis_ping || { echo "setup: Redis did not start" >&2; exit 1; }
 fi
 
+# PostgreSQL's server binaries (initdb, pg_ctl, postgres): the tests run a private cluster of
+# their own on a free port (tests/helpers/pg_server.py); no system cluster is started.
+pg_binaries() {
+  command -v initdb >/dev/null 2>&1 && return 0
+  command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+if ! pg_binaries; then
+  if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    # Debian's package starts a cluster on 5432 unless policy-rc.d says no (101).
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt_install postgresql
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  else
+    apt_install postgresql
+  fi
+fi
+
 # xmlsec1 checks and makes the XML signatures of SAML logins (pysaml2, tests/test_saml.py).
 command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
 

@@ -4,8 +4,8 @@ import os
 
 # Tests never pick up a developer's real configuration.
 for _name in list(os.environ):
-    if _name in {"SECRET", "REDIS", "DB_FILENAME", "PUBLIC_URL"} or _name.startswith(
-        ("TOKENGUARD_", "ACCESS_TOKEN_", "REFRESH_TOKEN_", "SESSION_COOKIE_", "SESSION_REFRESH_")
+    if _name in {"SECRET", "REDIS", "PUBLIC_URL"} or _name.startswith(
+        ("DB_", "TOKENGUARD_", "ACCESS_TOKEN_", "REFRESH_TOKEN_", "SESSION_COOKIE_", "SESSION_REFRESH_")
     ):
         del os.environ[_name]
 
@@ -18,6 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.helpers.pg_server import pg_conninfo, pg_empty, pg_server  # noqa: E402, F401
 from tests.helpers.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 

@@ -1,7 +1,8 @@
-"""The ``tokenguard`` command line: secrets, users, static tokens, two-factor and the
-audit trail.
+"""The ``tokenguard`` command line: secrets, users, static tokens, two-factor, the audit
+trail and the PostgreSQL schema (``tokenguard db migrate``).
 
-It works on the SQLite file named by ``DB_FILENAME`` (as the app does), or ``--db FILE``.
+It works on the SQLite file named by ``DB_FILENAME`` (as the app does), or ``--db FILE``;
+with ``DB_CLIENT=pg`` (and no ``--db``) on the PostgreSQL database of the ``DB_*`` settings.
 Passwords are never taken as arguments, where they would land in shell history and in
 ``ps``: they are read from standard input (``--password-stdin``) or prompted for without
 echo (``--password-prompt``). Static tokens are printed once, alone on standard output, so
@@ -20,13 +21,14 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .audit import EVENTS, AuditStore
 from .config import Settings, generate_secret
 from .errors import ConfigError
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
+from .stores.pg_schema import SchemaNotMigrated
 from .stores.sqlite import SchemaTooNew
 from .users import (
     create_user,
@@ -105,6 +107,7 @@ class _Context:
         self.stderr = stderr
         self._store: UserStore | None = None
         self._sessions: SessionStore | None = None
+        self._pg: Any = None
 
     @property
     def db(self) -> str:
@@ -115,9 +118,35 @@ class _Context:
             raise CommandError("the database file name contains a NUL character", 2)
         return db
 
+    @property
+    def postgres(self) -> str | None:
+        """The PostgreSQL connection string when the app uses one (``DB_CLIENT=pg``) and no
+        ``--db FILE`` says otherwise."""
+        if getattr(self.args, "db", None):
+            return None
+        if (self.environ.get("DB_CLIENT") or "").strip().lower() not in ("pg", "postgres"):
+            return None
+        from .stores.postgres import conninfo_from_env
+
+        return conninfo_from_env(self.environ)
+
+    def _pg_database(self) -> Any:
+        if self._pg is None:
+            from .stores.postgres import PgDatabase
+
+            conninfo = self.postgres
+            assert conninfo is not None
+            self._pg = PgDatabase(conninfo)
+            self._pg.check_schema()  # SchemaNotMigrated: one clear line, no traceback
+        return self._pg
+
     def store(self, *, create: bool = False) -> UserStore:
         """The user store; only commands that add users may create a missing file, so that
         a typo in ``--db`` is reported instead of silently making an empty database."""
+        if self._store is None and self.postgres and self.store_factory is _sqlite_store:
+            from .stores.postgres import PgUserStore
+
+            self._store = PgUserStore(self._pg_database())
         if self._store is None:
             db = self.db
             if not create and db != ":memory:" and not os.path.exists(db):
@@ -126,12 +155,21 @@ class _Context:
         return self._store
 
     def sessions(self) -> SessionStore:
+        if (
+            self._sessions is None
+            and self.postgres
+            and self.session_factory is _default_sessions
+            and not self.environ.get("REDIS")
+        ):
+            from .stores.postgres import PgSessionStore
+
+            self._sessions = PgSessionStore(self._pg_database())
         if self._sessions is None:
             self._sessions = self.session_factory(self.db, self.environ)
         return self._sessions
 
     def close(self) -> None:
-        for store in (self._store, self._sessions):
+        for store in (self._store, self._sessions, self._pg):
             close = getattr(store, "close", None)
             if callable(close):
                 close()
@@ -462,6 +500,12 @@ def _audit_store(ctx: _Context) -> AuditStore:
 
     kind = getattr(ctx.args, "store", None) or ctx.environ.get("TOKENGUARD_AUDIT_STORE") or ""
     kind = kind.strip().lower()
+    if kind == "pg":
+        from .stores.postgres import PgAuditStore
+
+        if not ctx.postgres:
+            raise CommandError("TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg", 2)
+        return PgAuditStore(ctx._pg_database())
     if kind == "sqlite":
         db = ctx.db
         if db != ":memory:" and not os.path.exists(db):
@@ -476,8 +520,8 @@ def _audit_store(ctx: _Context) -> AuditStore:
         prefix = ctx.environ.get("TOKENGUARD_REDIS_PREFIX") or DEFAULT_PREFIX
         return RedisAuditStore.from_url(url, prefix=prefix)
     raise CommandError(
-        f"TOKENGUARD_AUDIT_STORE is {kind or 'not set'}: only a sqlite or redis audit store "
-        "keeps events another process can read (or pass --store sqlite|redis)",
+        f"TOKENGUARD_AUDIT_STORE is {kind or 'not set'}: only a sqlite, redis or pg audit "
+        "store keeps events another process can read (or pass --store sqlite|redis|pg)",
         2,
     )
 
@@ -508,6 +552,58 @@ def _cmd_audit_list(ctx: _Context) -> int:
         cells = (e.timestamp, e.event, e.outcome, e.user_id, e.ip, e.provider, e.reason)
         tail = f"  ua={_printable(e.user_agent)}  origin={_printable(e.origin)}"
         ctx.out("  ".join(_printable(c) for c in cells) + tail)
+    return 0
+
+
+# --------------------------------------------------------------------------- database
+
+
+def _cmd_db_migrate(ctx: _Context) -> int:
+    conninfo = ctx.postgres
+    if conninfo is None:
+        raise CommandError(
+            "`db migrate` prepares a PostgreSQL database: set DB_CLIENT=pg and "
+            "DB_CONNECTION_STRING (or DB_HOST, DB_PORT, DB_DATABASE, DB_USER, DB_PASSWORD); "
+            "a SQLite file (DB_FILENAME) migrates itself",
+            2,
+        )
+    import psycopg
+
+    from .stores.pg_schema import SCHEMA_VERSION, migrate
+
+    try:
+        applied = migrate(conninfo)
+    except psycopg.Error as exc:
+        # The class name only: libpq's messages may quote the connection string.
+        raise CommandError(f"the database is unavailable: {type(exc).__name__}") from None
+    for migration in applied:
+        ctx.note(f"applied migration {migration.version}: {migration.name}")
+    if not applied:
+        ctx.note(f"the schema is up to date (version {SCHEMA_VERSION})")
+    ctx.out(str(SCHEMA_VERSION))
+    return 0
+
+
+def _cmd_db_status(ctx: _Context) -> int:
+    conninfo = ctx.postgres
+    if conninfo is None:
+        raise CommandError("`db status` reads a PostgreSQL database: set DB_CLIENT=pg", 2)
+    import psycopg
+
+    from .stores.pg_schema import SCHEMA_VERSION, applied_versions
+
+    try:
+        applied = applied_versions(conninfo)
+    except psycopg.Error as exc:
+        raise CommandError(f"the database is unavailable: {type(exc).__name__}") from None
+    for version, name in applied:
+        ctx.out(f"{version}  {name}")
+    current = max((v for v, _ in applied), default=0)
+    if current < SCHEMA_VERSION:
+        ctx.note(f"the schema is at version {current}, this tokenguard needs {SCHEMA_VERSION}:"
+                 " run `tokenguard db migrate`")
+        return 1
+    ctx.note(f"the schema is up to date (version {current})")
     return 0
 
 
@@ -616,10 +712,22 @@ def build_parser() -> argparse.ArgumentParser:
     audit_list.add_argument("--user", metavar="ID", help="only this user id's events")
     audit_list.add_argument("--event", metavar="E", choices=sorted(EVENTS), help="only event E")
     audit_list.add_argument(
-        "--store", choices=("sqlite", "redis"), help="default: $TOKENGUARD_AUDIT_STORE"
+        "--store", choices=("sqlite", "redis", "pg"), help="default: $TOKENGUARD_AUDIT_STORE"
     )
     audit_list.add_argument("--json", action="store_true", help="one JSON object per line")
     audit_list.set_defaults(func=_cmd_audit_list)
+
+    database = commands.add_parser("db", help="the PostgreSQL schema (DB_CLIENT=pg)")
+    db_cmds = database.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    db_cmds.required = True
+    migrate_p = db_cmds.add_parser(
+        "migrate", help="create or update tokenguard's tables (idempotent, never drops)"
+    )
+    migrate_p.set_defaults(func=_cmd_db_migrate)
+    status_p = db_cmds.add_parser(
+        "status", help="list the applied migrations; exit 1 if the schema is behind"
+    )
+    status_p.set_defaults(func=_cmd_db_status)
 
     tokens = commands.add_parser("tokens", help="static tokens")
     token_cmds = tokens.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
@@ -667,7 +775,7 @@ def main(
         cause = exc.__cause__ or exc.reason
         print(f"tokenguard: error: the database is unavailable: {cause}", file=stderr)
         return 1
-    except SchemaTooNew as exc:
+    except (SchemaTooNew, SchemaNotMigrated) as exc:
         print(f"tokenguard: error: {exc}", file=stderr)
         return 1
     except sqlite3.DatabaseError as exc:

@@ -195,6 +195,16 @@ _ENV: dict[str, tuple[str, Any]] = {
     "max_payload_bytes": ("MAX_PAYLOAD_SIZE", _as_size),
     "auth_prefix": ("TOKENGUARD_AUTH_PREFIX", None),
     "db_filename": ("DB_FILENAME", None),
+    # PostgreSQL (tokenguard.stores.postgres), with Directus's names
+    "db_client": ("DB_CLIENT", lambda n, v: str(v).strip().lower()),
+    "db_host": ("DB_HOST", None),
+    "db_port": ("DB_PORT", _as_int),
+    "db_database": ("DB_DATABASE", None),
+    "db_user": ("DB_USER", None),
+    "db_password": ("DB_PASSWORD", None),
+    "db_connection_string": ("DB_CONNECTION_STRING", None),
+    "db_pool_min": ("DB_POOL__MIN", _as_int),
+    "db_pool_max": ("DB_POOL__MAX", _as_int),
     "redis_url": ("REDIS", None),
     "redis_prefix": ("TOKENGUARD_REDIS_PREFIX", None),
     "strip_query_token": ("TOKENGUARD_STRIP_QUERY_TOKEN", _as_bool),
@@ -308,6 +318,18 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     auth_prefix: str = "/auth"
     db_filename: str | None = None
+    #: ``pg`` keeps users, sessions, one-time claims (and the audit trail, with
+    #: TOKENGUARD_AUDIT_STORE=pg) in PostgreSQL; ``sqlite3`` (or unset) uses DB_FILENAME.
+    db_client: str | None = None
+    db_host: str | None = None
+    db_port: int | None = None
+    db_database: str | None = None
+    db_user: str | None = None
+    db_password: str | None = field(default=None, repr=False)
+    db_connection_string: str | None = field(default=None, repr=False)
+    #: Connections each process keeps open (at least) and may open (at most) per pool.
+    db_pool_min: int = 1
+    db_pool_max: int = 10
     redis_url: str | None = None
     redis_prefix: str = "tokenguard:"
     strip_query_token: bool = True
@@ -417,8 +439,9 @@ class Settings:
                 raise ConfigError(
                     f"TOKENGUARD_REDACT_NAMES entries are parameter names, not {name!r}"
                 )
-        if self.audit_store not in ("none", "memory", "sqlite", "redis"):
-            raise ConfigError("TOKENGUARD_AUDIT_STORE must be none, memory, sqlite or redis")
+        if self.audit_store not in ("none", "memory", "sqlite", "redis", "pg"):
+            raise ConfigError("TOKENGUARD_AUDIT_STORE must be none, memory, sqlite, redis or pg")
+        _check_database_settings(self)
         if self.audit_store == "sqlite" and not self.db_filename:
             raise ConfigError("TOKENGUARD_AUDIT_STORE=sqlite needs DB_FILENAME")
         if self.audit_store == "redis" and not self.redis_url:
@@ -544,6 +567,28 @@ def _collect_provider_env(env: Mapping[str, str], values: dict[str, Any]) -> Non
         values["auth_provider_env"] = tuple(
             sorted((k, v) for k, v in env.items() if k.startswith(prefixes))
         )
+
+
+def _check_database_settings(settings: Settings) -> None:
+    if settings.db_client == "postgres":  # Directus takes both names
+        object.__setattr__(settings, "db_client", "pg")
+    if settings.db_client not in (None, "sqlite3", "pg"):
+        raise ConfigError(
+            f"DB_CLIENT must be pg (or postgres) or sqlite3, not {settings.db_client!r}"
+        )
+    if settings.db_client == "pg" and not (
+        settings.db_connection_string or settings.db_database or settings.db_host
+    ):
+        raise ConfigError(
+            "DB_CLIENT=pg needs DB_CONNECTION_STRING, or DB_HOST/DB_PORT/DB_DATABASE/"
+            "DB_USER/DB_PASSWORD"
+        )
+    if settings.db_port is not None and not 0 < settings.db_port < 65536:
+        raise ConfigError("DB_PORT must be a TCP port")
+    if not 0 <= settings.db_pool_min <= settings.db_pool_max or settings.db_pool_max < 1:
+        raise ConfigError("DB_POOL__MIN and DB_POOL__MAX must satisfy 0 <= min <= max, max >= 1")
+    if settings.audit_store == "pg" and settings.db_client != "pg":
+        raise ConfigError("TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg")
 
 
 def _check_scaling_settings(settings: Settings) -> None:

@@ -46,11 +46,15 @@ Flavour = Literal["sync", "async"]
 def default_stores(
     settings: Settings, flavour: Flavour
 ) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
-    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, the SQLite
-    file ``DB_FILENAME`` when set, memory otherwise."""
+    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, PostgreSQL
+    when ``DB_CLIENT=pg``, the SQLite file ``DB_FILENAME`` when set, memory otherwise."""
     users: UserStore | AsyncUserStore
     sessions: SessionStore | AsyncSessionStore
-    if settings.db_filename:
+    if settings.db_client == "pg":
+        from .stores.postgres import pg_stores
+
+        users, sessions = pg_stores(settings, flavour)
+    elif settings.db_filename:
         from .stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
         users = SQLiteUserStore(settings.db_filename)
@@ -77,6 +81,11 @@ def default_stores(
 def _discard(store: Any) -> None:
     # default_stores() made both stores but the caller gave one: nothing opened it yet
     # (SQLite and Redis connect lazily), so a sync close is enough even for async clients.
+    # A store sharing a pool with its twin (PostgreSQL) only stops counting as its user.
+    discard = getattr(store, "discard", None)
+    if callable(discard):
+        discard()
+        return
     close = getattr(store, "close", None)
     if callable(close) and not getattr(store, "aclose", None):
         close()

@@ -20,11 +20,17 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from tokenguard.stores.base import SessionRecord, refresh_token_key
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+from tokenguard.stores.postgres import (
+    AsyncPgSessionStore,
+    AsyncPgUserStore,
+    PgSessionStore,
+    PgUserStore,
+)
 from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
 from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
-SESSION_BACKENDS = ["memory", "sqlite", "redis", "redis-async"]
-USER_BACKENDS = ["memory", "sqlite", "sqlalchemy", "sqlalchemy-async"]
+SESSION_BACKENDS = ["memory", "sqlite", "redis", "redis-async", "pg", "pg-async"]
+USER_BACKENDS = ["memory", "sqlite", "sqlalchemy", "sqlalchemy-async", "pg", "pg-async"]
 
 _ALPHABET = string.ascii_letters + string.digits + "_-"
 
@@ -78,7 +84,12 @@ class PortalStore:
 
 
 def open_session_store(
-    backend: str, stack: ExitStack, directory: Path, redis_url: str | None, prefix: str | None
+    backend: str,
+    stack: ExitStack,
+    directory: Path,
+    redis_url: str | None,
+    prefix: str | None,
+    pg_conninfo: str | None = None,
 ) -> Any:
     """A fresh store of ``backend``, closed when ``stack`` closes."""
     if backend == "memory":
@@ -87,6 +98,9 @@ def open_session_store(
         sqlite_store = SQLiteSessionStore(directory / "sessions.db")
         stack.callback(sqlite_store.close)
         return sqlite_store
+    if backend.startswith("pg"):
+        assert pg_conninfo is not None
+        return open_pg_store(backend, stack, PgSessionStore, AsyncPgSessionStore, pg_conninfo)
     assert redis_url is not None and prefix is not None
     if backend == "redis":
         redis_store = RedisSessionStore.from_url(redis_url, prefix=prefix)
@@ -100,22 +114,40 @@ def open_session_store(
     raise AssertionError(backend)
 
 
+def open_pg_store(
+    backend: str, stack: ExitStack, sync_cls: Any, async_cls: Any, conninfo: str
+) -> Any:
+    """A PostgreSQL store (``pg``: sync; ``pg-async``: async, driven through a portal)."""
+    if backend == "pg":
+        store = sync_cls(conninfo)
+        stack.callback(store.close)
+        return store
+    portal = stack.enter_context(start_blocking_portal())
+    async_store = async_cls(conninfo)
+    stack.callback(portal.call, async_store.aclose)
+    return PortalStore(async_store, portal)
+
+
 @pytest.fixture(params=SESSION_BACKENDS)
 def session_backend(request: pytest.FixtureRequest) -> str:
     if request.param.startswith("redis"):
         request.applymarker(pytest.mark.redis)
+    if request.param.startswith("pg"):
+        request.applymarker(pytest.mark.pg)
     return str(request.param)
 
 
 @pytest.fixture
 def sessions(session_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A session store of every backend in turn."""
-    url = prefix = None
+    url = prefix = conninfo = None
     if session_backend.startswith("redis"):
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
+    if session_backend.startswith("pg"):
+        conninfo = request.getfixturevalue("pg_conninfo")
     with ExitStack() as stack:
-        yield open_session_store(session_backend, stack, tmp_path, url, prefix)
+        yield open_session_store(session_backend, stack, tmp_path, url, prefix, conninfo)
 
 
 @pytest.fixture(params=USER_BACKENDS)
@@ -127,6 +159,12 @@ def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param.startswith("sqlalchemy"):
         with ExitStack() as stack:
             yield open_sqlalchemy_users(request.param == "sqlalchemy-async", stack, tmp_path)
+        return
+    if request.param.startswith("pg"):
+        request.applymarker(pytest.mark.pg)
+        conninfo = request.getfixturevalue("pg_conninfo")
+        with ExitStack() as stack:
+            yield open_pg_store(request.param, stack, PgUserStore, AsyncPgUserStore, conninfo)
         return
     store = SQLiteUserStore(tmp_path / "users.db")
     yield store

@@ -1,10 +1,12 @@
-"""Audit stores (memory, SQLite, real Redis sync and async): newest first, filters, the cap,
-the settings that choose one, and StoreUnavailable when the backend is down."""
+"""Audit stores (memory, SQLite, real Redis and PostgreSQL, sync and async): newest first,
+filters, the cap, the settings that choose one, and StoreUnavailable when the backend is down."""
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ from tokenguard.stores.audit import (
     audit_store_for,
 )
 from tokenguard.stores.base import StoreUnavailable
+from tokenguard.stores.postgres import AsyncPgAuditStore, PgAuditStore
+
+from .conftest import open_pg_store
 
 
 def event(i: int, user: str = "u1", name: str = "login") -> AuditEvent:
@@ -64,14 +69,27 @@ class PerLoop:
         return self._run(lambda store: store.recent(limit, **kw))  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "redis-async"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-async", "pg", "pg-async"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[int], Any]]:
     kind = request.param
     closers: list[Callable[[], None]] = []
+    stack = ExitStack()
+    closers.append(stack.close)
+    if kind.startswith("pg"):
+        request.applymarker(pytest.mark.pg)
 
     def build(cap: int) -> Any:
         if kind == "memory":
             return MemoryAuditStore(cap)
+        if kind.startswith("pg"):
+            conninfo = request.getfixturevalue("pg_conninfo")
+            return open_pg_store(
+                kind,
+                stack,
+                functools.partial(PgAuditStore, max_events=cap),
+                functools.partial(AsyncPgAuditStore, max_events=cap),
+                conninfo,
+            )
         if kind == "sqlite":
             store = SQLiteAuditStore(str(tmp_path / f"audit{cap}.db"), max_events=cap)
             closers.append(store.close)

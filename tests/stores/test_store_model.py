@@ -1,4 +1,5 @@
-"""Random operation sequences: SQLite and Redis (sync and async) against the memory model."""
+"""Random operation sequences: SQLite, Redis and PostgreSQL (sync and async) against the
+memory model."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tokenguard.stores.base import SessionRecord, refresh_token_key
 from tokenguard.stores.memory import MemorySessionStore
+from tokenguard.stores.pg_schema import migrate
 
 from .conftest import new_token, open_session_store, real_now_ms
 
@@ -29,7 +31,10 @@ def make_machine(
     redis_url: str | None,
     backends: tuple[str, ...] = ("sqlite", "redis", "redis-async"),
     extra: Callable[[], Any] | None = None,
+    pg: Any = None,
 ) -> type[RuleBasedStateMachine]:
+    """``pg``: the PostgreSQL test server, when ``backends`` name ``pg``/``pg-async`` (each
+    gets a fresh migrated schema per example)."""
     class SessionModel(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
@@ -42,8 +47,13 @@ def make_machine(
             for name in backends:
                 prefix = f"tg-test:{uuid.uuid4().hex}:"  # one key space per backend
                 self.stack.callback(self._drop_keys, prefix)
+                conninfo = None
+                if name.startswith("pg"):
+                    conninfo = pg.fresh_schema()
+                    self.stack.callback(pg.drop_schema, conninfo)  # after the store closes
+                    migrate(conninfo)
                 self.backends[name] = open_session_store(
-                    name, self.stack, directory, redis_url, prefix
+                    name, self.stack, directory, redis_url, prefix, conninfo
                 )
             # Records expire in the future of the real clock (Redis expires keys by it); the
             # test clock starts now and moves forward in big steps.
@@ -166,6 +176,18 @@ def test_backends_follow_the_memory_model(redis_url: str) -> None:
     machine = make_machine(redis_url)
     machine.TestCase.settings = settings(
         max_examples=60,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    machine.TestCase().runTest()
+
+
+@pytest.mark.pg
+def test_postgres_follows_the_memory_model(pg_server: Any) -> None:
+    machine = make_machine(None, backends=("pg", "pg-async"), pg=pg_server)
+    machine.TestCase.settings = settings(
+        max_examples=40,
         stateful_step_count=30,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],

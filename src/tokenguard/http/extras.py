@@ -1,7 +1,8 @@
 """Password reset, two-factor and single sign-on, assembled for the core.
 
 The one-time store (used TOTP steps, used reset tokens) follows the session store: Redis
-when sessions live in Redis, the SQLite file ``DB_FILENAME`` when set, memory otherwise.
+when sessions live in Redis, PostgreSQL when they live there, the SQLite file
+``DB_FILENAME`` when set, memory otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOn
         if type(sessions).__name__.startswith("Async"):
             return once.AsyncRedisOnceStore(client, prefix=settings.redis_prefix)
         return once.RedisOnceStore(client, prefix=settings.redis_prefix)
+    database = getattr(sessions, "db", None)
+    if module.endswith("stores.postgres") and database is not None:
+        from ..stores import postgres
+
+        if type(sessions).__name__.startswith("Async"):
+            return postgres.AsyncPgOnceStore(database)
+        return postgres.PgOnceStore(database)
     if settings.db_filename:
         return once.SQLiteOnceStore(settings.db_filename)
     return once.MemoryOnceStore()

@@ -1,4 +1,4 @@
-"""Store protocols and their backends (memory, SQLite, Redis)."""
+"""Store protocols and their backends (memory, SQLite, Redis, PostgreSQL)."""
 
 from .base import (
     AsyncSessionStore,

@@ -296,6 +296,10 @@ def audit_store_for(
     cap = settings.audit_max_events
     if kind == "memory":
         return MemoryAuditStore(cap)
+    if kind == "pg":
+        from .postgres import pg_audit_store
+
+        return pg_audit_store(settings, flavour, sessions)
     if kind == "sqlite" and settings.db_filename:
         return SQLiteAuditStore(settings.db_filename, max_events=cap)
     if kind == "redis" and settings.redis_url:
