@@ -192,13 +192,9 @@ def _pool_options(timeout: float, min_size: int, max_size: int) -> dict[str, Any
 # --------------------------------------------------------------------------- drivers
 
 
-class PgDatabase:
-    """A synchronous connection pool and the driver of the shared operations.
-
-    Opened on first use (a store that is never used opens nothing). The schema is checked
-    once, on the first connection: :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated`
-    from :meth:`check_schema`, a 503 (and an error log) from a request.
-    """
+class _Pooled:
+    """What both drivers hold: the connection settings, the (lazily made) pool, whether the
+    schema was checked, and how many stores share it."""
 
     def __init__(
         self,
@@ -213,9 +209,21 @@ class PgDatabase:
         self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
         self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
-        self._lock = threading.Lock()
         self._checked = False
         self.holders = 0  # stores sharing this database; the last one to close closes it
+
+
+class PgDatabase(_Pooled):
+    """A synchronous connection pool and the driver of the shared operations.
+
+    Opened on first use (a store that is never used opens nothing). The schema is checked
+    once, on the first connection: :class:`~tokenguard.stores.pg_schema.SchemaNotMigrated`
+    from :meth:`check_schema`, a 503 (and an error log) from a request.
+    """
+
+    def __init__(self, conninfo: str, **options: Any) -> None:
+        super().__init__(conninfo, **options)
+        self._lock = threading.Lock()
 
     def _get_pool(self) -> Any:
         with self._lock:
@@ -283,26 +291,13 @@ class PgDatabase:
             pool.close()
 
 
-class AsyncPgDatabase:
+class AsyncPgDatabase(_Pooled):
     """The asynchronous twin of :class:`PgDatabase` (an ``AsyncConnectionPool``, opened on
     first use in the running event loop)."""
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        timeout: float = 2.0,
-        statement_timeout_ms: int = 5_000,
-        min_size: int = 1,
-        max_size: int = 10,
-    ) -> None:
-        self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
-        self._options = _pool_options(timeout, min_size, max_size)
-        self._pool: Any = None
+    def __init__(self, conninfo: str, **options: Any) -> None:
+        super().__init__(conninfo, **options)
         self._opened = False
-        self._checked = False
-        self.holders = 0
 
     async def _get_pool(self) -> Any:
         if self._pool is None:
