@@ -29,8 +29,15 @@ from tokenguard.stores.postgres import (
 from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
 from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
-SESSION_BACKENDS = ["memory", "sqlite", "redis", "redis-async", "pg", "pg-async"]
-USER_BACKENDS = ["memory", "sqlite", "sqlalchemy", "sqlalchemy-async", "pg", "pg-async"]
+# Marks on the parameters (not applied at run time) so that `-m "not pg and not sqlalchemy"`
+# deselects the optional drivers where their extras are not installed (scripts/core-tests.txt).
+_PG = [pytest.param(name, marks=pytest.mark.pg) for name in ("pg", "pg-async")]
+_REDIS = [pytest.param(name, marks=pytest.mark.redis) for name in ("redis", "redis-async")]
+_SQLALCHEMY = [
+    pytest.param(name, marks=pytest.mark.sqlalchemy) for name in ("sqlalchemy", "sqlalchemy-async")
+]
+SESSION_BACKENDS = ["memory", "sqlite", *_REDIS, *_PG]
+USER_BACKENDS = ["memory", "sqlite", *_SQLALCHEMY, *_PG]
 
 _ALPHABET = string.ascii_letters + string.digits + "_-"
 
@@ -130,10 +137,6 @@ def open_pg_store(
 
 @pytest.fixture(params=SESSION_BACKENDS)
 def session_backend(request: pytest.FixtureRequest) -> str:
-    if request.param.startswith("redis"):
-        request.applymarker(pytest.mark.redis)
-    if request.param.startswith("pg"):
-        request.applymarker(pytest.mark.pg)
     return str(request.param)
 
 
@@ -161,7 +164,6 @@ def users(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
             yield open_sqlalchemy_users(request.param == "sqlalchemy-async", stack, tmp_path)
         return
     if request.param.startswith("pg"):
-        request.applymarker(pytest.mark.pg)
         conninfo = request.getfixturevalue("pg_conninfo")
         with ExitStack() as stack:
             yield open_pg_store(request.param, stack, PgUserStore, AsyncPgUserStore, conninfo)
