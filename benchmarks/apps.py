@@ -149,6 +149,48 @@ def make_asgi_handwritten() -> Any:
     return HandwrittenJWT(bare_asgi)
 
 
+class PassThrough:
+    """The least a middleware can be: a class whose ``__call__`` awaits the app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class HeaderAttach:
+    """The floor of any authenticating middleware, with no authentication at all: walk the
+    headers for ``Authorization``, look its value up in a dict, attach what it finds the
+    way tokenguard does (``scope["state"]``, ``scope["user"]``, ``scope["auth"]``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.known: dict[bytes, Any] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            authorization = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value
+            user = self.known.get(authorization) if authorization is not None else None
+            state = scope.get("state")
+            state = dict(state) if state else {}
+            state["user"] = user
+            scope["state"] = state
+            scope["user"] = scope["auth"] = user
+        await self.app(scope, receive, send)
+
+
+def make_asgi_passthrough() -> Any:
+    return PassThrough(bare_asgi)
+
+
+def make_asgi_header_attach() -> Any:
+    return HeaderAttach(bare_asgi)
+
+
 def make_asgi_bare() -> Any:
     return bare_asgi
 

@@ -117,3 +117,70 @@ def test_static_token_follows_every_change_of_its_user() -> None:
     guard.users.update("u-static", token_hash=hash_token(STATIC))
     guard.users.delete("u-static")
     assert _verdict(resolve(guard, header)) == ("refused", 401, "INVALID_CREDENTIALS")
+
+
+def _memo_verdict(guard: Guard, raw: bytes | str) -> object:
+    """What the shells see: the memo when it answers, else the full path."""
+    return _memo_or_cold(guard, raw, "")
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    as_bytes=st.booleans(),
+    changes=st.lists(
+        st.sampled_from(["role", "suspend", "activate", "no-token", "token-back", "delete", "create"]),
+        max_size=8,
+    ),
+)
+def test_static_token_memo_follows_every_change_of_its_user(as_bytes: bool, changes: list[str]) -> None:
+    # The memo answers a static token from the raw header on every sight after the first,
+    # without hashing it again: after any sequence of changes to its user, memo and cold
+    # guard must agree on every request.
+    from tests.test_guard import STATIC
+    from tokenguard.stores.base import User
+
+    guard = make_guard()
+    header = f"Bearer {STATIC}"
+    raw: bytes | str = header.encode("latin-1") if as_bytes else header
+    text = header
+    first = guard.authenticate(text, "", None, raw_authorization=raw)
+    assert isinstance(first, Principal) and first.via == "static"
+    hit = guard.cached_bearer(raw, b"" if as_bytes else "")
+    assert hit is first  # memoised on first sight: static tokens are few
+    assert guard.cached_bearer(raw, b"access_token=x" if as_bytes else "access_token=x") is None
+    for change in changes:
+        if change == "role":
+            guard.users.update("u-static", role=f"role-{len(change)}", admin_access=True)
+        elif change in ("suspend", "activate") and guard.users.get_by_id("u-static") is not None:
+            guard.users.update("u-static", status="suspended" if change == "suspend" else "active")
+        elif change == "no-token" and guard.users.get_by_id("u-static") is not None:
+            guard.users.update("u-static", token_hash=None)
+        elif change == "token-back" and guard.users.get_by_id("u-static") is not None:
+            guard.users.update("u-static", token_hash=hash_token(STATIC))
+        elif change == "delete" and guard.users.get_by_id("u-static") is not None:
+            guard.users.delete("u-static")
+        elif change == "create" and guard.users.get_by_id("u-static") is None:
+            guard.users.create(User(id="u-static", email="s@example.com", role="robot", token_hash=hash_token(STATIC)))
+        cold = make_guard()
+        cold.users = guard.users  # the same users, no memo
+        assert _memo_verdict(guard, raw) == _verdict(resolve(cold, text))
+        # The memo answers again once the full path has accepted the (changed) user anew.
+        again = _memo_verdict(guard, raw)
+        assert again == _verdict(resolve(cold, text))
+
+
+def test_static_token_memo_never_answers_while_the_store_is_down() -> None:
+    from tests.test_guard import STATIC
+    from tokenguard.stores.base import StoreUnavailable
+
+    guard = make_guard()
+    raw = f"Bearer {STATIC}".encode()
+    assert isinstance(guard.authenticate(raw.decode(), "", None, raw_authorization=raw), Principal)
+    assert isinstance(guard.cached_bearer(raw, b""), Principal)
+
+    def down(digest: str) -> None:
+        raise StoreUnavailable("users", "down for the test")
+
+    guard.users.get_by_token_hash = down  # type: ignore[method-assign]
+    assert guard.cached_bearer(raw, b"") is None
+    assert _verdict(resolve(guard, raw.decode())) == ("refused", 503, "SERVICE_UNAVAILABLE")

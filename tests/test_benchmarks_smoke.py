@@ -79,3 +79,48 @@ def test_quick_servers(tmp_path: Path) -> None:
                              ("flask", "repeated"))
         for unit in ("rps", "cpu")
     }  # fmt: skip
+
+
+def test_the_floor_middlewares_answer_like_the_bare_app() -> None:
+    # benchmarks.server_instructions compares tokenguard with these two: they must do what
+    # they claim (pass the request through; attach what they find), or the floor is wrong.
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import apps
+
+    async def call(app: Any) -> tuple[list[Any], dict[str, Any]]:
+        sent: list[Any] = []
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                                 "headers": [(b"authorization", b"Bearer x")]}  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent, scope
+
+    bare, _ = asyncio.run(call(apps.make_asgi_bare()))
+    passed, _ = asyncio.run(call(apps.make_asgi_passthrough()))
+    attach = apps.make_asgi_header_attach()
+    attach.known[b"Bearer x"] = "user-x"
+    attached, scope = asyncio.run(call(attach))
+    assert bare == passed == attached
+    assert bare[1]["body"] == b"ok"
+    assert (scope["user"], scope["auth"], scope["state"]) == ("user-x", "user-x", {"user": "user-x"})
+
+
+def test_targets_are_judged_in_the_right_direction() -> None:
+    # Added-cost ratios are met below their target, throughput ratios above it.
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.run import TARGETS, verdict
+
+    assert verdict("flask_repeated_vs_fjwt", [0.02]) == "met (≤ 0.1)"
+    assert verdict("flask_repeated_vs_fjwt", [0.2]) == "**missed** (≤ 0.1)"
+    assert verdict("flask_repeated", [0.98]) == "met (≥ 0.97)"
+    assert verdict("server_repeated", [0.9]) == "**missed** (≥ 0.95)"
+    assert verdict("asgi_first_seen_vs_starlette", [0.25]) == "met (≤ 0.3)"
+    assert set(TARGETS) >= {"server_static", "server_new_token"}

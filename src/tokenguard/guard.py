@@ -85,10 +85,11 @@ class Guard:
         self.public = Principal(user=None, role=settings.public_role, via="public")
         self._max_length = settings.max_token_length
         self._leeway = settings.leeway_ms / 1000
-        # Raw ``Authorization`` value (bytes under ASGI, str under WSGI) -> its Bearer token.
-        # A memo of parsing only: what the token is worth is always asked of the cache, so
-        # a revocation that drops the cached check reaches this path too.
-        self._bearers: dict[bytes | str, str] = {}
+        # Raw ``Authorization`` value (bytes under ASGI, str under WSGI) -> its Bearer token
+        # (a JWT), or the static token's digest, user and principal. A memo of parsing only:
+        # what a JWT is worth is always asked of the cache, and a static token's user of the
+        # store, so a revocation reaches this path too.
+        self._bearers: dict[bytes | str, str | tuple[str, User, Principal]] = {}
         self._cached = self.cache.entries
         self._bearers_max = max(settings.token_cache_size, 1)
         lookup = getattr(users, "get_by_token_hash", None)
@@ -113,23 +114,36 @@ class Guard:
         that could hold a token parameter (or a percent-encoded name) always says ``None``:
         a token there must meet the header and be refused, as :meth:`authenticate` does.
         """
-        token = self._bearers.get(authorization)
-        if token is None:
+        memo = self._bearers.get(authorization)
+        if memo is None:
             return None
         if query_string:
             if type(query_string) is bytes:
-                if b"%" in query_string or any(
-                    n in query_string for n in self._query_names_bytes
-                ):
+                if b"%" in query_string or any(n in query_string for n in self._query_names_bytes):
                     return None
             elif "%" in query_string or any(n in query_string for n in self._query_names):
                 return None
-        entry = self._cached.get(token)
+        if type(memo) is not str:
+            return self._static_memo(memo)  # type: ignore[arg-type]
+        entry = self._cached.get(memo)
         if entry is None or entry[1] <= self.clock():
             return None  # authenticate() drops the stale entry and decides afresh
         return entry[0]
 
-    def _remember_bearer(self, authorization: bytes | str, token: str) -> None:
+    def _static_memo(self, memo: tuple[str, User, Principal]) -> Principal | None:
+        # An in-process store hands back the very (frozen) User it holds until that user
+        # changes or goes: the same object is the same verdict (token hash compared, status
+        # active), so the store is asked but nothing is hashed or compared again.
+        digest, user, principal = memo
+        try:
+            current = self.users.get_by_token_hash(digest)
+        except StoreUnavailable:
+            return None  # the full path answers 503
+        return principal if current is user else None
+
+    def _remember_bearer(
+        self, authorization: bytes | str, token: str | tuple[str, User, Principal]
+    ) -> None:
         bearers = self._bearers
         if len(bearers) >= self._bearers_max:
             bearers.clear()  # a memo: forgetting it costs one parse per token, nothing else
@@ -184,7 +198,7 @@ class Guard:
             return cached
         claims = self.verifier.verify(token, now)
         if claims is None:
-            return self._static_flow(token, from_cookie)
+            return self._static_flow(token, from_cookie, raw_authorization)
         if isinstance(claims, AuthError):
             if type(claims) is KeyFetchNeeded:
                 return self._key_fetch_flow(token, source)
@@ -228,7 +242,9 @@ class Guard:
             return Refusal(invalid_token(), outcome.clear_session_cookie)
         return outcome
 
-    def _static_flow(self, token: str, from_cookie: bool) -> Outcome | Flow[Outcome]:
+    def _static_flow(
+        self, token: str, from_cookie: bool, raw_authorization: bytes | str | None = None
+    ) -> Outcome | Flow[Outcome]:
         digest = hash_token(token)
         if self._inline_users:
             # An in-process store (io_bound = False, synchronous): asked directly, without
@@ -237,7 +253,11 @@ class Guard:
                 user = self.users.get_by_token_hash(digest)
             except StoreUnavailable as exc:
                 return _unavailable(exc)
-            return self._static_outcome(user, digest, from_cookie)  # type: ignore[arg-type]
+            outcome = self._static_outcome(user, digest, from_cookie)  # type: ignore[arg-type]
+            if raw_authorization is not None and type(outcome) is Principal:
+                # Static tokens are few (one per user): memoised on first sight.
+                self._remember_bearer(raw_authorization, (digest, user, outcome))  # type: ignore[arg-type]
+            return outcome
         return self._static_lookup(digest, from_cookie)
 
     def _static_lookup(self, digest: str, from_cookie: bool) -> Flow[Outcome]:
