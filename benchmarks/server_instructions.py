@@ -3,6 +3,7 @@
     apt-get install -y valgrind
     python -m benchmarks.server_instructions            # every variant, 1,000 requests each
     python -m benchmarks.server_instructions -n 500 --variants bare,tokenguard-repeated
+    python -m benchmarks.server_instructions --keep cg/   # dumps for callgrind_annotate
 
 On a shared 2-core machine a minute's requests per CPU-second move by 10 to 30 % between
 rounds; the instructions one request executes do not. Each variant's server runs under
@@ -67,8 +68,9 @@ def _request(conn: socket.socket, token: str) -> None:
         raise RuntimeError(f"not a 200: {answer[:200]!r}")
 
 
-def count(factory: str, mode: str, n: int) -> float:
-    """Instructions per request of ``factory``'s app under uvicorn, ``n`` requests."""
+def count(factory: str, mode: str, n: int, keep: Path | None = None) -> float:
+    """Instructions per request of ``factory``'s app under uvicorn, ``n`` requests; the
+    callgrind dump is copied to ``keep`` (for ``callgrind_annotate``) when given."""
     with tempfile.TemporaryDirectory(prefix="tokenguard-callgrind-") as tmp:
         port = free_port()
         env = {
@@ -110,6 +112,8 @@ def count(factory: str, mode: str, n: int) -> float:
         dump = next(Path(tmp).glob("cg.*.1"), None)
         if dump is None:
             raise RuntimeError("callgrind wrote no dump")
+        if keep is not None:
+            shutil.copyfile(dump, keep)
         match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), re.M)
         if match is None:
             raise RuntimeError(f"no total in {dump.name}")
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=1000, help="requests per variant")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--keep", type=Path, help="a folder to keep each variant's dump in")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install -y valgrind)")
@@ -132,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, float] = {}
     for name in wanted:
         factory, mode = VARIANTS[name]
-        counts[name] = count(factory, mode, args.n)
+        keep = None
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            keep = args.keep / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".out")
+        counts[name] = count(factory, mode, args.n, keep)
         print(f"{name:45} {counts[name]:>10,.0f} instructions/request", file=sys.stderr)
     bare = counts["bare"]
     print("| variant | instructions/request | added to bare | bare / variant |")

@@ -96,7 +96,10 @@ class Guard:
         self._inline_users = getattr(users, "io_bound", None) is False and not (
             inspect.iscoroutinefunction(lookup)
         )
-        self._static_principals: dict[str, tuple[User, Principal]] = {}
+        # Static-token digest -> (digest, user, principal) for an in-process store, whose
+        # unchanged user is the very same (frozen) object: the principal is built once, and
+        # the raw-header memo above holds these same triples.
+        self._statics: dict[str, tuple[str, User, Principal]] = {}
         self._query_names = tuple(settings.query_params)
         # The ASGI shell's query string is bytes it reads as latin-1: a name with characters
         # beyond latin-1 can never occur in it, and the others occur as their latin-1 bytes.
@@ -255,8 +258,11 @@ class Guard:
                 return _unavailable(exc)
             outcome = self._static_outcome(user, digest, from_cookie)  # type: ignore[arg-type]
             if raw_authorization is not None and type(outcome) is Principal:
-                # Static tokens are few (one per user): memoised on first sight.
-                self._remember_bearer(raw_authorization, (digest, user, outcome))  # type: ignore[arg-type]
+                # Static tokens are few (one per user): memoised on first sight. (Another
+                # thread may have just cleared the table: then the next request memoises.)
+                entry = self._statics.get(digest)
+                if entry is not None and entry[2] is outcome:
+                    self._remember_bearer(raw_authorization, entry)
             return outcome
         return self._static_lookup(digest, from_cookie)
 
@@ -278,16 +284,14 @@ class Guard:
         ):
             log.debug("refused static token: unknown or inactive")
             return Refusal(invalid_credentials(), from_cookie)
-        # An in-process store hands back the very (frozen) User it holds until that user
-        # changes: the same object means the same principal, built once.
-        memo = self._static_principals.get(digest)
-        if memo is not None and memo[0] is user:
-            return memo[1]
+        memo = self._statics.get(digest)
+        if memo is not None and memo[1] is user:
+            return memo[2]
         principal = Principal(user.id, user.role, user.admin_access, user.app_access, "static")
         if self._inline_users:
-            if len(self._static_principals) >= self._bearers_max:
-                self._static_principals.clear()
-            self._static_principals[digest] = (user, principal)
+            if len(self._statics) >= self._bearers_max:
+                self._statics.clear()
+            self._statics[digest] = (digest, user, principal)
         return principal
 
     def _session_flow(
