@@ -256,14 +256,13 @@ class Guard:
                 user = self.users.get_by_token_hash(digest)
             except StoreUnavailable as exc:
                 return _unavailable(exc)
-            outcome = self._static_outcome(user, digest, from_cookie)  # type: ignore[arg-type]
-            if raw_authorization is not None and type(outcome) is Principal:
-                # Static tokens are few (one per user): memoised on first sight. (Another
-                # thread may have just cleared the table: then the next request memoises.)
-                entry = self._statics.get(digest)
-                if entry is not None and entry[2] is outcome:
-                    self._remember_bearer(raw_authorization, entry)
-            return outcome
+            entry = self._static_entry(user, digest, from_cookie)  # type: ignore[arg-type]
+            if isinstance(entry, Refusal):
+                return entry
+            if raw_authorization is not None:
+                # Static tokens are few (one per user): memoised on first sight.
+                self._remember_bearer(raw_authorization, entry)
+            return entry[2]
         return self._static_lookup(digest, from_cookie)
 
     def _static_lookup(self, digest: str, from_cookie: bool) -> Flow[Outcome]:
@@ -271,9 +270,13 @@ class Guard:
             user = yield Call(self.users.get_by_token_hash, (digest,))
         except StoreUnavailable as exc:
             return _unavailable(exc)
-        return self._static_outcome(user, digest, from_cookie)
+        entry = self._static_entry(user, digest, from_cookie)
+        return entry if isinstance(entry, Refusal) else entry[2]
 
-    def _static_outcome(self, user: User | None, digest: str, from_cookie: bool) -> Outcome:
+    def _static_entry(
+        self, user: User | None, digest: str, from_cookie: bool
+    ) -> tuple[str, User, Principal] | Refusal:
+        """The static token's (digest, user, principal), or the refusal."""
         # The store found it by hash; compare again in constant time so that a store with a
         # case-insensitive or prefix index can never match a different token.
         if (
@@ -284,15 +287,19 @@ class Guard:
         ):
             log.debug("refused static token: unknown or inactive")
             return Refusal(invalid_credentials(), from_cookie)
-        memo = self._statics.get(digest)
-        if memo is not None and memo[1] is user:
-            return memo[2]
-        principal = Principal(user.id, user.role, user.admin_access, user.app_access, "static")
+        entry = self._statics.get(digest)
+        if entry is not None and entry[1] is user:
+            return entry
+        entry = (
+            digest,
+            user,
+            Principal(user.id, user.role, user.admin_access, user.app_access, "static"),
+        )
         if self._inline_users:
             if len(self._statics) >= self._bearers_max:
                 self._statics.clear()
-            self._statics[digest] = (digest, user, principal)
-        return principal
+            self._statics[digest] = entry
+        return entry
 
     def _session_flow(
         self, claims: dict[str, Any], now: float, from_cookie: bool, token: str | None = None
