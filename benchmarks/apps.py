@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 
 from tokenguard import Settings, TokenGuard, TokenGuardMiddleware, User
+from tokenguard.jose.tokens import hash_token, issue_access_token
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
-from tokenguard.tokens import hash_token, issue_access_token
 
 # A fixed benchmark-only secret, so that separately started servers accept the same tokens.
 SECRET = "bench-only-4kQ9vX2pLm7RtY8wZ3nB6cD1fG5hJ0sA-uE_iO9pK2lM4nQ7rS8tU1vW3xY"

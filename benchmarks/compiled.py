@@ -34,7 +34,7 @@ WORKLOADS = ("verify", "asgi_repeated", "asgi_first_seen", "asgi_static")
 _WORKLOAD = r'''
 import asyncio, sys, time
 from benchmarks import apps
-import tokenguard.tokens as tokens
+import tokenguard.jose.tokens as tokens
 
 kind, n = sys.argv[1], int(sys.argv[2])
 N = 2000

@@ -371,7 +371,7 @@ def bench_floor(cfg: Config) -> dict[str, float]:
 
     import jwt
 
-    from tokenguard.tokens import TokenVerifier
+    from tokenguard.jose.tokens import TokenVerifier
 
     token = apps.directus_token()
     head, payload, _ = token.split(".")
@@ -688,7 +688,7 @@ def bench_servers(
 
 def bench_cache_memory(cfg: Config) -> dict[str, Any]:
     """Bytes the token cache holds per entry, the token string itself included."""
-    from tokenguard.extract import Extracted
+    from tokenguard.guard.extract import Extracted
 
     core = apps.make_core("sync")
     guard = core.guard

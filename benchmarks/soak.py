@@ -56,9 +56,9 @@ ROLE = "2c4e6a8b-0d1f-4e3a-8c5b-7d9e1f3a5b7c"
 
 
 def _stores() -> tuple[Any, Any]:
+    from tokenguard.jose.tokens import hash_token
     from tokenguard.stores.base import User
     from tokenguard.stores.memory import MemoryUserStore
-    from tokenguard.tokens import hash_token
 
     users = MemoryUserStore()
     hashed = _passwords().hash(PASSWORD)

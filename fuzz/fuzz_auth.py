@@ -36,16 +36,16 @@ from argon2 import PasswordHasher
 
 # Only our own code is instrumented: coverage of PyJWT or argon2 would steer nothing useful.
 with atheris.instrument_imports(include=["tokenguard"]):
+    from tokenguard.app import TokenGuard
     from tokenguard.auth.passwords import Passwords
     from tokenguard.config import Settings
-    from tokenguard.core import TokenGuard
     from tokenguard.errors import AuthError
-    from tokenguard.extract import Extractor, parse_cookie
+    from tokenguard.guard.extract import Extractor, parse_cookie
     from tokenguard.http.body import parse_json_body, validate_login
+    from tokenguard.jose.tokens import TokenVerifier, hash_token
+    from tokenguard.shells.wsgi import TokenGuardWSGI
     from tokenguard.stores.base import User
     from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
-    from tokenguard.tokens import TokenVerifier, hash_token
-    from tokenguard.wsgi import TokenGuardWSGI
 
 SECRET = "fuzz-Rk3vQ9pLm2Xz7Wn4Bc8Ht1Jy6Gd5Fs0AeUiOqZ"
 NOW = 1_800_000_000.0

@@ -60,7 +60,7 @@ if ! pg_binaries; then
   fi
 fi
 
-# xmlsec1 checks and makes the XML signatures of SAML logins (pysaml2, tests/test_saml.py).
+# xmlsec1 checks and makes the XML signatures of SAML logins (pysaml2, tests/auth/test_saml.py).
 command -v xmlsec1 >/dev/null 2>&1 || apt_install xmlsec1
 
 # wrk drives the server benchmarks (their smoke test runs in the suite).

@@ -1,10 +1,10 @@
 """Single sign-on logins in the audit trail: the provider's name, the user, and refusals
-(a replayed callback), against the tiny OpenID provider of tests.test_sso."""
+(a replayed callback), against the tiny OpenID provider of tests.auth.test_sso."""
 
 from __future__ import annotations
 
 from tests.helpers.oidc_provider import OIDCProvider
-from tests.test_sso import _reset_idp, client_for, idp, make_core, start, via_provider
+from tests.auth.test_sso import _reset_idp, client_for, idp, make_core, start, via_provider
 from tokenguard.stores.audit import MemoryAuditStore
 from tokenguard.stores.memory import MemoryUserStore
 

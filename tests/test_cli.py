@@ -23,7 +23,7 @@ from tokenguard import cli
 from tokenguard.auth.passwords import verify_password
 from tokenguard.config import Settings
 from tokenguard.flow import run_sync
-from tokenguard.guard import Guard, Refusal
+from tokenguard.guard.decide import Guard, Refusal
 from tokenguard.principal import Principal
 from tokenguard.stores.base import SessionRecord, SessionStore, refresh_token_key
 from tokenguard.stores.redis import RedisSessionStore

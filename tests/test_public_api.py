@@ -36,7 +36,7 @@ def test_core_does_not_import_frameworks() -> None:
     import sys
 
     code = (
-        "import sys, tokenguard, tokenguard.guard, tokenguard.auth.service;"
+        "import sys, tokenguard, tokenguard.guard.decide, tokenguard.auth.service;"
         "print(','.join(m for m in ('flask', 'starlette', 'werkzeug') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

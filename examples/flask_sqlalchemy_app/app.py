@@ -25,8 +25,8 @@ from examples.users import users_me_body
 from tokenguard import TokenGuard
 from tokenguard.errors import invalid_credentials
 from tokenguard.integrations.flask import TokenGuardFlask, current_user, require_role, require_user
+from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.sqlalchemy import sqlalchemy_users
-from tokenguard.tokens import hash_token
 
 
 class Base(DeclarativeBase):

@@ -1,14 +1,14 @@
 """tokenguard: Directus-grade token authentication for any ASGI or WSGI app."""
 
-from .asgi import TokenGuardMiddleware
+from .app import TokenGuard
 from .config import Settings, generate_secret
-from .core import TokenGuard
 from .errors import AuthError, ConfigError
-from .guard import Guard, Refusal
-from .logs import RedactingFilter
+from .guard.decide import Guard, Refusal
+from .logs.filter import RedactingFilter
 from .principal import Principal
+from .shells.asgi import TokenGuardMiddleware
+from .shells.wsgi import ENVIRON_PRINCIPAL, ENVIRON_ROLE, ENVIRON_USER, TokenGuardWSGI
 from .stores.base import SessionRecord, StoreUnavailable, User
-from .wsgi import ENVIRON_PRINCIPAL, ENVIRON_ROLE, ENVIRON_USER, TokenGuardWSGI
 
 __all__ = [
     "ENVIRON_PRINCIPAL",

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .audit import EVENTS, AuditStore
 from .config import Settings, generate_secret
 from .errors import ConfigError
+from .logs.audit import EVENTS, AuditStore
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
 from .stores.pg_schema import SchemaNotMigrated
 from .stores.sqlite import SchemaTooNew

@@ -1,4 +1,4 @@
-"""Releasing what a :class:`~tokenguard.core.TokenGuard` made: threads, pools, files.
+"""Releasing what a :class:`~tokenguard.app.TokenGuard` made: threads, pools, files.
 
 A :class:`Resources` list is filled while the core is built (only with what the core made
 itself: stores, counters, the invalidation subscriber, the mail pool, the SSO HTTP client)

@@ -211,7 +211,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "token_cache_size": ("TOKENGUARD_TOKEN_CACHE_SIZE", _as_int),
     "public_url": ("PUBLIC_URL", None),
     "dev": ("TOKENGUARD_DEV", _as_bool),
-    # scaling out (tokenguard.keys, tokenguard.invalidation)
+    # scaling out (tokenguard.jose.keys, tokenguard.guard.invalidation)
     "jwt_keys": ("TOKENGUARD_JWT_KEYS", None),
     "jwt_accept_hmac": ("TOKENGUARD_JWT_ACCEPT_HMAC", _as_bool),
     "jwks_url": ("TOKENGUARD_JWKS_URL", None),
@@ -219,7 +219,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "jwks_cache_ms": ("TOKENGUARD_JWKS_CACHE_TTL", _as_duration),
     "jwks_min_refetch_ms": ("TOKENGUARD_JWKS_MIN_REFETCH", _as_duration),
     "session_cache_ttl_ms": ("TOKENGUARD_SESSION_CACHE_TTL", _as_duration),
-    # hardening (tokenguard.limits, tokenguard.csrf)
+    # hardening (tokenguard.guard.limits, tokenguard.guard.csrf)
     "rate_limiter_enabled": ("RATE_LIMITER_ENABLED", _as_bool),
     "rate_limiter_points": ("RATE_LIMITER_POINTS", _as_int),
     "rate_limiter_duration_ms": ("RATE_LIMITER_DURATION", lambda n, v: _as_seconds_ms(n, v)),
@@ -237,7 +237,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "csrf_protection": ("TOKENGUARD_CSRF_PROTECTION", _as_bool),
     "csrf_trusted_origins": ("TOKENGUARD_CSRF_TRUSTED_ORIGINS", _as_list),
     "csrf_require_origin": ("TOKENGUARD_CSRF_REQUIRE_ORIGIN", _as_bool),
-    # realtime and GraphQL (tokenguard.realtime, tokenguard.asgi_ws, tokenguard.graphql)
+    # realtime and GraphQL (http/realtime.py, shells/asgi_ws.py, http/graphql.py)
     "websockets_enabled": ("WEBSOCKETS_ENABLED", _as_bool),
     "websockets_rest_enabled": ("WEBSOCKETS_REST_ENABLED", _as_bool),
     "websockets_rest_path": ("WEBSOCKETS_REST_PATH", None),
@@ -336,8 +336,8 @@ class Settings:
     token_cache_size: int = 10_000
     public_url: str | None = None
     dev: bool = False
-    # Scaling out: asymmetric keys with kids (tokenguard.keys), a remote JWKS for
-    # verify-only services, and the cross-process session cache (tokenguard.invalidation).
+    # Scaling out: asymmetric keys with kids (tokenguard.jose.keys), a remote JWKS for
+    # verify-only services, and the cross-process session cache (tokenguard.guard.invalidation).
     jwt_keys: str | None = field(default=None, repr=False)
     jwt_accept_hmac: bool = True
     jwks_url: str | None = None
@@ -602,7 +602,7 @@ def _check_scaling_settings(settings: Settings) -> None:
     if path is not None and (not path.startswith("/") or path.endswith("/") or "?" in path):
         raise ConfigError('TOKENGUARD_JWKS_PATH must start with "/" and not end with one')
     if settings.jwt_keys:
-        from .keys import key_ring_for  # loads and checks the PEMs once, at start-up
+        from .jose.keys import key_ring_for  # loads and checks the PEMs once, at start-up
 
         key_ring_for(settings.jwt_keys)
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import get_args
 
 from .auth.passwords import hash_password
+from .jose.tokens import hash_token
 from .stores.base import User, UserStatus, UserStore
-from .tokens import hash_token
 
 __all__ = [
     "MIN_STATIC_TOKEN_LENGTH",

@@ -29,7 +29,7 @@ import pytest
 
 from tests.helpers.servers import Server, serve
 from tests.helpers.tokens import OTHER_SECRET, SECRET, mint
-from tokenguard.redact import DEFAULT_SECRET_NAMES, PLACEHOLDER
+from tokenguard.logs.redact import DEFAULT_SECRET_NAMES, PLACEHOLDER
 
 pytestmark = pytest.mark.e2e
 

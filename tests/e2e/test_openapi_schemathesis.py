@@ -38,7 +38,7 @@ from tests.helpers import ldap_server
 from tests.helpers.oidc_provider import CLIENT_ID, CLIENT_SECRET, running_provider
 from tests.helpers.servers import Server, free_port, serve
 from tests.helpers.tokens import SECRET
-from tests.test_openapi import EVERY_KIND_OF_PATH
+from tests.http.test_openapi import EVERY_KIND_OF_PATH
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tokenguard import TokenGuardMiddleware
-from tokenguard.wsgi import TokenGuardWSGI
+from tokenguard.shells.wsgi import TokenGuardWSGI
 
 
 def _answer(user: str | None, path: str) -> tuple[int, bytes]:

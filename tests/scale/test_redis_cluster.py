@@ -145,9 +145,9 @@ def test_a_cross_slot_script_is_what_cluster_mode_avoids(redis_cluster: RedisClu
 
 def test_session_cache_invalidation_over_the_cluster(redis_cluster: RedisCluster) -> None:
     from tests.helpers.tokens import SECRET
-    from tests.test_invalidation import eventually, login, refused, request
+    from tests.guard.test_invalidation import eventually, login, refused, request
+    from tokenguard.app import TokenGuard
     from tokenguard.config import Settings
-    from tokenguard.core import TokenGuard
     from tokenguard.principal import Principal
     from tokenguard.stores.memory import MemoryUserStore
 
@@ -173,7 +173,7 @@ def test_session_cache_invalidation_over_the_cluster(redis_cluster: RedisCluster
 
 
 def test_rate_limit_counters_on_the_cluster(redis_cluster: RedisCluster) -> None:
-    from tokenguard.limits import AsyncRedisCounter, RedisCounter
+    from tokenguard.guard.limits import AsyncRedisCounter, RedisCounter
 
     prefix = f"tg-scale:{uuid.uuid4().hex}:"
     counter = RedisCounter.from_url(redis_cluster.url, prefix=prefix)

@@ -78,9 +78,9 @@ def test_async_store_through_sentinel(redis_sentinel: RedisSentinel) -> None:
 
 def test_session_cache_invalidation_survives_a_failover(redis_sentinel: RedisSentinel) -> None:
     from tests.helpers.tokens import SECRET
-    from tests.test_invalidation import eventually, login, refused, request
+    from tests.guard.test_invalidation import eventually, login, refused, request
+    from tokenguard.app import TokenGuard
     from tokenguard.config import Settings
-    from tokenguard.core import TokenGuard
     from tokenguard.principal import Principal
     from tokenguard.stores.memory import MemoryUserStore
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from tests.helpers.auth import FAST, make_user
 from tokenguard import TokenGuardMiddleware
-from tokenguard.core import TokenGuard
+from tokenguard.app import TokenGuard
+from tokenguard.shells.wsgi import TokenGuardWSGI
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
-from tokenguard.wsgi import TokenGuardWSGI
 
 SECRET = "tg-sec-Vb7Nm3Qw9Lk2Jh5Gf8Ds1Az4Xc6Er0TyUiOpP"
 INVALID_TOKEN = b'{"errors":[{"message":"Invalid token.","extensions":{"code":"INVALID_TOKEN"}}]}'

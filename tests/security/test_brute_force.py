@@ -16,7 +16,7 @@ from tests.security.harness import INVALID_CREDENTIALS, Reply, Shell, make_core,
 from tokenguard.config import Settings
 from tokenguard.errors import ConfigError
 from tokenguard.flow import run_async, run_sync
-from tokenguard.limits import (
+from tokenguard.guard.limits import (
     AsyncRedisCounter,
     Hit,
     Limits,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tests.helpers.auth import EMAIL, PASSWORD, USER_ID
 from tests.security.harness import Reply, Shell, make_shell
-from tokenguard.csrf import CROSS_ORIGIN, NO_ORIGIN, CsrfPolicy, origin_of
-from tokenguard.tokens import hash_token
+from tokenguard.guard.csrf import CROSS_ORIGIN, NO_ORIGIN, CsrfPolicy, origin_of
+from tokenguard.jose.tokens import hash_token
 
 pytestmark = pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from tests.helpers.auth import USER_ID, make_user
 from tests.security.harness import INVALID_CREDENTIALS, make_shell
+from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.base import User
 from tokenguard.stores.memory import MemoryUserStore
 from tokenguard.stores.sqlite import SQLiteUserStore
-from tokenguard.tokens import hash_token
 
 TOKEN = "tg-static-Qm4Wn8Zr2Xv6Bt1Ys5Lk9Jh3Gf7Dc0Ea"
 
@@ -77,7 +77,7 @@ class LooseStore(MemoryUserStore):
 
 
 def test_the_guard_compares_the_full_digest_in_constant_time(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tokenguard.guard
+    import tokenguard.guard.decide
 
     calls: list[tuple[Any, Any]] = []
     real = hmac.compare_digest
@@ -86,7 +86,7 @@ def test_the_guard_compares_the_full_digest_in_constant_time(kind: str, monkeypa
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(tokenguard.guard.hmac, "compare_digest", spy)
+    monkeypatch.setattr(tokenguard.guard.decide.hmac, "compare_digest", spy)
     users = LooseStore()
     users.create(make_user(token_hash=hash_token(TOKEN)))
     shell = make_shell(kind, users=users)

@@ -16,8 +16,8 @@ import redis
 import redis.asyncio
 
 from tests.helpers.auth import SECRET
-from tokenguard.audit import AuditEvent
 from tokenguard.config import ConfigError, Settings
+from tokenguard.logs.audit import AuditEvent
 from tokenguard.stores.audit import (
     AsyncRedisAuditStore,
     MemoryAuditStore,

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from tests.helpers.auth import SECRET
 from tests.helpers.pg_server import PgServer
 from tokenguard import cli
+from tokenguard.app import TokenGuard
 from tokenguard.config import ConfigError, Settings
-from tokenguard.core import TokenGuard
 from tokenguard.stores import pg_schema
 from tokenguard.stores.base import StoreUnavailable, User
 from tokenguard.stores.pg_schema import SCHEMA_VERSION, SchemaNotMigrated, migrate
@@ -523,7 +523,7 @@ def test_a_reset_request_for_an_e_mail_with_a_nul_is_answered_as_for_anyone(
     from werkzeug.test import Client
 
     from tests.helpers.auth import FAST, make_user, plain_wsgi_app
-    from tokenguard.wsgi import TokenGuardWSGI
+    from tokenguard.shells.wsgi import TokenGuardWSGI
 
     seed = PgUserStore(pg_conninfo)
     seed.create(make_user())
@@ -563,7 +563,7 @@ def test_a_default_store_the_caller_replaced_does_not_keep_the_pool_open(
 
 def test_the_cli_revokes_sessions_and_lists_the_audit_trail_in_postgres(pg_conninfo: str) -> None:
     from tests.helpers.auth import make_user
-    from tokenguard.audit import AuditEvent
+    from tokenguard.logs.audit import AuditEvent
 
     users = PgUserStore(pg_conninfo)
     user = users.create(make_user())

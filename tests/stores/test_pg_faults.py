@@ -28,11 +28,11 @@ from tests.helpers.auth import (
 )
 from tests.helpers.pg_server import PgServer
 from tokenguard import TokenGuardMiddleware
-from tokenguard.core import TokenGuard
+from tokenguard.app import TokenGuard
+from tokenguard.shells.wsgi import TokenGuardWSGI
 from tokenguard.stores.base import StoreUnavailable
 from tokenguard.stores.pg_schema import migrate
 from tokenguard.stores.postgres import PgUserStore
-from tokenguard.wsgi import TokenGuardWSGI
 
 from .conftest import new_token, open_session_store, real_now_ms, record
 

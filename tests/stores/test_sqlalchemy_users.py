@@ -19,7 +19,7 @@ from werkzeug.security import generate_password_hash
 
 from tests.helpers.sqla_models import ACCOUNT_COLUMNS, Account, Base, Member
 from tests.security.harness import SECRET, Shell
-from tokenguard.core import TokenGuard
+from tokenguard.app import TokenGuard
 from tokenguard.errors import ConfigError
 from tokenguard.stores.base import StoreUnavailable, User
 from tokenguard.stores.memory import MemorySessionStore

@@ -2,11 +2,11 @@
 
 Providers are read the way Directus reads them (spec §10): each name in ``AUTH_PROVIDERS``
 whose ``AUTH_<NAME>_DRIVER`` is set is listed, in that order. ``openid`` and ``oauth2``
-providers sign users in through a redirect (:mod:`tokenguard.auth.sso`), ``saml`` providers
-through the identity provider's signed POST (:mod:`tokenguard.auth.saml`, the ``saml`` extra),
-and ``ldap`` providers with an identifier and a password checked against the directory
-(:mod:`tokenguard.auth.ldap`); other drivers are listed so a front end shows them, but
-tokenguard does not serve them.
+providers sign users in through a redirect (:mod:`tokenguard.auth.drivers.sso`), ``saml``
+providers through the identity provider's signed POST (:mod:`tokenguard.auth.drivers.saml`, the
+``saml`` extra), and ``ldap`` providers with an identifier and a password checked against the
+directory (:mod:`tokenguard.auth.drivers.ldap`); other drivers are listed so a front end shows
+them, but tokenguard does not serve them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
-from .external import Registration
+from .drivers.external import Registration
 
 __all__ = [
     "LDAP_DRIVER",

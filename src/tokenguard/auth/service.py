@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..audit import Audit
 from ..config import Settings
 from ..errors import (
     AuthError,
@@ -33,7 +32,9 @@ from ..errors import (
     user_suspended,
 )
 from ..flow import Call, Flow, Sleep
-from ..limits import Limits, TooManyRequests
+from ..guard.limits import Limits, TooManyRequests
+from ..jose.tokens import issue_access_token
+from ..logs.audit import Audit
 from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
@@ -46,7 +47,6 @@ from ..stores.base import (
     UserStore,
     refresh_token_key,
 )
-from ..tokens import issue_access_token
 from .passwords import Passwords
 from .refresh_tokens import RefreshTokens, is_refresh_token
 
@@ -67,7 +67,7 @@ OtpVerifier = Callable[[User, str], bool]
 
 
 class PasswordProvider(Protocol):
-    """A provider that checks the password itself (:class:`tokenguard.auth.ldap.LdapLogin`):
+    """A provider that checks the password itself (:class:`tokenguard.auth.drivers.ldap.LdapLogin`):
     it finds the user (``found``: appended once known, for the audit trail) and checks the
     password with :meth:`AuthService.check_password` and :meth:`AuthService.check_otp`."""
 

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..audit import Audit, ClientLike
 from ..errors import AuthError, invalid_credentials, invalid_payload
 from ..flow import Call, Flow
+from ..logs.audit import Audit, ClientLike
 from ..stores.base import AsyncOnceStore, AsyncUserStore, OnceStore, User, UserStore
 from .passwords import Passwords
 

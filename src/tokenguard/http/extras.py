@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth.ldap import LdapLogin, ldap_logins
+from ..auth.drivers.ldap import LdapLogin, ldap_logins
+from ..auth.drivers.sso import SingleSignOn
 from ..auth.mail import BackgroundMailer, Mailer, mailer_from_settings
 from ..auth.providers import Provider, load_providers
 from ..auth.reset import PasswordReset
 from ..auth.service import AuthService
-from ..auth.sso import SingleSignOn
 from ..auth.totp import TwoFactor
 from ..config import Settings
 from ..stores.base import AsyncOnceStore, OnceStore
@@ -62,7 +62,7 @@ class Extras:
     sso: SSORoutes | None
     #: The ``ldap`` providers' logins, by provider name.
     ldap: dict[str, LdapLogin]
-    #: The ``saml`` providers' routes (:mod:`tokenguard.auth.saml`), if any is configured.
+    #: The ``saml`` providers' routes (:mod:`tokenguard.auth.drivers.saml`), if any is configured.
     saml: SAMLRoutes | None = None
 
 
@@ -100,7 +100,7 @@ def build_extras(
     ldap = ldap_logins(service, providers)
     saml = None
     if any(p.driver == "saml" for p in providers):
-        from ..auth.saml import SAMLLogin, check_acs_url  # needs the `saml` extra
+        from ..auth.drivers.saml import SAMLLogin, check_acs_url  # needs the `saml` extra
 
         login = SAMLLogin(service, providers, once)
         for configured in login.providers.values():

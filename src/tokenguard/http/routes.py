@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, PasswordProvider, Tokens
 from ..config import Settings
-from ..csrf import SAFE_METHODS, CsrfPolicy
 from ..errors import (
     AuthError,
     ConfigError,
@@ -32,10 +31,11 @@ from ..errors import (
     route_not_found,
     service_unavailable,
 )
-from ..extract import Extractor, parse_cookie
 from ..flow import Flow
-from ..limits import TooManyRequests, client_address
-from ..tokens import TokenVerifier
+from ..guard.csrf import SAFE_METHODS, CsrfPolicy
+from ..guard.extract import Extractor, parse_cookie
+from ..guard.limits import TooManyRequests, client_address
+from ..jose.tokens import TokenVerifier
 from .account_routes import AccountRoutes
 from .body import (
     MAX_PAYLOAD_BYTES,
@@ -131,7 +131,7 @@ class AuthRouter:
             # One path per provider (see route_of), documented and gated like the others.
             for name in ("sso_login", "sso_callback"):
                 self._methods[name] = ENDPOINTS[name].methods
-        #: The ``ldap`` providers' logins (tokenguard.auth.ldap), served at
+        #: The ``ldap`` providers' logins (tokenguard.auth.drivers.ldap), served at
         #: ``<prefix>/login/<name>`` whatever AUTH_DISABLE_DEFAULT says, as in Directus.
         self.ldap: dict[str, PasswordProvider] = dict(ldap or {})
         self.saml = saml
@@ -150,10 +150,10 @@ class AuthRouter:
             for action in ("generate", "enable", "disable"):
                 self._add(f"{tfa}/{action}", f"tfa_{action}")
             self.path_prefixes = (self.prefix, tfa)
-        #: The GraphQL endpoints (tokenguard.graphql), when enabled: see :meth:`add_graphql`.
+        #: The GraphQL endpoints (tokenguard.http.graphql), when enabled: see :meth:`add_graphql`.
         self.graphql: Any = None
         # The public keys of TOKENGUARD_JWT_KEYS, for services that verify our tokens
-        # without the secret (tokenguard.keys).
+        # without the secret (tokenguard.jose.keys).
         keys = verifier.keys
         verify_only = keys is not None and keys.remote is not None and keys.active is None
         if verify_only and not settings.jwt_accept_hmac:
@@ -285,7 +285,7 @@ class AuthRouter:
         return None, provider
 
     def add_graphql(self, graphql: Any) -> None:
-        """Serve ``graphql`` (a :class:`tokenguard.graphql.GraphQLRoutes`) at its paths."""
+        """Serve ``graphql`` (a :class:`tokenguard.http.graphql.GraphQLRoutes`) at its paths."""
         self.graphql = graphql
         for path, name in graphql.paths:
             self._add(path, name)
@@ -386,7 +386,7 @@ class AuthRouter:
 
     def _check_origin(self, request: RequestView, mode: str, scheme: str) -> None:
         """Cookie and session modes use a credential the browser sends by itself: refuse
-        them from an untrusted origin (see :mod:`tokenguard.csrf`)."""
+        them from an untrusted origin (see :mod:`tokenguard.guard.csrf`)."""
         if mode == "json":
             return
         headers = request.headers

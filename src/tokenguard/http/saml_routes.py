@@ -15,9 +15,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..auth.saml import SAMLLogin
+from ..auth.drivers.saml import SAMLLogin
+from ..auth.drivers.sso import SSOFailure
 from ..auth.service import ClientInfo, Tokens
-from ..auth.sso import SSOFailure
 from ..config import CookieSettings
 from .cookies import clear_cookie
 from .sso_routes import _query, _with_reason, signed_in
@@ -41,7 +41,8 @@ def _form(request: RequestView) -> dict[str, str]:
 
 
 class SAMLRoutes:
-    """The four routes of each ``saml`` provider, over :class:`~tokenguard.auth.saml.SAMLLogin`."""
+    """The four routes of each ``saml`` provider, over
+    :class:`~tokenguard.auth.drivers.saml.SAMLLogin`."""
 
     def __init__(
         self,

@@ -14,10 +14,10 @@ from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..auth.drivers.sso import SingleSignOn, SSOFailure
 from ..auth.service import ClientInfo, Tokens
-from ..auth.sso import SingleSignOn, SSOFailure
 from ..config import CookieSettings
-from ..extract import parse_cookie
+from ..guard.extract import parse_cookie
 from .cookies import clear_cookie, set_cookie
 from .views import RequestView, ResponseView, json_response
 
@@ -66,7 +66,7 @@ def signed_in(
 
 
 class SSORoutes:
-    """The two SSO routes, over :class:`~tokenguard.auth.sso.SingleSignOn`."""
+    """The two SSO routes, over :class:`~tokenguard.auth.drivers.sso.SingleSignOn`."""
 
     def __init__(
         self,

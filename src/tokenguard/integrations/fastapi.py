@@ -16,7 +16,7 @@
     @app.get("/reports", dependencies=[Depends(require_role("editor-role"))])
     async def reports() -> list[str]: ...
 
-The dependencies only read what :class:`~tokenguard.asgi.TokenGuardMiddleware` decided: the
+The dependencies only read what :class:`~tokenguard.shells.asgi.TokenGuardMiddleware` decided: the
 token was already checked (a bad token never reaches the endpoint), so they cost no
 verification. ``current_user`` refuses the public caller with 401 ``INVALID_CREDENTIALS``;
 ``require_role`` refuses other roles with 403 ``FORBIDDEN`` — both Directus's bodies, through
@@ -32,10 +32,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
-from ..asgi import TokenGuardMiddleware
-from ..core import TokenGuard
+from ..app import TokenGuard
 from ..errors import AuthError, forbidden, invalid_credentials
 from ..principal import Principal
+from ..shells.asgi import TokenGuardMiddleware
 from .starlette import error_response, get_principal
 
 __all__ = [
@@ -95,8 +95,8 @@ async def auth_error_handler(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI, guard: TokenGuard | None = None, **options: Any) -> None:
-    """Wrap ``app`` in :class:`~tokenguard.asgi.TokenGuardMiddleware` (given ``guard``, or one
-    made from ``options`` and the environment, closed at the lifespan shutdown) and register
+    """Wrap ``app`` in :class:`~tokenguard.shells.asgi.TokenGuardMiddleware` (given ``guard``, or
+    one made from ``options`` and the environment, closed at the lifespan shutdown) and register
     :func:`auth_error_handler` for :class:`~tokenguard.errors.AuthError`."""
     # Our ASGI types are structural (MutableMapping scopes), Starlette's are its own aliases.
     app.add_middleware(TokenGuardMiddleware, guard=guard, **options)  # type: ignore[arg-type]

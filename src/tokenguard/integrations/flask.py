@@ -23,11 +23,11 @@ from flask import Flask, Response, has_request_context, request
 from flask.ctx import _AppCtxGlobals
 from werkzeug.local import LocalProxy
 
-from ..core import TokenGuard
+from ..app import TokenGuard
 from ..errors import AuthError
-from ..logs import redaction_filter
+from ..logs.filter import redaction_filter
 from ..principal import Principal
-from ..wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
+from ..shells.wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
 from .access import role_refusal, user_refusal
 
 __all__ = ["TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user"]

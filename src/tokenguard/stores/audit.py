@@ -16,12 +16,12 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..audit import AuditEvent
+from ..logs.audit import AuditEvent
 from .base import StoreUnavailable
 
 if TYPE_CHECKING:
-    from ..audit import AsyncAuditStore, AuditStore
     from ..config import Settings
+    from ..logs.audit import AsyncAuditStore, AuditStore
 
 __all__ = [
     "AsyncRedisAuditStore",

@@ -172,7 +172,7 @@ class UserStore(Protocol):
 
     def close(self) -> None:
         """Release connections and files (idempotent). :meth:`TokenGuard.close
-        <tokenguard.core.TokenGuard.close>` calls it on the stores it made; a store with
+        <tokenguard.app.TokenGuard.close>` calls it on the stores it made; a store with
         nothing to release implements it as a no-op."""
         ...
 

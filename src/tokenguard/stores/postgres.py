@@ -34,7 +34,7 @@ import re
 from dataclasses import astuple, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from ..audit import AuditEvent
+from ..logs.audit import AuditEvent
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
 from .pg_driver import (
     AsyncOwned,

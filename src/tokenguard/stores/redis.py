@@ -11,7 +11,7 @@ Key layout (``prefix`` defaults to ``"tokenguard:"``):
   hold families that are already gone; deleting a missing key is harmless.
 - ``<prefix>inv`` — a pub/sub channel, not a key: every revocation (logout, reuse, a user's
   sessions revoked) publishes the families it removed, in the same script or round trip, so
-  that processes caching session checks (:mod:`tokenguard.invalidation`) drop them at once.
+  that processes caching session checks (:mod:`tokenguard.guard.invalidation`) drop them at once.
 
 Beyond one server: ``redis+sentinel://host:26379[,host2:26379]/<service>[/<db>]`` asks the
 Sentinels for the current master (``rediss+sentinel://`` for TLS), and

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
+from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.base import User
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
-from tokenguard.tokens import hash_token
 
 USER_ID = "8f0c2b1e-4c5d-4e6f-9a0b-1c2d3e4f5a6b"
 

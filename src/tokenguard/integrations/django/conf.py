@@ -5,7 +5,7 @@
 such as ``"users": MyUserStore()``); whatever it leaves out is read from the environment under
 Directus's names (``SECRET``, ``ACCESS_TOKEN_TTL``, ``REDIS``…), as for the other shells.
 ``{"guard": "myproject.auth.guard"}`` (a dotted path, or the object) uses a
-:class:`~tokenguard.core.TokenGuard` you built, and close, yourself.
+:class:`~tokenguard.app.TokenGuard` you built, and close, yourself.
 
 Why one *sync*-flavour guard, under WSGI and ASGI alike: the middleware drives its flows with
 :func:`~tokenguard.flow.run_sync` under WSGI and with :func:`~tokenguard.flow.run_async` under
@@ -28,7 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from ...core import TokenGuard
+from ...app import TokenGuard
 from ...errors import ConfigError
 
 __all__ = ["close_guard", "get_guard"]

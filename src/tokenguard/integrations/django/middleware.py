@@ -18,13 +18,13 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from ...asgi import _strip_query_token as strip_scope_query_token
-from ...environ import authenticate_environ, csrf_refusal, header_of, strip_query_token
 from ...flow import Flow, run_async, run_sync
-from ...guard import Refusal
+from ...guard.decide import Refusal
 from ...http.serve import environ_request
 from ...http.views import RequestView, json_response
 from ...principal import Principal
+from ...shells.asgi import _strip_query_token as strip_scope_query_token
+from ...shells.environ import authenticate_environ, csrf_refusal, header_of, strip_query_token
 from .conf import get_guard
 from .responses import http_response
 from .user import TokenGuardUser

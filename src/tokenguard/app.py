@@ -1,0 +1,306 @@
+"""The assembled core: settings, stores, the guard and the auth routes, built once.
+
+Both shells (:mod:`tokenguard.shells.asgi`, :mod:`tokenguard.shells.wsgi`) wrap one
+:class:`TokenGuard`.
+Building it yourself lets several apps, the command line and your own code share stores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Literal
+
+from .auth.mail import Mailer
+from .auth.passwords import Passwords
+from .auth.service import AuthService, ClientInfo
+from .closing import Resources
+from .config import Settings
+from .errors import AuthError
+from .flow import Flow
+from .guard.csrf import SAFE_METHODS
+from .guard.decide import Guard, Outcome, Refusal
+from .guard.invalidation import invalidation_for
+from .guard.limits import Limits, TooManyRequests, client_address, counter_for
+from .http.cookies import clear_cookie
+from .http.extras import build_extras
+from .http.routes import AuthRouter
+from .logs.audit import AsyncAuditStore, Audit, AuditStore
+from .logs.filter import install_log_redaction
+from .logs.redact import Redactor
+from .principal import Principal
+from .stores.base import (
+    AsyncOnceStore,
+    AsyncSessionStore,
+    AsyncUserStore,
+    OnceStore,
+    SessionStore,
+    UserStore,
+)
+
+__all__ = ["TokenGuard"]
+
+Flavour = Literal["sync", "async"]
+
+
+def default_stores(
+    settings: Settings, flavour: Flavour
+) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
+    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, PostgreSQL
+    when ``DB_CLIENT=pg``, the SQLite file ``DB_FILENAME`` when set, memory otherwise."""
+    users: UserStore | AsyncUserStore
+    sessions: SessionStore | AsyncSessionStore
+    if settings.db_client == "pg":
+        from .stores.postgres import pg_stores
+
+        users, sessions = pg_stores(settings, flavour)
+    elif settings.db_filename:
+        from .stores.sqlite import SQLiteSessionStore, SQLiteUserStore
+
+        users = SQLiteUserStore(settings.db_filename)
+        sessions = SQLiteSessionStore(settings.db_filename)
+    else:
+        from .stores.memory import MemorySessionStore, MemoryUserStore
+
+        users = MemoryUserStore()
+        sessions = MemorySessionStore()
+    if settings.redis_url:
+        if flavour == "async":
+            from .stores.redis import AsyncRedisSessionStore
+
+            sessions = AsyncRedisSessionStore.from_url(
+                settings.redis_url, prefix=settings.redis_prefix
+            )
+        else:
+            from .stores.redis import RedisSessionStore
+
+            sessions = RedisSessionStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return users, sessions
+
+
+def _discard(store: Any) -> None:
+    # default_stores() made both stores but the caller gave one: nothing opened it yet
+    # (SQLite and Redis connect lazily), so a sync close is enough even for async clients.
+    # A store sharing a pool with its twin (PostgreSQL) only stops counting as its user.
+    discard = getattr(store, "discard", None)
+    if callable(discard):
+        discard()
+        return
+    close = getattr(store, "close", None)
+    if callable(close) and not getattr(store, "aclose", None):
+        close()
+
+
+class TokenGuard:
+    """Settings + stores + guard (+ the ``/auth`` routes), shared by the shells.
+
+    ``TokenGuard()`` reads everything from the environment; keyword arguments that are not
+    ``users``/``sessions``/``clock``/``passwords``/``once``/``mailer``/``audit`` (an audit
+    store, see :mod:`tokenguard.stores.audit`) are settings (see
+    :class:`~tokenguard.config.Settings`).
+
+    :meth:`close` (or ``await`` :meth:`aclose`, or ``with`` / ``async with``) stops its
+    background threads and closes the connections and files of what it made itself; stores
+    and mailers passed in are left to their owner.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        users: UserStore | AsyncUserStore | None = None,
+        sessions: SessionStore | AsyncSessionStore | None = None,
+        flavour: Flavour = "sync",
+        clock: Callable[[], float] = time.time,
+        passwords: Passwords | None = None,
+        once: OnceStore | AsyncOnceStore | None = None,
+        mailer: Mailer | None = None,
+        audit: AuditStore | AsyncAuditStore | None = None,
+        **setting_overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = Settings.from_env(**setting_overrides)
+        elif setting_overrides:
+            settings = settings.with_changes(**setting_overrides)
+        self.settings = settings
+        install_log_redaction(settings)
+        #: What this object made and close() releases, in this order.
+        self._resources = Resources()
+        made: list[Any] = []
+        if users is None or sessions is None:
+            default_users, default_sessions = default_stores(settings, flavour)
+            # A default store not used (the caller gave that one) is released at once.
+            for default, given in ((default_users, users), (default_sessions, sessions)):
+                if given is None:
+                    made.append(default)
+                else:
+                    _discard(default)
+            users = users if users is not None else default_users
+            sessions = sessions if sessions is not None else default_sessions
+        self.users = users
+        self.sessions = sessions
+        self.clock = clock
+        self.guard = Guard(settings, users, sessions, clock=clock)
+        #: Session checks cached per process and invalidated over Redis pub/sub (Redis
+        #: session stores only; see tokenguard.guard.invalidation), or None.
+        self.invalidation = invalidation_for(settings, sessions, self.guard.cache)
+        self.guard.invalidation = self.invalidation
+        if self.invalidation is not None:
+            self._resources.add(self.invalidation)  # first: its thread reads the store
+        #: login / refresh / logout, and the ``/auth`` routes that serve them.
+        #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
+        counter = counter_for(settings, flavour)
+        made.append(counter)
+        self.limits = Limits(settings, counter, clock=clock)
+        #: Whether the shells count every request (RATE_LIMITER_ENABLED / _GLOBAL_ENABLED).
+        self.throttles = self.limits.per_request
+        self._trust_hops = settings.ip_trust_proxy
+        if audit is None:
+            from .stores.audit import audit_store_for
+
+            audit = audit_store_for(settings, flavour, sessions)
+            if audit is not None:
+                made.append(audit)
+        #: Authentication events: the "tokenguard.audit" log, and TOKENGUARD_AUDIT_STORE.
+        self.audit = Audit(audit, clock=clock, redactor=Redactor.from_settings(settings))
+        self.auth = AuthService(
+            settings,
+            users,
+            sessions,
+            clock=clock,
+            passwords=passwords,
+            limits=self.limits,
+            audit=self.audit,
+        )
+        #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
+        self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)
+        if self.extras.sso is not None:
+            self._resources.add(self.extras.sso.sso)  # the HTTP client it made, if any
+        if mailer is None:
+            self._resources.add(self.extras.mailer)  # sends what is queued, then stops
+        if once is None:
+            made.append(self.extras.once)
+        self.router = AuthRouter(
+            self.auth,
+            settings,
+            self.guard.verifier,
+            max_payload_bytes=settings.max_payload_bytes,
+            account=self.extras.account,
+            sso=self.extras.sso,
+            providers=self.extras.providers,
+            ldap=dict(self.extras.ldap),
+            saml=self.extras.saml,
+        )
+        if settings.graphql_enabled or settings.graphql_auth_service_path:
+            from .http.graphql import GraphQLRoutes  # needs the `graphql` extra
+
+            self.router.add_graphql(GraphQLRoutes(self.router))
+        self._clear_session = clear_cookie(settings.session_cookie)
+        for resource in made:  # the stores last: everything above may still use them
+            self._resources.add(resource)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`aclose` has run."""
+        return self._resources.closed
+
+    def close(self) -> None:
+        """Stop the background threads and close the connections and files this object
+        made (idempotent).
+
+        An ``async``-flavour guard on Redis holds asyncio connections, which only the event
+        loop that opened them can close: ``await`` :meth:`aclose` there (this raises
+        ``RuntimeError`` inside a running loop; outside one it tries a fresh loop and logs
+        what it could not close). A request served afterwards still works (connections are
+        opened again, session checks are no longer cached), but should not happen.
+        """
+        self._resources.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for event loops: blocking steps run in a worker thread."""
+        await self._resources.aclose()
+
+    def __enter__(self) -> TokenGuard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TokenGuard:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def throttle(
+        self, peer: str | None, header: Callable[[str], str | None]
+    ) -> Flow[Refusal | None]:
+        """Count one request against Directus's app-wide limiters, before it is
+        authenticated (so that refused tokens count too): ``None`` to go on, or the 429
+        (``REQUESTS_EXCEEDED``) or 503 (limiter unreachable: fail closed) to answer.
+
+        ``header`` finds a request header by its lower-case name; it is asked for
+        ``x-forwarded-for`` (read only behind ``IP_TRUST_PROXY``), and on a refusal for the
+        audit record's ``user-agent`` and ``origin``.
+        """
+        forwarded = header("x-forwarded-for") if self._trust_hops else None
+        address = client_address(peer, forwarded, self._trust_hops)
+        try:
+            yield from self.limits.check_request(address)
+        except TooManyRequests as error:
+            if error.first:
+                client = ClientInfo(address, header("user-agent"), header("origin"))
+                yield from self.audit.emit(
+                    "throttle", "blocked", client, provider=None, reason=error.code
+                )
+            return Refusal(error)
+        except AuthError as error:
+            return Refusal(error)
+        return None
+
+    def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
+        """Extra headers for a refusal: the session cookie's deletion when it was the culprit,
+        ``Retry-After`` on a 429."""
+        if refusal.clear_session_cookie:
+            return [("set-cookie", self._clear_session)]
+        if isinstance(refusal.error, TooManyRequests):
+            return [("retry-after", str(refusal.error.retry_after))]
+        return []
+
+    def csrf_refusal(
+        self,
+        method: str,
+        principal: Principal,
+        authorization: str | None,
+        query_string: str,
+        cookie: str | None,
+        origin: str | None,
+        referer: str | None,
+        host: str | None,
+        scheme: str,
+    ) -> Refusal | None:
+        """The cross-site check for an app request (see :mod:`tokenguard.guard.csrf`): only an
+        unsafe method whose credential came from the session cookie is checked."""
+        if principal.via == "public" or not cookie or method in SAFE_METHODS:
+            return None
+        found = self.guard.extractor(authorization, query_string, cookie)
+        if getattr(found, "source", None) != "cookie":
+            return None
+        error = self.router.csrf.check(method, origin, referer, host, scheme)
+        return None if error is None else Refusal(error)
+
+    def is_refusal(self, outcome: Outcome) -> bool:
+        return type(outcome) is Refusal

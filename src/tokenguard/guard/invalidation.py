@@ -1,0 +1,298 @@
+"""Session checks cached per process, kept coherent across processes through Redis pub/sub.
+
+A session-mode request carries a JWT whose ``session`` claim must still be live in the
+session store. Checking Redis on every request costs a round trip per request; instead the
+guard remembers a successful check for at most ``TOKENGUARD_SESSION_CACHE_TTL`` (default 5 s)
+and every revocation is announced on the channel ``<prefix>inv`` by the Redis store itself,
+inside the same Lua script or round trip that deletes the session (logout, refresh-token
+reuse, a user's sessions revoked — from any process, the CLI included). Each process runs
+one subscriber thread that drops the announced families from its cache.
+
+Fail safe, in order of importance:
+
+- nothing is cached unless the subscriber is subscribed *now*; when its connection drops,
+  every cached session check is forgotten at once and requests go back to Redis until it is
+  subscribed again (messages published in between are lost, and so is the cache);
+- a check that raced with an announcement is not cached (an epoch counter, bumped by every
+  announcement, must be unchanged between the Redis read and the cache write);
+- whatever happens, a cached check lives no longer than the TTL, the token's ``exp`` and the
+  session's own expiry.
+
+One thread, not an asyncio task, serves both flavours: the event loop does no pub/sub work,
+and a process forked after start-up (gunicorn's ``--preload``) starts its own subscriber on
+its first session request instead of inheriting a dead one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..principal import Principal
+from .cache import TokenCache
+
+__all__ = ["SessionInvalidation", "invalidation_for"]
+
+log = logging.getLogger("tokenguard.invalidation")
+
+#: Seconds between a lost subscription and the next attempt (doubling up to the maximum).
+_RETRY_MIN_S = 0.1
+_RETRY_MAX_S = 5.0
+#: Seconds a subscriber waits for a message before checking whether it should stop.
+_POLL_S = 0.5
+#: Seconds between checks that the subscription still sits on the current master (Sentinel).
+_CHECK_S = 1.0
+#: Seconds close() waits for the subscriber thread (it wakes every _POLL_S; a connect or a
+#: read in progress is bounded by the client's timeouts).
+_JOIN_S = 10.0
+
+
+def _close(closable: Any) -> None:
+    closable.close()
+
+
+class SessionInvalidation:
+    """The guard's cache of session checks, and the subscriber that keeps it honest."""
+
+    def __init__(
+        self,
+        cache: TokenCache,
+        connect: Callable[[], Any],
+        channel: str,
+        *,
+        ttl_s: float,
+        clock: Callable[[], float] = time.time,
+        owns_client: bool = True,
+        still_master: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        self.cache = cache
+        self.connect = connect
+        self.owns_client = owns_client
+        #: Sentinel only: whether the subscription's server is still the master.
+        self.still_master = still_master
+        self.channel = channel
+        self.ttl_s = ttl_s
+        self.clock = clock
+        #: Bumped by every announcement and every loss of the subscription.
+        self.epoch = 0
+        #: True while subscribed: the only time anything is cached.
+        self.live = False
+        #: Announcements received (families), for tests and metrics.
+        self.received = 0
+        self._lock = threading.Lock()
+        self._families: dict[str, set[str]] = {}
+        self._size = 0
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._subscribed = threading.Event()
+        #: Set by close(): no subscriber is started again, not even in a forked child.
+        self._closed = False
+
+    # -- request side ------------------------------------------------------------------------
+
+    def begin(self) -> int:
+        """Call before reading the store; pass the result to :meth:`remember`."""
+        if self._pid != os.getpid() and not self._closed:
+            self._start()
+        return self.epoch
+
+    def remember(
+        self, token: str, principal: Principal, family: str, epoch: int, valid_until: float
+    ) -> None:
+        """Cache a successful session check, unless anything was announced since ``epoch``."""
+        until = min(valid_until, self.clock() + self.ttl_s)
+        with self._lock:
+            if not self.live or epoch != self.epoch:
+                return
+            if self._size >= max(self.cache.max_size, 1):
+                self._forget_all()  # a stale index can only grow so far
+            tokens = self._families.setdefault(family, set())
+            if token not in tokens:
+                tokens.add(token)
+                self._size += 1
+            self.cache.put(token, principal, until)
+
+    def invalidate(self, families: Iterable[str]) -> None:
+        """Forget the cached checks of ``families`` (also called in-process by the store)."""
+        with self._lock:
+            self.epoch += 1
+            for family in families:
+                tokens = self._families.pop(family, None)
+                if tokens:
+                    self._size -= len(tokens)
+                    for token in tokens:
+                        self.cache.discard(token)
+
+    def _forget_all(self) -> None:
+        # Holding the lock.
+        self.epoch += 1
+        for tokens in self._families.values():
+            for token in tokens:
+                self.cache.discard(token)
+        self._families.clear()
+        self._size = 0
+
+    # -- subscriber --------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid() or self._closed:
+                return
+            # A fresh process (or a fork): nothing inherited is trusted.
+            self._pid = os.getpid()
+            self.live = False
+            self._forget_all()
+            self._stop = threading.Event()
+            self._subscribed = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, name="tokenguard-invalidation", daemon=True
+            )
+            self._thread.start()
+
+    def start(self, wait_s: float | None = None) -> bool:
+        """Start the subscriber now (else the first session request does); with ``wait_s``,
+        wait that long for the subscription; whether it is live."""
+        self.begin()
+        if wait_s is not None:
+            self._subscribed.wait(wait_s)
+        return self.live
+
+    def _go_dark(self) -> None:
+        with self._lock:
+            self.live = False
+            self._forget_all()
+        self._subscribed.clear()
+
+    def _run(self) -> None:
+        delay = _RETRY_MIN_S
+        stop = self._stop
+        while not stop.is_set():
+            client: Any = None
+            pubsub: Any = None
+            try:
+                client = self.connect()
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel)
+                checked = time.monotonic()
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=_POLL_S)
+                    if self.still_master is not None and time.monotonic() - checked > _CHECK_S:
+                        checked = time.monotonic()
+                        self._check_master(pubsub)
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        with self._lock:
+                            self._forget_all()  # whatever was missed before now
+                            self.live = True
+                        self._subscribed.set()
+                        delay = _RETRY_MIN_S
+                    elif kind == "message":
+                        data = message.get("data")
+                        if isinstance(data, bytes):
+                            data = data.decode("ascii", "replace")
+                        text = str(data)
+                        families = [f for f in text.split(",") if f]
+                        self.received += len(families)
+                        self.invalidate(families)
+            except Exception as exc:  # any failure: stop trusting the cache, then retry
+                self._go_dark()
+                log.warning(
+                    "session invalidation channel lost (%s); checking Redis on every request "
+                    "until it is back",
+                    type(exc).__name__,
+                )
+                stop.wait(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+            finally:
+                self._release(pubsub, client)
+        self._go_dark()
+
+    def _release(self, pubsub: Any, client: Any) -> None:
+        from ..stores.redis import close_client
+
+        for closable, close in (
+            (pubsub, _close),
+            (client if self.owns_client else None, close_client),
+        ):
+            if closable is None:
+                continue
+            try:
+                close(closable)
+            except Exception as exc:  # closing a broken connection may fail too
+                log.debug("closing the subscriber failed: %s", type(exc).__name__)
+
+    def _check_master(self, pubsub: Any) -> None:
+        # After a failover the demoted master may keep our subscription while every write
+        # goes to the new one: we would hear nothing. Move when the Sentinels say so.
+        connection = pubsub.connection
+        assert self.still_master is not None
+        if connection is None or not self.still_master(connection.host, int(connection.port)):
+            raise ConnectionError("subscribed to a server that is no longer the master")
+
+    def close(self) -> None:
+        """Stop the subscriber for good and wait for its thread (orderly shutdown, tests).
+
+        Idempotent. Afterwards nothing is cached: every session request asks the store.
+        """
+        with self._lock:
+            self._closed = True
+            stop, thread = self._stop, self._thread
+        stop.set()
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            # The thread wakes at least every _POLL_S; a connect or a read is bounded by the
+            # client's timeouts (1 s and 5 s), so this wait is bounded too.
+            thread.join(timeout=_JOIN_S)
+            if thread.is_alive():
+                log.warning("the session invalidation thread did not stop in %.0f s", _JOIN_S)
+        self._go_dark()
+        release = getattr(self.still_master, "close", None)
+        if callable(release):
+            release()
+
+
+def invalidation_for(settings: Any, sessions: Any, cache: TokenCache) -> SessionInvalidation | None:
+    """A :class:`SessionInvalidation` when the session store is Redis and the cache is on;
+    ``None`` (every session request checks the store) otherwise."""
+    if settings.session_cache_ttl_ms <= 0 or settings.token_cache_size <= 0:
+        return None
+    from ..stores.redis import AsyncRedisSessionStore, RedisSessionStore, master_check, sync_client
+
+    if not isinstance(sessions, RedisSessionStore | AsyncRedisSessionStore):
+        return None
+    url = settings.redis_url
+    connect: Callable[[], Any]
+    if url:
+
+        def connect() -> Any:
+            client, _ = sync_client(
+                url, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=2
+            )
+            return client
+
+    elif isinstance(sessions, RedisSessionStore):
+        client = sessions.client
+
+        def connect() -> Any:
+            return client
+
+    else:
+        return None  # an async client without a URL: no thread can share it
+    invalidation = SessionInvalidation(
+        cache,
+        connect,
+        sessions.channel,
+        ttl_s=settings.session_cache_ttl_ms / 1000,
+        owns_client=bool(url),
+        still_master=master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        if url
+        else None,
+    )
+    sessions.listeners.append(invalidation.invalidate)
+    return invalidation

@@ -1,0 +1,306 @@
+"""Issue and verify access tokens.
+
+Verification on the request path is our own strict compact-JWS check for the HMAC
+algorithms — standard-library ``hmac`` and ``compare_digest``, no cryptography of our own —
+because PyJWT's general-purpose parsing costs ~8x more than the HMAC itself. It is stricter
+than PyJWT and proven never to accept what PyJWT rejects by a differential test
+(``tests/jose/test_tokens_differential.py``). PyJWT issues every token.
+
+Classification follows Directus: a token whose payload decodes to an object with our
+``iss`` is one of our JWTs and any fault in it is ``INVALID_TOKEN`` (403; ``TOKEN_EXPIRED``
+for a good signature past ``exp``). Anything else is not ours and is looked up as a static
+token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from ..config import Settings
+from ..errors import AuthError, invalid_token, token_expired
+from .keys import ring_of
+
+__all__ = ["TokenVerifier", "b64url_decode_strict", "hash_token", "issue_access_token"]
+
+_DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+_SIG_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
+_HEADER_KEYS = frozenset({"alg", "typ", "kid"})
+_INVALID = invalid_token()
+_EXPIRED = token_expired()
+
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SEXTET = {byte: index for index, byte in enumerate(_B64URL_ALPHABET)}
+# Bits of the last character that encode nothing, by length mod 4; they must be zero.
+_UNUSED_BITS = {2: 0b1111, 3: 0b11}
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+_HEADER_CACHE_SIZE = 64
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest under which static and refresh tokens are stored."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def b64url_decode_strict(segment: str) -> bytes | None:
+    """Decode canonical, unpadded base64url, or return ``None``.
+
+    Canonical means: only ``A-Z a-z 0-9 - _``, no padding, no length that cannot occur,
+    and zero unused bits in the last character.
+    """
+    size = len(segment)
+    if not size or size % 4 == 1:
+        return None
+    try:
+        data = segment.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    # Deleting every alphabet byte must leave nothing: one C pass instead of a re-encode.
+    if data.translate(None, _B64URL_ALPHABET):
+        return None
+    if size % 4 and _SEXTET[data[-1]] & _UNUSED_BITS[size % 4]:
+        return None
+    try:
+        return binascii.a2b_base64(data.translate(_URL_TO_STD) + _PADDING[size % 4])
+    except binascii.Error:
+        return None
+
+
+def _lenient_payload(segment: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _Duplicate("duplicate key")
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Made once: json.loads with hooks builds a new decoder (and scanner) on every call.
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _strict_json(raw: bytes) -> Any:
+    """``json.loads(raw, object_pairs_hook=…, parse_constant=…)`` without a decoder per call."""
+    # A JSON object's text starts with '{"' in UTF-8 (no BOM, no NUL): what detect_encoding
+    # would conclude, without its several checks.
+    encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
+    return _STRICT_DECODER.decode(raw.decode(encoding, "surrogatepass"))
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_number(value: Any) -> bool:
+    # JSON's 1e400 parses to infinity, which PyJWT's int() refuses: refuse it too.
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+class TokenVerifier:
+    """Strict verification of our HMAC-signed access tokens.
+
+    :meth:`verify` returns the claims, an :class:`AuthError`, or ``None`` when the token is
+    not one of ours (then it is a static-token candidate).
+    """
+
+    __slots__ = (
+        "_key",
+        "_alg",
+        "_digest",
+        "_sig_len",
+        "issuer",
+        "audience",
+        "leeway",
+        "require_exp",
+        "max_length",
+        "_good_headers",
+        "_mac",
+        "keys",
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.secret_bytes
+        # With the HMAC secret retired (or absent: verify-only), no HS header is good.
+        self._alg = settings.algorithm if settings.jwt_accept_hmac else ""
+        self._digest = _DIGESTS[settings.algorithm]
+        self._sig_len = _SIG_LEN[settings.algorithm]
+        self.issuer = settings.issuer
+        self.audience = settings.audience
+        self.leeway = settings.leeway_ms / 1000
+        self.require_exp = not settings.allow_tokens_without_exp
+        self.max_length = settings.max_token_length
+        self._good_headers: set[str] = set()
+        self._mac = hmac.new(self._key, digestmod=self._digest)
+        #: Asymmetric keys by kid (tokenguard.jose.keys), or None: only the HMAC path exists.
+        self.keys = ring_of(settings)
+
+    def verify(self, token: str, now: float) -> dict[str, Any] | AuthError | None:
+        """Verify ``token`` at Unix time ``now``."""
+        if len(token) > self.max_length or token.count(".") != 2:
+            return None
+        header_seg, payload_seg, sig_seg = token.split(".")
+        raw_payload = b64url_decode_strict(payload_seg)
+        if raw_payload is None:
+            return self._classify_loose(payload_seg)
+        try:
+            payload = _strict_json(raw_payload)
+        except _Duplicate:
+            return self._classify_loose(payload_seg)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        if type(payload) is not dict or payload.get("iss") != self.issuer:
+            return None
+        # From here on the token claims to be ours: every fault is INVALID_TOKEN.
+        if not self._header_ok(header_seg):
+            keys = self.keys
+            if keys is None:
+                return _INVALID
+            # Not our HMAC header: an asymmetric one, checked against the key its kid names.
+            refusal = keys.verify(header_seg, payload_seg, sig_seg)
+            return refusal if refusal is not None else self.check_claims(payload, now)
+        signature = b64url_decode_strict(sig_seg)
+        if signature is None or len(signature) != self._sig_len:
+            return _INVALID
+        # Copying a keyed HMAC skips hashing the key again for every token.
+        mac = self._mac.copy()
+        mac.update(f"{header_seg}.{payload_seg}".encode("ascii"))
+        expected = mac.digest()
+        if not hmac.compare_digest(expected, signature):
+            return _INVALID
+        return self.check_claims(payload, now)
+
+    def _classify_loose(self, payload_seg: str) -> AuthError | None:
+        # Not canonical, but does it *claim* to be ours? Then it is a forgery, not a static token.
+        loose = _lenient_payload(payload_seg)
+        if isinstance(loose, dict) and loose.get("iss") == self.issuer:
+            return _INVALID
+        return None
+
+    def _header_ok(self, header_seg: str) -> bool:
+        # A verdict depends on the segment alone, and an issuer uses one or two headers:
+        # remember the good ones (a few, so that no client can grow this).
+        if header_seg in self._good_headers:
+            return True
+        ok = self._check_header(header_seg)
+        if ok and len(self._good_headers) < _HEADER_CACHE_SIZE:
+            self._good_headers.add(header_seg)
+        return ok
+
+    def _check_header(self, header_seg: str) -> bool:
+        raw = b64url_decode_strict(header_seg)
+        if raw is None:
+            return False
+        try:
+            header = _strict_json(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return False
+        if type(header) is not dict or header.get("alg") != self._alg:
+            return False
+        if not _HEADER_KEYS.issuperset(header):
+            return False  # crit, b64, jku, jwk, x5u…: nothing we issue, nothing we honour
+        if "typ" in header and header["typ"] != "JWT":
+            return False
+        return "kid" not in header or type(header["kid"]) is str
+
+    def check_claims(self, payload: dict[str, Any], now: float) -> dict[str, Any] | AuthError:
+        """Registered and Directus claims of a payload whose signature is already good."""
+        leeway = self.leeway
+        exp = payload.get("exp")
+        if exp is None:
+            if self.require_exp or "exp" in payload:
+                return _INVALID
+        elif not _is_int(exp):
+            return _INVALID
+        elif exp <= now - leeway:
+            return _EXPIRED
+        if "nbf" in payload:
+            nbf = payload["nbf"]
+            if not _is_number(nbf) or nbf > now + leeway:
+                return _INVALID
+        if "iat" in payload:
+            iat = payload["iat"]
+            if not _is_number(iat) or iat > now + leeway:
+                return _INVALID
+        if "aud" in payload or self.audience is not None:
+            aud = payload.get("aud")
+            if self.audience is None:
+                return _INVALID
+            if isinstance(aud, str):
+                if aud != self.audience:
+                    return _INVALID
+            elif not (
+                isinstance(aud, list)
+                and self.audience in aud
+                and all(type(a) is str for a in aud)  # as PyJWT: a list of strings only
+            ):
+                return _INVALID
+        for name in ("sub", "jti", "id", "session"):
+            if name in payload and type(payload[name]) is not str:
+                return _INVALID
+        # Directus requires these three to be present; role may be null.
+        role = payload.get("role", _INVALID)
+        if role is _INVALID or not (role is None or type(role) is str):
+            return _INVALID
+        for name in ("app_access", "admin_access"):
+            value = payload.get(name, _INVALID)
+            if value is _INVALID or value not in (True, False):  # 1 and 0 compare equal
+                return _INVALID
+        return payload
+
+
+def issue_access_token(
+    settings: Settings,
+    *,
+    user_id: str | None,
+    role: str | None,
+    app_access: bool,
+    admin_access: bool,
+    ttl_ms: int,
+    now: float,
+    session: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign an access token with Directus's claims, in Directus's order."""
+    iat = int(now)
+    payload: dict[str, Any] = {}
+    if user_id is not None:
+        payload["id"] = user_id
+    payload["role"] = role
+    payload["app_access"] = bool(app_access)
+    payload["admin_access"] = bool(admin_access)
+    if session is not None:
+        payload["session"] = session
+    if extra:
+        payload.update(extra)
+    payload["iat"] = iat
+    payload["exp"] = iat + ttl_ms // 1000
+    payload["iss"] = settings.issuer
+    if settings.audience is not None:
+        payload["aud"] = settings.audience
+    if settings.jwt_keys:
+        ring = ring_of(settings)
+        if ring is not None and ring.active is not None:
+            return ring.active.sign(payload)
+    return jwt.encode(payload, settings.secret_bytes, algorithm=settings.algorithm)

@@ -1,0 +1,223 @@
+"""FastAPI dependencies (current_user, optional_user, require_role), the Bearer scheme in the
+OpenAPI schema, and Starlette's @requires over the principal — through the real middleware."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.helpers.auth import EMAIL, FAST, PASSWORD, USER_ID, make_user
+from tests.helpers.tokens import SECRET, mint
+from tokenguard import Principal, TokenGuard, TokenGuardMiddleware
+from tokenguard.integrations.fastapi import current_user, install, optional_user, require_role
+from tokenguard.jose.tokens import hash_token
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+
+STATIC = "fastapi-static-token-0123456789abcdef"
+INVALID_CREDENTIALS = b'{"errors":[{"message":"Invalid user credentials.","extensions":{"code":"INVALID_CREDENTIALS"}}]}'
+FORBIDDEN = b'{"errors":[{"message":"You don\'t have permission to access this.","extensions":{"code":"FORBIDDEN"}}]}'
+INVALID_TOKEN = b'{"errors":[{"message":"Invalid token.","extensions":{"code":"INVALID_TOKEN"}}]}'
+
+
+def make_guard() -> TokenGuard:
+    users = MemoryUserStore()
+    users.create(make_user(token_hash=hash_token(STATIC)))
+    return TokenGuard(
+        users=users,
+        sessions=MemorySessionStore(),
+        flavour="async",
+        secret=SECRET,
+        passwords=FAST,
+        login_stall_ms=0,
+        public_role="public",
+    )
+
+
+def fastapi_app(guard: TokenGuard) -> FastAPI:
+    app = FastAPI()
+    install(app, guard)
+
+    @app.get("/who")
+    async def who(p: Annotated[Principal, Depends(optional_user)]) -> dict[str, Any]:
+        return {"user": p.user, "role": p.role, "via": p.via}
+
+    @app.get("/me")
+    async def me(p: Annotated[Principal, Depends(current_user)]) -> dict[str, Any]:
+        return {"user": p.user, "via": p.via}
+
+    @app.get("/editors", dependencies=[Depends(require_role("editor-role"))])
+    async def editors() -> dict[str, str]:
+        return {"ok": "editors"}
+
+    @app.get("/strict", dependencies=[Depends(require_role("other-role", admin_ok=False))])
+    async def strict() -> dict[str, str]:
+        return {"ok": "strict"}
+
+    @app.get("/open")
+    async def open_route() -> dict[str, str]:
+        return {"ok": "open"}
+
+    return app
+
+
+class Client:
+    """httpx over the ASGI app, on one event loop (the app is the real middleware stack)."""
+
+    def __init__(self, app: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self.client.get(url, **kw))
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self.client.post(url, **kw))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    c = Client(fastapi_app(make_guard()))
+    yield c
+    c.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_optional_user_is_the_public_principal_without_a_token(client: Client) -> None:
+    r = client.get("/who")
+    assert (r.status_code, r.json()) == (200, {"user": None, "role": "public", "via": "public"})
+
+
+def test_current_user_from_every_credential(client: Client) -> None:
+    jwt = mint(id=USER_ID)
+    assert client.get("/me", headers=bearer(jwt)).json() == {"user": USER_ID, "via": "jwt"}
+    assert client.get("/me", headers=bearer(STATIC)).json() == {"user": USER_ID, "via": "static"}
+    assert client.get("/me", params={"access_token": jwt}).json() == {"user": USER_ID, "via": "jwt"}
+    login = client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD, "mode": "session"})
+    assert login.status_code == 200
+    assert client.get("/me").json() == {"user": USER_ID, "via": "session"}  # the session cookie
+
+
+def test_current_user_refuses_the_public_caller_as_directus(client: Client) -> None:
+    r = client.get("/me")
+    assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
+    assert r.headers["content-type"] == "application/json; charset=utf-8"
+
+
+def test_a_bad_token_never_reaches_a_dependency(client: Client) -> None:
+    from tests.helpers.tokens import OTHER_SECRET
+
+    for path in ("/who", "/me", "/open"):
+        r = client.get(path, headers=bearer(mint(secret=OTHER_SECRET)))
+        assert (r.status_code, r.content) == (403, INVALID_TOKEN)
+
+
+def test_require_role(client: Client) -> None:
+    assert client.get("/editors", headers=bearer(mint(role="editor-role"))).json() == {"ok": "editors"}
+    r = client.get("/editors", headers=bearer(mint(role="viewer-role")))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+    assert client.get("/editors", headers=bearer(mint(role="viewer-role", admin_access=True))).status_code == 200
+    r = client.get("/editors")
+    assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
+    # admin_ok=False: the admin flag does not stand in for the role.
+    r = client.get("/strict", headers=bearer(mint(role="viewer-role", admin_access=True)))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+    assert client.get("/strict", headers=bearer(mint(role="other-role"))).status_code == 200
+
+
+def test_the_openapi_schema_shows_a_bearer_scheme(client: Client) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"] == {
+        "directusToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A Directus access token (JWT) or a user's static token.",
+        }
+    }
+    for path in ("/who", "/me", "/editors", "/strict"):
+        assert schema["paths"][path]["get"]["security"] == [{"directusToken": []}], path
+    assert "security" not in schema["paths"]["/open"]["get"]
+
+
+@given(value=st.text(max_size=300).map(lambda t: t.encode("utf-8").decode("latin-1")))
+@settings(max_examples=150, deadline=None)
+def test_any_authorization_header_is_answered_not_crashed(value: str) -> None:
+    value = value.replace("\r", "").replace("\n", "").replace("\x00", "")
+    c = Client(fastapi_app(make_guard()))
+    try:
+        r = c.get("/me", headers={"Authorization": value.encode("latin-1")})
+    finally:
+        c.close()
+    assert r.status_code in (200, 400, 401, 403), (value, r.status_code, r.content)
+    if r.status_code != 200:
+        assert r.json()["errors"][0]["extensions"]["code"] in (
+            "INVALID_CREDENTIALS",
+            "INVALID_TOKEN",
+            "TOKEN_EXPIRED",
+            "INVALID_PAYLOAD",
+        )
+
+
+# -- Starlette's own authentication helpers ---------------------------------------------------
+
+
+@requires("authenticated")
+async def members(request: Request) -> JSONResponse:
+    return JSONResponse({"name": request.user.display_name, "scopes": list(request.auth.scopes)})
+
+
+@requires(["authenticated", "role:editor-role"])
+async def editor_only(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+@requires("admin", status_code=401)
+async def admin_only(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+def starlette_client() -> Client:
+    app = Starlette(routes=[Route("/members", members), Route("/editor", editor_only), Route("/admin", admin_only)])
+    return Client(TokenGuardMiddleware(app, guard=make_guard()))
+
+
+def test_starlette_requires_reads_the_principal() -> None:
+    c = starlette_client()
+    try:
+        r = c.get("/members", headers=bearer(mint(id=USER_ID, role="editor-role")))
+        assert r.json() == {"name": USER_ID, "scopes": ["authenticated", "role:editor-role", "app"]}
+        assert c.get("/members").status_code == 403  # the public caller has no scopes
+        assert c.get("/editor", headers=bearer(mint(role="editor-role"))).status_code == 200
+        assert c.get("/editor", headers=bearer(mint(role="viewer-role"))).status_code == 403
+        assert c.get("/admin", headers=bearer(mint(admin_access=True))).status_code == 200
+        assert c.get("/admin", headers=bearer(mint())).status_code == 401
+    finally:
+        c.close()
+
+
+def test_principal_scopes() -> None:
+    assert Principal(None, "public").scopes == ()
+    assert Principal("u", None).scopes == ("authenticated",)
+    full = Principal("u", "r", admin=True, app=True, via="jwt")
+    assert full.scopes == ("authenticated", "role:r", "admin", "app")
+    assert (full.display_name, full.identity) == ("u", "u")
+    assert (Principal(None, "public").display_name, Principal(None, None).identity) == ("", "")

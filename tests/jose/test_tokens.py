@@ -1,0 +1,206 @@
+"""The strict verifier: classification, claims and errors as Directus answers them (§2)."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+
+import jwt
+import pytest
+
+from tests.helpers.tokens import DROP, LONG_SECRET, OTHER_SECRET, SECRET, b64, claims, mint, raw_jwt
+from tokenguard.config import Settings
+from tokenguard.errors import AuthError
+from tokenguard.jose.tokens import TokenVerifier, b64url_decode_strict, issue_access_token
+
+settings = Settings(secret=SECRET, leeway_ms=0)
+verifier = TokenVerifier(settings)
+
+
+def code(result: object) -> str:
+    if result is None:
+        return "STATIC"
+    if isinstance(result, AuthError):
+        return result.code
+    return "OK"
+
+
+def sign(header: dict, payload: dict, secret: str = SECRET, digest: str = "sha256") -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    sig = hmac.new(secret.encode(), signing_input.encode(), digest).digest()
+    return f"{signing_input}.{b64(sig)}"
+
+
+def test_valid_token_returns_claims() -> None:
+    result = verifier.verify(mint(), time.time())
+    assert isinstance(result, dict)
+    assert result["id"] == claims()["id"] and result["role"] == "editor-role"
+
+
+def test_expired_is_token_expired() -> None:
+    assert code(verifier.verify(mint(exp=int(time.time()) - 10, iat=int(time.time()) - 100), time.time())) == "TOKEN_EXPIRED"
+
+
+def test_expired_with_bad_signature_is_invalid_token() -> None:
+    # The signature is checked before expiry, as jsonwebtoken does.
+    token = mint(secret=OTHER_SECRET, exp=int(time.time()) - 10)
+    assert code(verifier.verify(token, time.time())) == "INVALID_TOKEN"
+
+
+def test_wrong_signature_is_invalid_token() -> None:
+    assert code(verifier.verify(mint(secret=OTHER_SECRET), time.time())) == "INVALID_TOKEN"
+
+
+def test_alg_none_is_invalid_token() -> None:
+    for alg in ("none", "None", "NONE", "nOnE"):
+        for signature in ("", "c2ln", b64(b"x" * 32)):
+            token = raw_jwt({"alg": alg, "typ": "JWT"}, claims(), signature)
+            assert code(verifier.verify(token, time.time())) == "INVALID_TOKEN", (alg, signature)
+
+
+def test_other_hmac_algorithm_is_refused_when_pinned() -> None:
+    # Directus accepts HS384/HS512 too; we pin the configured one.
+    assert code(verifier.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(LONG_SECRET, algorithm="HS384"), time.time())) == "INVALID_TOKEN"
+    long_verifier = TokenVerifier(Settings(secret=LONG_SECRET))
+    assert code(long_verifier.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "INVALID_TOKEN"
+
+
+def test_configured_algorithm_is_honoured() -> None:
+    v = TokenVerifier(Settings(secret=LONG_SECRET, algorithm="HS512"))
+    assert code(v.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "OK"
+    assert code(v.verify(mint(LONG_SECRET, algorithm="HS256"), time.time())) == "INVALID_TOKEN"
+
+
+def test_not_yet_valid_and_future_iat() -> None:
+    assert code(verifier.verify(mint(nbf=int(time.time()) + 60), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(iat=int(time.time()) + 3600), time.time())) == "INVALID_TOKEN"
+
+
+def test_leeway_applies() -> None:
+    v = TokenVerifier(Settings(secret=SECRET, leeway_ms=5000))
+    now = time.time()
+    assert code(v.verify(mint(exp=int(now) - 3), now)) == "OK"
+    assert code(v.verify(mint(exp=int(now) - 30), now)) == "TOKEN_EXPIRED"
+    assert code(v.verify(mint(nbf=int(now) + 3), now)) == "OK"
+
+
+def test_foreign_issuer_is_a_static_token_candidate() -> None:
+    # Directus looks such a token up as a static token, which gives 401 INVALID_CREDENTIALS.
+    assert code(verifier.verify(mint(iss="someone-else"), time.time())) == "STATIC"
+    assert code(verifier.verify(mint(iss=DROP), time.time())) == "STATIC"
+    assert code(verifier.verify("not-a-jwt", time.time())) == "STATIC"
+    assert code(verifier.verify("a.b.c", time.time())) == "STATIC"
+    assert code(verifier.verify(raw_jwt({"alg": "HS256"}, '"just a string"'), time.time())) == "STATIC"
+
+
+def test_missing_directus_claims_is_invalid_token() -> None:
+    for name in ("role", "app_access", "admin_access"):
+        assert code(verifier.verify(mint(**{name: DROP}), time.time())) == "INVALID_TOKEN", name
+    assert code(verifier.verify(mint(role=None), time.time())) == "OK"
+    assert code(verifier.verify(mint(app_access=1, admin_access=0), time.time())) == "OK"
+    assert code(verifier.verify(mint(app_access="yes"), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(role=7), time.time())) == "INVALID_TOKEN"
+
+
+def test_missing_exp_refused_by_default() -> None:
+    assert code(verifier.verify(mint(exp=DROP), time.time())) == "INVALID_TOKEN"
+    lax = TokenVerifier(Settings(secret=SECRET, allow_tokens_without_exp=True))
+    assert code(lax.verify(mint(exp=DROP), time.time())) == "OK"
+
+
+def test_malformed_claim_types() -> None:
+    assert code(verifier.verify(mint(exp="9999999999"), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(exp=True), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(nbf="0"), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(id=5), time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(mint(session=["x"]), time.time())) == "INVALID_TOKEN"
+
+
+def test_audience() -> None:
+    assert code(verifier.verify(mint(aud="api"), time.time())) == "INVALID_TOKEN"
+    v = TokenVerifier(Settings(secret=SECRET, audience="api"))
+    assert code(v.verify(mint(aud="api"), time.time())) == "OK"
+    assert code(v.verify(mint(aud=["x", "api"]), time.time())) == "OK"
+    assert code(v.verify(mint(aud="web"), time.time())) == "INVALID_TOKEN"
+    assert code(v.verify(mint(), time.time())) == "INVALID_TOKEN"
+
+
+def test_header_strictness() -> None:
+    payload = claims()
+    assert code(verifier.verify(sign({"alg": "HS256", "typ": "JWT"}, payload), time.time())) == "OK"
+    assert code(verifier.verify(sign({"alg": "HS256"}, payload), time.time())) == "OK"
+    assert code(verifier.verify(sign({"alg": "HS256", "kid": "k1"}, payload), time.time())) == "OK"
+    for header in (
+        {"alg": "HS256", "typ": "JWS"},
+        {"alg": "HS256", "kid": 1},
+        {"alg": "HS256", "b64": False},
+        {"alg": "HS256", "crit": ["exp"]},
+        {"alg": "HS256", "jku": "http://127.0.0.1/keys"},
+        {"typ": "JWT"},
+    ):
+        assert code(verifier.verify(sign(header, payload), time.time())) == "INVALID_TOKEN", header
+
+
+def test_duplicate_keys_are_refused() -> None:
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = json.dumps(claims())[:-1] + ', "role": "admin-role"}'
+    signing_input = f"{header}.{b64(body.encode())}"
+    sig = b64(hmac.new(SECRET.encode(), signing_input.encode(), "sha256").digest())
+    assert code(verifier.verify(f"{signing_input}.{sig}", time.time())) == "INVALID_TOKEN"
+
+
+def test_non_canonical_base64_is_refused() -> None:
+    token = mint()
+    h, p, s = token.split(".")
+    assert code(verifier.verify(f"{h}.{p}.{s}=", time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(f"{h}=.{p}.{s}", time.time())) == "INVALID_TOKEN"
+    padded = base64.urlsafe_b64encode(base64.urlsafe_b64decode(p + "==")).decode()
+    if padded != p:
+        assert code(verifier.verify(f"{h}.{padded}.{s}", time.time())) == "INVALID_TOKEN"
+    assert code(verifier.verify(f"{h}.{p}.{s[:-1]}", time.time())) == "INVALID_TOKEN"
+    # Trailing data and nested tokens are not ours either.
+    assert code(verifier.verify(token + ".x", time.time())) == "STATIC"
+    assert code(verifier.verify(token + token, time.time())) == "STATIC"
+
+
+def test_b64url_decode_strict() -> None:
+    assert b64url_decode_strict("YQ") == b"a"
+    assert b64url_decode_strict("YR") is None  # non-zero unused bits
+    assert b64url_decode_strict("YQ==") is None
+    assert b64url_decode_strict("Y") is None
+    assert b64url_decode_strict("Y+Q") is None
+    assert b64url_decode_strict("") is None
+    assert b64url_decode_strict("ü") is None
+
+
+def test_oversized_token_is_not_parsed() -> None:
+    big = mint(padding="x" * 5000)
+    assert code(verifier.verify(big, time.time())) == "STATIC"
+
+
+def test_issued_tokens_match_directus_shape() -> None:
+    token = issue_access_token(
+        settings, user_id="u1", role="r1", app_access=True, admin_access=False, ttl_ms=900_000, now=1_720_000_000.7
+    )
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    body = base64.urlsafe_b64decode(token.split(".")[1] + "==")
+    assert body == (
+        b'{"id":"u1","role":"r1","app_access":true,"admin_access":false,'
+        b'"iat":1720000000,"exp":1720000900,"iss":"directus"}'
+    )
+    session = issue_access_token(
+        settings, user_id="u1", role=None, app_access=False, admin_access=False, ttl_ms=86_400_000,
+        now=time.time(), session="s" * 64,
+    )
+    decoded = jwt.decode(session, SECRET, algorithms=["HS256"], issuer="directus")
+    assert decoded["session"] == "s" * 64 and decoded["exp"] - decoded["iat"] == 86_400
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_own_tokens_verify(alg: str) -> None:
+    s = Settings(secret=LONG_SECRET, algorithm=alg)
+    token = issue_access_token(s, user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
+    assert code(TokenVerifier(s).verify(token, time.time())) == "OK"
