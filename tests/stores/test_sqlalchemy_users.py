@@ -221,3 +221,44 @@ def test_login_answers_503_when_the_table_cannot_be_reached(kind: str, tmp_path:
         assert b"Traceback" not in reply.body
     finally:
         engine.dispose()
+
+
+def test_a_sync_engine_needs_no_greenlet(tmp_path: Path) -> None:
+    # SQLAlchemy 2.1 installs without greenlet, and its asyncio module refuses to import without
+    # it: the bridge must serve a sync engine all the same, and name what an async one needs.
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["greenlet"] = None  # as on a machine without it: `import greenlet` fails
+from sqlalchemy import create_engine
+from tests.helpers.sqla_models import ACCOUNT_COLUMNS, Account, Base
+from tokenguard.stores.sqlalchemy import SQLAlchemyUserStore, sqlalchemy_users
+engine = create_engine("sqlite:///{tmp_path / "users.db"}")
+Base.metadata.create_all(engine)
+store = sqlalchemy_users(Account, engine, **ACCOUNT_COLUMNS)
+assert type(store) is SQLAlchemyUserStore, store
+assert store.get_by_email("nobody@example.com") is None
+# Nothing above imported SQLAlchemy's asyncio module (a failed import of it leaves a half-made
+# module that a second import returns, so this is the first try).
+try:
+    import sqlalchemy.ext.asyncio
+except ImportError:
+    pass
+else:
+    raise SystemExit("greenlet was importable: the test proves nothing")
+try:
+    sqlalchemy_users(Account, object(), **ACCOUNT_COLUMNS)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (
+        "ConfigError sqlalchemy_users needs an Engine, AsyncEngine, sessionmaker or "
+        "async_sessionmaker"
+    )

@@ -377,7 +377,6 @@ def sqlalchemy_users(
     a ``sessionmaker`` or an ``async_sessionmaker``; ``columns`` name the attributes
     (:class:`UserColumns`' fields, e.g. ``email="email_address"``)."""
     from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
     from sqlalchemy.orm import sessionmaker
 
     try:
@@ -387,16 +386,23 @@ def sqlalchemy_users(
         raise ConfigError(f"sqlalchemy_users: the user fields are {known}") from None
     if not spec.id or not spec.email:
         raise ConfigError("sqlalchemy_users: id and email must name attributes")
+    if isinstance(bind, sessionmaker):
+        return SQLAlchemyUserStore(model, bind, spec)
+    if isinstance(bind, Engine):
+        return SQLAlchemyUserStore(model, sessionmaker(bind, expire_on_commit=False), spec)
+    wrong = ConfigError(
+        "sqlalchemy_users needs an Engine, AsyncEngine, sessionmaker or async_sessionmaker"
+    )
+    try:
+        # Only here: SQLAlchemy's asyncio module needs greenlet, which a sync app may not have
+        # (and whoever made an AsyncEngine has).
+        from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+    except ImportError:
+        raise wrong from None
     if isinstance(bind, async_sessionmaker):
         return AsyncSQLAlchemyUserStore(model, bind, spec)
     if isinstance(bind, AsyncEngine):
         return AsyncSQLAlchemyUserStore(
             model, async_sessionmaker(bind, expire_on_commit=False), spec
         )
-    if isinstance(bind, sessionmaker):
-        return SQLAlchemyUserStore(model, bind, spec)
-    if isinstance(bind, Engine):
-        return SQLAlchemyUserStore(model, sessionmaker(bind, expire_on_commit=False), spec)
-    raise ConfigError(
-        "sqlalchemy_users needs an Engine, AsyncEngine, sessionmaker or async_sessionmaker"
-    )
+    raise wrong
