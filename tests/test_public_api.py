@@ -23,7 +23,7 @@ PUBLIC = {
         "generate_secret",
     },
     "tokenguard.integrations.flask": {
-        "TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user",
+        "DecoratorOrderError", "TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user",
     },
     "tokenguard.integrations.starlette": {
         "error_response", "get_principal", "require_role", "require_user",

@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -30,7 +32,14 @@ from ..principal import Principal
 from ..shells.wsgi import ENVIRON_PRINCIPAL, TokenGuardWSGI
 from .access import role_refusal, user_refusal
 
-__all__ = ["TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user"]
+__all__ = [
+    "DecoratorOrderError",
+    "TokenGuardFlask",
+    "current_user",
+    "get_principal",
+    "require_role",
+    "require_user",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,29 +60,59 @@ def error_response(error: AuthError) -> Response:
     return Response(error.body, status=error.status, content_type="application/json; charset=utf-8")
 
 
-def require_user(view: F) -> F:
-    """Refuse the public caller with 401 ``INVALID_CREDENTIALS``, as Directus's ``/users/me``."""
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        error = user_refusal(get_principal())
-        if error is not None:
-            return error_response(error)
-        return view(*args, **kwargs)
-
-    return cast(F, wrapper)
+#: The views a decorator below guarded, as they were before it: one of them registered as a
+#: route means the decorator was written above ``@app.route`` and the route is unguarded.
+_guarded_views: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+#: The apps TokenGuardFlask is installed on, whose routes a late decorator is checked against.
+_apps: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 
-def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
-    """Allow only users with one of ``roles`` (admins too, unless ``admin_ok=False``).
+class DecoratorOrderError(TypeError):
+    """A tokenguard decorator written above ``@app.route``: the route would be left open."""
 
-    The public caller gets 401 ``INVALID_CREDENTIALS``; another user 403 ``FORBIDDEN``.
-    """
 
+def _order_error(view: Callable[..., Any], rule: str | None = None) -> DecoratorOrderError:
+    where = f" (route {rule})" if rule else ""
+    return DecoratorOrderError(
+        f"{view.__qualname__}{where}: @require_user / @require_role must be written below "
+        "@app.route (nearer the function). Written above it, Flask registered the view before "
+        "the check was added, and the route would answer without it. Swap the two decorators."
+    )
+
+
+def _check_registered(view: Callable[..., Any]) -> None:
+    for app in list(_apps):
+        for rule in app.url_map.iter_rules():
+            if app.view_functions.get(rule.endpoint) is view:
+                raise _order_error(view, rule.rule)
+
+
+def _check_app(app: Flask) -> None:
+    for rule in app.url_map.iter_rules():
+        registered = app.view_functions.get(rule.endpoint)
+        if registered is not None and registered in _guarded_views:
+            raise _order_error(registered, rule.rule)
+
+
+def _guarded(check: Callable[[Principal], AuthError | None]) -> Callable[[F], F]:
     def decorate(view: F) -> F:
+        _check_registered(view)  # a route defined on an app already wrapped
+        _guarded_views.add(view)
+        if inspect.iscoroutinefunction(view):
+            # Flask runs an `async def` view through app.ensure_sync, which must see a coroutine
+            # function: a sync wrapper would hand it an un-awaited coroutine.
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                error = check(get_principal())
+                if error is not None:
+                    return error_response(error)
+                return await view(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            error = role_refusal(get_principal(), roles, admin_ok)
+            error = check(get_principal())
             if error is not None:
                 return error_response(error)
             return view(*args, **kwargs)
@@ -81,6 +120,22 @@ def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+#: Refuse the public caller with 401 ``INVALID_CREDENTIALS``, as Directus's ``/users/me``.
+#: Write it below ``@app.route`` (nearer the function); above it, Flask would register the
+#: unguarded view, and :class:`DecoratorOrderError` says so when the route is defined.
+require_user = _guarded(user_refusal)
+
+
+def require_role(*roles: str, admin_ok: bool = True) -> Callable[[F], F]:
+    """Allow only users with one of ``roles`` (admins too, unless ``admin_ok=False``).
+
+    The public caller gets 401 ``INVALID_CREDENTIALS``; another user 403 ``FORBIDDEN``.
+    Works on ``async def`` views; written above ``@app.route`` it raises
+    :class:`DecoratorOrderError`.
+    """
+    return _guarded(lambda principal: role_refusal(principal, roles, admin_ok))
 
 
 class TokenGuardFlask:
@@ -102,6 +157,9 @@ class TokenGuardFlask:
             self.middleware.close()
 
     def init_app(self, app: Flask) -> None:
+        _check_app(app)  # routes defined before: a decorator written above one of them
+        _apps.add(app)
+        _watch_registrations(app)
         self.middleware = TokenGuardWSGI(app.wsgi_app, self.guard, **self.options)
         self.guard = self.middleware.core
         app.wsgi_app = self.middleware  # type: ignore[method-assign]
@@ -137,6 +195,24 @@ class _PrincipalGlobals(_AppCtxGlobals):
 
     def __contains__(self, item: str) -> bool:
         return super().__contains__(item) or (item == "user" and _principal_or_none() is not None)
+
+
+def _watch_registrations(app: Flask) -> None:
+    """Check each route registered from now on, blueprints' included (they register through
+    ``app.add_url_rule`` when the blueprint is registered, long after their decorators ran)."""
+    if getattr(app.add_url_rule, "_tokenguard_checked", False):
+        return
+    register = app.add_url_rule
+
+    @functools.wraps(register)
+    def add_url_rule(rule: str, *args: Any, **kwargs: Any) -> None:
+        view = kwargs.get("view_func", args[1] if len(args) > 1 else None)
+        if view is not None and view in _guarded_views:
+            raise _order_error(view, rule)
+        register(rule, *args, **kwargs)
+
+    add_url_rule._tokenguard_checked = True  # type: ignore[attr-defined]
+    app.add_url_rule = add_url_rule  # type: ignore[method-assign]
 
 
 def _principal_or_none() -> Principal | None:
