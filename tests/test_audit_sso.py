@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from tests.helpers.oidc_provider import OIDCProvider
 from tests.auth.test_sso import _reset_idp, client_for, idp, make_core, start, via_provider
+from tests.helpers.oidc_provider import OIDCProvider
 from tokenguard.stores.audit import MemoryAuditStore
 from tokenguard.stores.memory import MemoryUserStore
 

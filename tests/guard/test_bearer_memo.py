@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from tests.helpers.tokens import mint
 from tests.guard.test_guard import make_guard, resolve
+from tests.helpers.tokens import mint
 from tokenguard.flow import run_sync
 from tokenguard.guard.decide import Guard, Refusal
 from tokenguard.jose.tokens import hash_token

@@ -144,8 +144,8 @@ def test_a_cross_slot_script_is_what_cluster_mode_avoids(redis_cluster: RedisClu
 
 
 def test_session_cache_invalidation_over_the_cluster(redis_cluster: RedisCluster) -> None:
-    from tests.helpers.tokens import SECRET
     from tests.guard.test_invalidation import eventually, login, refused, request
+    from tests.helpers.tokens import SECRET
     from tokenguard.app import TokenGuard
     from tokenguard.config import Settings
     from tokenguard.principal import Principal

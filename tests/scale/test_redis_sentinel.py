@@ -77,8 +77,8 @@ def test_async_store_through_sentinel(redis_sentinel: RedisSentinel) -> None:
 
 
 def test_session_cache_invalidation_survives_a_failover(redis_sentinel: RedisSentinel) -> None:
-    from tests.helpers.tokens import SECRET
     from tests.guard.test_invalidation import eventually, login, refused, request
+    from tests.helpers.tokens import SECRET
     from tokenguard.app import TokenGuard
     from tokenguard.config import Settings
     from tokenguard.principal import Principal

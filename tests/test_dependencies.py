@@ -1,0 +1,99 @@
+"""Every third-party package tokenguard imports is declared: in the base dependencies, or in the
+extra that needs it, so that ``pip install "tokenguard[extra]"`` brings what that feature imports."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "tokenguard"
+
+#: The optional packages, by the extra that must declare them.
+EXTRA_OF = {
+    "flask": "flask",
+    "django": "django",
+    "asgiref": "django",
+    "fastapi": "fastapi",
+    "pyotp": "totp",
+    "httpx": "client",
+    "authlib": "sso",
+    "joserfc": "sso",
+    "graphql-core": "graphql",
+    "pysaml2": "saml",
+    "ldap3": "ldap",
+    "sqlalchemy": "sqlalchemy",
+    "bcrypt": "bcrypt",
+    "psycopg": "pg",
+    "psycopg-pool": "pg",
+}
+
+
+def _name(requirement: str) -> str:
+    for stop in "[<>=!~; ":
+        requirement = requirement.split(stop, 1)[0]
+    return requirement.strip().lower().replace("_", "-")
+
+
+def _declared() -> tuple[set[str], dict[str, set[str]]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = {_name(r) for r in project["dependencies"]}
+    extras = {
+        extra: {_name(r) for r in reqs} for extra, reqs in project["optional-dependencies"].items()
+    }
+    return base, extras
+
+
+def _imported_modules() -> dict[str, set[str]]:
+    """Top-level third-party module -> the files importing it (deferred imports included)."""
+    found: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top != "tokenguard" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _distribution(module: str) -> str:
+    dists = packages_distributions().get(module)
+    assert dists, f"{module} is imported but no installed distribution provides it"
+    return _name(dists[0])
+
+
+def test_the_reader_sees_third_party_imports() -> None:
+    modules = _imported_modules()
+    assert "jwt" in modules and "starlette" in modules and "pyotp" in modules
+
+
+def test_every_imported_package_is_declared() -> None:
+    base, extras = _declared()
+    undeclared = []
+    for module, files in sorted(_imported_modules().items()):
+        dist = _distribution(module)
+        if dist in base:
+            continue
+        extra = EXTRA_OF.get(dist)
+        if extra is None or dist not in extras.get(extra, set()):
+            undeclared.append(f"{dist} (imported by {', '.join(sorted(files))})")
+    assert undeclared == []
+
+
+def test_the_table_of_extras_matches_pyproject() -> None:
+    base, extras = _declared()
+    for dist, extra in EXTRA_OF.items():
+        assert dist in extras[extra], f"the {extra} extra should declare {dist}"
+        assert dist not in base, f"{dist} is optional: it belongs in an extra, not the base"
