@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -41,7 +42,7 @@ def _initial_storage(storage: Any, static_token: str | None, mode: Mode) -> Any:
     return MemoryStorage(AuthData(access_token=static_token))
 
 
-class _BaseClient(Generic[_H, _S]):
+class _BaseClient(ABC, Generic[_H, _S]):
     """The arguments, state and properties of both clients (``_H`` is the httpx client,
     ``_S`` the storage it accepts); see :class:`Client` for the arguments."""
 
@@ -85,13 +86,13 @@ class _BaseClient(Generic[_H, _S]):
         )
         self._start_driver()
 
+    @abstractmethod
     def _new_http(self, **options: Any) -> _H:
         """The httpx client made when none is given."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _start_driver(self) -> None:
         """Set up the driver's own state (its refresh lock)."""
-        raise NotImplementedError
 
     @property
     def mode(self) -> Mode:
