@@ -66,6 +66,20 @@ def test_file_storage_round_trip_and_permissions(tmp_path: Path) -> None:
     store.set(AuthData())
 
 
+def test_file_storage_expands_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    data = AuthData(TOKEN, REFRESH, 900_000, 1)
+    store = FileStorage("~/.myapp/login.json")
+    assert store.path == home / ".myapp" / "login.json"
+    store.set(data)
+    assert FileStorage(home / ".myapp" / "login.json").get() == data
+    assert FileStorage(Path("~") / ".myapp" / "login.json").get() == data
+    assert list(work.iterdir()) == []  # no folder literally named "~"
+
+
 def test_file_storage_replaces_atomically_and_keeps_0600(tmp_path: Path) -> None:
     path = tmp_path / "login.json"
     path.write_text("{}")

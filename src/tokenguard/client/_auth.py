@@ -10,6 +10,7 @@ done and receives the result:
   storage (which may be sync or async);
 - :class:`Exclusive` — run a sub-flow while holding the client's refresh lock.
 
+The steps, and the stepping both drivers share, are in :mod:`._flow`.
 :class:`~._client.Client` drives the flows with blocking calls and a ``threading.Lock``,
 :class:`~._client.AsyncClient` with awaits and an ``anyio.Lock``; neither knows anything
 about tokens. The refresh rule lives here only:
@@ -38,10 +39,9 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable
 from http.cookiejar import Cookie
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 
@@ -51,40 +51,15 @@ from ._errors import (
     UnexpectedResponse,
     error_from_response,
 )
+from ._flow import LOAD, Exclusive, Flow, Save
+from ._realtime import realtime_auth_message
 from ._storage import AuthData
 
-__all__ = ["LOAD", "AuthFlows", "Exclusive", "Flow", "Load", "Mode", "Save", "Step"]
+__all__ = ["AuthFlows", "Mode", "check_mode", "jwt_expiry_ms"]
 
 Mode = Literal["json", "cookie", "session"]
 MODES: tuple[str, ...] = ("json", "cookie", "session")
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """Read the stored :class:`AuthData` (``None`` when nothing is stored)."""
-
-
-LOAD = Load()
-
-
-@dataclass(frozen=True, slots=True)
-class Save:
-    """Store ``data`` (an empty ``AuthData()`` logs out)."""
-
-    data: AuthData
-
-
-@dataclass(frozen=True, slots=True)
-class Exclusive:
-    """Run ``flow`` while holding the refresh lock; its result is sent back."""
-
-    flow: Generator[Any, Any, Any]
-
-
-Step = httpx.Request | Load | Save | Exclusive
-Flow = Generator[Step, Any, T]
 
 BuildRequest = Callable[..., httpx.Request]
 
@@ -126,7 +101,8 @@ def _cookie_domain(host: str) -> str:
 
 class AuthFlows:
     """The flows of one client. Holds configuration and the last refresh failure only;
-    the login itself lives in the storage and the cookie jar."""
+    the login itself lives in the storage and the cookie jar. The arguments are the
+    client's (their defaults are there); ``clock_ms`` ``None`` is the wall clock."""
 
     def __init__(
         self,
@@ -135,13 +111,13 @@ class AuthFlows:
         mode: Mode,
         build_request: BuildRequest,
         cookies: httpx.Cookies,
-        auto_refresh: bool = True,
-        refresh_margin: float = 30.0,
-        raise_errors: bool = True,
-        auth_prefix: str = "/auth",
-        refresh_cookie: str = "directus_refresh_token",
-        session_cookie: str = "directus_session_token",
-        clock_ms: Callable[[], int] = _now_ms,
+        auto_refresh: bool,
+        refresh_margin: float,
+        raise_errors: bool,
+        auth_prefix: str,
+        refresh_cookie: str,
+        session_cookie: str,
+        clock_ms: Callable[[], int] | None,
     ) -> None:
         if refresh_margin < 0:
             raise ValueError("refresh_margin cannot be negative")
@@ -155,7 +131,7 @@ class AuthFlows:
         self.auth_prefix = "/" + auth_prefix.strip("/")
         self.refresh_cookie = refresh_cookie
         self.session_cookie = session_cookie
-        self.clock_ms = clock_ms
+        self.clock_ms = clock_ms if clock_ms is not None else _now_ms
         # (the login a refresh was refused for, the server's answer): waiters on that same
         # refresh get the answer instead of asking again.
         self._failure: tuple[AuthData, DirectusError] | None = None
@@ -429,6 +405,13 @@ class AuthFlows:
         data = AuthData(access_token=token or None)
         self._sync_jar(data, self.mode)
         yield Save(data)
+
+    def realtime_auth_message(self, uid: str | int | None) -> Flow[str]:
+        """The WebSocket ``auth`` message carrying the current (fresh) access token."""
+        token = yield from self.get_token()
+        if token is None:
+            raise RuntimeError("not logged in: there is no token to authenticate the socket")
+        return realtime_auth_message(access_token=token, uid=uid)
 
     def request(
         self,

@@ -1,22 +1,26 @@
 """The sync :class:`Client` and the async :class:`AsyncClient`: two drivers of one logic.
 
-Both only run the flows of :mod:`._auth` — send a request, read or write the storage, take
-the refresh lock — and expose them as methods. Everything about tokens is in ``_auth``.
+Everything about tokens is in the flows of :mod:`._auth`, and the stepping of a flow in
+:mod:`._flow`. What the two clients share — their arguments, their state, their
+properties — is :class:`_BaseClient`, written once. Each client only says how it does a
+step (send a request, read or write the storage, take the refresh lock: blocking, or
+awaited) and exposes the flows as methods, plain or coroutines.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
 
-from ._auth import AuthFlows, Exclusive, Flow, Load, Mode, Save, Step, check_mode
-from ._realtime import realtime_auth_message
+from ._auth import AuthFlows, Mode, check_mode
+from ._flow import Exclusive, Flow, Load, Save, Step, Stepper
 from ._storage import AsyncTokenStorage, AuthData, MemoryStorage, TokenStorage
 
 __all__ = ["AsyncClient", "Client"]
@@ -24,38 +28,8 @@ __all__ = ["AsyncClient", "Client"]
 T = TypeVar("T")
 _C = TypeVar("_C", bound="Client")
 _A = TypeVar("_A", bound="AsyncClient")
-
-
-def _flows(
-    url: str | httpx.URL,
-    http: httpx.Client | httpx.AsyncClient,
-    mode: Mode,
-    *,
-    auto_refresh: bool,
-    refresh_margin: float,
-    raise_errors: bool,
-    auth_prefix: str,
-    refresh_cookie: str,
-    session_cookie: str,
-    clock_ms: Callable[[], int] | None,
-) -> AuthFlows:
-    extra: dict[str, Any] = {} if clock_ms is None else {"clock_ms": clock_ms}
-    base = httpx.URL(url)
-    if not base.is_absolute_url:
-        raise ValueError("url must be absolute, e.g. 'https://api.example.com'")
-    return AuthFlows(
-        base,
-        mode=check_mode(mode),
-        build_request=http.build_request,
-        cookies=http.cookies,
-        auto_refresh=auto_refresh,
-        refresh_margin=refresh_margin,
-        raise_errors=raise_errors,
-        auth_prefix=auth_prefix,
-        refresh_cookie=refresh_cookie,
-        session_cookie=session_cookie,
-        **extra,
-    )
+_H = TypeVar("_H", bound="httpx.Client | httpx.AsyncClient")
+_S = TypeVar("_S", bound="TokenStorage | AsyncTokenStorage")
 
 
 def _initial_storage(storage: Any, static_token: str | None, mode: Mode) -> Any:
@@ -68,7 +42,81 @@ def _initial_storage(storage: Any, static_token: str | None, mode: Mode) -> Any:
     return MemoryStorage(AuthData(access_token=static_token))
 
 
-class Client:
+class _BaseClient(ABC, Generic[_H, _S]):
+    """The arguments, state and properties of both clients (``_H`` is the httpx client,
+    ``_S`` the storage it accepts); see :class:`Client` for the arguments."""
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        mode: Mode = "json",
+        storage: _S | None = None,
+        static_token: str | None = None,
+        auto_refresh: bool = True,
+        refresh_margin: float = 30.0,
+        raise_errors: bool = True,
+        auth_prefix: str = "/auth",
+        refresh_cookie: str = "directus_refresh_token",
+        session_cookie: str = "directus_session_token",
+        http: _H | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        **httpx_options: Any,
+    ) -> None:
+        if http is not None and httpx_options:
+            raise TypeError("give either http or httpx options, not both")
+        self._owns_http = http is None
+        self.http: _H = http if http is not None else self._new_http(**httpx_options)
+        self.storage: _S = _initial_storage(storage, static_token, mode)
+        base = httpx.URL(url)
+        if not base.is_absolute_url:
+            raise ValueError("url must be absolute, e.g. 'https://api.example.com'")
+        self._flows = AuthFlows(
+            base,
+            mode=check_mode(mode),
+            build_request=self.http.build_request,
+            cookies=self.http.cookies,
+            auto_refresh=auto_refresh and static_token is None,
+            refresh_margin=refresh_margin,
+            raise_errors=raise_errors,
+            auth_prefix=auth_prefix,
+            refresh_cookie=refresh_cookie,
+            session_cookie=session_cookie,
+            clock_ms=clock_ms,
+        )
+        self._start_driver()
+
+    @abstractmethod
+    def _new_http(self, **options: Any) -> _H:
+        """The httpx client made when none is given."""
+
+    @abstractmethod
+    def _start_driver(self) -> None:
+        """Set up the driver's own state (its refresh lock)."""
+
+    @property
+    def mode(self) -> Mode:
+        """How the login is kept; :meth:`login` with another ``mode`` changes it."""
+        return self._flows.mode
+
+    @property
+    def url(self) -> httpx.URL:
+        """The API's base URL."""
+        return self._flows.url
+
+    def _storage_call(self, step: Step) -> Any:
+        """Start a storage step: what the storage returns, awaitable or not."""
+        if isinstance(step, Load):
+            return self.storage.get()
+        if isinstance(step, Save):
+            return self.storage.set(step.data)
+        raise TypeError(f"unknown step {step!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.url)!r}, mode={self.mode!r})"
+
+
+class Client(_BaseClient[httpx.Client, TokenStorage]):
     """A blocking Directus-compatible API client that logs in and stays logged in.
 
     ``url`` is the API's base URL. ``mode`` is how the login is kept (``"json"``: both
@@ -85,94 +133,39 @@ class Client:
     :meth:`close`).
     """
 
-    def __init__(
-        self,
-        url: str | httpx.URL,
-        *,
-        mode: Mode = "json",
-        storage: TokenStorage | None = None,
-        static_token: str | None = None,
-        auto_refresh: bool = True,
-        refresh_margin: float = 30.0,
-        raise_errors: bool = True,
-        auth_prefix: str = "/auth",
-        refresh_cookie: str = "directus_refresh_token",
-        session_cookie: str = "directus_session_token",
-        http: httpx.Client | None = None,
-        clock_ms: Callable[[], int] | None = None,
-        **httpx_options: Any,
-    ) -> None:
-        if http is not None and httpx_options:
-            raise TypeError("give either http or httpx options, not both")
-        self._owns_http = http is None
-        self.http = http if http is not None else httpx.Client(**httpx_options)
-        self.storage: TokenStorage = _initial_storage(storage, static_token, mode)
-        self._flows = _flows(
-            url,
-            self.http,
-            mode,
-            auto_refresh=auto_refresh and static_token is None,
-            refresh_margin=refresh_margin,
-            raise_errors=raise_errors,
-            auth_prefix=auth_prefix,
-            refresh_cookie=refresh_cookie,
-            session_cookie=session_cookie,
-            clock_ms=clock_ms,
-        )
-        self._lock = threading.Lock()
-
-    @property
-    def mode(self) -> Mode:
-        """How the login is kept; :meth:`login` with another ``mode`` changes it."""
-        return self._flows.mode
-
-    @property
-    def url(self) -> httpx.URL:
-        """The API's base URL."""
-        return self._flows.url
-
     # -- the driver ------------------------------------------------------------------------
 
+    def _new_http(self, **options: Any) -> httpx.Client:
+        return httpx.Client(**options)
+
+    def _start_driver(self) -> None:
+        self._lock = threading.Lock()
+
     def _run(self, flow: Flow[T]) -> T:
-        send: Any = None
-        error: Exception | None = None
-        try:
-            while True:
+        with Stepper(flow) as run:
+            for step in run:
                 try:
-                    step = flow.throw(error) if error is not None else flow.send(send)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                send, error = None, None
-                try:
-                    send = self._do(step)
+                    run.send(self._do(step))
                 except Exception as exc:  # handed to the flow, which may handle it
-                    error = exc
-        finally:
-            flow.close()
+                    run.throw(exc)
+        return run.result
 
     def _do(self, step: Step) -> Any:
         if isinstance(step, httpx.Request):
             return self.http.send(step)
-        if isinstance(step, Load):
-            return self._sync(self.storage.get())
-        if isinstance(step, Save):
-            return self._sync(self.storage.set(step.data))  # type: ignore[func-returns-value]
         if isinstance(step, Exclusive):
             return self._exclusive(step.flow)
-        raise TypeError(f"unknown step {step!r}")
-
-    def _exclusive(self, flow: Flow[T]) -> T:
-        with self._lock:
-            return self._run(flow)
-
-    @staticmethod
-    def _sync(result: Any) -> Any:
+        result = self._storage_call(step)
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
             raise TypeError("Client needs a synchronous storage; use AsyncClient for this one")
         return result
+
+    def _exclusive(self, flow: Flow[T]) -> T:
+        with self._lock:
+            return self._run(flow)
 
     # -- authentication --------------------------------------------------------------------
 
@@ -215,10 +208,7 @@ class Client:
 
     def realtime_auth_message(self, *, uid: str | int | None = None) -> str:
         """The WebSocket ``auth`` message carrying the current (fresh) access token."""
-        token = self.get_token()
-        if token is None:
-            raise RuntimeError("not logged in: there is no token to authenticate the socket")
-        return realtime_auth_message(access_token=token, uid=uid)
+        return self._run(self._flows.realtime_auth_message(uid))
 
     # -- requests --------------------------------------------------------------------------
 
@@ -280,11 +270,8 @@ class Client:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.url)!r}, mode={self.mode!r})"
 
-
-class AsyncClient:
+class AsyncClient(_BaseClient[httpx.AsyncClient, TokenStorage | AsyncTokenStorage]):
     """The :class:`Client` for ``async`` code, on :class:`httpx.AsyncClient`.
 
     Same arguments and methods, as coroutines. ``storage`` may be a :class:`TokenStorage`
@@ -292,56 +279,14 @@ class AsyncClient:
     so that a cancelled caller cannot lose a token the server has already rotated.
     """
 
-    def __init__(
-        self,
-        url: str | httpx.URL,
-        *,
-        mode: Mode = "json",
-        storage: TokenStorage | AsyncTokenStorage | None = None,
-        static_token: str | None = None,
-        auto_refresh: bool = True,
-        refresh_margin: float = 30.0,
-        raise_errors: bool = True,
-        auth_prefix: str = "/auth",
-        refresh_cookie: str = "directus_refresh_token",
-        session_cookie: str = "directus_session_token",
-        http: httpx.AsyncClient | None = None,
-        clock_ms: Callable[[], int] | None = None,
-        **httpx_options: Any,
-    ) -> None:
-        if http is not None and httpx_options:
-            raise TypeError("give either http or httpx options, not both")
-        self._owns_http = http is None
-        self.http = http if http is not None else httpx.AsyncClient(**httpx_options)
-        self.storage: TokenStorage | AsyncTokenStorage = _initial_storage(
-            storage, static_token, mode
-        )
-        self._flows = _flows(
-            url,
-            self.http,
-            mode,
-            auto_refresh=auto_refresh and static_token is None,
-            refresh_margin=refresh_margin,
-            raise_errors=raise_errors,
-            auth_prefix=auth_prefix,
-            refresh_cookie=refresh_cookie,
-            session_cookie=session_cookie,
-            clock_ms=clock_ms,
-        )
+    # -- the driver ------------------------------------------------------------------------
+
+    def _new_http(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**options)
+
+    def _start_driver(self) -> None:
         # Created on first use, inside the event loop that will use it.
         self._lock: anyio.Lock | None = None
-
-    @property
-    def mode(self) -> Mode:
-        """How the login is kept; :meth:`login` with another ``mode`` changes it."""
-        return self._flows.mode
-
-    @property
-    def url(self) -> httpx.URL:
-        """The API's base URL."""
-        return self._flows.url
-
-    # -- the driver ------------------------------------------------------------------------
 
     def _get_lock(self) -> anyio.Lock:
         if self._lock is None:
@@ -349,43 +294,26 @@ class AsyncClient:
         return self._lock
 
     async def _run(self, flow: Flow[T]) -> T:
-        send: Any = None
-        error: Exception | None = None
-        try:
-            while True:
+        with Stepper(flow) as run:
+            for step in run:
                 try:
-                    step = flow.throw(error) if error is not None else flow.send(send)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                send, error = None, None
-                try:
-                    send = await self._do(step)
+                    run.send(await self._do(step))
                 except Exception as exc:  # handed to the flow, which may handle it
-                    error = exc
-        finally:
-            flow.close()
+                    run.throw(exc)
+        return run.result
 
     async def _do(self, step: Step) -> Any:
         if isinstance(step, httpx.Request):
             return await self.http.send(step)
-        if isinstance(step, Load):
-            return await self._maybe_await(self.storage.get())
-        if isinstance(step, Save):
-            return await self._maybe_await(self.storage.set(step.data))
         if isinstance(step, Exclusive):
             return await self._exclusive(step.flow)
-        raise TypeError(f"unknown step {step!r}")
+        result = self._storage_call(step)
+        return await result if inspect.isawaitable(result) else result
 
     async def _exclusive(self, flow: Flow[T]) -> T:
         async with self._get_lock():
             with anyio.CancelScope(shield=True):
                 result = await self._run(flow)
-        return result
-
-    @staticmethod
-    async def _maybe_await(result: Any) -> Any:
-        if inspect.isawaitable(result):
-            return await result
         return result
 
     # -- authentication --------------------------------------------------------------------
@@ -420,10 +348,7 @@ class AsyncClient:
 
     async def realtime_auth_message(self, *, uid: str | int | None = None) -> str:
         """The WebSocket ``auth`` message carrying the current (fresh) access token."""
-        token = await self.get_token()
-        if token is None:
-            raise RuntimeError("not logged in: there is no token to authenticate the socket")
-        return realtime_auth_message(access_token=token, uid=uid)
+        return await self._run(self._flows.realtime_auth_message(uid))
 
     # -- requests --------------------------------------------------------------------------
 
@@ -478,6 +403,3 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.url)!r}, mode={self.mode!r})"

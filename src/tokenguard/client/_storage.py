@@ -144,12 +144,16 @@ class FileStorage:
     file. A file that cannot be read or is not ours reads as "not logged in", with a
     warning that names the file but never its content.
 
+    ``path`` may start with ``~`` for the user's home directory.
+
     One file serves one client at a time: two processes refreshing the same refresh token
     would each rotate it, and tokenguard treats the reuse of a rotated token as theft.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        # "~/.myapp/login.json" means the home directory, as in a shell: left as it is,
+        # pathlib would write a folder literally named "~" into the working directory.
+        self.path = Path(path).expanduser()
         self._lock = threading.Lock()
 
     def get(self) -> AuthData | None:
