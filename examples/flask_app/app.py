@@ -26,7 +26,7 @@ from tokenguard.users import seed_from_env
 # No Flask static folder: /static/<name> serves the login page's files, shared with Starlette.
 app = Flask(__name__, static_folder=None)
 tokenguard = TokenGuardFlask(app)
-assert tokenguard.guard.decide is not None
+assert tokenguard.guard is not None
 users = tokenguard.guard.users
 seed_from_env(users)  # type: ignore[arg-type]
 

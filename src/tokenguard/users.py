@@ -145,11 +145,22 @@ def ensure_admin(
     role: str = "administrator",
 ) -> User:
     """Create the administrator if missing (as Directus does from ``ADMIN_EMAIL`` and
-    ``ADMIN_PASSWORD``); set the password and static token (``ADMIN_TOKEN``) when given."""
+    ``ADMIN_PASSWORD``); set the password and static token (``ADMIN_TOKEN``) when given.
+
+    Safe to call from every worker of a server at once: the one that loses the race to create
+    the user finds it made by the winner and goes on as if it had existed."""
     user = store.get_by_email(email)
     if user is None:
-        user = create_user(store, email, password=password, role=role, admin_access=True)
-    elif password:
+        try:
+            user = create_user(store, email, password=password, role=role, admin_access=True)
+            password = None  # just set
+        except ValueError:
+            # A sibling worker created it between our lookup and our insert (the store's
+            # unique e-mail refused ours); any other clash is a real error.
+            user = store.get_by_email(email)
+            if user is None:
+                raise
+    if password:
         user = set_password(store, user.id, password)
     if token:
         set_static_token(store, user.id, token)

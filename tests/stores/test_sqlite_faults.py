@@ -50,3 +50,23 @@ def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable):
         users.create(User(id="1", email="a@example.com"))
     users.close()
+
+
+def test_a_fresh_file_locked_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    # Workers of one server open a fresh file at once: switching it to WAL needs the file to
+    # itself, and SQLite refuses that at once (no busy timeout) while another holds a lock.
+    import sqlite3
+    import threading
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_app (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_app VALUES (1)")
+    threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+    store = SQLiteUserStore(str(path), timeout=5.0)
+    assert store.get_by_email("nobody@example.com") is None
+    holder.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    check.close()

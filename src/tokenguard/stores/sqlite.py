@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,13 +131,27 @@ class _Database:
             with self._setup_lock:
                 if not self._ready:
                     if not self._memory:
-                        conn.execute("PRAGMA journal_mode=WAL")
+                        self._use_wal(conn)
                     self._migrate(conn)
         if not self._memory:
             # WAL + NORMAL stays consistent after a crash; it may lose the last commits on a
             # power cut, which for sessions means a logout or rotation to redo, never a leak.
             conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # The switch needs the file to itself and ignores the busy timeout, so the workers of
+        # a server opening a fresh file at once would see "database is locked": wait for it
+        # as the busy timeout would.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
