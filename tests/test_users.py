@@ -6,6 +6,8 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tokenguard.auth.passwords import verify_password
 from tokenguard.stores.base import User
 from tokenguard.stores.memory import MemoryUserStore
@@ -50,17 +52,15 @@ def test_the_loser_of_the_race_takes_the_winners_user() -> None:
     assert verify_password(admin.password_hash, "s3cret-pass-phrase")
 
 
-def test_an_unrelated_clash_still_raises() -> None:
-    store = MemoryUserStore()
-    seeded = ensure_admin(store, EMAIL, token="t" * 40)
-    # Another user holding the static token makes create fail for a reason that is not "the
-    # admin exists": that must not pass as a lost race.
-    other = "other@example.com"
-    try:
-        ensure_admin(store, other, token="t" * 40)
-    except ValueError:
-        pass
-    assert store.get_by_email(EMAIL) == seeded
+class RefusesEveryInsert(MemoryUserStore):
+    def create(self, user: User) -> None:
+        raise ValueError("a user with this id, e-mail, token or external identifier exists")
+
+
+def test_a_clash_that_is_not_a_lost_race_still_raises() -> None:
+    # The insert fails but no admin appeared: that is not a sibling's win, and must not pass.
+    with pytest.raises(ValueError, match="exists"):
+        ensure_admin(RefusesEveryInsert(), EMAIL, "s3cret-pass-phrase")
 
 
 def _seed(path: str, barrier: Any, results: Any) -> None:
