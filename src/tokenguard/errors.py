@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 class AuthError(Exception):
     """A Directus-shaped error: HTTP status, ``extensions.code``, message and extensions."""
 
-    __slots__ = ("status", "code", "message", "extensions", "_body")
+    __slots__ = ("status", "code", "message", "extensions", "retry_after", "_body")
 
     def __init__(
         self,
@@ -51,6 +51,8 @@ class AuthError(Exception):
         self.code = code
         self.message = message
         self.extensions: dict[str, Any] = dict(extensions or {})
+        #: Seconds for a ``Retry-After`` header (a 429, or a 503 that will pass), or None.
+        self.retry_after: int | None = None
         self._body: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:

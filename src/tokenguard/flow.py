@@ -122,11 +122,17 @@ async def run_async(flow: Flow[T]) -> T:
             continue
         try:
             if _offload(step):
-                import anyio.to_thread  # only ASGI apps with blocking work need it
+                work = functools.partial(step.fn, *step.args, **step.kwargs)
+                # Password hashing has a pool of its own (tokenguard.auth.hashing), bounded
+                # for the whole process: awaited there, a flood of logins holds no thread
+                # of the loop's, which other requests' blocking store calls need.
+                pool = getattr(getattr(step.fn, "__self__", None), "pool", None)
+                if pool is not None:
+                    send = await pool.arun(work)
+                else:
+                    import anyio.to_thread  # only ASGI apps with blocking work need it
 
-                send = await anyio.to_thread.run_sync(
-                    functools.partial(step.fn, *step.args, **step.kwargs)
-                )
+                    send = await anyio.to_thread.run_sync(work)
             else:
                 send = step.fn(*step.args, **step.kwargs)
             if _is_awaitable(send):

@@ -16,6 +16,7 @@ import threading
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .hashing import HashPool, shared_pool
 from .legacy_hashes import argon2_of_django, verify_legacy
 
 __all__ = ["Passwords", "hash_password", "verify_password"]
@@ -36,13 +37,22 @@ class Passwords:
     made with the same parameters, so that "no such user" costs as much as "wrong password".
     """
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self, hasher: PasswordHasher | None = None, *, pool: HashPool | None = None
+    ) -> None:
         self.hasher = hasher if hasher is not None else PasswordHasher()
+        #: Where every hash and verification runs (:mod:`tokenguard.auth.hashing`): the
+        #: process's shared pool unless one is given. Flows driven on an event loop await it
+        #: directly (:func:`tokenguard.flow.run_async` looks for this attribute).
+        self.pool = pool if pool is not None else shared_pool()
         self._dummy: str | None = None
         self._lock = threading.Lock()
 
     def hash(self, password: str) -> str:
         """A new argon2id hash of ``password`` (random salt)."""
+        return self.pool.run(self._hash, password)
+
+    def _hash(self, password: str) -> str:
         return self.hasher.hash(_encode(password))
 
     def _dummy_hash(self) -> str:
@@ -60,14 +70,17 @@ class Passwords:
 
     def warm_up(self) -> None:
         """Compute the dummy hash now rather than on the first failed login."""
-        self._dummy_hash()
+        self.pool.run(self._dummy_hash)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches ``password_hash``; a ``None`` or unreadable hash
         costs one dummy verification and answers ``False``."""
+        return self.pool.run(self._verify, password_hash, password)
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
         candidate = _encode(password)
         if not password_hash:
-            self.burn(password)
+            self._burn(password)
             return False
         password_hash = argon2_of_django(password_hash) or password_hash
         if not password_hash.startswith("$argon2"):
@@ -78,18 +91,21 @@ class Passwords:
                 legacy = None
             if legacy is not None:
                 return legacy
-            self.burn(password)
+            self._burn(password)
             return False
         try:
             return self.hasher.verify(password_hash, candidate)
         except VerifyMismatchError:
             return False
         except (InvalidHashError, VerificationError, ValueError):
-            self.burn(password)
+            self._burn(password)
             return False
 
     def burn(self, password: str) -> None:
         """Spend the cost of one verification and learn nothing (unknown user)."""
+        self.pool.run(self._burn, password)
+
+    def _burn(self, password: str) -> None:
         try:
             self.hasher.verify(self._dummy_hash(), _encode(password))
         except (VerificationError, InvalidHashError, ValueError):

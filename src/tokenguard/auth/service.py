@@ -47,6 +47,7 @@ from ..stores.base import (
     UserStore,
     refresh_token_key,
 )
+from .hashing import Overloaded
 from .passwords import Passwords
 from .refresh_tokens import RefreshTokens, is_refresh_token
 
@@ -367,7 +368,10 @@ class AuthService:
     def _rehash(self, user: User, password: str) -> Flow[None]:
         """Replace a foreign (bcrypt, PBKDF2…) or outdated hash with argon2id, now that the
         password is known to be right. A store that refuses costs the upgrade, not the login."""
-        new_hash = yield Call(self.passwords.hash, (password,), blocking=True)
+        try:
+            new_hash = yield Call(self.passwords.hash, (password,), blocking=True)
+        except Overloaded:
+            return  # the pool is full: the upgrade waits for a quieter login, the login does not
         try:
             yield Call(self.users.update, (user.id,), {"password_hash": new_hash})
         except Exception as exc:

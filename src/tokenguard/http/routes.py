@@ -34,7 +34,7 @@ from ..errors import (
 from ..flow import Flow
 from ..guard.csrf import SAFE_METHODS, CsrfPolicy
 from ..guard.extract import Extractor, parse_cookie
-from ..guard.limits import TooManyRequests, client_address
+from ..guard.limits import client_address
 from ..jose.tokens import TokenVerifier
 from .account_routes import AccountRoutes
 from .body import (
@@ -310,7 +310,7 @@ class AuthRouter:
     @staticmethod
     def error(error: AuthError) -> ResponseView:
         """A Directus error body as a response."""
-        if isinstance(error, TooManyRequests):
+        if error.retry_after is not None:  # a 429, or the 503 of a full hashing pool
             return json_response(
                 error.status, error.body, [("retry-after", str(error.retry_after))]
             )
