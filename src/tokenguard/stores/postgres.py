@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..logs.audit import AuditEvent
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
+from .once import digest
 from .pg_driver import (
     AsyncOwned,
     AsyncPgDatabase,
@@ -466,15 +467,13 @@ class AsyncPgUserStore(_UserLogic, AsyncOwned):
 
 
 def _claim(key: str, ttl_ms: int, now_ms: int) -> Op[bool]:
-    from .once import _digest
-
     # One statement, atomic: a new key is inserted, an expired one taken over, a live one
     # left alone (then nothing is returned and the claim loses).
     reply = yield Query(
         "INSERT INTO tokenguard_once (key, expires_at_ms) VALUES (%s, %s)"
         " ON CONFLICT (key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms"
         " WHERE tokenguard_once.expires_at_ms <= %s RETURNING 1",
-        (_digest(key), now_ms + max(ttl_ms, 1), now_ms),
+        (digest(key), now_ms + max(ttl_ms, 1), now_ms),
     )
     won = bool(reply.rows)
     if won and now_ms % 64 == 0:
