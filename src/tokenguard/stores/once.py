@@ -14,16 +14,25 @@ import threading
 import weakref
 from typing import Any
 
+from ..flow import Call, Flow, run_async, run_sync
 from .base import StoreUnavailable
 
-__all__ = ["AsyncRedisOnceStore", "MemoryOnceStore", "RedisOnceStore", "SQLiteOnceStore"]
+__all__ = [
+    "AsyncRedisOnceStore",
+    "MemoryOnceStore",
+    "RedisOnceStore",
+    "SQLiteOnceStore",
+    "digest",
+]
 
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (the base class cannot)."""
 
 
-def _digest(key: str) -> str:
+def digest(key: str) -> str:
+    """What a claim is stored under: the SHA-256 of ``key``, so that no store ever holds a
+    code or a token (shared by every backend, PostgreSQL's included)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -38,16 +47,16 @@ class MemoryOnceStore:
         self._next_purge = 0
 
     def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
-        digest = _digest(key)
+        hashed = digest(key)
         with self._lock:
             if now_ms >= self._next_purge:
                 # Occasional sweep keeps the dict bounded by what is still live.
                 self._until = {k: t for k, t in self._until.items() if t > now_ms}
                 self._next_purge = now_ms + 60_000
-            until = self._until.get(digest)
+            until = self._until.get(hashed)
             if until is not None and until > now_ms:
                 return False
-            self._until[digest] = now_ms + max(ttl_ms, 1)
+            self._until[hashed] = now_ms + max(ttl_ms, 1)
             return True
 
     def close(self) -> None:
@@ -93,18 +102,18 @@ class SQLiteOnceStore:
         return conn
 
     def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
-        digest = _digest(key)
+        hashed = digest(key)
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
                     "DELETE FROM tokenguard_once WHERE key = ? AND expires_at_ms <= ?",
-                    (digest, now_ms),
+                    (hashed, now_ms),
                 )
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO tokenguard_once (key, expires_at_ms) VALUES (?, ?)",
-                    (digest, now_ms + max(ttl_ms, 1)),
+                    (hashed, now_ms + max(ttl_ms, 1)),
                 )
                 won = cursor.rowcount == 1
                 if won and now_ms % 64 == 0:
@@ -129,41 +138,43 @@ class SQLiteOnceStore:
         self._local = threading.local()
 
 
-class RedisOnceStore:
-    """Claims as Redis keys ``<prefix>once:<sha256>`` set with ``NX`` and a ``PX`` expiry."""
-
-    io_bound = True
+class _RedisClaims:
+    """A claim as a Redis key ``<prefix>once:<sha256>`` set with ``NX`` and a ``PX`` expiry,
+    written once as a flow (:mod:`tokenguard.flow`) for the sync and the async client."""
 
     def __init__(self, client: Any, *, prefix: str = "tokenguard:") -> None:
         self.client = client
         self.prefix = prefix + "once:"
 
-    def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+    def _claim(self, key: str, ttl_ms: int) -> Flow[bool]:
         try:
-            reply = self.client.set(self.prefix + _digest(key), b"1", nx=True, px=max(ttl_ms, 1))
+            reply = yield Call(
+                self.client.set,
+                (self.prefix + digest(key), b"1"),
+                {"nx": True, "px": max(ttl_ms, 1)},
+            )
         except Exception as exc:
             raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
         return reply is not None and reply is not False
+
+
+class RedisOnceStore(_RedisClaims):
+    """Claims as Redis keys ``<prefix>once:<sha256>`` set with ``NX`` and a ``PX`` expiry."""
+
+    io_bound = True
+
+    def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        return run_sync(self._claim(key, ttl_ms))
 
     def close(self) -> None:
         """Nothing to release: the client is the session store's, closed with it."""
 
 
-class AsyncRedisOnceStore:
+class AsyncRedisOnceStore(_RedisClaims):
     """:class:`RedisOnceStore` over ``redis.asyncio``."""
 
-    def __init__(self, client: Any, *, prefix: str = "tokenguard:") -> None:
-        self.client = client
-        self.prefix = prefix + "once:"
-
     async def claim(self, key: str, ttl_ms: int, now_ms: int) -> bool:
-        try:
-            reply = await self.client.set(
-                self.prefix + _digest(key), b"1", nx=True, px=max(ttl_ms, 1)
-            )
-        except Exception as exc:
-            raise StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}") from None
-        return reply is not None and reply is not False
+        return await run_async(self._claim(key, ttl_ms))
 
     async def aclose(self) -> None:
         """Nothing to release: the client is the session store's, closed with it."""

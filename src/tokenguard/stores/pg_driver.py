@@ -4,6 +4,10 @@ An operation is a generator that yields :class:`Query` steps and receives :class
 replies; :class:`PgDatabase` (``psycopg`` + ``psycopg_pool.ConnectionPool``) and
 :class:`AsyncPgDatabase` (``AsyncConnectionPool``) run it in one transaction on one pooled
 connection, so the stores of :mod:`tokenguard.stores.postgres` are written once for both.
+The drivers are written once too: what is said to the connection (the schema check, the
+transaction, each statement) is one flow of calls (:mod:`tokenguard.flow`), which
+:class:`PgDatabase` runs with :func:`~tokenguard.flow.run_sync` and
+:class:`AsyncPgDatabase` with :func:`~tokenguard.flow.run_async`.
 Every failure to answer becomes :class:`~tokenguard.stores.base.StoreUnavailable`
 ``("database", …)``; a value PostgreSQL cannot hold becomes ``ValueError``.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..flow import Call, Flow, run_async, run_sync
 from .base import StoreUnavailable
 from .pg_schema import SchemaNotMigrated, schema_check
 
@@ -192,9 +198,47 @@ def _pool_options(timeout: float, min_size: int, max_size: int) -> dict[str, Any
 # --------------------------------------------------------------------------- drivers
 
 
+class _Exchange(Generic[T]):
+    """One operation being run, and the statement it is at: ``None`` before its first
+    (then a failure is the caller's argument error), else the statement whose ``conflict``
+    names a unique violation."""
+
+    __slots__ = ("op", "step")
+
+    def __init__(self, op: Op[T]) -> None:
+        self.op = op
+        self.step: Query | None = None
+
+    def failure(self, exc: Exception, raw_schema_error: bool) -> Exception:
+        """What the driver raises for ``exc``."""
+        if self.step is None or isinstance(exc, StoreUnavailable):
+            return exc
+        if isinstance(exc, SchemaNotMigrated):
+            return exc if raw_schema_error else _not_migrated(exc)
+        return _translate(exc, self.step)
+
+
+def _execute(conn: Any, query: Query) -> Flow[Result]:
+    cursor = yield Call(conn.execute, (query.sql, query.params))
+    rows = (yield Call(cursor.fetchall)) if cursor.description else []
+    return Result(rows, cursor.rowcount)
+
+
+def _check_schema(conn: Any) -> Flow[None]:
+    """:func:`~tokenguard.stores.pg_schema.schema_check` on ``conn``."""
+    check = schema_check()
+    sql, params = next(check)
+    while True:
+        cursor = yield Call(conn.execute, (sql, params))
+        try:
+            sql, params = check.send((yield Call(cursor.fetchall)))
+        except StopIteration:
+            return
+
+
 class _Pooled:
     """What both drivers hold: the connection settings, the (lazily made) pool, whether the
-    schema was checked, and how many stores share it."""
+    schema was checked, and how many stores share it; and what both say to a connection."""
 
     def __init__(
         self,
@@ -211,6 +255,44 @@ class _Pooled:
         self._pool: Any = None
         self._checked = False
         self.holders = 0  # stores sharing this database; the last one to close closes it
+
+    def _get_pool(self) -> Any:
+        """The pool, opened on first use (async: an awaitable of it)."""
+        raise NotImplementedError
+
+    def _new_pool(self, pool_class: Any, name: str) -> Any:
+        """A pool of ``pool_class`` (sync or async), not opened yet."""
+        return pool_class(
+            self._pool_conninfo,
+            open=False,
+            check=pool_class.check_connection,
+            name=name,
+            **self._options,
+        )
+
+    def _talk(self, exchange: _Exchange[T], enter: Callable[[Any], Any]) -> Flow[T]:
+        """``exchange``'s operation on one pooled connection, as calls of the pool and the
+        connection; ``enter`` enters a context (the connection, the transaction) that the
+        driver leaves when the flow is over, whichever way."""
+        op = exchange.op
+        try:
+            step = exchange.step = next(op)  # argument errors surface here, before any I/O
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        pool = yield Call(self._get_pool)
+        conn = yield Call(enter, (pool.connection(),))
+        if not self._checked:
+            yield from _check_schema(conn)
+            self._checked = True
+        if step.alone:
+            return _last_reply(op, (yield from _execute(conn, step)))
+        yield Call(enter, (conn.transaction(),))
+        while True:
+            result = yield from _execute(conn, step)
+            try:
+                step = exchange.step = op.send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
 
 
 class PgDatabase(_Pooled):
@@ -230,13 +312,7 @@ class PgDatabase(_Pooled):
             if self._pool is None:
                 from psycopg_pool import ConnectionPool
 
-                self._pool = ConnectionPool(
-                    self._pool_conninfo,
-                    open=False,
-                    check=ConnectionPool.check_connection,
-                    name="tokenguard",
-                    **self._options,
-                )
+                self._pool = self._new_pool(ConnectionPool, "tokenguard")
                 self._pool.open(wait=False)
             return self._pool
 
@@ -247,41 +323,12 @@ class PgDatabase(_Pooled):
 
     def run(self, op: Op[T], *, raw_schema_error: bool = False) -> T:
         """Run ``op`` in one transaction."""
+        exchange = _Exchange(op)
         try:
-            step: Query = next(op)  # argument errors surface here, before I/O
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            with self._get_pool().connection() as conn:
-                if not self._checked:
-                    self._check(conn)
-                if step.alone:
-                    cursor = conn.execute(step.sql, step.params)
-                    rows = cursor.fetchall() if cursor.description else []
-                    return _last_reply(op, Result(rows, cursor.rowcount))
-                with conn.transaction():
-                    while True:
-                        cursor = conn.execute(step.sql, step.params)
-                        rows = cursor.fetchall() if cursor.description else []
-                        try:
-                            step = op.send(Result(rows, cursor.rowcount))
-                        except StopIteration as stop:
-                            return stop.value  # type: ignore[no-any-return]
-        except (StoreUnavailable, SchemaNotMigrated) as exc:
-            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
-                raise _not_migrated(exc) from None
-            raise
-        except Exception as exc:  # see _translate
-            raise _translate(exc, step) from None
-
-    def _check(self, conn: Any) -> None:
-        check = schema_check()
-        sql, params = next(check)
-        try:
-            while True:
-                sql, params = check.send(conn.execute(sql, params).fetchall())
-        except StopIteration:
-            self._checked = True
+            with ExitStack() as contexts:
+                return run_sync(self._talk(exchange, contexts.enter_context))
+        except Exception as exc:  # see _Exchange.failure
+            raise exchange.failure(exc, raw_schema_error) from None
 
     def close(self) -> None:
         """Close the pool (idempotent; a later call opens a new one)."""
@@ -303,13 +350,7 @@ class AsyncPgDatabase(_Pooled):
         if self._pool is None:
             from psycopg_pool import AsyncConnectionPool
 
-            self._pool = AsyncConnectionPool(
-                self._pool_conninfo,
-                open=False,
-                check=AsyncConnectionPool.check_connection,
-                name="tokenguard-async",
-                **self._options,
-            )
+            self._pool = self._new_pool(AsyncConnectionPool, "tokenguard-async")
         if not self._opened:
             # open() is idempotent and locked: coroutines arriving together all wait for it.
             await self._pool.open(wait=False)
@@ -322,43 +363,12 @@ class AsyncPgDatabase(_Pooled):
 
     async def run(self, op: Op[T], *, raw_schema_error: bool = False) -> T:
         """Run ``op`` in one transaction."""
+        exchange = _Exchange(op)
         try:
-            step: Query = next(op)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            pool = await self._get_pool()
-            async with pool.connection() as conn:
-                if not self._checked:
-                    await self._check(conn)
-                if step.alone:
-                    cursor = await conn.execute(step.sql, step.params)
-                    rows = await cursor.fetchall() if cursor.description else []
-                    return _last_reply(op, Result(rows, cursor.rowcount))
-                async with conn.transaction():
-                    while True:
-                        cursor = await conn.execute(step.sql, step.params)
-                        rows = await cursor.fetchall() if cursor.description else []
-                        try:
-                            step = op.send(Result(rows, cursor.rowcount))
-                        except StopIteration as stop:
-                            return stop.value  # type: ignore[no-any-return]
-        except (StoreUnavailable, SchemaNotMigrated) as exc:
-            if isinstance(exc, SchemaNotMigrated) and not raw_schema_error:
-                raise _not_migrated(exc) from None
-            raise
-        except Exception as exc:  # see _translate
-            raise _translate(exc, step) from None
-
-    async def _check(self, conn: Any) -> None:
-        check = schema_check()
-        sql, params = next(check)
-        try:
-            while True:
-                cursor = await conn.execute(sql, params)
-                sql, params = check.send(await cursor.fetchall())
-        except StopIteration:
-            self._checked = True
+            async with AsyncExitStack() as contexts:
+                return await run_async(self._talk(exchange, contexts.enter_async_context))
+        except Exception as exc:  # see _Exchange.failure
+            raise exchange.failure(exc, raw_schema_error) from None
 
     async def aclose(self) -> None:
         """Close the pool (idempotent)."""

@@ -12,7 +12,8 @@ The two drivers of :mod:`tokenguard.stores.pg_driver` run them — :class:`PgDat
 (``psycopg`` + ``psycopg_pool.ConnectionPool``) and :class:`AsyncPgDatabase`
 (``AsyncConnectionPool``) — so the sync and async stores share their SQL and their
 decisions; each store class is a list of one-line methods handing an operation to its
-driver.
+driver. What takes two transactions (a rotation, then a purge) is a flow
+(:mod:`tokenguard.flow`) of driver calls, also written once.
 
 Rotation is atomic in the database: it takes a transaction-scoped advisory lock on the
 token's family, then reads the old row ``FOR UPDATE`` and decides with the same rule as the
@@ -31,11 +32,14 @@ by itself, so the store works again as soon as the server does.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import astuple, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from ..flow import Call, Flow, run_async, run_sync
 from ..logs.audit import AuditEvent
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
+from .once import digest
 from .pg_driver import (
     AsyncOwned,
     AsyncPgDatabase,
@@ -206,6 +210,24 @@ class _SessionLogic:
                 yield Query(_SESSION_UPSERT, _session_params(record))
         return outcome
 
+    def _rotation(
+        self,
+        run: Callable[[Op[Any]], Any],
+        token_hash: str,
+        new: SessionRecord,
+        now_ms: int,
+        grace_ms: int,
+    ) -> Flow[RotateOutcome]:
+        """The rotation and, now and then, a purge after it; ``run`` is the store's driver
+        (:meth:`~tokenguard.stores.pg_driver.PgDatabase.run` or its async twin)."""
+        outcome: RotateOutcome = yield Call(run, (self._rotate(token_hash, new, now_ms, grace_ms),))
+        if self._due_purge(now_ms):
+            try:
+                yield Call(run, (self._purge(now_ms),))
+            except StoreUnavailable:
+                pass  # housekeeping; the rotation itself is done
+        return outcome
+
     def _due_purge(self, now_ms: int) -> bool:
         if now_ms - self._last_purge_ms < _PURGE_EVERY_MS:
             return False
@@ -263,13 +285,7 @@ class PgSessionStore(_SessionLogic, SyncOwned):
     def rotate(
         self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
     ) -> RotateOutcome:
-        outcome = self.db.run(self._rotate(token_hash, new, now_ms, grace_ms))
-        if self._due_purge(now_ms):
-            try:
-                self.db.run(self._purge(now_ms))
-            except StoreUnavailable:
-                pass  # housekeeping; the rotation itself is done
-        return outcome
+        return run_sync(self._rotation(self.db.run, token_hash, new, now_ms, grace_ms))
 
     def revoke(self, token_hash: str) -> SessionRecord | None:
         return self.db.run(self._revoke(token_hash))
@@ -294,13 +310,7 @@ class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
     async def rotate(
         self, token_hash: str, new: SessionRecord, *, now_ms: int, grace_ms: int
     ) -> RotateOutcome:
-        outcome = await self.db.run(self._rotate(token_hash, new, now_ms, grace_ms))
-        if self._due_purge(now_ms):
-            try:
-                await self.db.run(self._purge(now_ms))
-            except StoreUnavailable:
-                pass
-        return outcome
+        return await run_async(self._rotation(self.db.run, token_hash, new, now_ms, grace_ms))
 
     async def revoke(self, token_hash: str) -> SessionRecord | None:
         return await self.db.run(self._revoke(token_hash))
@@ -466,15 +476,13 @@ class AsyncPgUserStore(_UserLogic, AsyncOwned):
 
 
 def _claim(key: str, ttl_ms: int, now_ms: int) -> Op[bool]:
-    from .once import _digest
-
     # One statement, atomic: a new key is inserted, an expired one taken over, a live one
     # left alone (then nothing is returned and the claim loses).
     reply = yield Query(
         "INSERT INTO tokenguard_once (key, expires_at_ms) VALUES (%s, %s)"
         " ON CONFLICT (key) DO UPDATE SET expires_at_ms = EXCLUDED.expires_at_ms"
         " WHERE tokenguard_once.expires_at_ms <= %s RETURNING 1",
-        (_digest(key), now_ms + max(ttl_ms, 1), now_ms),
+        (digest(key), now_ms + max(ttl_ms, 1), now_ms),
     )
     won = bool(reply.rows)
     if won and now_ms % 64 == 0:

@@ -22,7 +22,9 @@ that :meth:`revoke_user` can never miss a family that exists).
 
 Every operation is written once, in :class:`_RedisSessions`, as a generator that yields the
 Redis work it needs (a Lua script or a batch of commands, one round trip each) and parses
-the replies; the two public classes are thin drivers for a sync and an async client.
+the replies. That work becomes calls of the client, a flow (:mod:`tokenguard.flow`) that
+the same two drivers run as everywhere else: the public classes only say which client,
+and which driver.
 
 Fail closed: every Redis error (refused, timed out, loading, read-only, script error…)
 becomes :class:`~tokenguard.stores.base.StoreUnavailable` ``("redis", …)``, which the core
@@ -38,12 +40,19 @@ import logging
 import re
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.retry
+import redis.sentinel
 from redis.backoff import NoBackoff
 
+from ..flow import Call, Flow, run_async, run_sync
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, family_of
 
 __all__ = [
@@ -61,6 +70,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+C = TypeVar("C")
+S = TypeVar("S", bound="_RedisStore[Any]")
 
 _log = logging.getLogger("tokenguard.stores.redis")
 
@@ -471,25 +482,51 @@ def _auth(target: RedisTarget) -> dict[str, Any]:
     return auth
 
 
-def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
-    """A synchronous client for ``url`` and whether it is a Cluster client."""
+@dataclass(frozen=True, slots=True)
+class _Flavour:
+    """redis-py's classes for one flavour of client, sync or async: what differs between
+    the two, so that making a client and a store is written once (``Any``: parts of
+    redis-py are untyped)."""
+
+    redis: Any
+    cluster: Any
+    cluster_node: Any
+    sentinel: Any
+    retry: Any
+
+
+_SYNC = _Flavour(
+    redis=redis.Redis,
+    cluster=redis.cluster.RedisCluster,
+    cluster_node=redis.cluster.ClusterNode,
+    sentinel=redis.sentinel.Sentinel,
+    retry=redis.retry.Retry,
+)
+_ASYNC = _Flavour(
+    redis=redis.asyncio.Redis,
+    cluster=redis.asyncio.cluster.RedisCluster,
+    cluster_node=redis.asyncio.cluster.ClusterNode,
+    sentinel=redis.asyncio.sentinel.Sentinel,
+    retry=redis.asyncio.retry.Retry,
+)
+
+
+def _client(flavour: _Flavour, url: str, opts: dict[str, Any]) -> tuple[Any, bool]:
     target = parse_redis_url(url)
     if target.kind == "single":
-        return redis.Redis.from_url(url, **opts), False
+        return flavour.redis.from_url(url, **opts), False
     if target.kind == "cluster":
-        from redis.cluster import ClusterNode as _ClusterNode
-        from redis.cluster import RedisCluster
-
-        ClusterNode: Any = _ClusterNode  # untyped in redis-py
-        nodes = [ClusterNode(host, port) for host, port in target.nodes]
-        return RedisCluster(startup_nodes=nodes, **opts, **_auth(target)), True
-    from redis.sentinel import Sentinel as _Sentinel
-
-    Sentinel: Any = _Sentinel  # untyped in redis-py
-    sentinel = Sentinel(
+        nodes = [flavour.cluster_node(host, port) for host, port in target.nodes]
+        return flavour.cluster(startup_nodes=nodes, **opts, **_auth(target)), True
+    sentinel = flavour.sentinel(
         list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts), **_auth(target)
     )
     return sentinel.master_for(target.service, db=target.db, **opts), False
+
+
+def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
+    """A synchronous client for ``url`` and whether it is a Cluster client."""
+    return _client(_SYNC, url, opts)
 
 
 def close_client(client: Any) -> None:
@@ -516,10 +553,7 @@ def master_check(url: str, **opts: Any) -> Callable[[str, int], bool] | None:
     target = parse_redis_url(url)
     if target.kind != "sentinel":
         return None
-    from redis.sentinel import Sentinel as _Sentinel
-
-    Sentinel: Any = _Sentinel  # untyped in redis-py
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts))
+    sentinel = _SYNC.sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts))
     return _MasterCheck(sentinel, target.service)
 
 
@@ -542,21 +576,7 @@ class _MasterCheck:
 
 def async_client(url: str, **opts: Any) -> tuple[Any, bool]:
     """A ``redis.asyncio`` client for ``url`` and whether it is a Cluster client."""
-    target = parse_redis_url(url)
-    if target.kind == "single":
-        return redis.asyncio.Redis.from_url(url, **opts), False
-    if target.kind == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        nodes = [ClusterNode(host, port) for host, port in target.nodes]
-        return RedisCluster(startup_nodes=nodes, **opts, **_auth(target)), True
-    from redis.asyncio.sentinel import Sentinel as _Sentinel
-
-    Sentinel: Any = _Sentinel  # untyped in redis-py
-    sentinel = Sentinel(
-        list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, opts), **_auth(target)
-    )
-    return sentinel.master_for(target.service, db=target.db, **opts), False
+    return _client(_ASYNC, url, opts)
 
 
 def _sentinel_kwargs(target: RedisTarget, opts: dict[str, Any]) -> dict[str, Any]:
@@ -583,61 +603,82 @@ def _client_options(
     }
 
 
-class RedisSessionStore(_RedisSessions):
-    """:class:`~tokenguard.stores.base.SessionStore` over a synchronous redis-py client."""
+class _RedisStore(_RedisSessions, Generic[C]):
+    """A store over one client: its scripts loaded, and each operation's Redis work turned
+    into calls of that client, a flow (:mod:`tokenguard.flow`) that the sync class drives
+    with :func:`~tokenguard.flow.run_sync` and the async one with
+    :func:`~tokenguard.flow.run_async`."""
 
-    #: It blocks on the network: under ASGI the core runs it in a worker thread.
-    io_bound = True
+    _flavour: ClassVar[_Flavour]
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, cluster: bool | None = None
+        self, client: C, *, prefix: str = DEFAULT_PREFIX, cluster: bool | None = None
     ) -> None:
         if cluster is None:
-            from redis.cluster import RedisCluster
-
-            cluster = isinstance(client, RedisCluster)
+            cluster = isinstance(client, self._flavour.cluster)
         super().__init__(prefix=prefix, cluster=cluster)
         self.client = client
-        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
-        self._execute: Callable[..., Any] = client.execute_command
+        either: Any = client  # both flavours have these methods; C names neither
+        self._scripts = {name: either.register_script(src) for name, src in _SCRIPTS.items()}
+        self._execute: Callable[..., Any] = either.execute_command
 
     @classmethod
     def from_url(
-        cls,
+        cls: type[S],
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
         connect_timeout: float = 0.5,
         timeout: float = 1.0,
         **options: Any,
-    ) -> RedisSessionStore:
+    ) -> S:
         """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``,
         ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
-        from redis.retry import Retry
-
-        opts = _client_options(connect_timeout, timeout, options, Retry)
-        client, cluster = sync_client(url, **opts)
+        opts = _client_options(connect_timeout, timeout, options, cls._flavour.retry)
+        client, cluster = _client(cls._flavour, url, opts)
         return cls(client, prefix=prefix, cluster=cluster)
 
-    def _run(self, op: _Op[T]) -> T:
+    def _flow(self, op: _Op[T]) -> Flow[T]:
+        """``op``'s Redis work as calls of the client; a failed call is the store's
+        failure (:func:`_unavailable`), a reply ``op`` cannot read too (:func:`_resume`)."""
         try:
             step = op.send(None)  # argument errors (ValueError) surface here, before any I/O
-            while True:
-                try:
-                    if isinstance(step, _Script):
-                        reply = self._scripts[step.name](keys=step.keys, args=step.args)
-                    elif len(step.commands) == 1:
-                        reply = [self._execute(*step.commands[0])]
-                    else:
-                        pipe: Any = self.client.pipeline(transaction=False)
-                        for command in step.commands:
-                            pipe.execute_command(*command)
-                        reply = pipe.execute()
-                except Exception as exc:  # see _unavailable
-                    raise _unavailable(exc) from exc
-                step = _resume(op, reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        while True:
+            try:
+                if isinstance(step, _Script):
+                    script = self._scripts[step.name]
+                    reply = yield Call(script, kwargs={"keys": step.keys, "args": step.args})
+                elif len(step.commands) == 1:
+                    reply = [(yield Call(self._execute, step.commands[0]))]
+                else:
+                    reply = yield Call(self._pipeline, (step.commands,))
+            except Exception as exc:  # see _unavailable
+                raise _unavailable(exc) from exc
+            try:
+                step = _resume(op, reply)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+    def _pipeline(self, commands: tuple[tuple[str | int | bytes, ...], ...]) -> Any:
+        """Send ``commands`` in one round trip: their replies (async: an awaitable of them)."""
+        either: Any = self.client
+        pipe = either.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+
+
+class RedisSessionStore(_RedisStore[redis.Redis]):
+    """:class:`~tokenguard.stores.base.SessionStore` over a synchronous redis-py client."""
+
+    #: It blocks on the network: under ASGI the core runs it in a worker thread.
+    io_bound = True
+    _flavour = _SYNC
+
+    def _run(self, op: _Op[T]) -> T:
+        return run_sync(self._flow(op))
 
     def create(self, record: SessionRecord) -> None:
         return self._run(self._create(record))
@@ -661,62 +702,13 @@ class RedisSessionStore(_RedisSessions):
         close_client(self.client)
 
 
-class AsyncRedisSessionStore(_RedisSessions):
+class AsyncRedisSessionStore(_RedisStore[redis.asyncio.Redis]):
     """:class:`~tokenguard.stores.base.AsyncSessionStore` over ``redis.asyncio``."""
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        cluster: bool | None = None,
-    ) -> None:
-        if cluster is None:
-            from redis.asyncio.cluster import RedisCluster
-
-            cluster = isinstance(client, RedisCluster)
-        super().__init__(prefix=prefix, cluster=cluster)
-        self.client = client
-        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
-        self._execute: Callable[..., Any] = client.execute_command
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        connect_timeout: float = 0.5,
-        timeout: float = 1.0,
-        **options: Any,
-    ) -> AsyncRedisSessionStore:
-        """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``,
-        ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
-        from redis.asyncio.retry import Retry
-
-        opts = _client_options(connect_timeout, timeout, options, Retry)
-        client, cluster = async_client(url, **opts)
-        return cls(client, prefix=prefix, cluster=cluster)
+    _flavour = _ASYNC
 
     async def _run(self, op: _Op[T]) -> T:
-        try:
-            step = op.send(None)  # argument errors (ValueError) surface here, before any I/O
-            while True:
-                try:
-                    if isinstance(step, _Script):
-                        reply = await self._scripts[step.name](keys=step.keys, args=step.args)
-                    elif len(step.commands) == 1:
-                        reply = [await self._execute(*step.commands[0])]
-                    else:
-                        pipe: Any = self.client.pipeline(transaction=False)
-                        for command in step.commands:
-                            pipe.execute_command(*command)
-                        reply = await pipe.execute()
-                except Exception as exc:  # see _unavailable
-                    raise _unavailable(exc) from exc
-                step = _resume(op, reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return await run_async(self._flow(op))
 
     async def create(self, record: SessionRecord) -> None:
         return await self._run(self._create(record))
