@@ -36,9 +36,7 @@ class _ClockedSigner(TimestampSigner):
     """A timestamp signer reading the time from an injected clock (itsdangerous reads
     ``time.time()``), so that the flows' clocks decide expiry in tests and in production."""
 
-    def __init__(
-        self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
 

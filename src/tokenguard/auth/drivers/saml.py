@@ -90,9 +90,7 @@ def _import_saml2() -> Any:
         import saml2.md  # type: ignore[import-untyped]
         import saml2.sigver  # type: ignore[import-untyped]
     except ImportError:
-        raise ConfigError(
-            "the saml driver needs pysaml2: pip install 'tokenguard[saml]'"
-        ) from None
+        raise ConfigError("the saml driver needs pysaml2: pip install 'tokenguard[saml]'") from None
     return saml2
 
 
@@ -177,9 +175,7 @@ class SAMLProvider:
             if service.binding == _POST and service.location
         ]
         if not acs:
-            raise ConfigError(
-                f"{prefix}SP_metadata needs an HTTP-POST AssertionConsumerService"
-            )
+            raise ConfigError(f"{prefix}SP_metadata needs an HTTP-POST AssertionConsumerService")
         return str(sp.entity_id), tuple(acs)
 
     @staticmethod
@@ -263,9 +259,7 @@ class SAMLProvider:
         except Exception:
             sso = None
         if not sso:
-            raise ConfigError(
-                f"{prefix}IDP_metadata needs an HTTP-Redirect SingleSignOnService"
-            )
+            raise ConfigError(f"{prefix}IDP_metadata needs an HTTP-Redirect SingleSignOnService")
         try:
             slo = mds.single_logout_service(idp, _REDIRECT, "idpsso")
         except Exception:
@@ -364,9 +358,7 @@ class SAMLLogin:
         except (binascii.Error, ValueError):
             raise invalid_credentials() from None
         provider = saml.provider.name
-        issued = _IssuedRequests(
-            lambda rid: self.is_our_request(saml.provider, relay_state, rid)
-        )
+        issued = _IssuedRequests(lambda rid: self.is_our_request(saml.provider, relay_state, rid))
         try:
             with saml.lock:
                 parsed = saml.client.parse_authn_request_response(
@@ -474,9 +466,7 @@ class SAMLLogin:
             log.warning("[SAML] no user identifier for provider %s", saml.provider.name)
             raise invalid_credentials()
         return (
-            yield from user_for_identity(
-                self.service.users, identity, saml.provider.registration
-            )
+            yield from user_for_identity(self.service.users, identity, saml.provider.registration)
         )
 
     # -- logout -------------------------------------------------------------------------------
@@ -495,8 +485,9 @@ class SAMLLogin:
                 )
                 info = saml.client.apply_binding(_REDIRECT, str(request), saml.slo_url)
         except Exception as exc:
-            log.warning("SAML logout request for %s failed: %s", saml.provider.name,
-                        type(exc).__name__)
+            log.warning(
+                "SAML logout request for %s failed: %s", saml.provider.name, type(exc).__name__
+            )
             return None
         location = dict(info["headers"]).get("Location")
         return location if isinstance(location, str) else None

@@ -303,8 +303,10 @@ class SingleSignOn:
             claims: Any = self._state.loads(value, max_age=provider.login_timeout_ms // 1000)
         except BadData:
             raise invalid_credentials() from None
-        if not isinstance(claims, dict) or claims.get("p") != provider.name or not all(
-            isinstance(claims.get(k), str) for k in ("v", "s", "n")
+        if (
+            not isinstance(claims, dict)
+            or claims.get("p") != provider.name
+            or not all(isinstance(claims.get(k), str) for k in ("v", "s", "n"))
         ):
             raise invalid_credentials()
         return claims
