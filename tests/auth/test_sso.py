@@ -17,6 +17,7 @@ import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.test import Client
 
 from tests.helpers.auth import FAST, SECRET, make_user, plain_wsgi_app
@@ -199,10 +200,11 @@ def test_open_redirects_are_refused_before_the_provider(idp: OIDCProvider, redir
 def test_tampered_state_cookie_is_refused(idp: OIDCProvider) -> None:
     client = client_for(make_core(idp))
     location, cookie = start(client)
-    header, payload, signature = cookie.split(".")
-    claims = json.loads(base64url_decode(payload))
+    # itsdangerous's form: <payload>.<time>.<signature>, the payload maybe zlib'd (a leading ".").
+    payload, timestamp, signature = cookie.rsplit(".", 2)
+    claims = URLSafeTimedSerializer(b"unused").load_payload(payload.encode())
     claims["r"] = "https://evil.example.net/"
-    forged = f"{header}.{base64url_encode(json.dumps(claims).encode())}.{signature}"
+    forged = f"{base64url_encode(json.dumps(claims).encode())}.{timestamp}.{signature}"
     client.set_cookie("openid.idp", forged, domain="localhost")
     reply = client.get(via_provider(location))
     assert reply.status_code == 401
@@ -224,13 +226,44 @@ def test_state_cookie_of_another_provider_is_refused(idp: OIDCProvider) -> None:
     assert other is not core
     client = client_for(core)
     location, cookie = start(client)
-    forged = jwt.encode(
-        {**jwt.decode(cookie, options={"verify_signature": False}), "p": "other"},
-        "x" * 32,
-        algorithm="HS256",
+    claims = URLSafeTimedSerializer(b"unused").load_payload(cookie.rsplit(".", 2)[0].encode())
+    forged = URLSafeTimedSerializer(b"x" * 32, salt="tokenguard/sso-state/v1").dumps(
+        {**claims, "p": "other"}
     )
     client.set_cookie("openid.idp", forged, domain="localhost")
     assert client.get(via_provider(location)).status_code == 401
+
+
+def test_state_cookie_older_than_the_login_timeout_is_refused(idp: OIDCProvider) -> None:
+    import time
+
+    from tests.helpers.auth import Clock
+
+    clock = Clock(time.time())
+    core = TokenGuard(
+        secret=SECRET,
+        users=MemoryUserStore(),
+        sessions=MemorySessionStore(),
+        passwords=FAST,
+        login_stall_ms=0,
+        public_url=PUBLIC,
+        auth_providers="idp",
+        auth_provider_env={
+            "AUTH_IDP_DRIVER": "openid",
+            "AUTH_IDP_CLIENT_ID": CLIENT_ID,
+            "AUTH_IDP_CLIENT_SECRET": CLIENT_SECRET,
+            "AUTH_IDP_ISSUER_URL": idp.url,
+            "AUTH_IDP_ALLOW_PUBLIC_REGISTRATION": "true",
+            "AUTH_IDP_LOGIN_TIMEOUT": "2m",
+        },
+        clock=clock,
+    )
+    client = client_for(core)
+    location, _ = start(client)
+    clock.advance(121)
+    reply = client.get(via_provider(location))
+    assert reply.status_code == 401
+    assert reply.json == INVALID_CREDENTIALS
 
 
 def test_state_mismatch_is_refused_and_reported_to_the_redirect(idp: OIDCProvider) -> None:
@@ -457,12 +490,6 @@ def test_redirect_rule_never_allows_another_host(text: str) -> None:
     if is_login_redirect_allowed(text, (), PUBLIC) and text:
         resolved = httpx.URL(PUBLIC + "/").join(text)
         assert resolved.host == "app.example.com"
-
-
-def base64url_decode(text: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def base64url_encode(data: bytes) -> str:

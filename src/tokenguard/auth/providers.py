@@ -7,24 +7,35 @@ providers through the identity provider's signed POST (:mod:`tokenguard.auth.dri
 ``saml`` extra), and ``ldap`` providers with an identifier and a password checked against the
 directory (:mod:`tokenguard.auth.drivers.ldap`); other drivers are listed so a front end shows
 them, but tokenguard does not serve them.
+
+How each driver reads its variables is registered in :data:`DRIVERS` (a :class:`Driver`: its
+defaults, the fields it reads itself and the checks it makes); reading a provider is a
+lookup there, with :data:`LISTED_ONLY` for the drivers that are only listed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
 
 from ..config import Settings, _as_bool, _as_duration, _as_list
 from ..errors import ConfigError
 from .drivers.external import Registration
 
 __all__ = [
+    "DRIVERS",
     "LDAP_DRIVER",
+    "LISTED_ONLY",
     "SAML_DEFAULT_KEYS",
     "SSO_DRIVERS",
+    "Driver",
     "LdapConfig",
     "Provider",
+    "Variables",
+    "driver_for",
     "load_providers",
     "providers_body",
     "role_mapping",
@@ -69,6 +80,8 @@ class LdapConfig:
     ca_file: str | None = None
     #: tokenguard-specific ``CLIENT_START_TLS``: upgrade an ``ldap://`` connection first.
     start_tls: bool = False
+
+
 _CLAIMS = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
 #: Directus's SAML attribute names for the identifier, e-mail, given and family name.
 SAML_DEFAULT_KEYS = (
@@ -163,108 +176,108 @@ def role_mapping(name: str, value: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(mapping.items())
 
 
-def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
-    prefix = f"AUTH_{name.upper()}_"
+class Variables:
+    """One provider's ``AUTH_<NAME>_*`` variables, as its driver reads them."""
 
-    def get(key: str) -> str | None:
-        value = env.get(prefix + key)
+    def __init__(self, name: str, env: Mapping[str, str]) -> None:
+        self.prefix = f"AUTH_{name.upper()}_"
+        self.env = env
+
+    def get(self, key: str) -> str | None:
+        """``AUTH_<NAME>_<key>``, ``None`` when unset or empty."""
+        value = self.env.get(self.prefix + key)
         return value if value else None
 
-    driver = get("DRIVER")
-    if driver is None:
-        return None
+    def flag(self, key: str, default: str = "false") -> bool:
+        """``AUTH_<NAME>_<key>`` as a boolean (``default`` when unset); raises ``ConfigError``."""
+        return _as_bool(self.prefix + key, self.get(key) or default)
 
-    def either(key: str) -> str | None:
-        # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
-        # `METADATA` both name the metadata.
-        return get(key + "metadata") or get(key + "METADATA")
 
-    mode = (get("MODE") or "session").lower()
-    if mode not in _MODES:
-        raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
-    openid = driver == "openid"
-    ldap = _ldap_config(prefix, env) if driver == LDAP_DRIVER else None
-    # Directus registers every directory user who logs in; the others register nobody
-    # unless told to.
-    registration = get("ALLOW_PUBLIC_REGISTRATION") or ("true" if ldap else "false")
-    saml = driver == "saml"
-    # The default claim (attribute) names: identifier, e-mail, first and last name.
-    keys: tuple[str | None, ...] = (None, "email", None, None)
-    if saml:
-        keys = SAML_DEFAULT_KEYS
-    elif openid:
-        keys = ("sub", "email", "given_name", "family_name")
-    provider = Provider(
-        name=name,
-        driver=driver,
-        label=get("LABEL"),
-        icon=get("ICON"),
-        mode=mode,
-        client_id=get("CLIENT_ID"),
-        client_secret=get("CLIENT_SECRET"),
-        scope=get("SCOPE") or ("openid profile email" if openid else "email"),
-        issuer_url=get("ISSUER_URL"),
-        authorize_url=get("AUTHORIZE_URL"),
-        access_url=get("ACCESS_URL"),
-        profile_url=get("PROFILE_URL"),
-        identifier_key=get("IDENTIFIER_KEY") or keys[0],
-        email_key=get("EMAIL_KEY") or keys[1] or "email",
-        first_name_key=get("GIVEN_NAME_KEY" if saml else "FIRST_NAME_KEY") or keys[2],
-        last_name_key=get("FAMILY_NAME_KEY" if saml else "LAST_NAME_KEY") or keys[3],
-        allow_public_registration=_as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
-        default_role_id=get("DEFAULT_ROLE_ID"),
-        sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
-        role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
-        group_claim_name=get("GROUP_CLAIM_NAME") or "groups",
-        redirect_allow_list=_as_list(
-            prefix + "REDIRECT_ALLOW_LIST", get("REDIRECT_ALLOW_LIST") or ""
-        ),
-        link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
-        login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
-        ldap=ldap,
-        idp_metadata=either("IDP_") if saml else None,
-        sp_metadata=either("SP_") if saml else None,
-        allow_unsolicited=saml
-        and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
-        sp_key_file=get("SP_KEY_FILE") if saml else None,
-        sp_cert_file=get("SP_CERT_FILE") if saml else None,
-    )
-    if ldap is not None and ldap.group_dn is not None and not provider.role_mapping:
-        # Directus matches the group names with its roles table; tokenguard has none.
-        raise ConfigError(
-            f"{prefix}GROUP_DN needs {prefix}ROLE_MAPPING (a JSON object of group cn -> role id)"
-        )
-    if saml:
-        # Parsed (and checked further) when the SAML login is built, at start-up.
-        for side in ("IDP", "SP"):
-            value = provider.idp_metadata if side == "IDP" else provider.sp_metadata
-            if not value or "<" not in value:
-                raise ConfigError(
-                    f"{prefix}{side}_metadata (the {side} metadata XML) is required for the "
-                    "saml driver"
-                )
-        if (provider.sp_key_file is None) != (provider.sp_cert_file is None):
-            raise ConfigError(f"{prefix}SP_KEY_FILE and {prefix}SP_CERT_FILE go together")
-    if provider.signs_in:
-        if not provider.client_id:
-            raise ConfigError(f"{prefix}CLIENT_ID is required for the {driver} driver")
-        if openid and not provider.issuer_url:
-            raise ConfigError(f"{prefix}ISSUER_URL is required for the openid driver")
-        if not openid and not (
-            provider.authorize_url and provider.access_url and provider.profile_url
-        ):
-            raise ConfigError(
-                f"{prefix}AUTHORIZE_URL, {prefix}ACCESS_URL and {prefix}PROFILE_URL are required "
-                "for the oauth2 driver"
-            )
+def _no_fields(variables: Variables) -> dict[str, Any]:
+    return {}
+
+
+def _as_read(provider: Provider, variables: Variables) -> Provider:
     return provider
 
 
-def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
-    def get(key: str, default: str | None = None) -> str | None:
-        value = env.get(prefix + key)
-        return value if value else default
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """How one login driver reads its ``AUTH_<NAME>_*`` variables into a :class:`Provider`.
 
+    :func:`load_providers` reads the variables every driver has (label, mode, claim names,
+    registration, …) with the defaults given here, ``read`` first for the driver's own fields
+    and ``finish`` last to check the whole (both raise ``ConfigError``), in that order so
+    that the first error reported for a configuration stays the same.
+    """
+
+    #: The claim (attribute) names used when not configured: identifier, e-mail, first and
+    #: last name.
+    default_keys: tuple[str | None, str, str | None, str | None] = (None, "email", None, None)
+    #: The variables naming the first- and last-name claims.
+    name_keys: tuple[str, str] = ("FIRST_NAME_KEY", "LAST_NAME_KEY")
+    #: ``AUTH_<NAME>_SCOPE`` when unset.
+    default_scope: str = "email"
+    #: ``AUTH_<NAME>_ALLOW_PUBLIC_REGISTRATION`` when unset.
+    registers: bool = False
+    #: The driver's own :class:`Provider` fields, read before the common ones.
+    read: Callable[[Variables], dict[str, Any]] = _no_fields
+    #: The provider once read, checked (and completed) by the driver.
+    finish: Callable[[Provider, Variables], Provider] = _as_read
+
+
+def _finish_openid(provider: Provider, variables: Variables) -> Provider:
+    prefix = variables.prefix
+    if not provider.client_id:
+        raise ConfigError(f"{prefix}CLIENT_ID is required for the openid driver")
+    if not provider.issuer_url:
+        raise ConfigError(f"{prefix}ISSUER_URL is required for the openid driver")
+    return provider
+
+
+def _finish_oauth2(provider: Provider, variables: Variables) -> Provider:
+    prefix = variables.prefix
+    if not provider.client_id:
+        raise ConfigError(f"{prefix}CLIENT_ID is required for the oauth2 driver")
+    if not (provider.authorize_url and provider.access_url and provider.profile_url):
+        raise ConfigError(
+            f"{prefix}AUTHORIZE_URL, {prefix}ACCESS_URL and {prefix}PROFILE_URL are required "
+            "for the oauth2 driver"
+        )
+    return provider
+
+
+def _read_saml(variables: Variables) -> dict[str, Any]:
+    def either(key: str) -> str | None:
+        # Directus reads AUTH_<P>_IDP_* into samlify's options, camel-cased: `metadata` and
+        # `METADATA` both name the metadata.
+        return variables.get(key + "metadata") or variables.get(key + "METADATA")
+
+    return {
+        "idp_metadata": either("IDP_"),
+        "sp_metadata": either("SP_"),
+        "sp_key_file": variables.get("SP_KEY_FILE"),
+        "sp_cert_file": variables.get("SP_CERT_FILE"),
+    }
+
+
+def _finish_saml(provider: Provider, variables: Variables) -> Provider:
+    prefix = variables.prefix
+    provider = replace(provider, allow_unsolicited=variables.flag("ALLOW_UNSOLICITED"))
+    # Parsed (and checked further) when the SAML login is built, at start-up.
+    for side in ("IDP", "SP"):
+        value = provider.idp_metadata if side == "IDP" else provider.sp_metadata
+        if not value or "<" not in value:
+            raise ConfigError(
+                f"{prefix}{side}_metadata (the {side} metadata XML) is required for the saml driver"
+            )
+    if (provider.sp_key_file is None) != (provider.sp_cert_file is None):
+        raise ConfigError(f"{prefix}SP_KEY_FILE and {prefix}SP_CERT_FILE go together")
+    return provider
+
+
+def _read_ldap(variables: Variables) -> dict[str, Any]:
+    prefix, env, get = variables.prefix, variables.env, variables.get
     url = get("CLIENT_URL")
     if not url:
         raise ConfigError(f"{prefix}CLIENT_URL is required for the ldap driver")
@@ -290,28 +303,116 @@ def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
         scopes[key] = scope
     timeouts = {}
     for key, default in (("CLIENT_CONNECT_TIMEOUT", "5000"), ("CLIENT_TIMEOUT", "10000")):
-        ms = _as_duration(prefix + key, get(key, default))
+        ms = _as_duration(prefix + key, get(key) or default)
         if ms <= 0:
             raise ConfigError(f"{prefix}{key} must be positive")
         timeouts[key] = ms
-    return LdapConfig(
+    ldap = LdapConfig(
         client_url=url,
         user_dn=user_dn,
         bind_dn=bind_dn,
         bind_password=bind_password,
-        user_attribute=get("USER_ATTRIBUTE", "cn") or "cn",
+        user_attribute=get("USER_ATTRIBUTE") or "cn",
         user_scope=scopes["USER_SCOPE"],
-        mail_attribute=get("MAIL_ATTRIBUTE", "mail") or "mail",
-        first_name_attribute=get("FIRST_NAME_ATTRIBUTE", "givenName") or "givenName",
-        last_name_attribute=get("LAST_NAME_ATTRIBUTE", "sn") or "sn",
+        mail_attribute=get("MAIL_ATTRIBUTE") or "mail",
+        first_name_attribute=get("FIRST_NAME_ATTRIBUTE") or "givenName",
+        last_name_attribute=get("LAST_NAME_ATTRIBUTE") or "sn",
         group_dn=get("GROUP_DN"),
-        group_attribute=get("GROUP_ATTRIBUTE", "member") or "member",
+        group_attribute=get("GROUP_ATTRIBUTE") or "member",
         group_scope=scopes["GROUP_SCOPE"],
         connect_timeout_ms=timeouts["CLIENT_CONNECT_TIMEOUT"],
         timeout_ms=timeouts["CLIENT_TIMEOUT"],
         ca_file=get("CLIENT_TLS_CA_FILE"),
-        start_tls=_as_bool(prefix + "CLIENT_START_TLS", get("CLIENT_START_TLS") or "false"),
+        start_tls=variables.flag("CLIENT_START_TLS"),
     )
+    return {"ldap": ldap}
+
+
+def _finish_ldap(provider: Provider, variables: Variables) -> Provider:
+    prefix = variables.prefix
+    ldap = provider.ldap
+    if ldap is not None and ldap.group_dn is not None and not provider.role_mapping:
+        # Directus matches the group names with its roles table; tokenguard has none.
+        raise ConfigError(
+            f"{prefix}GROUP_DN needs {prefix}ROLE_MAPPING (a JSON object of group cn -> role id)"
+        )
+    return provider
+
+
+#: The drivers tokenguard serves, by ``AUTH_<NAME>_DRIVER``.
+DRIVERS: Mapping[str, Driver] = MappingProxyType(
+    {
+        "openid": Driver(
+            default_keys=("sub", "email", "given_name", "family_name"),
+            default_scope="openid profile email",
+            finish=_finish_openid,
+        ),
+        "oauth2": Driver(finish=_finish_oauth2),
+        "saml": Driver(
+            default_keys=SAML_DEFAULT_KEYS,
+            name_keys=("GIVEN_NAME_KEY", "FAMILY_NAME_KEY"),
+            read=_read_saml,
+            finish=_finish_saml,
+        ),
+        # Directus registers every directory user who logs in; the others register nobody
+        # unless told to.
+        LDAP_DRIVER: Driver(registers=True, read=_read_ldap, finish=_finish_ldap),
+    }
+)
+#: Any other driver (Directus's ``local`` among them): listed by ``GET /auth`` so a front end
+#: shows it, with the common variables only, but not served.
+LISTED_ONLY = Driver()
+
+
+def driver_for(name: str) -> Driver:
+    """The :class:`Driver` of ``AUTH_<P>_DRIVER=name`` (:data:`LISTED_ONLY` when not served)."""
+    return DRIVERS.get(name, LISTED_ONLY)
+
+
+def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
+    variables = Variables(name, env)
+    get, prefix = variables.get, variables.prefix
+    driver_name = get("DRIVER")
+    if driver_name is None:
+        return None
+    driver = driver_for(driver_name)
+    mode = (get("MODE") or "session").lower()
+    if mode not in _MODES:
+        raise ConfigError(f"{prefix}MODE must be json, cookie or session, not {mode!r}")
+    own = driver.read(variables)
+    keys, (first_name, last_name) = driver.default_keys, driver.name_keys
+    provider = Provider(
+        name=name,
+        driver=driver_name,
+        label=get("LABEL"),
+        icon=get("ICON"),
+        mode=mode,
+        client_id=get("CLIENT_ID"),
+        client_secret=get("CLIENT_SECRET"),
+        scope=get("SCOPE") or driver.default_scope,
+        issuer_url=get("ISSUER_URL"),
+        authorize_url=get("AUTHORIZE_URL"),
+        access_url=get("ACCESS_URL"),
+        profile_url=get("PROFILE_URL"),
+        identifier_key=get("IDENTIFIER_KEY") or keys[0],
+        email_key=get("EMAIL_KEY") or keys[1],
+        first_name_key=get(first_name) or keys[2],
+        last_name_key=get(last_name) or keys[3],
+        allow_public_registration=variables.flag(
+            "ALLOW_PUBLIC_REGISTRATION", "true" if driver.registers else "false"
+        ),
+        default_role_id=get("DEFAULT_ROLE_ID"),
+        sync_user_info=variables.flag("SYNC_USER_INFO"),
+        role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
+        group_claim_name=get("GROUP_CLAIM_NAME") or "groups",
+        redirect_allow_list=_as_list(
+            prefix + "REDIRECT_ALLOW_LIST", get("REDIRECT_ALLOW_LIST") or ""
+        ),
+        link_existing=variables.flag("LINK_EXISTING"),
+        login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        **own,
+    )
+    return driver.finish(provider, variables)
 
 
 def load_providers(settings: Settings) -> tuple[Provider, ...]:

@@ -12,8 +12,9 @@ window), so the same authenticator entries work. Two things are deliberately str
   ``User.tfa_secret`` holds ``tg1.<base64url(nonce ‖ ciphertext)>``. A bare base32 secret,
   as Directus stores it, is still read, so users imported from Directus keep their TOTP.
 - Only a secret that ``generate`` made for the user (after checking the password) can be
-  enabled: the secret carries a MAC of the user id, so an access token alone cannot plant
-  an attacker's authenticator on the account.
+  enabled: the secret carries a MAC of the user id (:mod:`tokenguard.auth.signed`, purpose
+  ``tokenguard/tfa-enrol/v1``), so an access token alone cannot plant an attacker's
+  authenticator on the account.
 
 The endpoints (spec §11) are ``POST /users/me/tfa/generate|enable|disable`` (the path is
 ``TOKENGUARD_TFA_PREFIX``), served by :class:`~tokenguard.http.routes.AuthRouter`.
@@ -22,7 +23,6 @@ The endpoints (spec §11) are ``POST /users/me/tfa/generate|enable|disable`` (th
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -41,6 +41,7 @@ from ..flow import Call, Flow
 from ..logs.audit import Audit, ClientLike
 from ..stores.base import AsyncOnceStore, AsyncUserStore, OnceStore, User, UserStore
 from .passwords import Passwords
+from .signed import SignedValues
 
 __all__ = [
     "ALREADY_SET",
@@ -63,6 +64,10 @@ _BASE32 = re.compile(r"[A-Z2-7]{16,128}")
 ALREADY_SET = "TFA Secret is already set for this user"
 NO_EMAIL = "User must have a valid email to enable TFA"
 OTP_INVALID = '"otp" is invalid'
+#: The signing purpose (salt) of the MAC an enrolment secret carries.
+ENROL_PURPOSE = "tokenguard/tfa-enrol/v1"
+#: Bytes of randomness and of MAC in an enrolment secret (20 bytes: 32 base32 characters).
+_NONCE_BYTES = _MAC_BYTES = 10
 SECRET_INVALID = '"secret" is invalid'
 
 
@@ -133,11 +138,14 @@ class TwoFactor:
         store_call: Callable[..., Flow[Any]] | None = None,
         audit: Audit | None = None,
         password_providers: Mapping[str, Any] | None = None,
+        signing: SignedValues | None = None,
     ) -> None:
         import time
 
         self.box = SecretBox(secret)
-        self._mint_key = hmac.new(secret, b"tokenguard/tfa-enrol/v1", hashlib.sha256).digest()
+        if signing is None:
+            signing = SignedValues(secret)
+        self._enrolment = signing.detached_mac(ENROL_PURPOSE, _MAC_BYTES)
         self.users = users
         self.once = once
         self.passwords = passwords if passwords is not None else Passwords()
@@ -152,21 +160,20 @@ class TwoFactor:
 
     # -- secrets ----------------------------------------------------------------------------
 
-    def _mac(self, user_id: str, nonce: bytes) -> bytes:
-        return hmac.new(self._mint_key, user_id.encode() + b"\0" + nonce, hashlib.sha256).digest()
-
     def mint_secret(self, user_id: str) -> str:
         """A new 160-bit base32 secret (32 characters, like Directus's): 80 random bits and an
-        80-bit MAC binding them to ``user_id``, checked by :meth:`minted_for` at enrolment."""
-        nonce = secrets.token_bytes(10)
-        return base64.b32encode(nonce + self._mac(user_id, nonce)[:10]).decode()
+        80-bit MAC binding them to ``user_id``, checked by :meth:`minted_for` at enrolment.
+        It does not expire: nothing is stored until it is enabled, and only for this user."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return base64.b32encode(nonce + self._enrolment.of(_enrolled(user_id, nonce))).decode()
 
     def minted_for(self, user_id: str, secret: str) -> bool:
         """Whether ``secret`` came from :meth:`mint_secret` for ``user_id``."""
         if len(secret) != 32 or not _BASE32.fullmatch(secret):
             return False
         raw = base64.b32decode(secret)
-        return hmac.compare_digest(raw[10:], self._mac(user_id, raw[:10])[:10])
+        nonce, mac = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        return self._enrolment.verifies(_enrolled(user_id, nonce), mac)
 
     # -- codes ------------------------------------------------------------------------------
 
@@ -281,6 +288,12 @@ class TwoFactor:
             raise invalid_payload(OTP_INVALID)
         yield from self._store(self.users.update, user.id, tfa_secret=None)
         log.info("two-factor disabled for user %s", user.id)
+
+
+def _enrolled(user_id: str, nonce: bytes) -> bytes:
+    # The message an enrolment secret's MAC covers (as before itsdangerous: secrets minted
+    # then still enable).
+    return user_id.encode() + b"\0" + nonce
 
 
 def _plain_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Flow[Any]:

@@ -16,6 +16,7 @@ from ..auth.mail import BackgroundMailer, Mailer, mailer_from_settings
 from ..auth.providers import Provider, load_providers
 from ..auth.reset import PasswordReset
 from ..auth.service import AuthService
+from ..auth.signed import SignedValues
 from ..auth.totp import TwoFactor
 from ..config import Settings
 from ..stores.base import AsyncOnceStore, OnceStore
@@ -79,6 +80,8 @@ def build_extras(
     providers = load_providers(settings)
     once = once if once is not None else default_once_store(settings, sessions)
     mailer = mailer if mailer is not None else BackgroundMailer(mailer_from_settings(settings))
+    # One signing mechanism for the values the flows hand out (each under its own purpose).
+    signing = SignedValues(settings.secret_bytes, clock=service.clock)
     two_factor = TwoFactor(
         settings.secret_bytes,
         service.users,
@@ -89,20 +92,21 @@ def build_extras(
         store_call=service._store,
         audit=service.audit,
         password_providers=service.password_providers,  # filled by ldap_logins below
+        signing=signing,
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)
     account = AccountRoutes(reset, two_factor, service.monotonic)
     sso = None
     if any(p.signs_in for p in providers):
-        single = SingleSignOn(service, providers, http=http)
+        single = SingleSignOn(service, providers, http=http, signing=signing)
         sso = SSORoutes(single, settings.refresh_cookie, settings.session_cookie, service.clock)
     ldap = ldap_logins(service, providers)
     saml = None
     if any(p.driver == "saml" for p in providers):
         from ..auth.drivers.saml import SAMLLogin, check_acs_url  # needs the `saml` extra
 
-        login = SAMLLogin(service, providers, once)
+        login = SAMLLogin(service, providers, once, signing=signing)
         for configured in login.providers.values():
             check_acs_url(configured, settings.public_url, settings.auth_prefix)
         saml = SAMLRoutes(login, settings.refresh_cookie, settings.session_cookie, service.clock)

@@ -20,7 +20,7 @@ from ..auth.drivers.sso import SSOFailure
 from ..auth.service import ClientInfo, Tokens
 from ..config import CookieSettings
 from .cookies import clear_cookie
-from .sso_routes import _query, _with_reason, signed_in
+from .redirects import first_values, signed_in, with_reason
 from .views import RequestView, ResponseView, json_response
 
 __all__ = ["SAMLRoutes"]
@@ -66,7 +66,7 @@ class SAMLRoutes:
     def start(self, name: str, request: RequestView) -> ResponseView:
         saml = self.login.provider(name)
         assert saml is not None
-        redirect = _query(request.query_string).get("redirect") or None
+        redirect = first_values(request.query_string).get("redirect") or None
         location = self.login.start(saml, redirect)
         return ResponseView(302, [("location", location), *_NO_STORE], b"")
 
@@ -79,7 +79,7 @@ class SAMLRoutes:
             tokens, redirect = yield from self.login.finish(saml, _form(request), client)
         except SSOFailure as failure:
             if failure.redirect:
-                location = _with_reason(failure.redirect, failure.error.code)
+                location = with_reason(failure.redirect, failure.error.code)
                 return ResponseView(302, [("location", location), *_NO_STORE], b"")
             return json_response(failure.error.status, failure.error.body, _NO_STORE)
         return self._success(tokens, redirect)

@@ -9,60 +9,21 @@ the ``redirect``. A failure with a ``redirect`` is a 302 to it with ``?reason=<C
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 from ..auth.drivers.sso import SingleSignOn, SSOFailure
 from ..auth.service import ClientInfo, Tokens
 from ..config import CookieSettings
 from ..guard.extract import parse_cookie
 from .cookies import clear_cookie, set_cookie
+from .redirects import first_values, signed_in, with_reason
 from .views import RequestView, ResponseView, json_response
 
 __all__ = ["SSORoutes"]
 
 _NO_STORE = [("cache-control", "no-store")]
-
-
-def _query(query_string: str) -> dict[str, str]:
-    # The first value of each name wins; a repeated `state` cannot smuggle a second one.
-    values: dict[str, str] = {}
-    for key, value in parse_qsl(query_string, keep_blank_values=True):
-        values.setdefault(key, value)
-    return values
-
-
-def _with_reason(redirect: str, code: str) -> str:
-    parts = urlsplit(redirect)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({"reason": code}), ""))
-
-
-def signed_in(
-    tokens: Tokens,
-    redirect: str | None,
-    headers: list[tuple[str, str]],
-    refresh_cookie: CookieSettings,
-    session_cookie: CookieSettings,
-    now: float,
-) -> ResponseView:
-    """The answer to a completed single sign-on (OAuth2/OpenID callback or SAML ACS): with a
-    ``redirect``, the session cookie (session mode) or the refresh cookie and a 302 there;
-    without one, 200 with the tokens, as Directus answers both."""
-    if redirect:
-        if tokens.mode == "session":
-            cookie = set_cookie(session_cookie, tokens.access_token, now)
-        else:
-            cookie = set_cookie(refresh_cookie, tokens.refresh_token, now)
-        return ResponseView(302, [("location", redirect), *headers, ("set-cookie", cookie)])
-    data = {
-        "access_token": tokens.access_token,
-        "refresh_token": tokens.refresh_token,
-        "expires": tokens.expires_ms,
-    }
-    body = json.dumps({"data": data}, separators=(",", ":")).encode()
-    return json_response(200, body, headers)
 
 
 class SSORoutes:
@@ -86,7 +47,7 @@ class SSORoutes:
     def login(self, name: str, request: RequestView) -> Generator[Any, Any, ResponseView]:
         provider = self.sso.provider(name)
         assert provider is not None  # the router only sends known providers
-        query = _query(request.query_string)
+        query = first_values(request.query_string)
         redirect = query.get("redirect") or None
         url, state = yield from self.sso.start(provider, redirect, "prompt" in query)
         cookie = self._state_cookie(
@@ -113,11 +74,11 @@ class SSORoutes:
         raw = parse_cookie(request.cookie, cookie_name) if request.cookie else None
         try:
             tokens, redirect = yield from self.sso.finish(
-                provider, _query(request.query_string), raw, client
+                provider, first_values(request.query_string), raw, client
             )
         except SSOFailure as failure:
             if failure.redirect:
-                location = _with_reason(failure.redirect, failure.error.code)
+                location = with_reason(failure.redirect, failure.error.code)
                 return ResponseView(302, [("location", location), *headers], b"")
             return json_response(failure.error.status, failure.error.body, headers)
         return self._success(tokens, redirect, headers)

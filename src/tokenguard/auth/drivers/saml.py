@@ -10,15 +10,16 @@ The flow:
 
 1. ``GET <auth>/login/<p>?redirect=…`` checks ``redirect`` against the allow list, then
    redirects (HTTP-Redirect binding) to the IdP with an ``AuthnRequest`` and
-   ``RelayState=redirect``. The request's ID is self-authenticating: a random nonce, an
-   expiry (``AUTH_<P>_LOGIN_TIMEOUT``, 5 min) and an HMAC (key derived from ``SECRET``)
-   over the provider, nonce, expiry and ``RelayState``. Nothing is stored, and no cookie
-   is needed (browsers do not send ``SameSite=Lax`` cookies on the IdP's cross-site POST).
+   ``RelayState=redirect``. The request's ID is self-authenticating: a random nonce and the
+   time it was made, signed (:mod:`tokenguard.auth.signed`, purpose
+   ``tokenguard/saml-request/v1``) together with the provider and the ``RelayState``, and
+   refused after ``AUTH_<P>_LOGIN_TIMEOUT`` (5 min). Nothing is stored, and no cookie is
+   needed (browsers do not send ``SameSite=Lax`` cookies on the IdP's cross-site POST).
 2. ``POST <auth>/login/<p>/acs`` (HTTP-POST binding) hands ``SAMLResponse`` to pysaml2,
    which refuses it unless the response or its assertion is signed by a certificate of
    the IdP metadata, is not expired (``NotOnOrAfter``, 60 s of clock skew), is meant for
    us (audience, destination, recipient), and answers a request we made (``InResponseTo``
-   checked with the HMAC above, so a swapped ``RelayState`` is refused too). Unsolicited
+   checked with the signature above, so a swapped ``RelayState`` is refused too). Unsolicited
    (IdP-initiated) responses are refused unless ``AUTH_<P>_ALLOW_UNSOLICITED=true``.
 3. The assertion's ID (and the request's) is claimed in the one-time store
    (:mod:`tokenguard.stores.once`: Redis, SQLite or memory) until it expires, so a replay
@@ -40,8 +41,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import logging
 import secrets
 import threading
@@ -61,6 +60,7 @@ from ...flow import Call, Flow
 from ...stores.base import AsyncOnceStore, OnceStore, User
 from ..providers import Provider
 from ..service import AuthService, ClientInfo, Mode, Tokens
+from ..signed import BadData, SignedValues
 from .external import ExternalIdentity, check_user_store, mapped_role, user_for_identity
 from .sso import SSOFailure, is_login_redirect_allowed
 
@@ -78,6 +78,8 @@ _TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 _POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 _REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 _RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+#: The signing purpose (salt) of our ``AuthnRequest`` IDs.
+REQUEST_PURPOSE = "tokenguard/saml-request/v1"
 
 
 def _import_saml2() -> Any:
@@ -88,9 +90,7 @@ def _import_saml2() -> Any:
         import saml2.md  # type: ignore[import-untyped]
         import saml2.sigver  # type: ignore[import-untyped]
     except ImportError:
-        raise ConfigError(
-            "the saml driver needs pysaml2: pip install 'tokenguard[saml]'"
-        ) from None
+        raise ConfigError("the saml driver needs pysaml2: pip install 'tokenguard[saml]'") from None
     return saml2
 
 
@@ -110,8 +110,8 @@ class Assertion:
 
 class _IssuedRequests(Mapping[str, str]):
     """pysaml2's "outstanding queries", answered without storage: a request ID is ours when
-    its HMAC (over the provider, its expiry and the response's ``RelayState``) is right and
-    it has not expired."""
+    its signature (over the provider, its time and the response's ``RelayState``) is right
+    and it has not expired."""
 
     def __init__(self, check: Callable[[str], bool]) -> None:
         self._check = check
@@ -139,10 +139,26 @@ class SAMLProvider:
 
     def __init__(self, provider: Provider, *, xmlsec_binary: str | None = None) -> None:
         saml2 = _import_saml2()
-        prefix = f"AUTH_{provider.name.upper()}_"
         self.provider = provider
+        self._prefix = f"AUTH_{provider.name.upper()}_"
         sp_xml = provider.sp_metadata or ""
-        idp_xml = provider.idp_metadata or ""
+        self.entity_id, self.acs_urls = self._read_sp_metadata(saml2, sp_xml)
+        self.metadata_xml = sp_xml.encode()
+        #: Whether we have a key: AuthnRequests are signed, encrypted assertions decrypted.
+        self.signs = provider.sp_key_file is not None and provider.sp_cert_file is not None
+        config = self._sp_config(self._xmlsec(saml2, xmlsec_binary), self._key_pair())
+        self.client, metadata, self.idp_entity_id = self._load(saml2, config)
+        self.slo_url = self._check_idp(metadata, self.idp_entity_id)
+        # pysaml2's client keeps per-user state; one request at a time keeps it consistent.
+        self.lock = threading.Lock()
+        quiet = logging.getLogger("saml2")
+        if quiet.level == logging.NOTSET:
+            # pysaml2 logs whole SAML messages (bearer assertions) at DEBUG: not by default.
+            quiet.setLevel(logging.INFO)
+
+    def _read_sp_metadata(self, saml2: Any, sp_xml: str) -> tuple[str, tuple[str, ...]]:
+        """Our entity ID and HTTP-POST assertion consumer service addresses."""
+        prefix = self._prefix
         try:
             sp = saml2.md.entity_descriptor_from_string(sp_xml)
         except Exception:
@@ -159,48 +175,55 @@ class SAMLProvider:
             if service.binding == _POST and service.location
         ]
         if not acs:
+            raise ConfigError(f"{prefix}SP_metadata needs an HTTP-POST AssertionConsumerService")
+        return str(sp.entity_id), tuple(acs)
+
+    @staticmethod
+    def _xmlsec(saml2: Any, xmlsec_binary: str | None) -> str:
+        """The ``xmlsec1`` program signatures are checked with."""
+        if xmlsec_binary is not None:
+            return xmlsec_binary
+        try:
+            return str(saml2.sigver.get_xmlsec_binary())
+        except Exception:
             raise ConfigError(
-                f"{prefix}SP_metadata needs an HTTP-POST AssertionConsumerService"
-            )
-        self.entity_id: str = str(sp.entity_id)
-        self.acs_urls = tuple(acs)
-        self.metadata_xml = sp_xml.encode()
-        if xmlsec_binary is None:
+                "the saml driver needs the xmlsec1 program (apt install xmlsec1)"
+            ) from None
+
+    def _key_pair(self) -> dict[str, Any]:
+        """pysaml2's key options: our PEM key and certificate, checked readable (none
+        configured: no options)."""
+        provider = self.provider
+        if not self.signs:
+            return {}
+        for name, path in (("KEY", provider.sp_key_file), ("CERT", provider.sp_cert_file)):
             try:
-                xmlsec_binary = saml2.sigver.get_xmlsec_binary()
-            except Exception:
+                with open(str(path), "rb") as handle:
+                    pem = handle.read(1 << 20)
+            except OSError as exc:
                 raise ConfigError(
-                    "the saml driver needs the xmlsec1 program (apt install xmlsec1)"
+                    f"{self._prefix}SP_{name}_FILE cannot be read: {type(exc).__name__}"
                 ) from None
-        #: Whether we have a key: AuthnRequests are signed, encrypted assertions decrypted.
-        self.signs = provider.sp_key_file is not None and provider.sp_cert_file is not None
-        keys: dict[str, Any] = {}
-        if self.signs:
-            for name, path in (("KEY", provider.sp_key_file), ("CERT", provider.sp_cert_file)):
-                try:
-                    with open(str(path), "rb") as handle:
-                        pem = handle.read(1 << 20)
-                except OSError as exc:
-                    raise ConfigError(
-                        f"{prefix}SP_{name}_FILE cannot be read: {type(exc).__name__}"
-                    ) from None
-                if b"-----BEGIN " not in pem:
-                    raise ConfigError(f"{prefix}SP_{name}_FILE is not a PEM file")
-            pair = {"key_file": provider.sp_key_file, "cert_file": provider.sp_cert_file}
-            keys = {**pair, "encryption_keypairs": [pair]}
-        config = {
+            if b"-----BEGIN " not in pem:
+                raise ConfigError(f"{self._prefix}SP_{name}_FILE is not a PEM file")
+        pair = {"key_file": provider.sp_key_file, "cert_file": provider.sp_cert_file}
+        return {**pair, "encryption_keypairs": [pair]}
+
+    def _sp_config(self, xmlsec_binary: str, keys: dict[str, Any]) -> dict[str, Any]:
+        """pysaml2's service provider configuration."""
+        return {
             **keys,
             "entityid": self.entity_id,
             "xmlsec_binary": xmlsec_binary,
-            "metadata": {"inline": [idp_xml]},
+            "metadata": {"inline": [self.provider.idp_metadata or ""]},
             "accepted_time_diff": CLOCK_SKEW_S,
             "allow_unknown_attributes": True,
             "service": {
                 "sp": {
                     "endpoints": {
-                        "assertion_consumer_service": [(url, _POST) for url in acs],
+                        "assertion_consumer_service": [(url, _POST) for url in self.acs_urls],
                     },
-                    "allow_unsolicited": provider.allow_unsolicited,
+                    "allow_unsolicited": self.provider.allow_unsolicited,
                     # A signature on the response or on the assertion, never neither.
                     "want_response_signed": False,
                     "want_assertions_signed": False,
@@ -209,6 +232,10 @@ class SAMLProvider:
                 },
             },
         }
+
+    def _load(self, saml2: Any, config: dict[str, Any]) -> tuple[Any, Any, str]:
+        """pysaml2's client, the metadata it read and the one IdP's entity ID."""
+        prefix = self._prefix
         try:
             conf = saml2.config.SPConfig()
             conf.load(config)
@@ -219,34 +246,32 @@ class SAMLProvider:
             raise ConfigError(f"{prefix}IDP_metadata is not usable SAML metadata") from None
         if len(idps) != 1:
             raise ConfigError(f"{prefix}IDP_metadata must describe exactly one IdP")
-        self.idp_entity_id: str = idps[0]
-        mds = conf.metadata
-        if not mds.certs(self.idp_entity_id, "idpsso", use="signing"):
+        return client, conf.metadata, str(idps[0])
+
+    def _check_idp(self, mds: Any, idp: str) -> str | None:
+        """The IdP's single logout address, if any, once its metadata is seen to have a
+        signing certificate and an HTTP-Redirect single sign-on service."""
+        prefix = self._prefix
+        if not mds.certs(idp, "idpsso", use="signing"):
             raise ConfigError(f"{prefix}IDP_metadata has no signing certificate")
         try:
-            sso = mds.single_sign_on_service(self.idp_entity_id, _REDIRECT)
+            sso = mds.single_sign_on_service(idp, _REDIRECT)
         except Exception:
             sso = None
         if not sso:
-            raise ConfigError(
-                f"{prefix}IDP_metadata needs an HTTP-Redirect SingleSignOnService"
-            )
+            raise ConfigError(f"{prefix}IDP_metadata needs an HTTP-Redirect SingleSignOnService")
         try:
-            slo = mds.single_logout_service(self.idp_entity_id, _REDIRECT, "idpsso")
+            slo = mds.single_logout_service(idp, _REDIRECT, "idpsso")
         except Exception:
             slo = None
-        self.slo_url: str | None = slo[0].get("location") if slo else None
-        self.client = client
-        # pysaml2's client keeps per-user state; one request at a time keeps it consistent.
-        self.lock = threading.Lock()
-        quiet = logging.getLogger("saml2")
-        if quiet.level == logging.NOTSET:
-            # pysaml2 logs whole SAML messages (bearer assertions) at DEBUG: not by default.
-            quiet.setLevel(logging.INFO)
+        location: str | None = slo[0].get("location") if slo else None
+        return location
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def _bound(provider: str, relay_state: str) -> bytes:
+    # What the request ID is signed together with but does not carry: the provider and the
+    # RelayState it was sent with (a provider name has no NUL; an allowed redirect neither).
+    return f"{provider}\0{relay_state}\0".encode("utf-8", "replace")
 
 
 class SAMLLogin:
@@ -259,6 +284,7 @@ class SAMLLogin:
         once: OnceStore | AsyncOnceStore,
         *,
         store_call: Callable[..., Flow[Any]] | None = None,
+        signing: SignedValues | None = None,
     ) -> None:
         settings = service.settings
         self.service = service
@@ -267,9 +293,9 @@ class SAMLLogin:
         self.providers = {p.name: SAMLProvider(p) for p in providers if p.driver == "saml"}
         if self.providers:
             check_user_store(service.users)
-        self._key = hmac.new(
-            settings.secret_bytes, b"tokenguard/saml-request/v1", hashlib.sha256
-        ).digest()
+        if signing is None:
+            signing = SignedValues(settings.secret_bytes, clock=service.clock)
+        self._requests = signing.timestamp_signer(REQUEST_PURPOSE)
         self._store_call = store_call if store_call is not None else service._store
 
     def provider(self, name: str) -> SAMLProvider | None:
@@ -277,25 +303,25 @@ class SAMLLogin:
 
     # -- request IDs --------------------------------------------------------------------------
 
-    def _mac(self, provider: str, nonce: str, expires: str, relay_state: str) -> str:
-        message = "\0".join((provider, nonce, expires, relay_state)).encode("utf-8", "replace")
-        return _b64(hmac.new(self._key, message, hashlib.sha256).digest()[:18])
+    def request_id(self, provider: Provider, relay_state: str) -> str:
+        """A fresh ``AuthnRequest`` ID that proves itself (see the module docstring):
+        ``_<nonce>.<time>.<signature>``, an XML ``ID`` (an NCName)."""
+        bound = _bound(provider.name, relay_state)
+        signed = self._requests.sign(bound + secrets.token_hex(12).encode())
+        return "_" + signed[len(bound) :].decode()
 
-    def request_id(self, provider: str, relay_state: str, now: float, timeout_ms: int) -> str:
-        """A fresh ``AuthnRequest`` ID that proves itself (see the module docstring)."""
-        nonce = secrets.token_hex(12)
-        expires = str(int(now + timeout_ms / 1000))
-        return f"_{nonce}.{expires}.{self._mac(provider, nonce, expires, relay_state)}"
-
-    def is_our_request(self, provider: str, relay_state: str, request_id: str, now: float) -> bool:
-        parts = request_id[1:].split(".") if request_id.startswith("_") else ()
-        if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) > 12:
+    def is_our_request(self, provider: Provider, relay_state: str, request_id: str) -> bool:
+        """Whether ``request_id`` is one :meth:`request_id` made for ``provider`` and
+        ``relay_state`` no longer than ``AUTH_<P>_LOGIN_TIMEOUT`` ago."""
+        if not request_id.startswith("_") or not request_id.isascii():
             return False
-        nonce, expires, mac = parts
-        expected = self._mac(provider, nonce, expires, relay_state)
-        if not hmac.compare_digest(mac.encode(), expected.encode()):
+        signed = _bound(provider.name, relay_state) + request_id[1:].encode()
+        try:
+            # Whole seconds: a signature age (an int) exceeds t exactly when it exceeds floor(t).
+            self._requests.unsign(signed, max_age=provider.login_timeout_ms // 1000)
+        except BadData:
             return False
-        return int(expires) > now
+        return True
 
     # -- step 1: to the IdP -------------------------------------------------------------------
 
@@ -305,9 +331,7 @@ class SAMLLogin:
         if not is_login_redirect_allowed(redirect, provider.redirect_allow_list, self.public_url):
             raise invalid_payload(f'URL "{redirect}" can\'t be used to redirect after login')
         relay_state = redirect or ""
-        message_id = self.request_id(
-            provider.name, relay_state, self.service.clock(), provider.login_timeout_ms
-        )
+        message_id = self.request_id(provider, relay_state)
         with saml.lock:
             _, info = saml.client.prepare_for_authenticate(
                 entityid=saml.idp_entity_id,
@@ -334,8 +358,7 @@ class SAMLLogin:
         except (binascii.Error, ValueError):
             raise invalid_credentials() from None
         provider = saml.provider.name
-        now = self.service.clock
-        issued = _IssuedRequests(lambda rid: self.is_our_request(provider, relay_state, rid, now()))
+        issued = _IssuedRequests(lambda rid: self.is_our_request(saml.provider, relay_state, rid))
         try:
             with saml.lock:
                 parsed = saml.client.parse_authn_request_response(
@@ -356,7 +379,7 @@ class SAMLLogin:
         in_response_to = parsed.in_response_to
         if not saml.provider.allow_unsolicited and not (
             isinstance(in_response_to, str)
-            and self.is_our_request(provider, relay_state, in_response_to, now())
+            and self.is_our_request(saml.provider, relay_state, in_response_to)
         ):
             raise invalid_credentials()  # pysaml2 checked it too; fail closed if it did not
         attributes: dict[str, tuple[str, ...]] = {}
@@ -443,9 +466,7 @@ class SAMLLogin:
             log.warning("[SAML] no user identifier for provider %s", saml.provider.name)
             raise invalid_credentials()
         return (
-            yield from user_for_identity(
-                self.service.users, identity, saml.provider.registration
-            )
+            yield from user_for_identity(self.service.users, identity, saml.provider.registration)
         )
 
     # -- logout -------------------------------------------------------------------------------
@@ -464,8 +485,9 @@ class SAMLLogin:
                 )
                 info = saml.client.apply_binding(_REDIRECT, str(request), saml.slo_url)
         except Exception as exc:
-            log.warning("SAML logout request for %s failed: %s", saml.provider.name,
-                        type(exc).__name__)
+            log.warning(
+                "SAML logout request for %s failed: %s", saml.provider.name, type(exc).__name__
+            )
             return None
         location = dict(info["headers"]).get("Location")
         return location if isinstance(location, str) else None

@@ -10,7 +10,8 @@ The flow (spec §10.2):
    absolute URL in ``AUTH_<P>_REDIRECT_ALLOW_LIST`` or on ``PUBLIC_URL``'s origin), then
    redirects to the provider with a random ``state``, ``nonce`` and PKCE challenge. These,
    the verifier and the redirect ride in a short-lived signed cookie ``<driver>.<provider>``
-   (key derived from ``SECRET``; ``AUTH_<P>_LOGIN_TIMEOUT``, 5 min).
+   (:mod:`tokenguard.auth.signed`, purpose ``tokenguard/sso-state/v1``; refused after
+   ``AUTH_<P>_LOGIN_TIMEOUT``, 5 min).
 2. The callback checks the cookie, compares ``state`` in constant time, exchanges the code
    (with the PKCE verifier), and for OpenID verifies the ID token: signature against the
    provider's JWKS, ``iss``, ``aud``/``azp``, ``exp`` and the ``nonce``.
@@ -23,7 +24,6 @@ The flow (spec §10.2):
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -35,21 +35,21 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
-import jwt
-
 from ...errors import AuthError, invalid_credentials, invalid_payload, service_unavailable
 from ...flow import Call, Flow
 from ...stores.base import User
 from ..providers import Provider
 from ..reset import is_url_allowed
 from ..service import AuthService, ClientInfo, Mode, Tokens
+from ..signed import BadData, SignedValues
 from .external import ExternalIdentity, check_user_store, mapped_role, user_for_identity
 
 __all__ = ["SSOFailure", "SingleSignOn", "is_login_redirect_allowed"]
 
 log = logging.getLogger("tokenguard.auth")
 
-_ISSUER = "tokenguard"
+#: The signing purpose (salt) of the state cookie.
+STATE_PURPOSE = "tokenguard/sso-state/v1"
 _ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 _CACHE_SECONDS = 3600
 _MAX_STATE_COOKIE = 4096
@@ -128,6 +128,7 @@ class SingleSignOn:
         *,
         http: Any = None,
         clock: Callable[[], float] | None = None,
+        signing: SignedValues | None = None,
     ) -> None:
         settings = service.settings
         self.service = service
@@ -138,9 +139,9 @@ class SingleSignOn:
         self.auth_prefix = settings.auth_prefix
         self.secure_cookie = self.public_url.startswith("https://")
         self.clock = clock if clock is not None else service.clock
-        self._key = hmac.new(
-            settings.secret_bytes, b"tokenguard/sso-state/v1", hashlib.sha256
-        ).digest()
+        if signing is None:
+            signing = SignedValues(settings.secret_bytes, clock=self.clock)
+        self._state = signing.serializer(STATE_PURPOSE)
         self._http = http
         #: Whether client() made the HTTP client (then close() closes it; a given one is the
         #: caller's).
@@ -285,20 +286,8 @@ class SingleSignOn:
             state=state,
             **extra,
         )
-        now = self.clock()
-        cookie = jwt.encode(
-            {
-                "p": provider.name,
-                "v": verifier,
-                "s": state,
-                "n": nonce,
-                "r": redirect or None,
-                "iat": int(now),
-                "exp": int(now + provider.login_timeout_ms / 1000),
-                "iss": _ISSUER,
-            },
-            self._key,
-            algorithm="HS256",
+        cookie = self._state.dumps(
+            {"p": provider.name, "v": verifier, "s": state, "n": nonce, "r": redirect or None}
         )
         return str(url), cookie
 
@@ -310,17 +299,14 @@ class SingleSignOn:
         if not value or len(value) > _MAX_STATE_COOKIE:
             raise invalid_credentials()
         try:
-            claims: dict[str, Any] = jwt.decode(
-                value,
-                self._key,
-                algorithms=["HS256"],
-                issuer=_ISSUER,
-                options={"require": ["exp", "p", "v", "s", "n"]},
-            )
-        except jwt.InvalidTokenError:
+            # Whole seconds: a signature age (an int) exceeds t exactly when it exceeds floor(t).
+            claims: Any = self._state.loads(value, max_age=provider.login_timeout_ms // 1000)
+        except BadData:
             raise invalid_credentials() from None
-        if claims.get("p") != provider.name or not all(
-            isinstance(claims.get(k), str) for k in ("v", "s", "n")
+        if (
+            not isinstance(claims, dict)
+            or claims.get("p") != provider.name
+            or not all(isinstance(claims.get(k), str) for k in ("v", "s", "n"))
         ):
             raise invalid_credentials()
         return claims
