@@ -52,6 +52,7 @@ __all__ = [
     "RedisSessionStore",
     "RedisTarget",
     "async_client",
+    "client_options",
     "invalidation_channel",
     "aclose_client",
     "close_client",
@@ -570,9 +571,11 @@ def _sentinel_kwargs(target: RedisTarget, opts: dict[str, Any]) -> dict[str, Any
     return kwargs
 
 
-def _client_options(
+def client_options(
     connect_timeout: float, timeout: float, options: dict[str, Any], retry_cls: type[Any]
 ) -> dict[str, Any]:
+    """Client keyword arguments with these timeouts and no retries (``retry_cls`` is the
+    flavour's ``Retry``), ``options`` on top; shared by every store made from a URL."""
     # No automatic retries: a rotation retried after a lost reply would look like token
     # reuse and revoke the family. Stale pooled connections are replaced before use anyway.
     return {
@@ -615,7 +618,7 @@ class RedisSessionStore(_RedisSessions):
         ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
         from redis.retry import Retry
 
-        opts = _client_options(connect_timeout, timeout, options, Retry)
+        opts = client_options(connect_timeout, timeout, options, Retry)
         client, cluster = sync_client(url, **opts)
         return cls(client, prefix=prefix, cluster=cluster)
 
@@ -694,7 +697,7 @@ class AsyncRedisSessionStore(_RedisSessions):
         ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
         from redis.asyncio.retry import Retry
 
-        opts = _client_options(connect_timeout, timeout, options, Retry)
+        opts = client_options(connect_timeout, timeout, options, Retry)
         client, cluster = async_client(url, **opts)
         return cls(client, prefix=prefix, cluster=cluster)
 
