@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -55,6 +55,18 @@ __all__ = [
 Flavour = Literal["sync", "async"]
 
 
+@overload
+def stores(
+    settings: Settings, flavour: Literal["sync"] = "sync"
+) -> tuple[UserStore, SessionStore]: ...
+@overload
+def stores(
+    settings: Settings, flavour: Literal["async"]
+) -> tuple[AsyncUserStore, AsyncSessionStore]: ...
+@overload
+def stores(
+    settings: Settings, flavour: Flavour
+) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]: ...
 def stores(
     settings: Settings, flavour: Flavour = "sync"
 ) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
@@ -136,6 +148,18 @@ def once_store(settings: Settings, sessions: object) -> OnceStore | AsyncOnceSto
     return once.MemoryOnceStore()
 
 
+@overload
+def audit_store(
+    settings: Settings, flavour: Literal["sync"] = "sync", sessions: object = None
+) -> AuditStore | None: ...
+@overload
+def audit_store(
+    settings: Settings, flavour: Literal["async"], sessions: object = None
+) -> AsyncAuditStore | None: ...
+@overload
+def audit_store(
+    settings: Settings, flavour: Flavour, sessions: object = None
+) -> AuditStore | AsyncAuditStore | None: ...
 def audit_store(
     settings: Settings, flavour: Flavour = "sync", sessions: object = None
 ) -> AuditStore | AsyncAuditStore | None:
