@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
@@ -22,7 +22,7 @@ from .flow import Flow
 from .guard.csrf import SAFE_METHODS
 from .guard.decide import Guard, Outcome, Refusal
 from .guard.invalidation import invalidation_for
-from .guard.limits import Limits, TooManyRequests, client_address, counter_for
+from .guard.limits import Limits, TooManyRequests, client_address
 from .http.cookies import clear_cookie
 from .http.extras import build_extras
 from .http.routes import AuthRouter
@@ -30,6 +30,7 @@ from .logs.audit import AsyncAuditStore, Audit, AuditStore
 from .logs.filter import install_log_redaction
 from .logs.redact import Redactor
 from .principal import Principal
+from .stores import select
 from .stores.base import (
     AsyncOnceStore,
     AsyncSessionStore,
@@ -38,58 +39,9 @@ from .stores.base import (
     SessionStore,
     UserStore,
 )
+from .stores.select import Flavour
 
 __all__ = ["TokenGuard"]
-
-Flavour = Literal["sync", "async"]
-
-
-def default_stores(
-    settings: Settings, flavour: Flavour
-) -> tuple[UserStore | AsyncUserStore, SessionStore | AsyncSessionStore]:
-    """Stores chosen the way Directus chooses: ``REDIS`` for sessions when set, PostgreSQL
-    when ``DB_CLIENT=pg``, the SQLite file ``DB_FILENAME`` when set, memory otherwise."""
-    users: UserStore | AsyncUserStore
-    sessions: SessionStore | AsyncSessionStore
-    if settings.db_client == "pg":
-        from .stores.postgres import pg_stores
-
-        users, sessions = pg_stores(settings, flavour)
-    elif settings.db_filename:
-        from .stores.sqlite import SQLiteSessionStore, SQLiteUserStore
-
-        users = SQLiteUserStore(settings.db_filename)
-        sessions = SQLiteSessionStore(settings.db_filename)
-    else:
-        from .stores.memory import MemorySessionStore, MemoryUserStore
-
-        users = MemoryUserStore()
-        sessions = MemorySessionStore()
-    if settings.redis_url:
-        if flavour == "async":
-            from .stores.redis import AsyncRedisSessionStore
-
-            sessions = AsyncRedisSessionStore.from_url(
-                settings.redis_url, prefix=settings.redis_prefix
-            )
-        else:
-            from .stores.redis import RedisSessionStore
-
-            sessions = RedisSessionStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    return users, sessions
-
-
-def _discard(store: Any) -> None:
-    # default_stores() made both stores but the caller gave one: nothing opened it yet
-    # (SQLite and Redis connect lazily), so a sync close is enough even for async clients.
-    # A store sharing a pool with its twin (PostgreSQL) only stops counting as its user.
-    discard = getattr(store, "discard", None)
-    if callable(discard):
-        discard()
-        return
-    close = getattr(store, "close", None)
-    if callable(close) and not getattr(store, "aclose", None):
-        close()
 
 
 class TokenGuard:
@@ -129,13 +81,13 @@ class TokenGuard:
         self._resources = Resources()
         made: list[Any] = []
         if users is None or sessions is None:
-            default_users, default_sessions = default_stores(settings, flavour)
+            default_users, default_sessions = select.stores(settings, flavour)
             # A default store not used (the caller gave that one) is released at once.
             for default, given in ((default_users, users), (default_sessions, sessions)):
                 if given is None:
                     made.append(default)
                 else:
-                    _discard(default)
+                    select.release_unused(default)
             users = users if users is not None else default_users
             sessions = sessions if sessions is not None else default_sessions
         self.users = users
@@ -150,16 +102,14 @@ class TokenGuard:
             self._resources.add(self.invalidation)  # first: its thread reads the store
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
-        counter = counter_for(settings, flavour)
+        counter = select.counter(settings, flavour)
         made.append(counter)
         self.limits = Limits(settings, counter, clock=clock)
         #: Whether the shells count every request (RATE_LIMITER_ENABLED / _GLOBAL_ENABLED).
         self.throttles = self.limits.per_request
         self._trust_hops = settings.ip_trust_proxy
         if audit is None:
-            from .stores.audit import audit_store_for
-
-            audit = audit_store_for(settings, flavour, sessions)
+            audit = select.audit_store(settings, flavour, sessions)
             if audit is not None:
                 made.append(audit)
         #: Authentication events: the "tokenguard.audit" log, and TOKENGUARD_AUDIT_STORE.

@@ -27,6 +27,7 @@ from . import __version__
 from .config import Settings, generate_secret
 from .errors import ConfigError
 from .logs.audit import EVENTS, AuditStore
+from .stores import select
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
 from .stores.pg_schema import SchemaNotMigrated
 from .stores.sqlite import SchemaTooNew
@@ -41,9 +42,11 @@ from .users import (
 
 __all__ = ["CommandError", "main"]
 
-#: Builds the user store from a database file name; replaceable for embedding and tests.
+#: Builds the user store from a database file name, instead of the one the settings choose
+#: (for embedding and tests).
 StoreFactory = Callable[[str], UserStore]
-#: Builds the session store from the database file name and the environment.
+#: Builds the session store from the database file name and the environment, instead of the
+#: one the settings choose.
 SessionFactory = Callable[[str, Mapping[str, str]], SessionStore]
 
 
@@ -63,37 +66,19 @@ class _Parser(argparse.ArgumentParser):
         raise CommandError(f"{message} (see `{self.prog} --help`)", 2)
 
 
-def _sqlite_store(filename: str) -> UserStore:
-    from .stores.sqlite import SQLiteUserStore
-
-    return SQLiteUserStore(filename)
-
-
-def _default_sessions(filename: str, environ: Mapping[str, str]) -> SessionStore:
-    """Where the app keeps sessions: Redis when ``REDIS`` is set, else the SQLite file."""
-    redis_url = environ.get("REDIS")
-    if redis_url:
-        from .stores.redis import DEFAULT_PREFIX, RedisSessionStore
-
-        prefix = environ.get("TOKENGUARD_REDIS_PREFIX") or DEFAULT_PREFIX
-        return RedisSessionStore.from_url(redis_url, prefix=prefix)
-    from .stores.sqlite import SQLiteSessionStore
-
-    return SQLiteSessionStore(filename)
-
-
 # --------------------------------------------------------------------------- context
 
 
 class _Context:
-    """What a command needs: the parsed arguments, the streams and (lazily) the store."""
+    """What a command needs: the parsed arguments, the streams, and (lazily) the settings and
+    the stores they choose (:mod:`tokenguard.stores.select`, as the app chooses them)."""
 
     def __init__(
         self,
         args: argparse.Namespace,
         environ: Mapping[str, str],
-        store_factory: StoreFactory,
-        session_factory: SessionFactory,
+        store_factory: StoreFactory | None,
+        session_factory: SessionFactory | None,
         stdin: TextIO,
         stdout: TextIO,
         stderr: TextIO,
@@ -105,13 +90,33 @@ class _Context:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        self._store: UserStore | None = None
-        self._sessions: SessionStore | None = None
-        self._pg: Any = None
+        self._settings: Settings | None = None
+        self._stores: tuple[UserStore, SessionStore] | None = None
+        #: Everything made here, closed by close() in this order.
+        self._made: list[Any] = []
+
+    def settings(self) -> Settings:
+        """The app's settings as far as stores go: ``--db`` and ``--store`` win over the
+        environment. No SECRET is needed to reach a store (commands that sign something read
+        the real one, see :func:`_settings`), so a throw-away one stands in for it."""
+        if self._settings is None:
+            overrides: dict[str, Any] = {"secret": generate_secret()}
+            db = getattr(self.args, "db", None)
+            if db:
+                # --db names a SQLite file: it wins over DB_CLIENT=pg as over DB_FILENAME.
+                overrides.update(db_filename=db, db_client="sqlite3")
+            store = getattr(self.args, "store", None)
+            if store:
+                overrides["audit_store"] = store
+            try:
+                self._settings = Settings.from_env(self.environ, **overrides)
+            except ConfigError as exc:
+                raise CommandError(str(exc), 2) from None
+        return self._settings
 
     @property
     def db(self) -> str:
-        db: str | None = getattr(self.args, "db", None) or self.environ.get("DB_FILENAME")
+        db = self.settings().db_filename
         if not db:
             raise CommandError("no database: set DB_FILENAME or pass --db FILE", 2)
         if "\0" in db:
@@ -122,54 +127,46 @@ class _Context:
     def postgres(self) -> str | None:
         """The PostgreSQL connection string when the app uses one (``DB_CLIENT=pg``) and no
         ``--db FILE`` says otherwise."""
-        if getattr(self.args, "db", None):
+        settings = self.settings()
+        if settings.db_client != "pg":
             return None
-        if (self.environ.get("DB_CLIENT") or "").strip().lower() not in ("pg", "postgres"):
-            return None
-        from .stores.postgres import conninfo_from_env
+        from .stores.postgres import conninfo_from_settings
 
-        return conninfo_from_env(self.environ)
+        return conninfo_from_settings(settings)
 
-    def _pg_database(self) -> Any:
-        if self._pg is None:
-            from .stores.postgres import PgDatabase
-
-            conninfo = self.postgres
-            assert conninfo is not None
-            self._pg = PgDatabase(conninfo)
-            self._pg.check_schema()  # SchemaNotMigrated: one clear line, no traceback
-        return self._pg
+    def _pair(self, *, create: bool) -> tuple[UserStore, SessionStore]:
+        if self._stores is None:
+            settings = self.settings()
+            if settings.db_client != "pg":
+                db = self.db
+                if not create and db != ":memory:" and not os.path.exists(db):
+                    raise CommandError(f"no database at {db!r} (create a user first)")
+            users, sessions = select.stores(settings, "sync")
+            if self.store_factory is not None:
+                select.release_unused(users)
+                users = self.store_factory(self.db)
+            if self.session_factory is not None:
+                select.release_unused(sessions)
+                sessions = self.session_factory(self.db, self.environ)
+            self._made += (users, sessions)
+            self._stores = (users, sessions)
+        return self._stores
 
     def store(self, *, create: bool = False) -> UserStore:
         """The user store; only commands that add users may create a missing file, so that
         a typo in ``--db`` is reported instead of silently making an empty database."""
-        if self._store is None and self.postgres and self.store_factory is _sqlite_store:
-            from .stores.postgres import PgUserStore
-
-            self._store = PgUserStore(self._pg_database())
-        if self._store is None:
-            db = self.db
-            if not create and db != ":memory:" and not os.path.exists(db):
-                raise CommandError(f"no database at {db!r} (create a user first)")
-            self._store = self.store_factory(db)
-        return self._store
+        return self._pair(create=create)[0]
 
     def sessions(self) -> SessionStore:
-        if (
-            self._sessions is None
-            and self.postgres
-            and self.session_factory is _default_sessions
-            and not self.environ.get("REDIS")
-        ):
-            from .stores.postgres import PgSessionStore
+        return self._pair(create=True)[1]
 
-            self._sessions = PgSessionStore(self._pg_database())
-        if self._sessions is None:
-            self._sessions = self.session_factory(self.db, self.environ)
-        return self._sessions
+    def made(self, resource: Any) -> Any:
+        """Close ``resource`` with the stores (before them: it may share their connection)."""
+        self._made.insert(0, resource)
+        return resource
 
     def close(self) -> None:
-        for store in (self._store, self._sessions, self._pg):
+        for store in self._made:
             close = getattr(store, "close", None)
             if callable(close):
                 close()
@@ -466,7 +463,6 @@ def _cmd_users_send_reset(ctx: _Context) -> int:
     from .auth.reset import PasswordReset, is_url_allowed
     from .auth.service import AuthService
     from .flow import run_sync
-    from .stores.once import MemoryOnceStore
 
     settings = _settings(ctx)
     user = ctx.user(ctx.args.email)
@@ -480,7 +476,8 @@ def _cmd_users_send_reset(ctx: _Context) -> int:
     except ConfigError as exc:
         raise CommandError(f"settings: {exc}", 2) from None
     service = AuthService(settings, ctx.store(), ctx.sessions())
-    reset = PasswordReset(service, MemoryOnceStore(), mailer)
+    once = ctx.made(select.once_store(ctx.settings(), service.sessions))
+    reset = PasswordReset(service, once, mailer)
     try:
         sent = run_sync(reset.send_link(user.email, reset_url))
     except OSError as exc:  # smtplib errors are OSErrors; say which, never the message
@@ -496,34 +493,23 @@ def _cmd_users_send_reset(ctx: _Context) -> int:
 
 def _audit_store(ctx: _Context) -> AuditStore:
     """The store the app writes events to (``TOKENGUARD_AUDIT_STORE``, or ``--store``)."""
-    from .stores.audit import RedisAuditStore, SQLiteAuditStore
-
-    kind = getattr(ctx.args, "store", None) or ctx.environ.get("TOKENGUARD_AUDIT_STORE") or ""
-    kind = kind.strip().lower()
-    if kind == "pg":
-        from .stores.postgres import PgAuditStore
-
-        if not ctx.postgres:
-            raise CommandError("TOKENGUARD_AUDIT_STORE=pg needs DB_CLIENT=pg", 2)
-        return PgAuditStore(ctx._pg_database())
+    settings = ctx.settings()
+    kind = settings.audit_store
+    if kind not in ("sqlite", "redis", "pg"):
+        raise CommandError(
+            f"TOKENGUARD_AUDIT_STORE is {'not set' if kind == 'none' else kind}: only a sqlite,"
+            " redis or pg audit store keeps events another process can read (or pass --store "
+            "sqlite|redis|pg)",
+            2,
+        )
     if kind == "sqlite":
         db = ctx.db
         if db != ":memory:" and not os.path.exists(db):
             raise CommandError(f"no database at {db!r}")
-        return SQLiteAuditStore(db)
-    if kind == "redis":
-        url = ctx.environ.get("REDIS")
-        if not url:
-            raise CommandError("TOKENGUARD_AUDIT_STORE=redis needs REDIS (the connection URL)", 2)
-        from .stores.redis import DEFAULT_PREFIX
-
-        prefix = ctx.environ.get("TOKENGUARD_REDIS_PREFIX") or DEFAULT_PREFIX
-        return RedisAuditStore.from_url(url, prefix=prefix)
-    raise CommandError(
-        f"TOKENGUARD_AUDIT_STORE is {kind or 'not set'}: only a sqlite, redis or pg audit "
-        "store keeps events another process can read (or pass --store sqlite|redis|pg)",
-        2,
-    )
+    # On PostgreSQL the trail shares the user store's pool (its schema checked once).
+    store = select.audit_store(settings, "sync", ctx.store() if kind == "pg" else None)
+    assert store is not None  # the settings named a store that keeps events
+    return store
 
 
 def _printable(text: str | None) -> str:
@@ -747,10 +733,13 @@ def main(
     argv: Sequence[str] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
-    store_factory: StoreFactory = _sqlite_store,
-    session_factory: SessionFactory = _default_sessions,
+    store_factory: StoreFactory | None = None,
+    session_factory: SessionFactory | None = None,
 ) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Stores are the ones the settings choose (:mod:`tokenguard.stores.select`), unless
+    ``store_factory`` or ``session_factory`` builds them."""
     stdin, stdout, stderr = sys.stdin, sys.stdout, sys.stderr
     ctx: _Context | None = None
     try:

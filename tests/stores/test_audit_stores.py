@@ -23,10 +23,10 @@ from tokenguard.stores.audit import (
     MemoryAuditStore,
     RedisAuditStore,
     SQLiteAuditStore,
-    audit_store_for,
 )
 from tokenguard.stores.base import StoreUnavailable
 from tokenguard.stores.postgres import AsyncPgAuditStore, PgAuditStore
+from tokenguard.stores.select import audit_store as audit_store_for
 
 from .conftest import open_pg_store
 

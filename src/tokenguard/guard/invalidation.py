@@ -30,10 +30,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..principal import Principal
+from ..stores.select import invalidation_source
 from .cache import TokenCache
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = ["SessionInvalidation", "invalidation_for"]
 
@@ -257,42 +261,22 @@ class SessionInvalidation:
             release()
 
 
-def invalidation_for(settings: Any, sessions: Any, cache: TokenCache) -> SessionInvalidation | None:
-    """A :class:`SessionInvalidation` when the session store is Redis and the cache is on;
-    ``None`` (every session request checks the store) otherwise."""
-    if settings.session_cache_ttl_ms <= 0 or settings.token_cache_size <= 0:
+def invalidation_for(
+    settings: Settings, sessions: object, cache: TokenCache
+) -> SessionInvalidation | None:
+    """A :class:`SessionInvalidation` when :func:`~tokenguard.stores.select.invalidation_source`
+    finds one applies (a Redis session store, the cache on); ``None`` (every session request
+    checks the store) otherwise."""
+    source = invalidation_source(settings, sessions)
+    if source is None:
         return None
-    from ..stores.redis import AsyncRedisSessionStore, RedisSessionStore, master_check, sync_client
-
-    if not isinstance(sessions, RedisSessionStore | AsyncRedisSessionStore):
-        return None
-    url = settings.redis_url
-    connect: Callable[[], Any]
-    if url:
-
-        def connect() -> Any:
-            client, _ = sync_client(
-                url, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=2
-            )
-            return client
-
-    elif isinstance(sessions, RedisSessionStore):
-        client = sessions.client
-
-        def connect() -> Any:
-            return client
-
-    else:
-        return None  # an async client without a URL: no thread can share it
     invalidation = SessionInvalidation(
         cache,
-        connect,
-        sessions.channel,
+        source.connect,
+        source.channel,
         ttl_s=settings.session_cache_ttl_ms / 1000,
-        owns_client=bool(url),
-        still_master=master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        if url
-        else None,
+        owns_client=source.owns_client,
+        still_master=source.still_master,
     )
-    sessions.listeners.append(invalidation.invalidate)
+    source.listen(invalidation.invalidate)
     return invalidation

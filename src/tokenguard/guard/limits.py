@@ -1,43 +1,33 @@
 """Counting requests: per-address and per-account rate limits and the login lockout.
 
-Two backends with the same method names (so that :mod:`tokenguard.flow` drives either):
-
-- :class:`MemoryCounter` — per process, bounded, for a single worker or tests;
-- :class:`RedisCounter` / :class:`AsyncRedisCounter` — one count shared by every process,
-  as Directus's ``RATE_LIMITER_STORE=redis``. Both run the same Lua script (``INCR`` and, on
-  the first hit of a window, ``PEXPIRE``), atomically in one round trip, so the drivers hold
-  no logic of their own.
-
 :class:`Limits` is the policy (which key, how many points, what to answer), written once as
-flows that yield :class:`~tokenguard.flow.Call` to whichever counter is configured. A counter
-that cannot answer fails closed: the request is refused with 503 ``Service
-"authentication" is unavailable. Rate limiter unreachable.``, never let through uncounted.
+flows that yield :class:`~tokenguard.flow.Call` to whichever counter is configured (the
+counters live in :mod:`tokenguard.stores.counters` and are importable from here too; which
+one is chosen by :mod:`tokenguard.stores.select`). A counter that cannot answer fails
+closed: the request is refused with 503 ``Service "authentication" is unavailable. Rate
+limiter unreachable.``, never let through uncounted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthError, requests_exceeded, service_unavailable
 from ..flow import Call, Flow
+from ..stores.counters import AsyncRedisCounter, Counter, Hit, MemoryCounter, RedisCounter
 
 if TYPE_CHECKING:
-    import redis
-    import redis.asyncio
-
     from ..config import Settings
 
 __all__ = [
     "GLOBAL_KEY",
     "AsyncRedisCounter",
+    "Counter",
     "Hit",
     "Limits",
     "MemoryCounter",
@@ -47,179 +37,6 @@ __all__ = [
 ]
 
 UNREACHABLE = "Rate limiter unreachable"
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """The count of a key after one more hit, and how long until its window ends
-    (``ms_before_next`` is ``-1`` for a count that never expires)."""
-
-    count: int
-    ms_before_next: int
-
-
-class Counter(Protocol):
-    """What :class:`Limits` needs of a backend (sync or async flavour, same names)."""
-
-    def hit(self, key: str, window_ms: int) -> Any:
-        """Add one to ``key``; a new key lives ``window_ms`` (0: until reset). Returns a Hit."""
-        ...
-
-    def reset(self, key: str) -> Any: ...
-
-
-class MemoryCounter:
-    """Fixed-window counters in this process, at most ``max_keys`` of each kind.
-
-    When the windows are full, the expired ones are swept, then the oldest go until a tenth
-    of the room is free (so a sweep is paid once per ``max_keys / 10`` new keys, not per
-    request): a flood of new keys can shorten somebody's window but never grow memory.
-    Counts that never expire (the lockout) live apart, so that no flood of made-up accounts
-    or addresses can push them out; they are only made for existing users.
-    """
-
-    io_bound = False
-
-    def __init__(
-        self, *, max_keys: int = 100_000, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.max_keys = max_keys
-        self.monotonic = monotonic
-        self._lock = threading.Lock()
-        # key -> [count, expires_at (monotonic s) or inf]
-        self._windows: OrderedDict[str, list[float]] = OrderedDict()
-        self._forever: OrderedDict[str, int] = OrderedDict()
-
-    def hit(self, key: str, window_ms: int) -> Hit:
-        if window_ms <= 0:
-            with self._lock:
-                count = self._forever.pop(key, 0) + 1
-                if len(self._forever) >= self.max_keys:
-                    self._forever.popitem(last=False)
-                self._forever[key] = count  # most recently counted last
-            return Hit(count, -1)
-        now = self.monotonic()
-        with self._lock:
-            entry = self._windows.get(key)
-            if entry is None or entry[1] <= now:
-                if entry is None and len(self._windows) >= self.max_keys:
-                    self._make_room(now)
-                entry = [0.0, now + window_ms / 1000]
-                self._windows[key] = entry
-            entry[0] += 1
-            count, expires = int(entry[0]), entry[1]
-        return Hit(count, max(0, math.ceil((expires - now) * 1000)))
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._windows.pop(key, None)
-            self._forever.pop(key, None)
-
-    def _make_room(self, now: float) -> None:
-        for key in [k for k, (_, exp) in self._windows.items() if exp <= now]:
-            del self._windows[key]
-        keep = self.max_keys - max(1, self.max_keys // 10)
-        while len(self._windows) > keep:
-            self._windows.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._windows) + len(self._forever)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-# KEYS: counter. ARGV: window ms (0: no expiry). Returns {count, ms before the window ends}.
-_HIT = """
-local n = redis.call('INCR', KEYS[1])
-local window = tonumber(ARGV[1])
-if n == 1 and window > 0 then redis.call('PEXPIRE', KEYS[1], window) end
-return {n, redis.call('PTTL', KEYS[1])}
-"""
-
-
-def _parse_hit(reply: Any) -> Hit:
-    try:
-        count, ttl = int(reply[0]), int(reply[1])
-    except (TypeError, ValueError, IndexError) as exc:
-        raise ConnectionError("unexpected reply from the rate limiter") from exc
-    return Hit(count, -1 if ttl < 0 else ttl)
-
-
-class RedisCounter:
-    """:class:`MemoryCounter`'s twin on a synchronous redis-py client: one count for every
-    process that shares the Redis. Keys are ``<prefix>rl:<key>``."""
-
-    #: It blocks on the network: under ASGI the flow driver runs it in a worker thread.
-    io_bound = True
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "tokenguard:") -> None:
-        self.client = client
-        self.prefix = f"{prefix}rl:"
-        self._script = client.register_script(_HIT)
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, prefix: str = "tokenguard:", timeout: float = 1.0
-    ) -> RedisCounter:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        from ..stores.redis import sync_client
-
-        # The same URL forms as the session store (single server, Sentinel, Cluster); the
-        # counter's script touches one key, so it is Cluster-safe as is.
-        client, _ = sync_client(
-            url, socket_connect_timeout=0.5, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
-        return cls(client, prefix=prefix)
-
-    def hit(self, key: str, window_ms: int) -> Hit:
-        return _parse_hit(self._script(keys=(self.prefix + key,), args=(int(window_ms),)))
-
-    def reset(self, key: str) -> None:
-        self.client.delete(self.prefix + key)
-
-    def close(self) -> None:
-        """Close the client's connections (idempotent)."""
-        from ..stores.redis import close_client
-
-        close_client(self.client)
-
-
-class AsyncRedisCounter:
-    """:class:`RedisCounter` on ``redis.asyncio`` (same script, same keys)."""
-
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = "tokenguard:") -> None:
-        self.client = client
-        self.prefix = f"{prefix}rl:"
-        self._script = client.register_script(_HIT)
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, prefix: str = "tokenguard:", timeout: float = 1.0
-    ) -> AsyncRedisCounter:
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        from ..stores.redis import async_client
-
-        client, _ = async_client(
-            url, socket_connect_timeout=0.5, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
-        return cls(client, prefix=prefix)
-
-    async def hit(self, key: str, window_ms: int) -> Hit:
-        return _parse_hit(await self._script(keys=(self.prefix + key,), args=(int(window_ms),)))
-
-    async def reset(self, key: str) -> None:
-        await self.client.delete(self.prefix + key)
-
-    async def aclose(self) -> None:
-        """Close the client's connections (idempotent)."""
-        from ..stores.redis import aclose_client
-
-        await aclose_client(self.client)
 
 
 class TooManyRequests(AuthError):
@@ -276,7 +93,7 @@ class Limits:
     def __init__(
         self,
         settings: Settings,
-        counter: Any | None = None,
+        counter: Counter | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -367,11 +184,3 @@ def _account_key(email: str) -> str:
     digest = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
     return f"acct:{digest[:32]}"
 
-
-def counter_for(settings: Settings, flavour: str) -> Any:
-    """The counter ``RATE_LIMITER_STORE`` asks for: Redis (on ``REDIS``) or memory."""
-    if settings.rate_limiter_store == "redis" and settings.redis_url:
-        if flavour == "async":
-            return AsyncRedisCounter.from_url(settings.redis_url, prefix=settings.redis_prefix)
-        return RedisCounter.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    return MemoryCounter()

@@ -2,7 +2,7 @@
 
 The one-time store (used TOTP steps, used reset tokens) follows the session store: Redis
 when sessions live in Redis, PostgreSQL when they live there, the SQLite file
-``DB_FILENAME`` when set, memory otherwise.
+``DB_FILENAME`` when set, memory otherwise (see :mod:`tokenguard.stores.select`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ..auth.service import AuthService
 from ..auth.signed import SignedValues
 from ..auth.totp import TwoFactor
 from ..config import Settings
+from ..stores import select
 from ..stores.base import AsyncOnceStore, OnceStore
 from .account_routes import AccountRoutes
 from .saml_routes import SAMLRoutes
@@ -28,25 +29,9 @@ __all__ = ["Extras", "build_extras", "default_once_store"]
 
 
 def default_once_store(settings: Settings, sessions: Any) -> OnceStore | AsyncOnceStore:
-    """The one-time store next to ``sessions`` (see the module docstring)."""
-    from ..stores import once
-
-    client = getattr(sessions, "client", None)
-    module = type(sessions).__module__
-    if client is not None and module.endswith("stores.redis"):
-        if type(sessions).__name__.startswith("Async"):
-            return once.AsyncRedisOnceStore(client, prefix=settings.redis_prefix)
-        return once.RedisOnceStore(client, prefix=settings.redis_prefix)
-    database = getattr(sessions, "db", None)
-    if module.endswith("stores.postgres") and database is not None:
-        from ..stores import postgres
-
-        if type(sessions).__name__.startswith("Async"):
-            return postgres.AsyncPgOnceStore(database)
-        return postgres.PgOnceStore(database)
-    if settings.db_filename:
-        return once.SQLiteOnceStore(settings.db_filename)
-    return once.MemoryOnceStore()
+    """The one-time store next to ``sessions`` (chosen by
+    :func:`tokenguard.stores.select.once_store`)."""
+    return select.once_store(settings, sessions)
 
 
 @dataclass(slots=True)

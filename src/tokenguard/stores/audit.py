@@ -5,7 +5,8 @@ them newest first, optionally for one user or one event. The Redis store is one 
 ``<prefix>audit`` (``LPUSH`` then ``LTRIM`` in one transaction), so that every process of a
 deployment writes to the same trail; the SQLite store is the table ``tokenguard_audit`` of
 ``DB_FILENAME``. A store that cannot answer raises
-:class:`~tokenguard.stores.base.StoreUnavailable`.
+:class:`~tokenguard.stores.base.StoreUnavailable`. Which store a deployment uses is decided
+in :mod:`tokenguard.stores.select`.
 """
 
 from __future__ import annotations
@@ -14,22 +15,20 @@ import collections
 import json
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
+from ..flow import Call, Flow, run_async, run_sync
 from ..logs.audit import AuditEvent
 from .base import StoreUnavailable
-
-if TYPE_CHECKING:
-    from ..config import Settings
-    from ..logs.audit import AsyncAuditStore, AuditStore
 
 __all__ = [
     "AsyncRedisAuditStore",
     "MemoryAuditStore",
     "RedisAuditStore",
     "SQLiteAuditStore",
-    "audit_store_for",
 ]
+
+_R = TypeVar("_R", bound="_RedisAudit")
 
 DEFAULT_MAX_EVENTS = 10_000
 _FIELDS = tuple(AuditEvent.__dataclass_fields__)
@@ -178,8 +177,15 @@ def _pick(raws: list[Any], limit: int, user_id: str | None, event: str | None) -
     return out
 
 
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}")
+
+
 class _RedisAudit:
-    """Key layout and commands of the Redis audit list, shared by both drivers (no I/O)."""
+    """Key layout and operations of the Redis audit list, for either client: each operation
+    is a flow (:mod:`tokenguard.flow`) that the sync store drives with
+    :func:`~tokenguard.flow.run_sync` and the async one with :func:`~tokenguard.flow.run_async`.
+    """
 
     def __init__(
         self, client: Any, *, prefix: str = "tokenguard:", max_events: int = DEFAULT_MAX_EVENTS
@@ -190,21 +196,41 @@ class _RedisAudit:
         #: Whether closing the store closes the client (one from_url made, not a shared one).
         self.owns_client = False
 
-    def _append_pipeline(self, event: AuditEvent) -> Any:
+    @classmethod
+    def from_url(
+        cls: type[_R],
+        url: str,
+        *,
+        prefix: str = "tokenguard:",
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> _R:
+        """A store on ``url`` with the session store's short timeouts."""
+        store = cls(cls._connect(url), prefix=prefix, max_events=max_events)
+        store.owns_client = True
+        return store
+
+    @staticmethod
+    def _connect(url: str) -> Any:
+        raise NotImplementedError
+
+    def _append(self, event: AuditEvent) -> Flow[None]:
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(self.key, event.to_json())
         pipe.ltrim(self.key, 0, self.max_events - 1)
-        return pipe
+        try:
+            yield Call(pipe.execute)
+        except Exception as exc:
+            raise _unavailable(exc) from None
 
-    @staticmethod
-    def _stop(limit: int, user_id: str | None, event: str | None) -> int:
+    def _recent(self, limit: int, user_id: str | None, event: str | None) -> Flow[list[AuditEvent]]:
         _check_limit(limit)
         # Unfiltered, only `limit` entries are read; filtered, the whole (capped) list.
-        return limit - 1 if user_id is None and event is None else -1
-
-
-def _unavailable(exc: Exception) -> StoreUnavailable:
-    return StoreUnavailable("redis", f"Redis failed: {type(exc).__name__}")
+        stop = limit - 1 if user_id is None and event is None else -1
+        try:
+            raws = yield Call(self.client.lrange, (self.key, 0, stop))
+        except Exception as exc:
+            raise _unavailable(exc) from None
+        return _pick(raws, limit, user_id, event)
 
 
 class RedisAuditStore(_RedisAudit):
@@ -212,19 +238,14 @@ class RedisAuditStore(_RedisAudit):
 
     io_bound = True
 
-    @classmethod
-    def from_url(
-        cls, url: str, *, prefix: str = "tokenguard:", max_events: int = DEFAULT_MAX_EVENTS
-    ) -> RedisAuditStore:
-        """A store on ``url`` with the session store's short timeouts."""
+    @staticmethod
+    def _connect(url: str) -> Any:
         from redis.retry import Retry
 
-        from .redis import _client_options, sync_client
+        from .redis import client_options, sync_client
 
-        client, _ = sync_client(url, **_client_options(0.5, 1.0, {}, Retry))
-        store = cls(client, prefix=prefix, max_events=max_events)
-        store.owns_client = True
-        return store
+        client, _ = sync_client(url, **client_options(0.5, 1.0, {}, Retry))
+        return client
 
     def close(self) -> None:
         """Close the client if this store made it (a shared one is its owner's)."""
@@ -232,38 +253,25 @@ class RedisAuditStore(_RedisAudit):
             self.client.close()
 
     def append(self, event: AuditEvent) -> None:
-        try:
-            self._append_pipeline(event).execute()
-        except Exception as exc:
-            raise _unavailable(exc) from None
+        run_sync(self._append(event))
 
     def recent(
         self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
     ) -> list[AuditEvent]:
-        stop = self._stop(limit, user_id, event)
-        try:
-            raws = self.client.lrange(self.key, 0, stop)
-        except Exception as exc:
-            raise _unavailable(exc) from None
-        return _pick(raws, limit, user_id, event)
+        return run_sync(self._recent(limit, user_id, event))
 
 
 class AsyncRedisAuditStore(_RedisAudit):
     """:class:`RedisAuditStore` over ``redis.asyncio``."""
 
-    @classmethod
-    def from_url(
-        cls, url: str, *, prefix: str = "tokenguard:", max_events: int = DEFAULT_MAX_EVENTS
-    ) -> AsyncRedisAuditStore:
-        """A store on ``url`` with the session store's short timeouts."""
+    @staticmethod
+    def _connect(url: str) -> Any:
         from redis.asyncio.retry import Retry
 
-        from .redis import _client_options, async_client
+        from .redis import async_client, client_options
 
-        client, _ = async_client(url, **_client_options(0.5, 1.0, {}, Retry))
-        store = cls(client, prefix=prefix, max_events=max_events)
-        store.owns_client = True
-        return store
+        client, _ = async_client(url, **client_options(0.5, 1.0, {}, Retry))
+        return client
 
     async def aclose(self) -> None:
         """Close the client if this store made it (a shared one is its owner's)."""
@@ -271,55 +279,9 @@ class AsyncRedisAuditStore(_RedisAudit):
             await self.client.aclose()
 
     async def append(self, event: AuditEvent) -> None:
-        try:
-            await self._append_pipeline(event).execute()
-        except Exception as exc:
-            raise _unavailable(exc) from None
+        await run_async(self._append(event))
 
     async def recent(
         self, limit: int = 50, *, user_id: str | None = None, event: str | None = None
     ) -> list[AuditEvent]:
-        stop = self._stop(limit, user_id, event)
-        try:
-            raws = await self.client.lrange(self.key, 0, stop)
-        except Exception as exc:
-            raise _unavailable(exc) from None
-        return _pick(raws, limit, user_id, event)
-
-
-def audit_store_for(
-    settings: Settings, flavour: str = "sync", sessions: Any = None
-) -> AuditStore | AsyncAuditStore | None:
-    """The store ``TOKENGUARD_AUDIT_STORE`` names (``None`` for ``none``). The Redis store
-    shares the Redis session store's client when there is one."""
-    kind = settings.audit_store
-    cap = settings.audit_max_events
-    if kind == "memory":
-        return MemoryAuditStore(cap)
-    if kind == "pg":
-        from .postgres import pg_audit_store
-
-        return pg_audit_store(settings, flavour, sessions)
-    if kind == "sqlite" and settings.db_filename:
-        return SQLiteAuditStore(settings.db_filename, max_events=cap)
-    if kind == "redis" and settings.redis_url:
-        is_async = flavour == "async"
-        client = getattr(sessions, "client", None)
-        shared = (
-            client is not None
-            and type(sessions).__module__.endswith("stores.redis")
-            and type(sessions).__name__.startswith("Async") == is_async
-        )
-        prefix = settings.redis_prefix
-        if shared:
-            if is_async:
-                return AsyncRedisAuditStore(client, prefix=prefix, max_events=cap)
-            return RedisAuditStore(client, prefix=prefix, max_events=cap)
-        if is_async:
-            return AsyncRedisAuditStore.from_url(
-                settings.redis_url, prefix=settings.redis_prefix, max_events=cap
-            )
-        return RedisAuditStore.from_url(
-            settings.redis_url, prefix=settings.redis_prefix, max_events=cap
-        )
-    return None
+        return await run_async(self._recent(limit, user_id, event))

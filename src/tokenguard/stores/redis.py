@@ -61,6 +61,7 @@ __all__ = [
     "RedisSessionStore",
     "RedisTarget",
     "async_client",
+    "client_options",
     "invalidation_channel",
     "aclose_client",
     "close_client",
@@ -590,9 +591,11 @@ def _sentinel_kwargs(target: RedisTarget, opts: dict[str, Any]) -> dict[str, Any
     return kwargs
 
 
-def _client_options(
+def client_options(
     connect_timeout: float, timeout: float, options: dict[str, Any], retry_cls: type[Any]
 ) -> dict[str, Any]:
+    """Client keyword arguments with these timeouts and no retries (``retry_cls`` is the
+    flavour's ``Retry``), ``options`` on top; shared by every store made from a URL."""
     # No automatic retries: a rotation retried after a lost reply would look like token
     # reuse and revoke the family. Stale pooled connections are replaced before use anyway.
     return {
@@ -634,7 +637,7 @@ class _RedisStore(_RedisSessions, Generic[C]):
     ) -> S:
         """A store on ``url`` (``redis://``, ``rediss://``, ``unix://``,
         ``redis+sentinel://``, ``redis+cluster://``) with short timeouts."""
-        opts = _client_options(connect_timeout, timeout, options, cls._flavour.retry)
+        opts = client_options(connect_timeout, timeout, options, cls._flavour.retry)
         client, cluster = _client(cls._flavour, url, opts)
         return cls(client, prefix=prefix, cluster=cluster)
 

@@ -1,0 +1,154 @@
+"""stores/select: every backend chosen from Settings, and a store passed in recognised by its
+type (a subclass anywhere counts; a look-alike named like one does not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis
+import redis.asyncio
+
+from tests.helpers.auth import SECRET
+from tokenguard.config import Settings
+from tokenguard.stores import select
+from tokenguard.stores.audit import (
+    AsyncRedisAuditStore,
+    MemoryAuditStore,
+    RedisAuditStore,
+    SQLiteAuditStore,
+)
+from tokenguard.stores.counters import AsyncRedisCounter, MemoryCounter, RedisCounter
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+from tokenguard.stores.once import (
+    AsyncRedisOnceStore,
+    MemoryOnceStore,
+    RedisOnceStore,
+    SQLiteOnceStore,
+)
+from tokenguard.stores.redis import AsyncRedisSessionStore, RedisSessionStore
+from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
+
+# Nothing listens here: choosing a backend must not connect to it.
+URL = "redis://127.0.0.1:1/0"
+
+
+def settings(**changes: Any) -> Settings:
+    return Settings(secret=SECRET, **changes)
+
+
+class MyRedisSessions(RedisSessionStore):
+    """A subclass in another module: still a Redis session store."""
+
+
+class RedisSessionStoreLookalike(MemorySessionStore):
+    """Named like a Redis store, with a client, but not one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = redis.Redis.from_url(URL)
+
+
+def test_users_and_sessions_follow_the_database_settings(tmp_path: Path) -> None:
+    users, sessions = select.stores(settings())
+    assert isinstance(users, MemoryUserStore) and isinstance(sessions, MemorySessionStore)
+    db = str(tmp_path / "t.db")
+    users, sessions = select.stores(settings(db_filename=db))
+    assert isinstance(users, SQLiteUserStore) and isinstance(sessions, SQLiteSessionStore)
+    users, sessions = select.stores(settings(db_filename=db, redis_url=URL, redis_prefix="p:"))
+    assert isinstance(users, SQLiteUserStore) and type(sessions) is RedisSessionStore
+    assert sessions.family_key("f").startswith("p:")
+    sessions.close()
+    _, sessions = select.stores(settings(redis_url=URL), "async")
+    assert type(sessions) is AsyncRedisSessionStore
+    anyio.run(sessions.aclose)
+
+
+def test_the_one_time_store_sits_next_to_the_sessions(tmp_path: Path) -> None:
+    s = settings(redis_prefix="p:")
+    sync_sessions = MyRedisSessions(redis.Redis.from_url(URL))
+    once = select.once_store(s, sync_sessions)
+    assert isinstance(once, RedisOnceStore) and once.client is sync_sessions.client
+    assert once.prefix == "p:once:"
+    async_sessions = AsyncRedisSessionStore(redis.asyncio.Redis.from_url(URL))
+    once_async = select.once_store(s, async_sessions)
+    assert isinstance(once_async, AsyncRedisOnceStore)
+    assert once_async.client is async_sessions.client
+    # by type, not by name: the look-alike gets the store of the settings
+    assert isinstance(select.once_store(s, RedisSessionStoreLookalike()), MemoryOnceStore)
+    db = str(tmp_path / "t.db")
+    assert isinstance(select.once_store(settings(db_filename=db), MemorySessionStore()), SQLiteOnceStore)
+    assert isinstance(select.once_store(s, MemorySessionStore()), MemoryOnceStore)
+
+
+def test_the_audit_store_shares_a_redis_client_of_its_own_flavour(tmp_path: Path) -> None:
+    assert select.audit_store(settings()) is None
+    assert isinstance(select.audit_store(settings(audit_store="memory")), MemoryAuditStore)
+    db = str(tmp_path / "a.db")
+    sqlite_store = select.audit_store(settings(audit_store="sqlite", db_filename=db))
+    assert isinstance(sqlite_store, SQLiteAuditStore)
+    s = settings(audit_store="redis", redis_url=URL, audit_max_events=7)
+    sync_sessions = MyRedisSessions(redis.Redis.from_url(URL))
+    shared = select.audit_store(s, "sync", sync_sessions)
+    assert isinstance(shared, RedisAuditStore) and shared.client is sync_sessions.client
+    assert (shared.owns_client, shared.max_events) == (False, 7)
+    # a sync session store cannot lend its client to an async app, nor a look-alike at all
+    own = select.audit_store(s, "async", sync_sessions)
+    assert isinstance(own, AsyncRedisAuditStore) and own.owns_client
+    anyio.run(own.aclose)
+    other = select.audit_store(s, "sync", RedisSessionStoreLookalike())
+    assert isinstance(other, RedisAuditStore) and other.owns_client
+    other.close()
+
+
+def test_the_counter_follows_rate_limiter_store() -> None:
+    assert isinstance(select.counter(settings()), MemoryCounter)
+    assert isinstance(select.counter(settings(redis_url=URL)), MemoryCounter)
+    s = settings(redis_url=URL, rate_limiter_store="redis", redis_prefix="p:")
+    sync_counter = select.counter(s)
+    assert type(sync_counter) is RedisCounter and sync_counter.prefix == "p:rl:"
+    sync_counter.close()
+    async_counter = select.counter(s, "async")
+    assert type(async_counter) is AsyncRedisCounter
+    anyio.run(async_counter.aclose)
+
+
+def test_invalidation_applies_to_redis_session_stores_with_the_cache_on() -> None:
+    sync_sessions = MyRedisSessions(redis.Redis.from_url(URL))
+    assert select.invalidation_source(settings(), MemorySessionStore()) is None
+    assert select.invalidation_source(settings(), RedisSessionStoreLookalike()) is None
+    assert select.invalidation_source(settings(session_cache_ttl_ms=0), sync_sessions) is None
+    assert select.invalidation_source(settings(token_cache_size=0), sync_sessions) is None
+    # no URL: the subscriber borrows the sync store's client, and leaves it to its owner
+    source = select.invalidation_source(settings(), sync_sessions)
+    assert source is not None and source.channel == sync_sessions.channel
+    assert source.connect() is sync_sessions.client and not source.owns_client
+    def listener(families: Any) -> None:
+        pass
+
+    source.listen(listener)
+    assert sync_sessions.listeners == [listener]
+    # an async client without a URL: no thread can share it
+    async_sessions = AsyncRedisSessionStore(redis.asyncio.Redis.from_url(URL))
+    assert select.invalidation_source(settings(), async_sessions) is None
+    # with a URL the subscriber makes (and owns) its own client, in either flavour
+    source = select.invalidation_source(settings(redis_url=URL), async_sessions)
+    assert source is not None and source.owns_client and source.still_master is None
+
+
+@pytest.mark.parametrize("made", ["discard", "close"])
+def test_an_unused_default_store_is_released(made: str) -> None:
+    calls: list[str] = []
+
+    class Store:
+        def close(self) -> None:
+            calls.append("close")
+
+    class Pooled(Store):
+        def discard(self) -> None:
+            calls.append("discard")
+
+    select.release_unused(Pooled() if made == "discard" else Store())
+    assert calls == [made]
