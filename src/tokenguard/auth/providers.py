@@ -15,7 +15,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..config import Settings, _as_bool, _as_duration, _as_list
+from ..config import Settings
+from ..config.parsers import as_bool, as_duration, as_list
 from ..errors import ConfigError
 from .drivers.external import Registration
 
@@ -211,21 +212,21 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         email_key=get("EMAIL_KEY") or keys[1] or "email",
         first_name_key=get("GIVEN_NAME_KEY" if saml else "FIRST_NAME_KEY") or keys[2],
         last_name_key=get("FAMILY_NAME_KEY" if saml else "LAST_NAME_KEY") or keys[3],
-        allow_public_registration=_as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
+        allow_public_registration=as_bool(prefix + "ALLOW_PUBLIC_REGISTRATION", registration),
         default_role_id=get("DEFAULT_ROLE_ID"),
-        sync_user_info=_as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
+        sync_user_info=as_bool(prefix + "SYNC_USER_INFO", get("SYNC_USER_INFO") or "false"),
         role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
         group_claim_name=get("GROUP_CLAIM_NAME") or "groups",
-        redirect_allow_list=_as_list(
+        redirect_allow_list=as_list(
             prefix + "REDIRECT_ALLOW_LIST", get("REDIRECT_ALLOW_LIST") or ""
         ),
-        link_existing=_as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
-        login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        link_existing=as_bool(prefix + "LINK_EXISTING", get("LINK_EXISTING") or "false"),
+        login_timeout_ms=as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
         ldap=ldap,
         idp_metadata=either("IDP_") if saml else None,
         sp_metadata=either("SP_") if saml else None,
         allow_unsolicited=saml
-        and _as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
+        and as_bool(prefix + "ALLOW_UNSOLICITED", get("ALLOW_UNSOLICITED") or "false"),
         sp_key_file=get("SP_KEY_FILE") if saml else None,
         sp_cert_file=get("SP_CERT_FILE") if saml else None,
     )
@@ -290,7 +291,7 @@ def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
         scopes[key] = scope
     timeouts = {}
     for key, default in (("CLIENT_CONNECT_TIMEOUT", "5000"), ("CLIENT_TIMEOUT", "10000")):
-        ms = _as_duration(prefix + key, get(key, default))
+        ms = as_duration(prefix + key, get(key, default))
         if ms <= 0:
             raise ConfigError(f"{prefix}{key} must be positive")
         timeouts[key] = ms
@@ -310,7 +311,7 @@ def _ldap_config(prefix: str, env: Mapping[str, str]) -> LdapConfig:
         connect_timeout_ms=timeouts["CLIENT_CONNECT_TIMEOUT"],
         timeout_ms=timeouts["CLIENT_TIMEOUT"],
         ca_file=get("CLIENT_TLS_CA_FILE"),
-        start_tls=_as_bool(prefix + "CLIENT_START_TLS", get("CLIENT_START_TLS") or "false"),
+        start_tls=as_bool(prefix + "CLIENT_START_TLS", get("CLIENT_START_TLS") or "false"),
     )
 
 
