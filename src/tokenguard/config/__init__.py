@@ -5,8 +5,9 @@ Environment variables use Directus's names where Directus has one (``SECRET``,
 Keyword arguments win over the environment. Nothing here is read again per request.
 
 Each setting is declared once, on its field of :class:`Settings` (:mod:`.settings`): its
-environment variable, parser, default and a line of documentation. From that declaration comes
-:meth:`Settings.from_env`. The parsers (:mod:`.parsers`) are shared with the provider
+environment variable, parser, default and a line of documentation. From that declaration come
+:meth:`Settings.from_env` and the configuration reference ``docs/configuration.md``
+(``python -m tokenguard.config``). The parsers (:mod:`.parsers`) are shared with the provider
 variables.
 """
 
