@@ -6,9 +6,9 @@ Keyword arguments win over the environment. Nothing here is read again per reque
 
 Each setting is declared once, on its field of :class:`Settings` (:mod:`.settings`): its
 environment variable, parser, default and a line of documentation. From that declaration come
-:meth:`Settings.from_env` and the configuration reference ``docs/configuration.md``
-(``python -m tokenguard.config``). The parsers (:mod:`.parsers`) are shared with the provider
-variables.
+:meth:`Settings.from_env`, the configuration reference ``docs/configuration.md``
+(``python -m tokenguard.config``) and :func:`unknown_settings`, the check for misspelt
+variables. The parsers (:mod:`.parsers`) are shared with the provider variables.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from .parsers import SameSite, password_policy_pattern
 from .secret import HMAC_ALGORITHMS, MIN_SECRET_BYTES, generate_secret
 from .settings import WEBSOCKET_AUTH_MODES, CookieSettings, Settings
+from .unknown import unknown_settings, warn_unknown_settings
 
 __all__ = [
     "HMAC_ALGORITHMS",
@@ -28,4 +29,6 @@ __all__ = [
     "Settings",
     "generate_secret",
     "password_policy_pattern",
+    "unknown_settings",
+    "warn_unknown_settings",
 ]

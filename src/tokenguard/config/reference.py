@@ -25,6 +25,10 @@ middlewares, `Settings.from_env`, and Django's `TOKENGUARD = {...}`); keyword ar
 Durations take Directus's forms (`15m`, `7d`, `10s`, or a bare number of milliseconds); lists
 are comma-separated. A provider's own variables, `AUTH_<NAME>_*`, are described in the README
 (Providers and single sign-on).
+
+At start-up, when the settings come from the environment, tokenguard logs a warning on the
+`tokenguard` logger for each `TOKENGUARD_*` variable it does not read and for each variable a
+typo away from one of the names below, naming the closest one.
 """
 
 _DURATION_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
