@@ -16,7 +16,7 @@ from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService, ClientInfo
 from .closing import Resources
-from .config import Settings
+from .config import Settings, warn_unknown_settings
 from .errors import AuthError
 from .flow import Flow
 from .guard.csrf import SAFE_METHODS
@@ -73,6 +73,7 @@ class TokenGuard:
     ) -> None:
         if settings is None:
             settings = Settings.from_env(**setting_overrides)
+            warn_unknown_settings()  # a misspelt variable would otherwise go unnoticed
         elif setting_overrides:
             settings = settings.with_changes(**setting_overrides)
         self.settings = settings

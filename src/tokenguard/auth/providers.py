@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from ..config import Settings, _as_bool, _as_duration, _as_list
+from ..config import Settings
+from ..config.parsers import as_bool, as_duration, as_list
 from ..errors import ConfigError
 from .drivers.external import Registration
 
@@ -190,7 +191,7 @@ class Variables:
 
     def flag(self, key: str, default: str = "false") -> bool:
         """``AUTH_<NAME>_<key>`` as a boolean (``default`` when unset); raises ``ConfigError``."""
-        return _as_bool(self.prefix + key, self.get(key) or default)
+        return as_bool(self.prefix + key, self.get(key) or default)
 
 
 def _no_fields(variables: Variables) -> dict[str, Any]:
@@ -303,7 +304,7 @@ def _read_ldap(variables: Variables) -> dict[str, Any]:
         scopes[key] = scope
     timeouts = {}
     for key, default in (("CLIENT_CONNECT_TIMEOUT", "5000"), ("CLIENT_TIMEOUT", "10000")):
-        ms = _as_duration(prefix + key, get(key) or default)
+        ms = as_duration(prefix + key, get(key) or default)
         if ms <= 0:
             raise ConfigError(f"{prefix}{key} must be positive")
         timeouts[key] = ms
@@ -405,11 +406,11 @@ def _provider(name: str, env: Mapping[str, str]) -> Provider | None:
         sync_user_info=variables.flag("SYNC_USER_INFO"),
         role_mapping=role_mapping(prefix + "ROLE_MAPPING", get("ROLE_MAPPING")),
         group_claim_name=get("GROUP_CLAIM_NAME") or "groups",
-        redirect_allow_list=_as_list(
+        redirect_allow_list=as_list(
             prefix + "REDIRECT_ALLOW_LIST", get("REDIRECT_ALLOW_LIST") or ""
         ),
         link_existing=variables.flag("LINK_EXISTING"),
-        login_timeout_ms=_as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
+        login_timeout_ms=as_duration(prefix + "LOGIN_TIMEOUT", get("LOGIN_TIMEOUT") or "5m"),
         **own,
     )
     return driver.finish(provider, variables)
