@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from .auth.hashing import shared_pool
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
 from .auth.service import AuthService, ClientInfo
@@ -42,6 +43,15 @@ from .stores.base import (
 from .stores.select import Flavour
 
 __all__ = ["TokenGuard"]
+
+
+def _passwords(settings: Settings) -> Passwords:
+    # The process's hashing pool for these limits (tokenguard.auth.hashing): every guard of
+    # the process configured alike shares it, so the bound holds per process.
+    pool = shared_pool(
+        settings.hash_concurrency, queue=settings.hash_queue, wait=settings.hash_wait_ms / 1000
+    )
+    return Passwords(pool=pool)
 
 
 class TokenGuard:
@@ -120,7 +130,7 @@ class TokenGuard:
             users,
             sessions,
             clock=clock,
-            passwords=passwords,
+            passwords=passwords if passwords is not None else _passwords(settings),
             limits=self.limits,
             audit=self.audit,
         )

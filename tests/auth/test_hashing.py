@@ -13,7 +13,7 @@ import anyio.to_thread
 import pytest
 from argon2 import PasswordHasher
 
-from tests.helpers.auth import EMAIL, PASSWORD, make_user
+from tests.helpers.auth import EMAIL, PASSWORD, SECRET, make_user
 from tests.security.harness import Shell, make_core
 from tokenguard.auth.hashing import HashPool, Overloaded, shared_pool
 from tokenguard.auth.passwords import Passwords
@@ -199,3 +199,39 @@ def test_a_login_the_pool_cannot_take_is_a_503_with_retry_after(kind: str) -> No
     reply = shell.request("POST", "/auth/login", json_body={"email": EMAIL, "password": PASSWORD})
     assert reply.status == 200
     pool.close()
+
+
+def test_the_settings_choose_the_process_pool() -> None:
+    from tokenguard import Settings, TokenGuard
+
+    core = TokenGuard(
+        users=MemoryUserStore(),
+        sessions=None,
+        secret=SECRET,
+        hash_concurrency=3,
+        hash_queue=1,
+        hash_wait_ms=500,
+    )
+    try:
+        assert core.auth.passwords.pool is shared_pool(3, queue=1, wait=0.5)
+        assert (core.auth.passwords.pool.concurrency, core.auth.passwords.pool.queue) == (3, 1)
+    finally:
+        core.close()
+    env = {"SECRET": SECRET, "TOKENGUARD_HASH_CONCURRENCY": "4", "TOKENGUARD_HASH_WAIT": "750ms"}
+    settings = Settings.from_env(env)
+    assert (settings.hash_concurrency, settings.hash_queue, settings.hash_wait_ms) == (4, None, 750)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TOKENGUARD_HASH_CONCURRENCY", "0", "TOKENGUARD_HASH_CONCURRENCY must be at least 1"),
+        ("TOKENGUARD_HASH_QUEUE", "-1", "TOKENGUARD_HASH_QUEUE cannot be negative"),
+        ("TOKENGUARD_HASH_WAIT", "2m", "TOKENGUARD_HASH_WAIT must be between 1ms and 60s"),
+    ],
+)
+def test_pool_settings_out_of_range_are_refused_at_start(name: str, value: str, message: str) -> None:
+    from tokenguard import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"SECRET": SECRET, name: value})

@@ -198,6 +198,19 @@ class Settings:
         500, env="LOGIN_STALL_TIME", parse=as_duration, group=REQUESTS,
         doc="every login answer takes at least this long (hides which accounts exist)",
     )
+    hash_concurrency: int | None = setting(
+        None, env="TOKENGUARD_HASH_CONCURRENCY", parse=as_int, group=REQUESTS, shown="CPU count",
+        doc="password hashes a process runs at once (argon2id: 64 MiB each)",
+    )
+    hash_queue: int | None = setting(
+        None, env="TOKENGUARD_HASH_QUEUE", parse=as_int, group=REQUESTS,
+        shown="twice the concurrency",
+        doc="logins that may wait for a hash beyond those running; more get 503 at once",
+    )
+    hash_wait_ms: int = setting(
+        2_000, env="TOKENGUARD_HASH_WAIT", parse=as_duration, group=REQUESTS, shown="2s",
+        doc="longest a login waits for a hash to start before 503 with Retry-After",
+    )
     max_payload_bytes: int = setting(
         1024 * 1024, env="MAX_PAYLOAD_SIZE", parse=as_size, group=REQUESTS,
         doc="largest request body the `/auth` routes read (up to `1gb`)",
@@ -666,6 +679,12 @@ def _check_audit_settings(settings: Settings) -> None:
 
 
 def _check_request_settings(settings: Settings) -> None:
+    if settings.hash_concurrency is not None and settings.hash_concurrency < 1:
+        raise ConfigError("TOKENGUARD_HASH_CONCURRENCY must be at least 1")
+    if settings.hash_queue is not None and settings.hash_queue < 0:
+        raise ConfigError("TOKENGUARD_HASH_QUEUE cannot be negative")
+    if not 0 < settings.hash_wait_ms <= 60_000:
+        raise ConfigError("TOKENGUARD_HASH_WAIT must be between 1ms and 60s")
     if not settings.auth_prefix.startswith("/") or settings.auth_prefix.endswith("/"):
         raise ConfigError('TOKENGUARD_AUTH_PREFIX must start with "/" and not end with one')
     for prefix in ("refresh", "session"):
