@@ -114,3 +114,52 @@ def test_the_right_order_in_a_blueprint_is_served_guarded() -> None:
     assert (r.status_code, r.json) == (401, UNAUTHORIZED)
     r = client.get("/reports", headers={"Authorization": f"Bearer {mint()}"})
     assert (r.status_code, r.get_data(as_text=True)) == (200, "secret")
+
+
+def test_settings_from_app_config_then_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("TOKENGUARD_PUBLIC_ROLE", "from-env")
+    monkeypatch.setenv("SESSION_COOKIE_NAME", "env_session")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET=SECRET,
+        ACCESS_TOKEN_TTL="5m",
+        TOKENGUARD_PUBLIC_ROLE="from-config",
+        REFRESH_TOKEN_COOKIE_SECURE=True,
+        TOKENGUARD_QUERY_PARAMS=["access_token", "token"],
+        TOKENGUARD_PUBLIC_ROL="typo",
+        SECRET_KEY="flask's own, not ours",
+    )
+    with caplog.at_level("WARNING", logger="tokenguard"):
+        extension = TokenGuardFlask(app, login_stall_ms=0)
+    settings = extension.guard.settings  # type: ignore[union-attr]
+    assert settings.access_token_ttl_ms == 300_000  # app.config
+    assert settings.public_role == "from-config"  # app.config over the environment
+    # The environment is still honoured; Flask's own SESSION_COOKIE_NAME ("session", its
+    # session cookie) is Flask's, not a tokenguard setting.
+    assert app.config["SESSION_COOKIE_NAME"] == "session"
+    assert settings.session_cookie_name == "env_session"
+    assert settings.refresh_cookie_secure is True
+    assert settings.query_params == ("access_token", "token")
+    assert settings.login_stall_ms == 0  # keyword arguments over both
+    warnings = [r.getMessage() for r in caplog.records]
+    assert "TOKENGUARD_PUBLIC_ROL is set but tokenguard reads no such setting; did you mean TOKENGUARD_PUBLIC_ROLE?" in warnings
+    assert not any("SECRET_KEY" in w for w in warnings)
+    client = app.test_client()
+
+    @app.get("/role")
+    def role() -> dict[str, object]:
+        return {"role": current_user.role}
+
+    assert client.get("/role").json == {"role": "from-config"}
+    extension.close()
+    assert extension.guard.closed  # type: ignore[union-attr]
+
+
+def test_a_guard_given_is_left_to_its_owner() -> None:
+    from tokenguard import TokenGuard
+
+    guard = TokenGuard(secret=SECRET)
+    extension = TokenGuardFlask(Flask(__name__), guard=guard)
+    extension.close()
+    assert not guard.closed
+    guard.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -26,6 +27,8 @@ from flask.ctx import _AppCtxGlobals
 from werkzeug.local import LocalProxy
 
 from ..app import TokenGuard
+from ..config import Settings, warn_unknown_settings
+from ..config.settings import ENV_NAMES
 from ..errors import AuthError
 from ..logs.filter import redaction_filter
 from ..principal import Principal
@@ -147,21 +150,31 @@ class TokenGuardFlask:
         self.guard = guard
         self.options = options
         self.middleware: TokenGuardWSGI | None = None
+        #: The guard this extension made (and closes), or None when one was given.
+        self._made: TokenGuard | None = None
         if app is not None:
             self.init_app(app)
 
     def close(self) -> None:
         """Close the guard this extension made (idempotent; one passed in is left to its
         owner). Flask has no shutdown hook: call it when the server stops."""
-        if self.middleware is not None:
-            self.middleware.close()
+        if self._made is not None:
+            self._made.close()
 
     def init_app(self, app: Flask) -> None:
+        """Install on ``app``. Settings come from the keyword arguments given to the
+        extension, then ``app.config`` (the environment variables' names: ``SECRET``,
+        ``ACCESS_TOKEN_TTL``, ``TOKENGUARD_*``…), then the environment."""
         _check_app(app)  # routes defined before: a decorator written above one of them
         _apps.add(app)
         _watch_registrations(app)
-        self.middleware = TokenGuardWSGI(app.wsgi_app, self.guard, **self.options)
-        self.guard = self.middleware.core
+        if self.guard is None:
+            environ = {**os.environ, **_config_settings(app)}
+            warn_unknown_settings(environ)
+            self._made = self.guard = TokenGuard(
+                Settings.from_env(environ, **self.options), flavour="sync"
+            )
+        self.middleware = TokenGuardWSGI(app.wsgi_app, self.guard)
         app.wsgi_app = self.middleware  # type: ignore[method-assign]
         app.extensions["tokenguard"] = self.guard
         # Flask's own logger reports unhandled errors with the request URL: keep tokens out.
@@ -195,6 +208,37 @@ class _PrincipalGlobals(_AppCtxGlobals):
 
     def __contains__(self, item: str) -> bool:
         return super().__contains__(item) or (item == "user" and _principal_or_none() is not None)
+
+
+_SETTING_NAMES = frozenset(ENV_NAMES.values())
+
+
+def _config_settings(app: Flask) -> dict[str, Any]:
+    """The entries of the app's config that name tokenguard settings (or provider variables),
+    as Flask extensions read theirs.
+
+    Flask's own keys are Flask's even where Directus uses the same name: ``SESSION_COOKIE_NAME``,
+    ``_DOMAIN``, ``_PATH`` and ``_SECURE`` configure Flask's session cookie, so tokenguard's
+    session cookie takes those from the environment or keyword arguments only."""
+    flask_own = app.default_config.keys()
+    return {
+        key: _as_text(value)
+        for key, value in app.config.items()
+        if key not in flask_own
+        and (key in _SETTING_NAMES or key.startswith(("TOKENGUARD_", "AUTH_")))
+    }
+
+
+def _as_text(value: Any) -> Any:
+    # Read as the environment's text would be: True -> "true", 900 -> "900", a list of
+    # names -> "a,b"; anything else is handed over as it is (and refused if it is wrong).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return value
 
 
 def _watch_registrations(app: Flask) -> None:
