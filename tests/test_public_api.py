@@ -87,7 +87,9 @@ PUBLIC = {
         "ENDPOINTS", "Endpoint", "Operation", "Reply", "build_document", "document_body",
     },
     "tokenguard.config": {
-        "CookieSettings", "Settings", "generate_secret", "password_policy_pattern",
+        "CookieSettings", "ConfigError", "HMAC_ALGORITHMS", "MIN_SECRET_BYTES", "SameSite",
+        "Settings", "WEBSOCKET_AUTH_MODES", "generate_secret", "password_policy_pattern",
+        "unknown_settings", "warn_unknown_settings",
     },
     "tokenguard.guard": {
         "Guard", "Outcome", "Refusal",
