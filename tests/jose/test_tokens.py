@@ -13,7 +13,8 @@ import pytest
 from tests.helpers.tokens import DROP, LONG_SECRET, OTHER_SECRET, SECRET, b64, claims, mint, raw_jwt
 from tokenguard.config import Settings
 from tokenguard.errors import AuthError
-from tokenguard.jose.tokens import TokenVerifier, b64url_decode_strict, issue_access_token
+from tokenguard.jose.compact import b64url_decode_strict
+from tokenguard.jose.tokens import TokenVerifier, issue_access_token
 
 settings = Settings(secret=SECRET, leeway_ms=0)
 verifier = TokenVerifier(settings)

@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ..errors import AuthError, ConfigError
+from .compact import b64url_decode_strict, strict_json
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -189,10 +190,8 @@ def _load_pem(pem: bytes, kid: str) -> tuple[PublicKey, PrivateKey | None]:
 
 def _parse_header(raw: bytes) -> tuple[str, str] | None:
     """``(alg, kid)`` of a header we would have written, else ``None``."""
-    from .tokens import _strict_json  # one strict JSON reading for every header
-
     try:
-        header = _strict_json(raw)
+        header = strict_json(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if type(header) is not dict or not _HEADER_KEYS.issuperset(header):
@@ -370,8 +369,6 @@ class KeyRing:
     def verify(self, header_seg: str, payload_seg: str, sig_seg: str) -> AuthError | None:
         """Check an asymmetric signature: ``None`` when good, else the refusal (possibly
         :class:`KeyFetchNeeded`)."""
-        from .tokens import b64url_decode_strict
-
         raw = b64url_decode_strict(header_seg)
         parsed = None if raw is None else _parse_header(raw)
         if parsed is None:

@@ -27,9 +27,10 @@ import jwt
 
 from ..config import Settings
 from ..errors import AuthError, invalid_token, token_expired
+from .compact import DuplicateKey, b64url_decode_strict, strict_json
 from .keys import ring_of
 
-__all__ = ["TokenVerifier", "b64url_decode_strict", "hash_token", "issue_access_token"]
+__all__ = ["TokenVerifier", "hash_token", "issue_access_token"]
 
 _DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _SIG_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -37,12 +38,6 @@ _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 _INVALID = invalid_token()
 _EXPIRED = token_expired()
 
-_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_SEXTET = {byte: index for index, byte in enumerate(_B64URL_ALPHABET)}
-# Bits of the last character that encode nothing, by length mod 4; they must be zero.
-_UNUSED_BITS = {2: 0b1111, 3: 0b11}
-_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
-_PADDING = {0: b"", 2: b"==", 3: b"="}
 _HEADER_CACHE_SIZE = 64
 
 
@@ -51,62 +46,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def b64url_decode_strict(segment: str) -> bytes | None:
-    """Decode canonical, unpadded base64url, or return ``None``.
-
-    Canonical means: only ``A-Z a-z 0-9 - _``, no padding, no length that cannot occur,
-    and zero unused bits in the last character.
-    """
-    size = len(segment)
-    if not size or size % 4 == 1:
-        return None
-    try:
-        data = segment.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    # Deleting every alphabet byte must leave nothing: one C pass instead of a re-encode.
-    if data.translate(None, _B64URL_ALPHABET):
-        return None
-    if size % 4 and _SEXTET[data[-1]] & _UNUSED_BITS[size % 4]:
-        return None
-    try:
-        return binascii.a2b_base64(data.translate(_URL_TO_STD) + _PADDING[size % 4])
-    except binascii.Error:
-        return None
-
-
 def _lenient_payload(segment: str) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
-
-
-class _Duplicate(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _Duplicate("duplicate key")
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Made once: json.loads with hooks builds a new decoder (and scanner) on every call.
-_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
-def _strict_json(raw: bytes) -> Any:
-    """``json.loads(raw, object_pairs_hook=…, parse_constant=…)`` without a decoder per call."""
-    # A JSON object's text starts with '{"' in UTF-8 (no BOM, no NUL): what detect_encoding
-    # would conclude, without its several checks.
-    encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
-    return _STRICT_DECODER.decode(raw.decode(encoding, "surrogatepass"))
 
 
 def _is_int(value: Any) -> bool:
@@ -165,8 +109,8 @@ class TokenVerifier:
         if raw_payload is None:
             return self._classify_loose(payload_seg)
         try:
-            payload = _strict_json(raw_payload)
-        except _Duplicate:
+            payload = strict_json(raw_payload)
+        except DuplicateKey:
             return self._classify_loose(payload_seg)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
@@ -213,7 +157,7 @@ class TokenVerifier:
         if raw is None:
             return False
         try:
-            header = _strict_json(raw)
+            header = strict_json(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return False
         if type(header) is not dict or header.get("alg") != self._alg:
