@@ -18,13 +18,18 @@ from typing import Any, Literal
 
 from .durations import parse_duration_ms
 from .errors import ConfigError
+from .jose.keys import key_ring_for
+from .jose.policy import HMAC_ALGORITHMS, TokenPolicy
 
-__all__ = ["CookieSettings", "Settings", "generate_secret", "password_policy_pattern"]
+__all__ = [
+    "CookieSettings",
+    "Settings",
+    "generate_secret",
+    "password_policy_pattern",
+    "token_policy",
+]
 
 SameSite = Literal["lax", "strict", "none"]
-
-#: HMAC algorithms the request path verifies itself; others go through PyJWT.
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 MIN_SECRET_BYTES = 32
 
@@ -602,9 +607,30 @@ def _check_scaling_settings(settings: Settings) -> None:
     if path is not None and (not path.startswith("/") or path.endswith("/") or "?" in path):
         raise ConfigError('TOKENGUARD_JWKS_PATH must start with "/" and not end with one')
     if settings.jwt_keys:
-        from .jose.keys import key_ring_for  # loads and checks the PEMs once, at start-up
+        key_ring_for(settings.jwt_keys)  # loads and checks the PEMs once, at start-up
 
-        key_ring_for(settings.jwt_keys)
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    """What :mod:`tokenguard.jose` needs of ``settings`` to issue and verify access tokens.
+
+    The key ring is the process's one ring for these settings (shared by issuer and verifier).
+    """
+    return TokenPolicy(
+        secret=settings.secret_bytes,
+        algorithm=settings.algorithm,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        leeway_s=settings.leeway_ms / 1000,
+        require_exp=not settings.allow_tokens_without_exp,
+        max_length=settings.max_token_length,
+        accept_hmac=settings.jwt_accept_hmac,
+        keys=key_ring_for(
+            settings.jwt_keys,
+            settings.jwks_url,
+            settings.jwks_cache_ms,
+            settings.jwks_min_refetch_ms,
+        ),
+    )
 
 
 def _check_account_settings(settings: Settings) -> None:

@@ -31,7 +31,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.guard.extract import Extracted, Extractor
 from tokenguard.jose.compact import b64url_decode_strict, no_constants, no_duplicates, strict_json
 from tokenguard.jose.tokens import TokenVerifier
@@ -60,7 +60,7 @@ CONFIGS = [
     ),
 ]
 RING = len(CONFIGS) - 1
-VERIFIERS = [TokenVerifier(s) for s in CONFIGS]
+VERIFIERS = [TokenVerifier(token_policy(s)) for s in CONFIGS]
 
 
 class _FrozenDatetime(datetime):

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -46,9 +46,6 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 from ..errors import AuthError, ConfigError
 from .compact import b64url_decode_strict, strict_json
 
-if TYPE_CHECKING:
-    from ..config import Settings
-
 __all__ = [
     "KeyFetchNeeded",
     "KeyRing",
@@ -56,7 +53,6 @@ __all__ = [
     "VerificationKey",
     "algorithm_for",
     "key_ring_for",
-    "ring_of",
 ]
 
 log = logging.getLogger("tokenguard.keys")
@@ -421,11 +417,3 @@ def key_ring_for(
         )
     return ring
 
-
-def ring_of(settings: Settings) -> KeyRing | None:
-    """The key ring ``settings`` describe (see :func:`key_ring_for`)."""
-    if not settings.jwt_keys and not settings.jwks_url:
-        return None
-    return key_ring_for(
-        settings.jwt_keys, settings.jwks_url, settings.jwks_cache_ms, settings.jwks_min_refetch_ms
-    )

@@ -25,10 +25,9 @@ from typing import Any
 
 import jwt
 
-from ..config import Settings
 from ..errors import AuthError, invalid_token, token_expired
 from .compact import DuplicateKey, b64url_decode_strict, strict_json
-from .keys import ring_of
+from .policy import TokenPolicy
 
 __all__ = ["TokenVerifier", "hash_token", "issue_access_token"]
 
@@ -63,7 +62,8 @@ def _is_number(value: Any) -> bool:
 
 
 class TokenVerifier:
-    """Strict verification of our HMAC-signed access tokens.
+    """Strict verification of our HMAC-signed access tokens under a :class:`TokenPolicy`
+    (asymmetric ones go to the policy's key ring).
 
     :meth:`verify` returns the claims, an :class:`AuthError`, or ``None`` when the token is
     not one of ours (then it is a static-token candidate).
@@ -82,23 +82,26 @@ class TokenVerifier:
         "_good_headers",
         "_mac",
         "keys",
+        "policy",
     )
 
-    def __init__(self, settings: Settings) -> None:
-        self._key = settings.secret_bytes
+    def __init__(self, policy: TokenPolicy) -> None:
+        self.policy = policy
+        # The policy's values copied into slots: the hot path reads attributes, not a chain.
+        self._key = policy.secret
         # With the HMAC secret retired (or absent: verify-only), no HS header is good.
-        self._alg = settings.algorithm if settings.jwt_accept_hmac else ""
-        self._digest = _DIGESTS[settings.algorithm]
-        self._sig_len = _SIG_LEN[settings.algorithm]
-        self.issuer = settings.issuer
-        self.audience = settings.audience
-        self.leeway = settings.leeway_ms / 1000
-        self.require_exp = not settings.allow_tokens_without_exp
-        self.max_length = settings.max_token_length
+        self._alg = policy.algorithm if policy.accept_hmac else ""
+        self._digest = _DIGESTS[policy.algorithm]
+        self._sig_len = _SIG_LEN[policy.algorithm]
+        self.issuer = policy.issuer
+        self.audience = policy.audience
+        self.leeway = policy.leeway_s
+        self.require_exp = policy.require_exp
+        self.max_length = policy.max_length
         self._good_headers: set[str] = set()
         self._mac = hmac.new(self._key, digestmod=self._digest)
         #: Asymmetric keys by kid (tokenguard.jose.keys), or None: only the HMAC path exists.
-        self.keys = ring_of(settings)
+        self.keys = policy.keys
 
     def verify(self, token: str, now: float) -> dict[str, Any] | AuthError | None:
         """Verify ``token`` at Unix time ``now``."""
@@ -215,7 +218,7 @@ class TokenVerifier:
 
 
 def issue_access_token(
-    settings: Settings,
+    policy: TokenPolicy,
     *,
     user_id: str | None,
     role: str | None,
@@ -226,7 +229,8 @@ def issue_access_token(
     session: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Sign an access token with Directus's claims, in Directus's order."""
+    """Sign an access token with Directus's claims, in Directus's order: with the policy's
+    active asymmetric key if it has one, else with its HMAC secret."""
     iat = int(now)
     payload: dict[str, Any] = {}
     if user_id is not None:
@@ -240,11 +244,10 @@ def issue_access_token(
         payload.update(extra)
     payload["iat"] = iat
     payload["exp"] = iat + ttl_ms // 1000
-    payload["iss"] = settings.issuer
-    if settings.audience is not None:
-        payload["aud"] = settings.audience
-    if settings.jwt_keys:
-        ring = ring_of(settings)
-        if ring is not None and ring.active is not None:
-            return ring.active.sign(payload)
-    return jwt.encode(payload, settings.secret_bytes, algorithm=settings.algorithm)
+    payload["iss"] = policy.issuer
+    if policy.audience is not None:
+        payload["aud"] = policy.audience
+    ring = policy.keys
+    if ring is not None and ring.active is not None:
+        return ring.active.sign(payload)
+    return jwt.encode(payload, policy.secret, algorithm=policy.algorithm)
