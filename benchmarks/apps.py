@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 
 from tokenguard import Settings, TokenGuard, TokenGuardMiddleware, User
+from tokenguard.config import token_policy
 from tokenguard.jose.tokens import hash_token, issue_access_token
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
@@ -30,7 +31,7 @@ SETTINGS = Settings(secret=SECRET, issuer=ISSUER)
 def directus_token(user_id: str | None = None, *, ttl_s: int = 3600) -> str:
     """A Directus-shaped HS256 access token (id, role, app/admin access, iat, exp, iss)."""
     return issue_access_token(
-        SETTINGS,
+        token_policy(SETTINGS),
         user_id=user_id or str(uuid.uuid4()),
         role=ROLE,
         app_access=True,

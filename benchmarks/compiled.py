@@ -35,13 +35,14 @@ _WORKLOAD = r'''
 import asyncio, sys, time
 from benchmarks import apps
 import tokenguard.jose.tokens as tokens
+from tokenguard.config import token_policy
 
 kind, n = sys.argv[1], int(sys.argv[2])
 N = 2000
 now = time.time()
 fresh = [apps.directus_token() for _ in range(N + 1)]
 if kind == "verify":
-    verifier = tokens.TokenVerifier(apps.SETTINGS)
+    verifier = tokens.TokenVerifier(token_policy(apps.SETTINGS))
     verifier.verify(fresh[N], now)
     for token in fresh[:n]:
         verifier.verify(token, now)

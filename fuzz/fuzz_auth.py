@@ -38,7 +38,7 @@ from argon2 import PasswordHasher
 with atheris.instrument_imports(include=["tokenguard"]):
     from tokenguard.app import TokenGuard
     from tokenguard.auth.passwords import Passwords
-    from tokenguard.config import Settings
+    from tokenguard.config import Settings, token_policy
     from tokenguard.errors import AuthError
     from tokenguard.guard.extract import Extractor, parse_cookie
     from tokenguard.http.body import parse_json_body, validate_login
@@ -52,7 +52,7 @@ NOW = 1_800_000_000.0
 FAST = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 SETTINGS = Settings(secret=SECRET, login_stall_ms=0, audience=None)
-VERIFIER = TokenVerifier(SETTINGS)
+VERIFIER = TokenVerifier(token_policy(SETTINGS))
 EXTRACTOR = Extractor(("access_token",), "directus_session_token")
 
 _users = MemoryUserStore()

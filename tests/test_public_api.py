@@ -89,7 +89,7 @@ PUBLIC = {
     "tokenguard.config": {
         "CookieSettings", "ConfigError", "HMAC_ALGORITHMS", "MIN_SECRET_BYTES", "SameSite",
         "Settings", "WEBSOCKET_AUTH_MODES", "generate_secret", "password_policy_pattern",
-        "unknown_settings", "warn_unknown_settings",
+        "token_policy", "unknown_settings", "warn_unknown_settings",
     },
     "tokenguard.guard": {
         "Guard", "Outcome", "Refusal",

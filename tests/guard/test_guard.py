@@ -10,7 +10,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from tests.helpers.tokens import OTHER_SECRET, SECRET, mint
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.flow import run_sync
 from tokenguard.guard.decide import Guard, Refusal
 from tokenguard.jose.tokens import hash_token, issue_access_token
@@ -101,7 +101,7 @@ def test_token_over_the_limit_is_refused_before_parsing() -> None:
 
 def session_jwt(session: str, user: str = "u1", **kw: object) -> str:
     return issue_access_token(
-        Settings(secret=SECRET), user_id=user, role="r", app_access=True, admin_access=False,
+        token_policy(Settings(secret=SECRET)), user_id=user, role="r", app_access=True, admin_access=False,
         ttl_ms=60_000, now=time.time(), session=session, **kw,  # type: ignore[arg-type]
     )
 

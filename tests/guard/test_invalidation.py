@@ -14,7 +14,7 @@ import pytest
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.tokens import SECRET
 from tokenguard.app import TokenGuard
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.errors import AuthError
 from tokenguard.flow import run_async, run_sync
 from tokenguard.guard.decide import Refusal
@@ -54,7 +54,7 @@ def login(core: TokenGuard, store: RedisSessionStore, user: str = "u1") -> tuple
     now_ms = int(now * 1000)
     store.create(SessionRecord(refresh_token_key(refresh), refresh[:22], user, now_ms + 600_000, now_ms))
     jwt = issue_access_token(
-        core.settings, user_id=user, role="r", app_access=True, admin_access=False,
+        token_policy(core.settings), user_id=user, role="r", app_access=True, admin_access=False,
         ttl_ms=600_000, now=now, session=refresh,
     )  # fmt: skip
     return jwt, refresh

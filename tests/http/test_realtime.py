@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.helpers.auth import EMAIL, FAST, NOW, PASSWORD, ROLE, SECRET, USER_ID, Clock, make_user
 from tokenguard.app import TokenGuard
 from tokenguard.auth.service import ClientInfo
+from tokenguard.config import token_policy
 from tokenguard.errors import AuthError
 from tokenguard.flow import run_sync
 from tokenguard.http.realtime import (
@@ -76,7 +77,7 @@ class World:
             "now": self.clock(),
         }
         values.update(changes)
-        return issue_access_token(self.core.settings, **values)
+        return issue_access_token(token_policy(self.core.settings), **values)
 
 
 def _hash(token: str) -> str:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.tokens import SECRET, claims
 from tokenguard.app import TokenGuard
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.errors import AuthError, ConfigError
 from tokenguard.flow import run_sync
 from tokenguard.guard.decide import Refusal
@@ -70,7 +70,7 @@ def settings_for(active: str | None, *kids: str, **more: Any) -> Settings:
 
 def issue(settings: Settings, **extra: Any) -> str:
     return issue_access_token(
-        settings,
+        token_policy(settings),
         user_id="u1",
         role="editor",
         app_access=True,
@@ -91,7 +91,7 @@ def test_active_key_signs_with_its_kid_and_pinned_algorithm(kid: str) -> None:
     settings = settings_for(kid, kid)
     token = issue(settings)
     assert header_of(token) == {"alg": ALGS[kid], "kid": kid, "typ": "JWT"}
-    result = TokenVerifier(settings).verify(token, time.time())
+    result = TokenVerifier(token_policy(settings)).verify(token, time.time())
     assert isinstance(result, dict) and result["id"] == "u1" and result["role"] == "editor"
     # PyJWT, given only the public key, agrees.
     decoded = jwt.decode(token, KEYS[kid].public_key(), algorithms=[ALGS[kid]], issuer="directus")
@@ -105,23 +105,23 @@ def test_rotation_accepts_old_tokens_until_the_old_key_is_removed() -> None:
     during = settings_for("ed", "rsa", "ed")
     new_token = issue(during)
     assert header_of(new_token)["kid"] == "ed"
-    verifier = TokenVerifier(during)
+    verifier = TokenVerifier(token_policy(during))
     for token in (old_token, new_token):
         assert isinstance(verifier.verify(token, time.time()), dict)
     # Processes still on the old ring, once they know the new key, accept both as well.
-    assert isinstance(TokenVerifier(settings_for("rsa", "rsa", "ed")).verify(new_token, time.time()), dict)
+    assert isinstance(TokenVerifier(token_policy(settings_for("rsa", "rsa", "ed"))).verify(new_token, time.time()), dict)
     # Step 3: the old key is retired; its tokens are refused, the new ones still pass.
     after = settings_for("ed", "ed")
-    retired = TokenVerifier(after).verify(old_token, time.time())
+    retired = TokenVerifier(token_policy(after)).verify(old_token, time.time())
     assert isinstance(retired, AuthError) and (retired.status, retired.code) == (403, "INVALID_TOKEN")
-    assert isinstance(TokenVerifier(after).verify(new_token, time.time()), dict)
+    assert isinstance(TokenVerifier(token_policy(after)).verify(new_token, time.time()), dict)
 
 
 def test_hmac_tokens_pass_until_hmac_is_retired() -> None:
     plain = Settings(secret=SECRET)
     hs_token = issue(plain)
-    assert isinstance(TokenVerifier(settings_for("ec", "ec")).verify(hs_token, time.time()), dict)
-    closed = TokenVerifier(settings_for("ec", "ec", jwt_accept_hmac=False)).verify(hs_token, time.time())
+    assert isinstance(TokenVerifier(token_policy(settings_for("ec", "ec"))).verify(hs_token, time.time()), dict)
+    closed = TokenVerifier(token_policy(settings_for("ec", "ec", jwt_accept_hmac=False))).verify(hs_token, time.time())
     assert isinstance(closed, AuthError) and closed.code == "INVALID_TOKEN"
 
 
@@ -144,13 +144,13 @@ def test_public_key_as_hmac_secret_is_refused(kid: str) -> None:
     sig = base64.urlsafe_b64encode(
         hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     ).rstrip(b"=").decode()
-    result = TokenVerifier(settings).verify(f"{signing_input}.{sig}", time.time())
+    result = TokenVerifier(token_policy(settings)).verify(f"{signing_input}.{sig}", time.time())
     assert isinstance(result, AuthError) and result.code == "INVALID_TOKEN"
 
 
 def test_algorithm_is_pinned_to_the_key_type() -> None:
     settings = settings_for("rsa", "rsa", "ec")
-    verifier = TokenVerifier(settings)
+    verifier = TokenVerifier(token_policy(settings))
     # An EC signature presented under the RSA key's kid, and vice versa.
     wrong_kid = _forge({"kid": "rsa"}, EC, "ES256")
     wrong_alg = _forge({"kid": "ec"}, RSA, "RS256")
@@ -167,13 +167,13 @@ def test_extra_header_fields_are_refused() -> None:
     settings = settings_for("ec", "ec")
     for extra in ({"jku": "https://evil.example/jwks"}, {"crit": ["exp"]}, {"typ": "at+jwt"}):
         token = _forge({"kid": "ec", **extra}, EC, "ES256")
-        result = TokenVerifier(settings).verify(token, time.time())
+        result = TokenVerifier(token_policy(settings)).verify(token, time.time())
         assert isinstance(result, AuthError) and result.code == "INVALID_TOKEN"
 
 
 def test_claims_are_checked_as_for_hmac_tokens() -> None:
     settings = settings_for("ed", "ed")
-    verifier = TokenVerifier(settings)
+    verifier = TokenVerifier(token_policy(settings))
     expired = _forge({"kid": "ed"}, ED, "EdDSA")
     payload = claims(exp=int(time.time()) - 60)
     expired = jwt.encode(payload, ED, algorithm="EdDSA", headers={"kid": "ed"})
@@ -204,7 +204,7 @@ def test_any_one_character_change_is_refused(position: int, replacement: str, ki
     if token[index] == replacement:
         return
     tampered = token[:index] + replacement + token[index + 1 :]
-    result = TokenVerifier(settings).verify(tampered, time.time())
+    result = TokenVerifier(token_policy(settings)).verify(tampered, time.time())
     assert not isinstance(result, dict)
 
 
@@ -214,7 +214,7 @@ def test_arbitrary_headers_never_pass(header: dict[str, Any]) -> None:
     settings = settings_for("ec", "ec")
     seg = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
     token = f"{seg(header)}.{seg(claims())}.{seg({'sig': 1})}"
-    result = TokenVerifier(settings).verify(token, time.time())
+    result = TokenVerifier(token_policy(settings)).verify(token, time.time())
     assert isinstance(result, AuthError) and result.code == "INVALID_TOKEN"
 
 
@@ -244,7 +244,7 @@ def test_keys_file_with_relative_pem_files(tmp_path: Path) -> None:
     settings = Settings(secret=SECRET, jwt_keys=str(config))
     token = issue(settings)
     assert header_of(token)["kid"] == "k1"
-    assert isinstance(TokenVerifier(settings).verify(token, time.time()), dict)
+    assert isinstance(TokenVerifier(token_policy(settings)).verify(token, time.time()), dict)
 
 
 @pytest.mark.parametrize(

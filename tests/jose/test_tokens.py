@@ -11,12 +11,13 @@ import jwt
 import pytest
 
 from tests.helpers.tokens import DROP, LONG_SECRET, OTHER_SECRET, SECRET, b64, claims, mint, raw_jwt
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.errors import AuthError
-from tokenguard.jose.tokens import TokenVerifier, b64url_decode_strict, issue_access_token
+from tokenguard.jose.compact import b64url_decode_strict
+from tokenguard.jose.tokens import TokenVerifier, issue_access_token
 
 settings = Settings(secret=SECRET, leeway_ms=0)
-verifier = TokenVerifier(settings)
+verifier = TokenVerifier(token_policy(settings))
 
 
 def code(result: object) -> str:
@@ -64,12 +65,12 @@ def test_other_hmac_algorithm_is_refused_when_pinned() -> None:
     # Directus accepts HS384/HS512 too; we pin the configured one.
     assert code(verifier.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "INVALID_TOKEN"
     assert code(verifier.verify(mint(LONG_SECRET, algorithm="HS384"), time.time())) == "INVALID_TOKEN"
-    long_verifier = TokenVerifier(Settings(secret=LONG_SECRET))
+    long_verifier = TokenVerifier(token_policy(Settings(secret=LONG_SECRET)))
     assert code(long_verifier.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "INVALID_TOKEN"
 
 
 def test_configured_algorithm_is_honoured() -> None:
-    v = TokenVerifier(Settings(secret=LONG_SECRET, algorithm="HS512"))
+    v = TokenVerifier(token_policy(Settings(secret=LONG_SECRET, algorithm="HS512")))
     assert code(v.verify(mint(LONG_SECRET, algorithm="HS512"), time.time())) == "OK"
     assert code(v.verify(mint(LONG_SECRET, algorithm="HS256"), time.time())) == "INVALID_TOKEN"
 
@@ -80,7 +81,7 @@ def test_not_yet_valid_and_future_iat() -> None:
 
 
 def test_leeway_applies() -> None:
-    v = TokenVerifier(Settings(secret=SECRET, leeway_ms=5000))
+    v = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=5000)))
     now = time.time()
     assert code(v.verify(mint(exp=int(now) - 3), now)) == "OK"
     assert code(v.verify(mint(exp=int(now) - 30), now)) == "TOKEN_EXPIRED"
@@ -107,7 +108,7 @@ def test_missing_directus_claims_is_invalid_token() -> None:
 
 def test_missing_exp_refused_by_default() -> None:
     assert code(verifier.verify(mint(exp=DROP), time.time())) == "INVALID_TOKEN"
-    lax = TokenVerifier(Settings(secret=SECRET, allow_tokens_without_exp=True))
+    lax = TokenVerifier(token_policy(Settings(secret=SECRET, allow_tokens_without_exp=True)))
     assert code(lax.verify(mint(exp=DROP), time.time())) == "OK"
 
 
@@ -121,7 +122,7 @@ def test_malformed_claim_types() -> None:
 
 def test_audience() -> None:
     assert code(verifier.verify(mint(aud="api"), time.time())) == "INVALID_TOKEN"
-    v = TokenVerifier(Settings(secret=SECRET, audience="api"))
+    v = TokenVerifier(token_policy(Settings(secret=SECRET, audience="api")))
     assert code(v.verify(mint(aud="api"), time.time())) == "OK"
     assert code(v.verify(mint(aud=["x", "api"]), time.time())) == "OK"
     assert code(v.verify(mint(aud="web"), time.time())) == "INVALID_TOKEN"
@@ -183,7 +184,7 @@ def test_oversized_token_is_not_parsed() -> None:
 
 def test_issued_tokens_match_directus_shape() -> None:
     token = issue_access_token(
-        settings, user_id="u1", role="r1", app_access=True, admin_access=False, ttl_ms=900_000, now=1_720_000_000.7
+        token_policy(settings), user_id="u1", role="r1", app_access=True, admin_access=False, ttl_ms=900_000, now=1_720_000_000.7
     )
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
     body = base64.urlsafe_b64decode(token.split(".")[1] + "==")
@@ -192,7 +193,7 @@ def test_issued_tokens_match_directus_shape() -> None:
         b'"iat":1720000000,"exp":1720000900,"iss":"directus"}'
     )
     session = issue_access_token(
-        settings, user_id="u1", role=None, app_access=False, admin_access=False, ttl_ms=86_400_000,
+        token_policy(settings), user_id="u1", role=None, app_access=False, admin_access=False, ttl_ms=86_400_000,
         now=time.time(), session="s" * 64,
     )
     decoded = jwt.decode(session, SECRET, algorithms=["HS256"], issuer="directus")
@@ -202,5 +203,5 @@ def test_issued_tokens_match_directus_shape() -> None:
 @pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
 def test_own_tokens_verify(alg: str) -> None:
     s = Settings(secret=LONG_SECRET, algorithm=alg)
-    token = issue_access_token(s, user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
-    assert code(TokenVerifier(s).verify(token, time.time())) == "OK"
+    token = issue_access_token(token_policy(s), user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
+    assert code(TokenVerifier(token_policy(s)).verify(token, time.time())) == "OK"

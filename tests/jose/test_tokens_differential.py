@@ -31,9 +31,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
-from tokenguard.config import Settings
+from tokenguard.config import Settings, token_policy
 from tokenguard.guard.extract import Extracted, Extractor
-from tokenguard.jose.tokens import TokenVerifier, _strict_json, b64url_decode_strict
+from tokenguard.jose.compact import b64url_decode_strict, no_constants, no_duplicates, strict_json
+from tokenguard.jose.tokens import TokenVerifier
 
 SECRET = "tg-diff-9Hq2Wm5Zr8Kp3Xv6Nb1Ty4Lc7Df0Gs-JuEo_Ia" + "-Vx3Bn7Mq1Wz5Kt9Pr2Ly6Hc4Jd8Fs0Ag"
 WRONG = "tg-diff-wrong-Pq8Rs7Tu6Vw5Xy4Za3Bc2De1Fg0Hi9Jk"
@@ -59,7 +60,7 @@ CONFIGS = [
     ),
 ]
 RING = len(CONFIGS) - 1
-VERIFIERS = [TokenVerifier(s) for s in CONFIGS]
+VERIFIERS = [TokenVerifier(token_policy(s)) for s in CONFIGS]
 
 
 class _FrozenDatetime(datetime):
@@ -388,9 +389,7 @@ def test_b64url_decode_strict_matches_reference(segment: str) -> None:
 
 
 def _reference_json(raw: bytes) -> Any:
-    from tokenguard.jose.tokens import _no_constants, _no_duplicates
-
-    return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    return json.loads(raw, object_pairs_hook=no_duplicates, parse_constant=no_constants)
 
 
 def _outcome(fn: Any, raw: bytes) -> Any:
@@ -418,7 +417,7 @@ def _outcome(fn: Any, raw: bytes) -> Any:
 )
 @settings(max_examples=300)
 def test_strict_json_matches_json_loads(raw: bytes) -> None:
-    assert _outcome(_strict_json, raw) == _outcome(_reference_json, raw)
+    assert _outcome(strict_json, raw) == _outcome(_reference_json, raw)
 
 
 # --- the extractor's Bearer shortcut never disagrees with the full extraction -------------

@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers.auth import FAST, ROLE, SECRET, USER_ID, make_user
 from tokenguard import TokenGuard, TokenGuardMiddleware
+from tokenguard.config import token_policy
 from tokenguard.jose.tokens import issue_access_token
 from tokenguard.shells.asgi_ws import WebSocketClosed
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
@@ -46,7 +47,7 @@ def make_core(**settings: Any) -> TokenGuard:
 
 def token(core: TokenGuard, ttl_s: float = 900) -> str:
     return issue_access_token(
-        core.settings,
+        token_policy(core.settings),
         user_id=USER_ID,
         role=ROLE,
         app_access=True,

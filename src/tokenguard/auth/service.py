@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..config import Settings
+from ..config import Settings, token_policy
 from ..errors import (
     AuthError,
     invalid_credentials,
@@ -180,6 +180,8 @@ class AuthService:
         audit: Audit | None = None,
     ) -> None:
         self.settings = settings
+        #: How access tokens are signed (tokenguard.jose.policy), built once from settings.
+        self.token_policy = token_policy(settings)
         self.users = users
         self.sessions = sessions
         self.clock = clock
@@ -229,7 +231,7 @@ class AuthService:
             ttl = settings.access_token_ttl_ms
             session = None
         access = issue_access_token(
-            settings,
+            self.token_policy,
             user_id=user.id,
             role=user.role,
             app_access=user.app_access,

@@ -14,8 +14,10 @@ variables. The parsers (:mod:`.parsers`) are shared with the provider variables.
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..jose.policy import HMAC_ALGORITHMS
 from .parsers import SameSite, password_policy_pattern
-from .secret import HMAC_ALGORITHMS, MIN_SECRET_BYTES, generate_secret
+from .policy import token_policy
+from .secret import MIN_SECRET_BYTES, generate_secret
 from .settings import WEBSOCKET_AUTH_MODES, CookieSettings, Settings
 from .unknown import unknown_settings, warn_unknown_settings
 
@@ -29,6 +31,7 @@ __all__ = [
     "Settings",
     "generate_secret",
     "password_policy_pattern",
+    "token_policy",
     "unknown_settings",
     "warn_unknown_settings",
 ]

@@ -7,10 +7,9 @@ import secrets
 
 from ..errors import ConfigError
 
-__all__ = ["HMAC_ALGORITHMS", "MIN_SECRET_BYTES", "check_secret", "generate_secret"]
+__all__ = ["MIN_SECRET_BYTES", "check_secret", "generate_secret"]
 
 #: HMAC algorithms the request path verifies itself; others go through PyJWT.
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 MIN_SECRET_BYTES = 32
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError
+from ..jose.keys import key_ring_for
+from ..jose.policy import HMAC_ALGORITHMS
 from .declare import Declared, declared_settings, setting
 from .parsers import (
     SameSite,
@@ -36,7 +38,7 @@ from .parsers import (
     as_size,
     password_policy_pattern,
 )
-from .secret import HMAC_ALGORITHMS, check_secret, generate_secret
+from .secret import check_secret, generate_secret
 
 __all__ = [
     "ENV_NAMES",
@@ -799,9 +801,7 @@ def _check_scaling_settings(settings: Settings) -> None:
     if path is not None and (not path.startswith("/") or path.endswith("/") or "?" in path):
         raise ConfigError('TOKENGUARD_JWKS_PATH must start with "/" and not end with one')
     if settings.jwt_keys:
-        from ..jose.keys import key_ring_for  # loads and checks the PEMs once, at start-up
-
-        key_ring_for(settings.jwt_keys)
+        key_ring_for(settings.jwt_keys)  # loads and checks the PEMs once, at start-up
 
 
 _CHECKS = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, token_policy
 from ..errors import AuthError, invalid_credentials, invalid_token, service_unavailable
 from ..flow import Call, Flow
 from ..jose.keys import KeyFetchNeeded
@@ -77,7 +77,7 @@ class Guard:
         self.sessions = sessions
         self.clock = clock
         self.extractor = Extractor(settings.query_params, settings.session_cookie_name)
-        self.verifier = TokenVerifier(settings)
+        self.verifier = TokenVerifier(token_policy(settings))
         self.cache = TokenCache(settings.token_cache_size)
         #: Session checks cached across requests, invalidated over Redis pub/sub
         #: (tokenguard.guard.invalidation); set by the core when the session store is Redis.

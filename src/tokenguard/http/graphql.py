@@ -560,7 +560,7 @@ class GraphQLRoutes:
         if user is None or user.status != "active":
             raise invalid_credentials()
         jwt = issue_access_token(
-            self.settings,
+            service.token_policy,
             user_id=user.id,
             role=user.role,
             app_access=user.app_access,

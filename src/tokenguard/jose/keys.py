@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -44,9 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ..errors import AuthError, ConfigError
-
-if TYPE_CHECKING:
-    from ..config import Settings
+from .compact import b64url_decode_strict, strict_json
 
 __all__ = [
     "KeyFetchNeeded",
@@ -55,7 +53,6 @@ __all__ = [
     "VerificationKey",
     "algorithm_for",
     "key_ring_for",
-    "ring_of",
 ]
 
 log = logging.getLogger("tokenguard.keys")
@@ -189,10 +186,8 @@ def _load_pem(pem: bytes, kid: str) -> tuple[PublicKey, PrivateKey | None]:
 
 def _parse_header(raw: bytes) -> tuple[str, str] | None:
     """``(alg, kid)`` of a header we would have written, else ``None``."""
-    from .tokens import _strict_json  # one strict JSON reading for every header
-
     try:
-        header = _strict_json(raw)
+        header = strict_json(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if type(header) is not dict or not _HEADER_KEYS.issuperset(header):
@@ -370,8 +365,6 @@ class KeyRing:
     def verify(self, header_seg: str, payload_seg: str, sig_seg: str) -> AuthError | None:
         """Check an asymmetric signature: ``None`` when good, else the refusal (possibly
         :class:`KeyFetchNeeded`)."""
-        from .tokens import b64url_decode_strict
-
         raw = b64url_decode_strict(header_seg)
         parsed = None if raw is None else _parse_header(raw)
         if parsed is None:
@@ -424,11 +417,3 @@ def key_ring_for(
         )
     return ring
 
-
-def ring_of(settings: Settings) -> KeyRing | None:
-    """The key ring ``settings`` describe (see :func:`key_ring_for`)."""
-    if not settings.jwt_keys and not settings.jwks_url:
-        return None
-    return key_ring_for(
-        settings.jwt_keys, settings.jwks_url, settings.jwks_cache_ms, settings.jwks_min_refetch_ms
-    )

@@ -25,11 +25,11 @@ from typing import Any
 
 import jwt
 
-from ..config import Settings
 from ..errors import AuthError, invalid_token, token_expired
-from .keys import ring_of
+from .compact import DuplicateKey, b64url_decode_strict, strict_json
+from .policy import TokenPolicy
 
-__all__ = ["TokenVerifier", "b64url_decode_strict", "hash_token", "issue_access_token"]
+__all__ = ["TokenVerifier", "hash_token", "issue_access_token"]
 
 _DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _SIG_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -37,12 +37,6 @@ _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 _INVALID = invalid_token()
 _EXPIRED = token_expired()
 
-_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_SEXTET = {byte: index for index, byte in enumerate(_B64URL_ALPHABET)}
-# Bits of the last character that encode nothing, by length mod 4; they must be zero.
-_UNUSED_BITS = {2: 0b1111, 3: 0b11}
-_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
-_PADDING = {0: b"", 2: b"==", 3: b"="}
 _HEADER_CACHE_SIZE = 64
 
 
@@ -51,62 +45,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def b64url_decode_strict(segment: str) -> bytes | None:
-    """Decode canonical, unpadded base64url, or return ``None``.
-
-    Canonical means: only ``A-Z a-z 0-9 - _``, no padding, no length that cannot occur,
-    and zero unused bits in the last character.
-    """
-    size = len(segment)
-    if not size or size % 4 == 1:
-        return None
-    try:
-        data = segment.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    # Deleting every alphabet byte must leave nothing: one C pass instead of a re-encode.
-    if data.translate(None, _B64URL_ALPHABET):
-        return None
-    if size % 4 and _SEXTET[data[-1]] & _UNUSED_BITS[size % 4]:
-        return None
-    try:
-        return binascii.a2b_base64(data.translate(_URL_TO_STD) + _PADDING[size % 4])
-    except binascii.Error:
-        return None
-
-
 def _lenient_payload(segment: str) -> Any:
     try:
         return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
-
-
-class _Duplicate(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _Duplicate("duplicate key")
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Made once: json.loads with hooks builds a new decoder (and scanner) on every call.
-_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-
-
-def _strict_json(raw: bytes) -> Any:
-    """``json.loads(raw, object_pairs_hook=…, parse_constant=…)`` without a decoder per call."""
-    # A JSON object's text starts with '{"' in UTF-8 (no BOM, no NUL): what detect_encoding
-    # would conclude, without its several checks.
-    encoding = "utf-8" if raw.startswith(b'{"') else json.detect_encoding(raw)
-    return _STRICT_DECODER.decode(raw.decode(encoding, "surrogatepass"))
 
 
 def _is_int(value: Any) -> bool:
@@ -119,7 +62,8 @@ def _is_number(value: Any) -> bool:
 
 
 class TokenVerifier:
-    """Strict verification of our HMAC-signed access tokens.
+    """Strict verification of our HMAC-signed access tokens under a :class:`TokenPolicy`
+    (asymmetric ones go to the policy's key ring).
 
     :meth:`verify` returns the claims, an :class:`AuthError`, or ``None`` when the token is
     not one of ours (then it is a static-token candidate).
@@ -138,23 +82,26 @@ class TokenVerifier:
         "_good_headers",
         "_mac",
         "keys",
+        "policy",
     )
 
-    def __init__(self, settings: Settings) -> None:
-        self._key = settings.secret_bytes
+    def __init__(self, policy: TokenPolicy) -> None:
+        self.policy = policy
+        # The policy's values copied into slots: the hot path reads attributes, not a chain.
+        self._key = policy.secret
         # With the HMAC secret retired (or absent: verify-only), no HS header is good.
-        self._alg = settings.algorithm if settings.jwt_accept_hmac else ""
-        self._digest = _DIGESTS[settings.algorithm]
-        self._sig_len = _SIG_LEN[settings.algorithm]
-        self.issuer = settings.issuer
-        self.audience = settings.audience
-        self.leeway = settings.leeway_ms / 1000
-        self.require_exp = not settings.allow_tokens_without_exp
-        self.max_length = settings.max_token_length
+        self._alg = policy.algorithm if policy.accept_hmac else ""
+        self._digest = _DIGESTS[policy.algorithm]
+        self._sig_len = _SIG_LEN[policy.algorithm]
+        self.issuer = policy.issuer
+        self.audience = policy.audience
+        self.leeway = policy.leeway_s
+        self.require_exp = policy.require_exp
+        self.max_length = policy.max_length
         self._good_headers: set[str] = set()
         self._mac = hmac.new(self._key, digestmod=self._digest)
         #: Asymmetric keys by kid (tokenguard.jose.keys), or None: only the HMAC path exists.
-        self.keys = ring_of(settings)
+        self.keys = policy.keys
 
     def verify(self, token: str, now: float) -> dict[str, Any] | AuthError | None:
         """Verify ``token`` at Unix time ``now``."""
@@ -165,8 +112,8 @@ class TokenVerifier:
         if raw_payload is None:
             return self._classify_loose(payload_seg)
         try:
-            payload = _strict_json(raw_payload)
-        except _Duplicate:
+            payload = strict_json(raw_payload)
+        except DuplicateKey:
             return self._classify_loose(payload_seg)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
@@ -213,7 +160,7 @@ class TokenVerifier:
         if raw is None:
             return False
         try:
-            header = _strict_json(raw)
+            header = strict_json(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return False
         if type(header) is not dict or header.get("alg") != self._alg:
@@ -271,7 +218,7 @@ class TokenVerifier:
 
 
 def issue_access_token(
-    settings: Settings,
+    policy: TokenPolicy,
     *,
     user_id: str | None,
     role: str | None,
@@ -282,7 +229,8 @@ def issue_access_token(
     session: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Sign an access token with Directus's claims, in Directus's order."""
+    """Sign an access token with Directus's claims, in Directus's order: with the policy's
+    active asymmetric key if it has one, else with its HMAC secret."""
     iat = int(now)
     payload: dict[str, Any] = {}
     if user_id is not None:
@@ -296,11 +244,10 @@ def issue_access_token(
         payload.update(extra)
     payload["iat"] = iat
     payload["exp"] = iat + ttl_ms // 1000
-    payload["iss"] = settings.issuer
-    if settings.audience is not None:
-        payload["aud"] = settings.audience
-    if settings.jwt_keys:
-        ring = ring_of(settings)
-        if ring is not None and ring.active is not None:
-            return ring.active.sign(payload)
-    return jwt.encode(payload, settings.secret_bytes, algorithm=settings.algorithm)
+    payload["iss"] = policy.issuer
+    if policy.audience is not None:
+        payload["aud"] = policy.audience
+    ring = policy.keys
+    if ring is not None and ring.active is not None:
+        return ring.active.sign(payload)
+    return jwt.encode(payload, policy.secret, algorithm=policy.algorithm)
