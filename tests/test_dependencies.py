@@ -21,7 +21,6 @@ EXTRA_OF = {
     "django": "django",
     "asgiref": "django",
     "fastapi": "fastapi",
-    "pyotp": "totp",
     "httpx": "client",
     "authlib": "sso",
     "joserfc": "sso",
@@ -97,3 +96,41 @@ def test_the_table_of_extras_matches_pyproject() -> None:
     for dist, extra in EXTRA_OF.items():
         assert dist in extras[extra], f"the {extra} extra should declare {dist}"
         assert dist not in base, f"{dist} is optional: it belongs in an extra, not the base"
+
+
+@pytest.mark.parametrize(
+    ("code", "blocked", "message"),
+    [
+        ("import tokenguard.integrations.flask", "flask",
+         "tokenguard.integrations.flask needs Flask: pip install 'tokenguard[flask]'"),
+        ("import tokenguard.integrations.fastapi", "fastapi",
+         "tokenguard.integrations.fastapi needs FastAPI: pip install 'tokenguard[fastapi]'"),
+        ("import tokenguard.stores.sqlalchemy", "sqlalchemy",
+         "tokenguard.stores.sqlalchemy needs SQLAlchemy: pip install 'tokenguard[sqlalchemy]'"),
+        ("import tokenguard.http.graphql", "graphql",
+         "tokenguard's GraphQL endpoints needs graphql-core: pip install 'tokenguard[graphql]'"),
+        ("from tokenguard.stores.pg_driver import require_psycopg; require_psycopg()", "psycopg",
+         "DB_CLIENT=pg needs psycopg 3: pip install 'tokenguard[pg]'"),
+        ("from tokenguard.auth.legacy_hashes import verify_legacy;"
+         " verify_legacy('$2b$12$' + 'a' * 53, b'pw')", "bcrypt",
+         "verifying bcrypt password hashes needs bcrypt: pip install 'tokenguard[bcrypt]'"),
+        ("from tokenguard import TokenGuard; TokenGuard(secret=" + repr("s" * 20 + "K9x-Q2w_E7r!T4y") + ", dev=True)",
+         "pyotp", "two-factor authentication needs pyotp: pip install 'tokenguard[totp]'"),
+    ],
+)
+def test_a_missing_optional_package_is_named_with_its_extra(code: str, blocked: str, message: str) -> None:
+    import subprocess
+
+    script = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from tokenguard.errors import ConfigError, MissingExtra\n"
+        "try:\n"
+        + "".join(f"    {line.strip()}\n" for line in code.split(";"))
+        + "except MissingExtra as exc:\n"
+        "    assert isinstance(exc, ImportError) and isinstance(exc, ConfigError)\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.stdout.strip() == message, out.stderr

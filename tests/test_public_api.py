@@ -51,7 +51,7 @@ PUBLIC = {
         "LOGGERS", "RedactingFilter", "install_log_redaction", "redaction_filter",
     },
     "tokenguard.errors": {
-        "AuthError", "ConfigError", "forbidden", "invalid_credentials", "invalid_otp",
+        "AuthError", "ConfigError", "MissingExtra", "forbidden", "invalid_credentials", "invalid_otp",
         "invalid_payload", "invalid_token", "method_not_allowed", "requests_exceeded",
         "route_not_found", "service_unavailable", "token_expired", "user_suspended",
     },

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import Settings, generate_secret
-from .errors import ConfigError
+from .errors import ConfigError, MissingExtra
 from .logs.audit import EVENTS, AuditStore
 from .stores import select
 from .stores.base import SessionStore, StoreUnavailable, User, UserStore
@@ -422,7 +422,7 @@ def _enrol(ctx: _Context, user: User, verb: str) -> int:
     try:
         import pyotp
     except ImportError:
-        raise CommandError("two-factor needs pyotp: pip install 'tokenguard[totp]'") from None
+        raise CommandError(str(MissingExtra("two-factor", "pyotp", "totp"))) from None
     settings = _settings(ctx)
     secret = pyotp.random_base32()
     sealed = SecretBox(settings.secret_bytes).seal(user.id, secret)

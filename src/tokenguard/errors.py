@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "AuthError",
     "ConfigError",
+    "MissingExtra",
     "forbidden",
     "invalid_credentials",
     "invalid_otp",
@@ -32,6 +33,20 @@ __all__ = [
 
 class ConfigError(ValueError):
     """Raised at start-up when the configuration is unsafe or inconsistent."""
+
+
+class MissingExtra(ConfigError, ImportError):
+    """A feature used without the package its extra installs: says which extra to install.
+
+    Both a :class:`ConfigError` (a feature configured, at start-up) and an :class:`ImportError`
+    (a module imported), so either ``except`` catches it."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {package}: pip install 'tokenguard[{extra}]'")
+        #: The extra that installs it (``pip install "tokenguard[<extra>]"``).
+        self.extra = extra
+        #: The missing distribution, as pip names it.
+        self.package = package
 
 
 class AuthError(Exception):

@@ -21,6 +21,8 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
+from ..errors import MissingExtra
+
 __all__ = ["is_legacy_hash", "verify_legacy"]
 
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
@@ -35,11 +37,8 @@ _BCRYPT_MAX = 72
 def _bcrypt(password: bytes, stored: str) -> bool:
     try:
         import bcrypt
-    except ImportError:
-        raise RuntimeError(
-            "verifying bcrypt password hashes needs the bcrypt package: "
-            'pip install "tokenguard[bcrypt]"'
-        ) from None
+    except ImportError as exc:
+        raise MissingExtra("verifying bcrypt password hashes", "bcrypt", "bcrypt") from exc
     try:
         return bool(bcrypt.checkpw(password[:_BCRYPT_MAX], stored.encode("ascii")))
     except (ValueError, UnicodeEncodeError):

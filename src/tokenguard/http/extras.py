@@ -8,6 +8,7 @@ when sessions live in Redis, PostgreSQL when they live there, the SQLite file
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
 from ..auth.drivers.ldap import LdapLogin, ldap_logins
@@ -19,6 +20,7 @@ from ..auth.service import AuthService
 from ..auth.signed import SignedValues
 from ..auth.totp import TwoFactor
 from ..config import Settings
+from ..errors import MissingExtra
 from ..stores import select
 from ..stores.base import AsyncOnceStore, OnceStore
 from .account_routes import AccountRoutes
@@ -61,6 +63,9 @@ def build_extras(
     http: Any = None,
 ) -> Extras:
     """Build the features over ``service``'s stores and plug the TOTP check into its login."""
+    if find_spec("pyotp") is None:
+        # Without it every code would be refused after an enrolment that looked fine.
+        raise MissingExtra("two-factor authentication", "pyotp", "totp")
     settings = service.settings
     providers = load_providers(settings)
     once = once if once is not None else default_once_store(settings, sessions)

@@ -37,6 +37,14 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import (
+    AuthError,
+    MissingExtra,
+    invalid_credentials,
+    invalid_payload,
+    service_unavailable,
+)
+
 try:
     from graphql import (
         DocumentNode,
@@ -57,14 +65,11 @@ try:
         parse,
         validate,
     )
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "tokenguard's GraphQL endpoints need graphql-core: pip install 'tokenguard[graphql]'"
-    ) from exc
+except ImportError as exc:
+    raise MissingExtra("tokenguard's GraphQL endpoints", "graphql-core", "graphql") from exc
 
 from ..auth.refresh_tokens import is_refresh_token
 from ..auth.service import Credentials, Mode, Tokens
-from ..errors import AuthError, invalid_credentials, invalid_payload, service_unavailable
 from ..flow import Flow
 from ..guard.extract import parse_cookie
 from ..jose.tokens import issue_access_token

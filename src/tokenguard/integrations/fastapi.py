@@ -28,9 +28,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
+
+from ..errors import MissingExtra
+
+try:
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+except ImportError as exc:
+    raise MissingExtra("tokenguard.integrations.fastapi", "FastAPI", "fastapi") from exc
 
 from ..app import TokenGuard
 from ..errors import AuthError, forbidden, invalid_credentials

@@ -22,9 +22,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, has_request_context, request
-from flask.ctx import _AppCtxGlobals
 from werkzeug.local import LocalProxy
+
+from ..errors import MissingExtra
+
+try:
+    from flask import Flask, Response, has_request_context, request
+    from flask.ctx import _AppCtxGlobals
+except ImportError as exc:
+    raise MissingExtra("tokenguard.integrations.flask", "Flask", "flask") from exc
 
 from ..app import TokenGuard
 from ..config import Settings, warn_unknown_settings

@@ -21,6 +21,7 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..errors import MissingExtra
 from ..flow import Call, Flow, run_async, run_sync
 from .base import StoreUnavailable
 from .pg_schema import SchemaNotMigrated, schema_check
@@ -436,10 +437,8 @@ def async_db(target: str | AsyncPgDatabase) -> AsyncPgDatabase:
 def require_psycopg() -> None:
     from importlib.util import find_spec
 
-    from ..errors import ConfigError
-
     if find_spec("psycopg") is None or find_spec("psycopg_pool") is None:
-        raise ConfigError('DB_CLIENT=pg needs psycopg 3: pip install "tokenguard[pg]"')
+        raise MissingExtra("DB_CLIENT=pg", "psycopg 3", "pg")
 
 
 def check_schema_at_start(conninfo: str, *, timeout: int = 2) -> None:

@@ -37,11 +37,14 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from ..errors import ConfigError, MissingExtra
 
-from ..errors import ConfigError
+try:
+    from sqlalchemy import func, select
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+except ImportError as exc:
+    raise MissingExtra("tokenguard.stores.sqlalchemy", "SQLAlchemy", "sqlalchemy") from exc
 from .base import StoreUnavailable, User
 
 __all__ = [

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from ...errors import AuthError, invalid_credentials, service_unavailable
+from ...errors import AuthError, MissingExtra, invalid_credentials, service_unavailable
 from ...flow import Call, Flow
 from ...stores.base import User
 from ..providers import LdapConfig, Provider
@@ -116,13 +116,8 @@ class Directory:
         self.config = config
         try:
             import ldap3  # noqa: F401  (the `ldap` extra)
-        except ImportError:
-            from ...errors import ConfigError
-
-            raise ConfigError(
-                f"the ldap driver of AUTH_{name.upper()} needs ldap3: pip install "
-                "'tokenguard[ldap]'"
-            ) from None
+        except ImportError as exc:
+            raise MissingExtra(f"the ldap driver of AUTH_{name.upper()}", "ldap3", "ldap") from exc
 
     def __repr__(self) -> str:
         return f"Directory({self.name!r})"

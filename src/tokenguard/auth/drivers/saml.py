@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 from ...errors import (
     AuthError,
     ConfigError,
+    MissingExtra,
     invalid_credentials,
     invalid_payload,
     service_unavailable,
@@ -89,8 +90,8 @@ def _import_saml2() -> Any:
         import saml2.config  # type: ignore[import-untyped]
         import saml2.md  # type: ignore[import-untyped]
         import saml2.sigver  # type: ignore[import-untyped]
-    except ImportError:
-        raise ConfigError("the saml driver needs pysaml2: pip install 'tokenguard[saml]'") from None
+    except ImportError as exc:
+        raise MissingExtra("the saml driver", "pysaml2", "saml") from exc
     return saml2
 
 
