@@ -106,6 +106,7 @@ class AuthRouter:
         providers: tuple[Provider, ...] = (),
         ldap: dict[str, PasswordProvider] | None = None,
         saml: SAMLRoutes | None = None,
+        extractor: Extractor,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -186,7 +187,8 @@ class AuthRouter:
             require_origin=settings.csrf_require_origin,
         )
         self._trust_hops = settings.ip_trust_proxy
-        self._extractor = Extractor(settings.query_params, settings.session_cookie_name)
+        # The guard's own: where a request's token came from is decided in one place.
+        self._extractor = extractor
         # This API's own OpenAPI document (tokenguard.http.openapi), built on first request
         # so that it includes the GraphQL endpoints added after construction.
         self._openapi_body: bytes | None = None
