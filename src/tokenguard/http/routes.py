@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, PasswordProvider, Tokens
@@ -47,7 +47,7 @@ from .body import (
     validate_login,
 )
 from .cookies import clear_cookie, set_cookie
-from .openapi import ENDPOINTS, document_body
+from .openapi import ENDPOINTS, ServedRoute, document_body
 from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
@@ -73,18 +73,6 @@ _SAML_TAILS = {"": "saml_login", "metadata": "saml_metadata", "acs": "saml_acs",
                "logout": "saml_logout"}
 # Successful /auth replies are never cached (Directus sends the same two headers).
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
-
-
-class ServedRoute(NamedTuple):
-    """One path the router answers, with the route name and the methods it serves there
-    (empty: the route answers 404, as ``/auth/login`` under ``AUTH_DISABLE_DEFAULT``)."""
-
-    path: str
-    name: str
-    methods: frozenset[str]
-    #: The single sign-on provider of an SSO path, and its state cookie's name.
-    provider: str | None = None
-    state_cookie: str | None = None
 
 
 def _compact(data: Any) -> bytes:
