@@ -63,12 +63,15 @@ class RequestHead(Protocol):
     @property
     def authorization(self) -> str | None:
         """The deciding ``Authorization`` value (the first of several)."""
+
     @property
     def authorization_count(self) -> int:
         """How many ``Authorization`` headers the request had."""
+
     @property
     def raw_authorization(self) -> bytes | str | None:
         """The header as the shell read it (the key of the raw-header memo), or ``None``."""
+
     @property
     def query(self) -> str: ...
     @property
@@ -76,6 +79,7 @@ class RequestHead(Protocol):
     @property
     def peer(self) -> str | None:
         """The address of the connection's other end."""
+
     @property
     def scheme(self) -> str:
         """``http`` or ``https``, as the request arrived."""
@@ -219,28 +223,25 @@ class RequestPipeline:
         """The decision on an HTTP request, or the flow that reaches it."""
         if self.throttles:
             return self._throttled(request)
-        return self._authenticate(request, None)
+        return self._authenticate(request)
 
     def _throttled(self, request: RequestHead) -> Flow[Decision]:
         refusal = yield from self._throttle(request)
         if refusal is not None:
             # The URL still reaches the access log: the token goes out of it all the same.
             return self._refuse(refusal, self.strip_query(request.query))
-        principal = None
         raw = request.raw_authorization
         if raw is not None and request.authorization_count == 1:
             # Counted, so the memo may answer now (a hit means no token in the query).
             principal = self._cached_bearer(raw, request.query)
-        decision = self._authenticate(request, principal)
+            if principal is not None:
+                return self._decided(request, principal, None)
+        decision = self._authenticate(request)
         if type(decision) is GeneratorType:
             decision = yield from decision
         return decision  # type: ignore[return-value]
 
-    def _authenticate(
-        self, request: RequestHead, principal: Principal | None
-    ) -> Decision | Flow[Decision]:
-        if principal is not None:
-            return self._decided(request, principal, None)
+    def _authenticate(self, request: RequestHead) -> Decision | Flow[Decision]:
         query = request.query
         outcome = self.guard.authenticate(
             request.authorization,
@@ -288,9 +289,7 @@ class RequestPipeline:
 
     # -- WebSocket -----------------------------------------------------------------------------
 
-    def upgrade(
-        self, request: RequestHead
-    ) -> Pass | Refuse | Handshake | Flow[Pass | Refuse]:
+    def upgrade(self, request: RequestHead) -> Pass | Refuse | Handshake | Flow[Pass | Refuse]:
         """The decision on a WebSocket upgrade, or the flow that reaches it.
 
         The query token goes first (whatever follows), then the cross-site check (a browser
