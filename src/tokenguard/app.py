@@ -15,22 +15,19 @@ from typing import Any
 from .auth.hashing import shared_pool
 from .auth.mail import Mailer
 from .auth.passwords import Passwords
-from .auth.service import AuthService, ClientInfo
+from .auth.service import AuthService
 from .closing import Resources
 from .config import Settings, warn_unknown_settings
-from .errors import AuthError
-from .flow import Flow
-from .guard.csrf import SAFE_METHODS
-from .guard.decide import Guard, Outcome, Refusal
+from .guard.decide import Guard
 from .guard.invalidation import invalidation_for
-from .guard.limits import Limits, TooManyRequests, client_address
+from .guard.limits import Limits
+from .guard.pipeline import RequestPipeline
 from .http.cookies import clear_cookie
 from .http.extras import build_extras
 from .http.routes import AuthRouter
 from .logs.audit import AsyncAuditStore, Audit, AuditStore
 from .logs.filter import install_log_redaction
 from .logs.redact import Redactor
-from .principal import Principal
 from .stores import select
 from .stores.base import (
     AsyncOnceStore,
@@ -118,7 +115,6 @@ class TokenGuard:
         self.limits = Limits(settings, counter, clock=clock)
         #: Whether the shells count every request (RATE_LIMITER_ENABLED / _GLOBAL_ENABLED).
         self.throttles = self.limits.per_request
-        self._trust_hops = settings.ip_trust_proxy
         if audit is None:
             audit = select.audit_store(settings, flavour, sessions)
             if audit is not None:
@@ -146,6 +142,7 @@ class TokenGuard:
             self.auth,
             settings,
             self.guard.verifier,
+            extractor=self.guard.extractor,
             max_payload_bytes=settings.max_payload_bytes,
             account=self.extras.account,
             sso=self.extras.sso,
@@ -157,7 +154,15 @@ class TokenGuard:
             from .http.graphql import GraphQLRoutes  # needs the `graphql` extra
 
             self.router.add_graphql(GraphQLRoutes(self.router))
-        self._clear_session = clear_cookie(settings.session_cookie)
+        #: The request path, one decision per request: what the shells call.
+        self.pipeline = RequestPipeline(
+            settings,
+            self.guard,
+            self.limits,
+            self.audit,
+            self.router,
+            clear_session_cookie=clear_cookie(settings.session_cookie),
+        )
         for resource in made:  # the stores last: everything above may still use them
             self._resources.add(resource)
 
@@ -205,63 +210,3 @@ class TokenGuard:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def throttle(
-        self, peer: str | None, header: Callable[[str], str | None]
-    ) -> Flow[Refusal | None]:
-        """Count one request against Directus's app-wide limiters, before it is
-        authenticated (so that refused tokens count too): ``None`` to go on, or the 429
-        (``REQUESTS_EXCEEDED``) or 503 (limiter unreachable: fail closed) to answer.
-
-        ``header`` finds a request header by its lower-case name; it is asked for
-        ``x-forwarded-for`` (read only behind ``IP_TRUST_PROXY``), and on a refusal for the
-        audit record's ``user-agent`` and ``origin``.
-        """
-        forwarded = header("x-forwarded-for") if self._trust_hops else None
-        address = client_address(peer, forwarded, self._trust_hops)
-        try:
-            yield from self.limits.check_request(address)
-        except TooManyRequests as error:
-            if error.first:
-                client = ClientInfo(address, header("user-agent"), header("origin"))
-                yield from self.audit.emit(
-                    "throttle", "blocked", client, provider=None, reason=error.code
-                )
-            return Refusal(error)
-        except AuthError as error:
-            return Refusal(error)
-        return None
-
-    def refusal_headers(self, refusal: Refusal) -> list[tuple[str, str]]:
-        """Extra headers for a refusal: the session cookie's deletion when it was the culprit,
-        ``Retry-After`` on a 429."""
-        if refusal.clear_session_cookie:
-            return [("set-cookie", self._clear_session)]
-        if isinstance(refusal.error, TooManyRequests):
-            return [("retry-after", str(refusal.error.retry_after))]
-        return []
-
-    def csrf_refusal(
-        self,
-        method: str,
-        principal: Principal,
-        authorization: str | None,
-        query_string: str,
-        cookie: str | None,
-        origin: str | None,
-        referer: str | None,
-        host: str | None,
-        scheme: str,
-    ) -> Refusal | None:
-        """The cross-site check for an app request (see :mod:`tokenguard.guard.csrf`): only an
-        unsafe method whose credential came from the session cookie is checked."""
-        if principal.via == "public" or not cookie or method in SAFE_METHODS:
-            return None
-        found = self.guard.extractor(authorization, query_string, cookie)
-        if getattr(found, "source", None) != "cookie":
-            return None
-        error = self.router.csrf.check(method, origin, referer, host, scheme)
-        return None if error is None else Refusal(error)
-
-    def is_refusal(self, outcome: Outcome) -> bool:
-        return type(outcome) is Refusal

@@ -18,12 +18,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
-if TYPE_CHECKING:
-    from .routes import AuthRouter
+from ..config import Settings
 
-__all__ = ["ENDPOINTS", "Endpoint", "Operation", "Reply", "build_document", "document_body"]
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "Operation",
+    "Reply",
+    "RouteTable",
+    "ServedRoute",
+    "build_document",
+    "document_body",
+]
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -625,7 +633,28 @@ def _operation(
     return out
 
 
-def build_document(router: AuthRouter) -> dict[str, Any]:
+class ServedRoute(NamedTuple):
+    """One path the router answers, with the route name and the methods it serves there
+    (empty: the route answers 404, as ``/auth/login`` under ``AUTH_DISABLE_DEFAULT``)."""
+
+    path: str
+    name: str
+    methods: frozenset[str]
+    #: The single sign-on provider of an SSO path, and its state cookie's name.
+    provider: str | None = None
+    state_cookie: str | None = None
+
+
+class RouteTable(Protocol):
+    """What the document is built from (:class:`~tokenguard.http.routes.AuthRouter`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def served(self) -> list[ServedRoute]: ...
+
+
+def build_document(router: RouteTable) -> dict[str, Any]:
     """The OpenAPI 3.1 document of everything ``router`` serves, as configured."""
     settings = router.settings
     cookie_names = {
@@ -690,7 +719,7 @@ def build_document(router: AuthRouter) -> dict[str, Any]:
     return document
 
 
-def document_body(router: AuthRouter) -> bytes:
+def document_body(router: RouteTable) -> bytes:
     """:func:`build_document` as compact JSON."""
     return json.dumps(build_document(router), separators=(",", ":")).encode()
 

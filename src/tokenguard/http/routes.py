@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..auth.providers import Provider, providers_body
 from ..auth.service import AuthService, ClientInfo, Credentials, Mode, PasswordProvider, Tokens
@@ -47,7 +47,7 @@ from .body import (
     validate_login,
 )
 from .cookies import clear_cookie, set_cookie
-from .openapi import ENDPOINTS, document_body
+from .openapi import ENDPOINTS, ServedRoute, document_body
 from .saml_routes import SAMLRoutes
 from .sso_routes import SSORoutes
 from .views import RequestView, ResponseView, json_response
@@ -75,18 +75,6 @@ _SAML_TAILS = {"": "saml_login", "metadata": "saml_metadata", "acs": "saml_acs",
 _NO_CACHE = [("cache-control", "no-cache"), ("vary", "Origin, Cache-Control")]
 
 
-class ServedRoute(NamedTuple):
-    """One path the router answers, with the route name and the methods it serves there
-    (empty: the route answers 404, as ``/auth/login`` under ``AUTH_DISABLE_DEFAULT``)."""
-
-    path: str
-    name: str
-    methods: frozenset[str]
-    #: The single sign-on provider of an SSO path, and its state cookie's name.
-    provider: str | None = None
-    state_cookie: str | None = None
-
-
 def _compact(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -106,6 +94,7 @@ class AuthRouter:
         providers: tuple[Provider, ...] = (),
         ldap: dict[str, PasswordProvider] | None = None,
         saml: SAMLRoutes | None = None,
+        extractor: Extractor,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -116,6 +105,44 @@ class AuthRouter:
         # which also says which methods it serves (see _add).
         self._routes: dict[str, str] = {}
         self._methods: dict[str, frozenset[str]] = {}
+        #: Path prefixes the shells hand to :meth:`answers` (``str.startswith`` takes a tuple).
+        self.path_prefixes: tuple[str, ...] = (self.prefix,)
+        self._login_prefix = f"{self.prefix}/login/"
+        self._providers = providers
+        self._disable_default = settings.auth_disable_default
+        #: The GraphQL endpoints (tokenguard.http.graphql), when enabled: see :meth:`add_graphql`.
+        self.graphql: Any = None
+        # The order of the steps is the order of the route table (and of the OpenAPI
+        # document's paths); a later step may drop or gate what an earlier one added.
+        self._add_login_routes()
+        self._add_extra_routes(account, sso, ldap, saml)
+        if account is not None:
+            self._add_account_routes()
+        self._drop_routes_if_verify_only()
+        self._gate_logins()
+        self._jwks_body = self._add_jwks()
+        self._refresh_cookie = settings.refresh_cookie
+        self._session_cookie = settings.session_cookie
+        self._clear_refresh = clear_cookie(self._refresh_cookie)
+        self._clear_session = clear_cookie(self._session_cookie)
+        self.csrf = CsrfPolicy(
+            enabled=settings.csrf_protection,
+            trusted_origins=settings.csrf_trusted_origins,
+            public_url=settings.public_url,
+            require_origin=settings.csrf_require_origin,
+        )
+        self._trust_hops = settings.ip_trust_proxy
+        # The guard's own: where a request's token came from is decided in one place.
+        self._extractor = extractor
+        # This API's own OpenAPI document (tokenguard.http.openapi), built on first request
+        # so that it includes the GraphQL endpoints added after construction.
+        self._openapi_body: bytes | None = None
+        self._add_openapi()
+
+    # -- building the route table ------------------------------------------------------------
+
+    def _add_login_routes(self) -> None:
+        """The providers list, login, refresh and logout, under the auth prefix."""
         for path, name in (
             (self.prefix, "providers"),
             (f"{self.prefix}/login", "login"),
@@ -123,8 +150,16 @@ class AuthRouter:
             (f"{self.prefix}/logout", "logout"),
         ):
             self._add(path, name)
-        # Password reset, two-factor and single sign-on (tokenguard.http.account_routes and
-        # sso_routes). The TFA paths live outside the auth prefix, where Directus has them.
+
+    def _add_extra_routes(
+        self,
+        account: AccountRoutes | None,
+        sso: SSORoutes | None,
+        ldap: dict[str, PasswordProvider] | None,
+        saml: SAMLRoutes | None,
+    ) -> None:
+        """Password reset, two-factor and single sign-on (tokenguard.http.account_routes and
+        sso_routes); their per-provider paths are matched by :meth:`route_of`."""
         self.account = account
         self.sso = sso
         if sso is not None:
@@ -138,62 +173,58 @@ class AuthRouter:
         if saml is not None:
             for name in _SAML_TAILS.values():
                 self._methods[name] = ENDPOINTS[name].methods
-        self._providers = providers
-        self._disable_default = settings.auth_disable_default
-        self._login_prefix = f"{self.prefix}/login/"
-        #: Path prefixes the shells hand to :meth:`answers` (``str.startswith`` takes a tuple).
-        self.path_prefixes: tuple[str, ...] = (self.prefix,)
-        if account is not None:
-            tfa = settings.tfa_prefix
-            self._add(f"{self.prefix}/password/request", "password_request")
-            self._add(f"{self.prefix}/password/reset", "password_reset")
-            for action in ("generate", "enable", "disable"):
-                self._add(f"{tfa}/{action}", f"tfa_{action}")
-            self.path_prefixes = (self.prefix, tfa)
-        #: The GraphQL endpoints (tokenguard.http.graphql), when enabled: see :meth:`add_graphql`.
-        self.graphql: Any = None
-        # The public keys of TOKENGUARD_JWT_KEYS, for services that verify our tokens
-        # without the secret (tokenguard.jose.keys).
-        keys = verifier.keys
+
+    def _add_account_routes(self) -> None:
+        """Password reset under the auth prefix; the TFA paths outside it, where Directus has
+        them."""
+        tfa = self.settings.tfa_prefix
+        self._add(f"{self.prefix}/password/request", "password_request")
+        self._add(f"{self.prefix}/password/reset", "password_reset")
+        for action in ("generate", "enable", "disable"):
+            self._add(f"{tfa}/{action}", f"tfa_{action}")
+        self.path_prefixes = (self.prefix, tfa)
+
+    def _drop_routes_if_verify_only(self) -> None:
+        """With TOKENGUARD_JWKS_URL and no key of its own, this service can sign nothing: it
+        serves no auth route and the app keeps those paths."""
+        keys = self.verifier.keys
         verify_only = keys is not None and keys.remote is not None and keys.active is None
-        if verify_only and not settings.jwt_accept_hmac:
-            # TOKENGUARD_JWKS_URL and no key of its own: it can sign nothing, so it serves no
-            # auth route and the app keeps those paths.
+        if verify_only and not self.settings.jwt_accept_hmac:
             self._routes.clear()
             self._methods.clear()
             self.sso = None
             self.ldap = {}
             self.saml = None
+
+    def _gate_logins(self) -> None:
+        """The LDAP logins, when any; e-mail/password login answers 404 (whatever the method)
+        under AUTH_DISABLE_DEFAULT, as in Directus."""
         if self.ldap:
             self._methods["ldap_login"] = ENDPOINTS["ldap_login"].methods
         if self._disable_default and "login" in self._methods:
-            # Directus answers 404 for e-mail/password login then, whatever the method.
             self._methods["login"] = frozenset()
-        self._jwks_body = keys.jwks_body() if keys is not None and keys.keys else None
-        if self._jwks_body is not None:
-            jwks_path = settings.jwks_path or f"{self.prefix}/jwks.json"
+
+    def _add_jwks(self) -> bytes | None:
+        """The public keys of TOKENGUARD_JWT_KEYS, for services that verify our tokens without
+        the secret (tokenguard.jose.keys); their body, or ``None`` when there are none."""
+        keys = self.verifier.keys
+        body = keys.jwks_body() if keys is not None and keys.keys else None
+        if body is not None:
+            jwks_path = self.settings.jwks_path or f"{self.prefix}/jwks.json"
             self._add(jwks_path, "jwks")
-            if not jwks_path.startswith(self.path_prefixes):
-                self.path_prefixes = (*self.path_prefixes, jwks_path)
-        self._refresh_cookie = settings.refresh_cookie
-        self._session_cookie = settings.session_cookie
-        self._clear_refresh = clear_cookie(self._refresh_cookie)
-        self._clear_session = clear_cookie(self._session_cookie)
-        self.csrf = CsrfPolicy(
-            enabled=settings.csrf_protection,
-            trusted_origins=settings.csrf_trusted_origins,
-            public_url=settings.public_url,
-            require_origin=settings.csrf_require_origin,
-        )
-        self._trust_hops = settings.ip_trust_proxy
-        self._extractor = Extractor(settings.query_params, settings.session_cookie_name)
-        # This API's own OpenAPI document (tokenguard.http.openapi), built on first request
-        # so that it includes the GraphQL endpoints added after construction.
-        self._openapi_body: bytes | None = None
+            self._extend_prefixes(jwks_path)
+        return body
+
+    def _add_openapi(self) -> None:
+        """This API's OpenAPI document, when enabled and there is anything to document."""
+        settings = self.settings
         if settings.openapi_enabled and self._routes:
             self._add(settings.openapi_path, "openapi")
-            if not settings.openapi_path.startswith(self.path_prefixes):
-                self.path_prefixes = (*self.path_prefixes, settings.openapi_path)
+            self._extend_prefixes(settings.openapi_path)
+
+    def _extend_prefixes(self, path: str) -> None:
+        if not path.startswith(self.path_prefixes):
+            self.path_prefixes = (*self.path_prefixes, path)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -289,8 +320,7 @@ class AuthRouter:
         self.graphql = graphql
         for path, name in graphql.paths:
             self._add(path, name)
-            if not path.startswith(self.path_prefixes):
-                self.path_prefixes = (*self.path_prefixes, path)
+            self._extend_prefixes(path)
 
     def answers(self, method: str, path: str) -> bool:
         """Whether the router answers this request (otherwise the app does)."""

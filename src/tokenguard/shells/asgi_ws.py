@@ -37,8 +37,7 @@ from ..app import TokenGuard
 from ..auth.service import ClientInfo
 from ..errors import AuthError, forbidden
 from ..flow import run_async
-from ..guard.decide import Refusal
-from ..guard.extract import Extracted
+from ..guard.pipeline import Pass, Refuse
 from ..http.realtime import (
     CLOSE_CODE,
     Accept,
@@ -58,7 +57,7 @@ from ..http.realtime import (
 from ..http.views import JSON_TYPE
 from ..principal import Principal
 from ..types import ASGIApp, Receive, Scope, Send
-from .asgi import _strip_query_token
+from .scope import read_scope, set_scope_query
 
 __all__ = ["WebSocketAuth", "WebSocketClosed"]
 
@@ -82,24 +81,6 @@ def _set_principal(scope: Scope, state: dict[str, Any], principal: Principal) ->
     scope["auth"] = principal
 
 
-def _headers(scope: Scope) -> tuple[str | None, int, str | None, dict[str, str]]:
-    authorization: str | None = None
-    count = 0
-    cookies: list[str] = []
-    other: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
-        if name == "authorization":
-            count += 1
-            if count == 1:
-                authorization = raw_value.decode("latin-1")
-        elif name == "cookie":
-            cookies.append(raw_value.decode("latin-1"))
-        elif name in ("user-agent", "origin", "host"):
-            other.setdefault(name, raw_value.decode("latin-1"))
-    return authorization, count, "; ".join(cookies) if cookies else None, other
-
-
 async def _refuse(
     scope: Scope, send: Send, status: int, error: AuthError, extra: list[tuple[str, str]]
 ) -> None:
@@ -118,99 +99,50 @@ async def _refuse(
 
 
 class WebSocketAuth:
-    """Authentication for ``websocket`` scopes, built once per middleware."""
+    """Authentication for ``websocket`` scopes, built once per middleware: the request
+    pipeline decides the upgrade; a realtime socket then runs its protocol here."""
 
     def __init__(self, core: TokenGuard) -> None:
         settings = core.settings
         self.core = core
+        self.pipeline = core.pipeline
         self.realtime = Realtime(settings, core.guard, core.auth)
-        self.path = settings.websockets_rest_path if settings.websockets_rest_enabled else None
         self.limit = settings.websockets_rest_conn_limit
         self.connections = 0
-        self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
-
-    def _is_realtime(self, path: str) -> bool:
-        rest = self.path
-        if rest is None:
-            return False
-        return path == rest or (path.endswith("/") and path[:-1] == rest and len(path) > 1)
 
     async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization, count, cookie, headers = _headers(scope)
-        query = scope.get("query_string", b"").decode("latin-1")
-        if query and self._strip:
-            _strip_query_token(scope, query, self._strip)
-        refusal = self._cross_site(scope, authorization, count, query, cookie, headers)
-        if refusal is not None:
-            await _refuse(scope, send, refusal.status, refusal, [])
+        request = read_scope(scope, "https" if scope.get("scheme") in ("wss", "https") else "http")
+        decision: Any = self.pipeline.upgrade(request)
+        if type(decision) is GeneratorType:
+            decision = await run_async(decision)
+        if decision.query is not None:
+            set_scope_query(scope, decision.query)
+        if type(decision) is Refuse:
+            error = decision.error
+            await _refuse(scope, send, error.status, error, decision.headers)
             return
-        if not self._is_realtime(scope.get("path", "")):
-            await self._plain(app, scope, receive, send, authorization, count, query, cookie)
+        if type(decision) is Pass:
+            # Any other path: authenticated at the upgrade, as an HTTP request is.
+            state = dict(scope.get("state") or ())
+            _set_principal(scope, state, decision.principal)
+            scope["state"] = state
+            await app(scope, receive, send)
             return
         if self.limit is not None and self.connections >= self.limit:
             # Directus answers a raw 403 and drops the socket.
             await _refuse(scope, send, 403, forbidden(), [])
             return
-        client = scope.get("client")
         info = ClientInfo(
-            client[0] if client else None, headers.get("user-agent"), headers.get("origin")
+            request.peer, request.first_header("user-agent"), request.first_header("origin")
         )
         self.connections += 1
         try:
             socket = _Socket(app, scope, receive, send, self.realtime.connection(info))
-            await socket.run(authorization, count, query, cookie)
+            await socket.run(
+                request.authorization, request.authorization_count, request.query, request.cookie
+            )
         finally:
             self.connections -= 1
-
-    def _cross_site(
-        self,
-        scope: Scope,
-        authorization: str | None,
-        count: int,
-        query: str,
-        cookie: str | None,
-        headers: dict[str, str],
-    ) -> AuthError | None:
-        """Cross-site WebSocket hijacking: a browser sends the session cookie with an upgrade
-        from any page, so an upgrade authenticated by that cookie must come from a trusted
-        origin (the CSRF policy of :mod:`tokenguard.guard.csrf`; browsers always send ``Origin``
-        on an upgrade)."""
-        if not cookie:
-            return None
-        found = self.core.guard.extractor(authorization, query, cookie, authorization_count=count)
-        if not isinstance(found, Extracted) or found.source != "cookie":
-            return None
-        scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
-        return self.core.router.csrf.check(
-            "WEBSOCKET", headers.get("origin"), None, headers.get("host"), scheme
-        )
-
-    async def _plain(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        authorization: str | None,
-        count: int,
-        query: str,
-        cookie: str | None,
-    ) -> None:
-        """Any other WebSocket path: authenticated at the upgrade, as an HTTP request is."""
-        outcome: Any = self.core.guard.authenticate(
-            authorization, query, cookie, authorization_count=count
-        )
-        if type(outcome) is GeneratorType:
-            outcome = await run_async(outcome)
-        if isinstance(outcome, Refusal):
-            await _refuse(
-                scope, send, outcome.error.status, outcome.error, self.core.refusal_headers(outcome)
-            )
-            return
-        state = dict(scope.get("state") or ())
-        _set_principal(scope, state, outcome)
-        scope["state"] = state
-        await app(scope, receive, send)
 
 
 class _Socket:

@@ -1,56 +1,17 @@
-"""The request steps of an environ-shaped request, shared by the WSGI shell
-(:mod:`tokenguard.shells.wsgi`) and the Django middleware (:mod:`tokenguard.integrations.django`).
+"""An environ-shaped request as the request pipeline reads it, and the query string written
+back to it; shared by the WSGI shell (:mod:`tokenguard.shells.wsgi`) and the Django middleware
+(:mod:`tokenguard.integrations.django`).
 
 "Environ-shaped": a WSGI environ, or Django's ``request.META`` under either of its handlers
 (the same ``HTTP_*``, ``QUERY_STRING`` and ``REQUEST_METHOD`` keys; repeated headers joined
-with commas). Nothing here does I/O: a step that needs a store returns a flow for the caller
-to drive with :func:`~tokenguard.flow.run_sync` or :func:`~tokenguard.flow.run_async`.
+with commas).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from ..app import TokenGuard
-from ..flow import Flow
-from ..guard.csrf import SAFE_METHODS
-from ..guard.decide import Guard, Outcome, Refusal
-from ..logs.redact import remove_query_params
-from ..principal import Principal
 from ..types import Environ
 
-__all__ = [
-    "authenticate_environ",
-    "csrf_refusal",
-    "header_of",
-    "split_authorization",
-    "strip_query_token",
-]
-
-
-def strip_query_token(environ: Environ, query: str, names: frozenset[str]) -> None:
-    """Take the query token out of the URL the app (and the server's access log) sees.
-
-    ``environ`` is environ-shaped: a WSGI environ, or Django's ``request.META``."""
-    stripped = remove_query_params(query, names)
-    if stripped is query:
-        return
-    environ["QUERY_STRING"] = stripped
-    for key in ("REQUEST_URI", "RAW_URI"):
-        uri = environ.get(key)
-        if uri and "?" in uri:
-            path = uri.partition("?")[0]
-            environ[key] = f"{path}?{stripped}" if stripped else path
-
-
-def header_of(environ: Environ) -> Callable[[str], str | None]:
-    """A lookup of request headers by lower-case name in an environ-shaped mapping."""
-
-    def header(name: str) -> str | None:
-        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
-        return value if isinstance(value, str) else None
-
-    return header
+__all__ = ["EnvironRequest", "set_environ_query", "split_authorization"]
 
 
 def split_authorization(authorization: str) -> tuple[str, int]:
@@ -66,53 +27,60 @@ def split_authorization(authorization: str) -> tuple[str, int]:
     return authorization, 1
 
 
-def authenticate_environ(
-    guard: Guard, environ: Environ, query: str, strip: frozenset[str] | None
-) -> Outcome | Flow[Outcome]:
-    """Authenticate an environ-shaped request (a WSGI environ, or Django's ``request.META``)
-    and take the query token out of it when ``strip`` names the parameters; the flow, when
-    one is returned, is the caller's to drive."""
-    authorization = environ.get("HTTP_AUTHORIZATION")
-    count = 1
-    if authorization is not None:
-        if "," not in authorization:
-            # The common request, a repeated Bearer token: answered from the guard's cache
-            # without parsing anything (None when not certain). A query string that could
-            # carry a token is never answered here, so there is nothing to strip.
-            cached = guard.cached_bearer(authorization, query)
-            if cached is not None:
-                return cached
-        else:
+class EnvironRequest:
+    """A :class:`~tokenguard.guard.pipeline.RequestHead` over an environ-shaped mapping.
+
+    ``method`` and ``path`` are the shell's (Django has its own idea of both); ``scheme``
+    defaults to ``wsgi.url_scheme``.
+    """
+
+    __slots__ = (
+        "_environ",
+        "method",
+        "path",
+        "authorization",
+        "authorization_count",
+        "raw_authorization",
+        "query",
+        "cookie",
+    )
+
+    def __init__(self, environ: Environ, method: str, path: str) -> None:
+        self._environ = environ
+        self.method = method
+        self.path = path
+        authorization: str | None = environ.get("HTTP_AUTHORIZATION")
+        count = 1
+        if authorization is not None and "," in authorization:
             authorization, count = split_authorization(authorization)
-    outcome = guard.authenticate(
-        authorization,
-        query,
-        environ.get("HTTP_COOKIE"),
-        authorization_count=count,
-        raw_authorization=authorization if count == 1 else None,
-    )
-    if query and strip:
-        strip_query_token(environ, query, strip)
-    return outcome
+        self.authorization = authorization
+        self.authorization_count = count
+        self.raw_authorization = authorization if count == 1 else None
+        self.query: str = environ.get("QUERY_STRING", "")
+        self.cookie: str | None = environ.get("HTTP_COOKIE")
+
+    @property
+    def peer(self) -> str | None:
+        return self._environ.get("REMOTE_ADDR")
+
+    @property
+    def scheme(self) -> str:
+        return self._environ.get("wsgi.url_scheme", "http")  # type: ignore[no-any-return]
+
+    def header(self, name: str) -> str | None:
+        value = self._environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+    first_header = header  # the server joined repeated lines already
 
 
-def csrf_refusal(
-    core: TokenGuard, environ: Environ, principal: Principal, query: str, scheme: str
-) -> Refusal | None:
-    """The cross-site check of an environ-shaped app request (``query`` as it came, before
-    any stripping): only an unsafe method authenticated by the session cookie is checked."""
-    method = environ.get("REQUEST_METHOD", "GET")
-    if method in SAFE_METHODS:
-        return None
-    # Only here can the credential be the (ambient) session cookie.
-    return core.csrf_refusal(
-        method,
-        principal,
-        environ.get("HTTP_AUTHORIZATION"),
-        query,
-        environ.get("HTTP_COOKIE"),
-        environ.get("HTTP_ORIGIN"),
-        environ.get("HTTP_REFERER"),
-        environ.get("HTTP_HOST"),
-        scheme,
-    )
+def set_environ_query(environ: Environ, query: str) -> None:
+    """Put ``query`` (the query string without its token) where the app and the server's
+    access log read the URL: ``QUERY_STRING``, and ``REQUEST_URI``/``RAW_URI`` when they hold
+    one."""
+    environ["QUERY_STRING"] = query
+    for key in ("REQUEST_URI", "RAW_URI"):
+        uri = environ.get(key)
+        if uri and "?" in uri:
+            path = uri.partition("?")[0]
+            environ[key] = f"{path}?{query}" if query else path

@@ -1,4 +1,4 @@
-"""The WSGI shell: environ in, principal attached, the core's answer written out.
+"""The WSGI shell: environ in, one call into the request pipeline, its decision written out.
 
 The principal is put in the environ under documented keys:
 
@@ -18,12 +18,12 @@ from typing import Any
 
 from ..app import TokenGuard
 from ..flow import run_sync
-from ..guard.decide import Refusal
+from ..guard.pipeline import Pass, Refuse, Route
 from ..http.serve import serve_wsgi
 from ..http.views import JSON_TYPE
 from ..principal import Principal
 from ..types import Environ, StartResponse, WSGIApp
-from .environ import authenticate_environ, csrf_refusal, header_of, strip_query_token
+from .environ import EnvironRequest, set_environ_query
 
 __all__ = ["ENVIRON_PRINCIPAL", "ENVIRON_ROLE", "ENVIRON_USER", "TokenGuardWSGI"]
 
@@ -61,53 +61,34 @@ class TokenGuardWSGI:
         #: Whether the guard is this object's to close (it made it).
         self.owns_core = guard is None
         self.core = guard if guard is not None else TokenGuard(flavour="sync", **options)
-        self._guard = self.core.guard
+        self._pipeline = self.core.pipeline
+        self._cached = self._pipeline.cached
+        self._decide = self._pipeline.decide
         self._router = self.core.router
-        self._auth_prefix = self._router.path_prefixes
-        settings = self.core.settings
-        self._strip = frozenset(settings.query_params) if settings.strip_query_token else None
-        self._throttles = self.core.throttles
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        query = environ.get("QUERY_STRING", "")
-        if self._throttles:
-            refusal = run_sync(self.core.throttle(environ.get("REMOTE_ADDR"), header_of(environ)))
-            if refusal is not None:
-                if query and self._strip:
-                    strip_query_token(environ, query, self._strip)
-                return self._refuse(refusal, start_response)
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        if authorization is not None and "," not in authorization:
-            # The hot path, kept inline (a call and two type checks fewer per request); on a
-            # miss authenticate_environ() asks the cache once more, which costs a dict lookup.
-            cached = self._guard.cached_bearer(authorization, query)
-            if cached is not None:
-                return self._serve(environ, start_response, cached, query)
-        outcome = authenticate_environ(self._guard, environ, query, self._strip)
-        if type(outcome) is GeneratorType:
-            outcome = run_sync(outcome)
-        if type(outcome) is Refusal:
-            return self._refuse(outcome, start_response)
-        assert isinstance(outcome, Principal)
-        return self._serve(environ, start_response, outcome, query)
-
-    def _serve(
-        self, environ: Environ, start_response: StartResponse, outcome: Principal, query: str
-    ) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
-        if path.startswith(self._auth_prefix) and self._router.answers(
-            environ.get("REQUEST_METHOD", "GET"), path
-        ):
-            return serve_wsgi(self._router, environ, start_response, outcome)
-        if outcome.via != "public" and environ.get("HTTP_COOKIE"):
-            refusal = csrf_refusal(
-                self.core, environ, outcome, query, environ.get("wsgi.url_scheme", "http")
-            )
-            if refusal is not None:
-                return self._refuse(refusal, start_response)
-        environ[ENVIRON_PRINCIPAL] = outcome
-        environ[ENVIRON_USER] = outcome.user
-        environ[ENVIRON_ROLE] = outcome.role
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        principal: Principal | None = None
+        if authorization is not None and "," not in authorization:
+            # The common request, a repeated Bearer token (one header: a server joins several
+            # with commas), answered from the memo without parsing anything.
+            principal = self._cached(authorization, environ.get("QUERY_STRING", ""), method, path)
+        if principal is None:
+            decision: Any = self._decide(EnvironRequest(environ, method, path))
+            if type(decision) is GeneratorType:
+                decision = run_sync(decision)
+            if decision.query is not None:
+                set_environ_query(environ, decision.query)
+            if type(decision) is Route:
+                return serve_wsgi(self._router, environ, start_response, decision.principal)
+            if type(decision) is not Pass:
+                return self._refuse(decision, start_response)
+            principal = decision.principal
+        environ[ENVIRON_PRINCIPAL] = principal
+        environ[ENVIRON_USER] = principal.user
+        environ[ENVIRON_ROLE] = principal.role
         return self.app(environ, start_response)
 
     def close(self) -> None:
@@ -116,9 +97,9 @@ class TokenGuardWSGI:
         if self.owns_core:
             self.core.close()
 
-    def _refuse(self, refusal: Refusal, start_response: StartResponse) -> list[bytes]:
+    def _refuse(self, refusal: Refuse, start_response: StartResponse) -> list[bytes]:
         body = refusal.error.body
         headers = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))]
-        headers.extend(self.core.refusal_headers(refusal))
+        headers.extend(refusal.headers)
         start_response(status_line(refusal.error.status), headers)
         return [body]

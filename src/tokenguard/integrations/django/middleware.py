@@ -1,7 +1,8 @@
-"""The Django middleware: every request authenticated as the shells do it.
+"""The Django middleware: every request decided by the request pipeline, as the shells do it.
 
-It works under Django's WSGI handler, its ASGI handler and its test clients: one flow decides
-each request (:meth:`TokenGuardMiddleware.decide`), driven by
+It works under Django's WSGI handler, its ASGI handler and its test clients: one flow answers
+each request (:meth:`TokenGuardMiddleware.decide`: ``request.META`` in, one call into
+:mod:`tokenguard.guard.pipeline`, its decision written out), driven by
 :func:`~tokenguard.flow.run_sync` when Django calls the middleware synchronously and by
 :func:`~tokenguard.flow.run_async` when it calls it asynchronously (see
 :mod:`tokenguard.integrations.django.conf` for why one synchronous guard serves both).
@@ -19,12 +20,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from ...flow import Flow, run_async, run_sync
-from ...guard.decide import Refusal
+from ...guard.pipeline import Pass, Refuse, Route
 from ...http.serve import environ_request
 from ...http.views import RequestView, json_response
 from ...principal import Principal
-from ...shells.asgi import _strip_query_token as strip_scope_query_token
-from ...shells.environ import authenticate_environ, csrf_refusal, header_of, strip_query_token
+from ...shells.environ import EnvironRequest, set_environ_query
+from ...shells.scope import set_scope_query
 from .conf import get_guard
 from .responses import http_response
 from .user import TokenGuardUser
@@ -71,14 +72,8 @@ class TokenGuardMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
         self.core = get_guard()
-        self._guard = self.core.guard
+        self._pipeline = self.core.pipeline
         self._router = self.core.router
-        self._auth_prefix = self._router.path_prefixes
-        core_settings = self.core.settings
-        self._strip = (
-            frozenset(core_settings.query_params) if core_settings.strip_query_token else None
-        )
-        self._throttles = self.core.throttles
         _warn_if_before_auth_middleware()
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -100,29 +95,28 @@ class TokenGuardMiddleware:
         """The answer tokenguard gives itself (a refusal, an ``/auth`` route), or ``None``
         once the principal is attached and the view may run."""
         meta: dict[str, Any] = request.META
-        query: str = meta.get("QUERY_STRING", "")
-        if self._throttles:
-            refusal = yield from self.core.throttle(meta.get("REMOTE_ADDR"), header_of(meta))
-            if refusal is not None:
-                if query and self._strip:
-                    strip_query_token(meta, query, self._strip)
-                    self._stripped(request, query)
-                return self._refuse(refusal, request)
-        outcome = authenticate_environ(self._guard, meta, query, self._strip)
-        if query and self._strip:
-            self._stripped(request, query)
-        if type(outcome) is GeneratorType:
-            outcome = yield from outcome
-        if type(outcome) is Refusal:
-            return self._refuse(outcome, request)
-        assert isinstance(outcome, Principal)
         method = request.method or "GET"
         path = request.path_info
-        if path.startswith(self._auth_prefix) and self._router.answers(method, path):
+        authorization = meta.get("HTTP_AUTHORIZATION")
+        if authorization is not None and "," not in authorization:
+            # The common request, a repeated Bearer token, answered from the memo.
+            principal = self._pipeline.cached(
+                authorization, meta.get("QUERY_STRING", ""), method, path
+            )
+            if principal is not None:
+                self.attach(request, principal)
+                return None
+        decision: Any = self._pipeline.decide(_DjangoRequest(request, method, path))
+        if type(decision) is GeneratorType:
+            decision = yield from decision
+        if decision.query is not None:
+            set_environ_query(meta, decision.query)
+            self._stripped(request)
+        if type(decision) is Route:
             view = environ_request(
                 self._router,
                 meta,
-                outcome,
+                decision.principal,
                 stream=request,
                 # Django's ASGI handler has read the whole body before the middleware runs.
                 terminated=True if hasattr(request, "scope") else None,
@@ -130,11 +124,9 @@ class TokenGuardMiddleware:
             if isinstance(view, RequestView):
                 view = yield from self._router.handle(view, request.scheme)
             return http_response(view, method)
-        if outcome.via != "public" and meta.get("HTTP_COOKIE"):
-            refusal = csrf_refusal(self.core, meta, outcome, query, request.scheme)
-            if refusal is not None:
-                return self._refuse(refusal, request)
-        self.attach(request, outcome)
+        if type(decision) is not Pass:
+            return self._refuse(decision, request)
+        self.attach(request, decision.principal)
         return None
 
     def attach(self, request: HttpRequest, principal: Principal) -> None:
@@ -149,24 +141,40 @@ class TokenGuardMiddleware:
         request.user = user
         request.auser = auser
 
-    def _stripped(self, request: HttpRequest, query: str) -> None:
+    def _stripped(self, request: HttpRequest) -> None:
         """After ``request.META`` lost the query token: the rest of the request too."""
-        if request.META.get("QUERY_STRING", "") == query:
-            return  # nothing was taken out
         # request.GET is parsed lazily from META, unless a middleware before us read it.
         request.__dict__.pop("GET", None)
         scope = getattr(request, "scope", None)
-        if scope is not None and self._strip:
+        if scope is not None:
             # Under ASGI the server's access log prints the scope's query string.
             raw = scope.get("query_string", b"")
             if isinstance(raw, bytes):  # a str from Django's AsyncClient
                 raw = raw.decode("latin-1")
-            strip_scope_query_token(scope, raw, self._strip)
+            stripped = self._pipeline.strip_query(raw)
+            if stripped is not None:
+                set_scope_query(scope, stripped)
 
-    def _refuse(self, refusal: Refusal, request: HttpRequest) -> HttpResponse:
+    def _refuse(self, refusal: Refuse, request: HttpRequest) -> HttpResponse:
         error = refusal.error
-        view = json_response(error.status, error.body, self.core.refusal_headers(refusal))
+        view = json_response(error.status, error.body, refusal.headers)
         return http_response(view, request.method or "GET")
+
+
+class _DjangoRequest(EnvironRequest):
+    """``request.META`` as the pipeline reads it, with Django's own idea of the scheme
+    (``SECURE_PROXY_SSL_HEADER``)."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: HttpRequest, method: str, path: str) -> None:
+        super().__init__(request.META, method, path)
+        self._request = request
+
+    @property
+    def scheme(self) -> str:
+        scheme: str = self._request.scheme
+        return scheme
 
 
 def _warn_if_before_auth_middleware() -> None:
