@@ -84,7 +84,8 @@ PUBLIC = {
         "AuthMethod", "Principal",
     },
     "tokenguard.http.openapi": {
-        "ENDPOINTS", "Endpoint", "Operation", "Reply", "build_document", "document_body",
+        "ENDPOINTS", "Endpoint", "Operation", "Reply", "RouteTable", "ServedRoute",
+        "build_document", "document_body",
     },
     "tokenguard.config": {
         "CookieSettings", "ConfigError", "HMAC_ALGORITHMS", "MIN_SECRET_BYTES", "SameSite",

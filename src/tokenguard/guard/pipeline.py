@@ -389,6 +389,6 @@ class RequestPipeline:
         headers: list[tuple[str, str]] = []
         if refusal.clear_session_cookie:
             headers.append(("set-cookie", self._clear_session))
-        elif isinstance(refusal.error, TooManyRequests):
+        elif refusal.error.retry_after is not None:  # a 429, or a 503 that will pass
             headers.append(("retry-after", str(refusal.error.retry_after)))
         return Refuse(refusal.error, headers, query)
