@@ -3,7 +3,8 @@
 The arguments are those of the ``tokenguard`` command (``manage.py tokenguard users list``,
 ``... users create admin@example.com --role administrator``, ``... tokens rotate ...``,
 ``manage.py tokenguard --help``); the users and sessions are those of the guard built from
-``settings.TOKENGUARD`` (Django's own users with ``"django_users"``), so no ``--db`` is needed.
+``settings.TOKENGUARD`` (Django's own users with ``"django_users"``), so no ``--db`` is needed
+(and ``db migrate``/``db status``, which act on a file, belong to the ``tokenguard`` command).
 Needs ``"tokenguard.integrations.django"`` in ``INSTALLED_APPS``.
 """
 
@@ -25,8 +26,9 @@ __all__ = ["Command"]
 def run_cli(argv: list[str]) -> int:
     """Run tokenguard's command line with ``argv`` on the guard's users and sessions."""
     guard = get_guard()
-    # The stores are the guard's: the file name the CLI asks for only has to be there.
-    environ = {**os.environ, "DB_FILENAME": os.environ.get("DB_FILENAME") or ":memory:"}
+    # The stores are the guard's, whatever file the CLI would open: it is told of none, so
+    # that it neither looks for one nor creates one.
+    environ = {**os.environ, "DB_FILENAME": ":memory:"}
     try:
         return main(
             argv,
