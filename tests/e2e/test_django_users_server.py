@@ -2,7 +2,7 @@
 (``settings_users.py``), under real servers on 127.0.0.1: daphne (HTTP and the Channels
 WebSocket) and uvicorn. Accounts are made the Django way (``manage.py migrate``, ``manage.py
 shell``), listed with ``manage.py tokenguard``, and log in at ``/auth/login``; DRF views and
-the Channels consumer see them."""
+the Channels consumer see them; ``@directus/sdk`` logs in with one (``tests/e2e/sdk``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.e2e import test_sdk as sdk
 from tests.helpers.servers import ROOT, Server, serve
 from tests.helpers.tokens import SECRET
 
@@ -37,6 +38,7 @@ User.objects.create_superuser("admin", "{ADMIN_EMAIL}", "{PASSWORD}")
 editor = User.objects.create_user("editor", "{EDITOR_EMAIL}", "{PASSWORD}", first_name="Edith")
 editor.groups.add(Group.objects.create(name="Editors"))
 User.objects.create_user("gone", "gone@example.com", "{PASSWORD}", is_active=False)
+User.objects.create_user("sdk", "{sdk.ADMIN_EMAIL}", "{sdk.ADMIN_PASSWORD}")
 """
 
 
@@ -92,6 +94,7 @@ def test_manage_py_tokenguard_lists_the_django_accounts(env: dict[str, str]) -> 
         ("admin@example.com", None, "active", True, True),
         ("Editor@example.org", "editor", "active", False, False),
         ("gone@example.com", None, "suspended", False, False),
+        (sdk.ADMIN_EMAIL, None, "active", False, False),
     ]
     done = manage(env, "tokenguard", "users", "suspend", "nobody@example.com")
     assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (
@@ -160,3 +163,17 @@ def test_channels_consumer(server: Server, env: dict[str, str]) -> None:
         connect(f"{ws_url}?access_token=not-a-jwt", open_timeout=10)
     assert refused.value.response.status_code == 403
 
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("mode", ["json", "cookie", "session"])
+def test_directus_sdk_with_a_django_account(node: str, server: Server, mode: str) -> None:
+    """The official SDK's login, readMe, refresh, readMe, logout (tests/e2e/test_sdk.py's
+    driver), with an account Django made and Django's hasher checks."""
+    code, lines, err = sdk.drive(node, mode, server)
+    s = sdk.steps(lines)
+    assert s["login_wrong_password"] == {"pass": True, **sdk.BAD}
+    assert s["read_me"] == s["read_me_after_refresh"] == {"pass": True, **sdk.ME}, server.output()
+    assert s["read_me_after_logout"] == {"pass": True, **sdk.BAD}
+    assert all(line["pass"] for line in lines), lines
+    assert code == 0, err
