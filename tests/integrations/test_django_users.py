@@ -421,3 +421,28 @@ def test_manage_py_tokenguard_runs_the_cli_on_django_users(capsys: pytest.Captur
     with pytest.raises(Exception, match="status 1"):
         call_command("tokenguard", "users", "suspend", "nobody@example.com")
     assert "no such user: nobody@example.com" in capsys.readouterr().err
+
+
+def test_a_database_that_cannot_answer_is_a_503_never_a_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    account()
+    store = get_guard().users
+
+    def broken() -> Any:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "_objects", broken)
+    r = login(Client())
+    reason = "the user table cannot be reached (OperationalError)"
+    assert (r.status_code, r.content) == (
+        503,
+        error_body(
+            "SERVICE_UNAVAILABLE",
+            f'Service "database" is unavailable. {reason}.',
+            service="database",
+            reason=reason,
+        ),
+    )
+    monkeypatch.undo()
+    assert login(Client()).status_code == 200

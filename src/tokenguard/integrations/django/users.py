@@ -50,7 +50,7 @@ from django.contrib.auth.hashers import (
     make_password,
 )
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 
 from ...auth.passwords import Passwords
 from ...errors import ConfigError
@@ -144,18 +144,6 @@ def _as_django(password_hash: str | None) -> str | None:
     return password_hash
 
 
-@contextmanager
-def _database() -> Iterator[None]:
-    try:
-        yield
-    except IntegrityError as exc:
-        raise ValueError("the user table refused the write (a unique or required column)") from exc
-    except DatabaseError as exc:
-        raise StoreUnavailable(
-            "database", f"the user table cannot be reached ({type(exc).__name__})"
-        ) from exc
-
-
 class DjangoUserStore:
     """A :class:`~tokenguard.stores.base.UserStore` over Django's user model.
 
@@ -207,6 +195,26 @@ class DjangoUserStore:
     def email_field(self) -> str:
         """The model field holding the e-mail users log in with."""
         return self._email_field or str(self.model.get_email_field_name())
+
+    @contextmanager
+    def _database(self) -> Iterator[None]:
+        """Django's database errors as the store protocol's."""
+        try:
+            yield
+        except IntegrityError as exc:
+            raise ValueError(
+                "the user table refused the write (a unique or required column)"
+            ) from exc
+        except DatabaseError as exc:
+            # Under ASGI this runs in a worker thread, where no request signal ever closes a
+            # broken connection: drop it here, so that the next call connects again.
+            try:
+                connections[self.using or DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
+            except DatabaseError:
+                pass
+            raise StoreUnavailable(
+                "database", f"the user table cannot be reached ({type(exc).__name__})"
+            ) from exc
 
     def _has(self, name: str) -> bool:
         try:
@@ -273,7 +281,7 @@ class DjangoUserStore:
         pk = self._pk(user_id)
         if pk is None:
             return None
-        with _database():
+        with self._database():
             return self._objects().filter(pk=pk).first()
 
     def account_by_email(self, email: str) -> Any:
@@ -283,7 +291,7 @@ class DjangoUserStore:
     def _folded(self, field: str, value: str) -> Any:
         if not isinstance(value, str) or not value:
             return None
-        with _database():
+        with self._database():
             rows = list(self._objects().filter(**{f"{field}__iexact": value})[:3])
         exact = [row for row in rows if getattr(row, field) == value]
         if len(exact) == 1:
@@ -302,7 +310,7 @@ class DjangoUserStore:
         column = self.columns.get("token_hash")
         if column is None or not token_hash:
             return None  # no column: no static token exists
-        with _database():
+        with self._database():
             rows = list(self._objects().filter(**{column: token_hash})[:2])
         return self.as_user(rows[0]) if len(rows) == 1 else None
 
@@ -314,7 +322,7 @@ class DjangoUserStore:
         return None if account is None else self.as_user(account)
 
     def list_users(self) -> list[User]:
-        with _database():
+        with self._database():
             return [self.as_user(account) for account in self._objects().order_by("pk")]
 
     # -- writes -------------------------------------------------------------------------------
@@ -350,7 +358,7 @@ class DjangoUserStore:
         column = self.columns.get("token_hash")
         if column is None:
             return None
-        with _database():
+        with self._database():
             return self._objects().filter(**{column: token_hash}).first()
 
     def _apply(self, account: Any, changes: Mapping[str, Any]) -> list[str]:
@@ -421,7 +429,7 @@ class DjangoUserStore:
         if username != self.email_field:
             setattr(account, username, user.email)
         changes = {name: getattr(user, name) for name in _WRITABLE if name != "role"}
-        with _database(), transaction.atomic(using=self.using):
+        with self._database(), transaction.atomic(using=self.using):
             self._apply(account, changes)
             account.save(using=self.using)
             self._set_role(account, user.role)
@@ -438,7 +446,7 @@ class DjangoUserStore:
             return None
         if {"email", "token_hash", "external_identifier"} & set(changes):
             self._clash(replace(self.as_user(account), **changes), account.pk)
-        with _database(), transaction.atomic(using=self.using):
+        with self._database(), transaction.atomic(using=self.using):
             changed = self._apply(account, {k: v for k, v in changes.items() if k != "role"})
             if changed:
                 account.save(using=self.using, update_fields=changed)
@@ -450,7 +458,7 @@ class DjangoUserStore:
         account = self.account_by_id(user_id)
         if account is None:
             return False
-        with _database():
+        with self._database():
             account.delete(using=self.using)
         return True
 
