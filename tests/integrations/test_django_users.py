@@ -446,3 +446,57 @@ def test_a_database_that_cannot_answer_is_a_503_never_a_login(monkeypatch: pytes
     )
     monkeypatch.undo()
     assert login(Client()).status_code == 200
+
+
+def test_django_users_settings_are_checked_when_the_guard_is_built() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tokenguard.stores.memory import MemoryUserStore
+
+    with override_settings(TOKENGUARD=options(django_users=True)):
+        core = get_guard()
+        assert isinstance(core.users, DjangoUserStore) and core.users.roles == {}
+        assert isinstance(core.auth.passwords, DjangoPasswords)
+    both = options(users=MemoryUserStore())
+    with override_settings(TOKENGUARD=both), pytest.raises(ImproperlyConfigured, match="not both"):
+        get_guard()
+    typo = options(django_users={"rolez": {}})
+    with override_settings(TOKENGUARD=typo), pytest.raises(ImproperlyConfigured, match="rolez"):
+        get_guard()
+    store = DjangoUserStore()
+    with override_settings(TOKENGUARD=options(django_users=None, users=store)):
+        assert get_guard().users is store
+        assert isinstance(get_guard().auth.passwords, DjangoPasswords)  # the store's own
+
+
+def test_two_factor_is_refused_with_a_clear_reason_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    import pyotp
+
+    account()
+    client = Client()
+    bearer = {"Authorization": f"Bearer {login(client).json()['data']['access_token']}"}
+    r = client.post(
+        "/users/me/tfa/generate",
+        data=json.dumps({"password": PASSWORD}),
+        content_type="application/json",
+        headers=bearer,
+    )
+    assert r.status_code == 200, r.content
+    secret = r.json()["data"]["secret"]
+    r = client.post(
+        "/users/me/tfa/enable",
+        data=json.dumps({"secret": secret, "otp": pyotp.TOTP(secret).now()}),
+        content_type="application/json",
+        headers=bearer,
+    )
+    reason = "Couldn't reach the store"
+    assert (r.status_code, r.content) == (
+        503,
+        error_body(
+            "SERVICE_UNAVAILABLE",
+            f'Service "database" is unavailable. {reason}.',
+            service="database",
+            reason=reason,
+        ),
+    )
+    assert "two-factor authentication is not available with Django's users" in caplog.text
