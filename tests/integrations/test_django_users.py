@@ -240,6 +240,7 @@ def test_django_passwords_verify_tokenguards_own_argon2_hashes() -> None:
     assert passwords.verify(None, PASSWORD) is False
     assert passwords.verify("!unusable", PASSWORD) is False
     assert passwords.needs_rehash(passwords.hash(PASSWORD)) is False
+    assert passwords.verify(passwords.hash(PASSWORD), "\ud800") is False  # JSON allows it
 
 
 # -- the authentication backend --------------------------------------------------------------
