@@ -20,6 +20,7 @@ EXTRA_OF = {
     "flask": "flask",
     "django": "django",
     "asgiref": "django",
+    "djangorestframework": "drf",
     "fastapi": "fastapi",
     "httpx": "client",
     "authlib": "sso",

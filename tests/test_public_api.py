@@ -36,6 +36,16 @@ PUBLIC = {
         "TokenGuardMiddleware", "TokenGuardUser", "close_guard", "error_response", "get_guard",
         "get_principal", "require_role", "require_user", "requires_role", "requires_user",
     },
+    "tokenguard.integrations.django.users": {
+        "DjangoPasswords", "DjangoUserStore", "NotAvailable",
+    },
+    "tokenguard.integrations.drf": {
+        "HasRole", "IsAdmin", "RolePermission", "TokenGuardAuthentication", "TokenRefused",
+        "anonymous_user",
+    },
+    "tokenguard.integrations.channels": {
+        "TokenGuardChannelsMiddleware",
+    },
     "tokenguard.integrations.access": {
         "role_refusal", "user_refusal",
     },

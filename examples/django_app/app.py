@@ -4,7 +4,11 @@ Run it with ``bash examples/run.sh django`` (or ``python -m examples.django_app.
 ``SECRET`` set): uvicorn serves the ASGI application on ``HOST``/``PORT`` (default
 127.0.0.1:8055); ``gunicorn examples.django_app.wsgi:application`` serves the WSGI one. Users
 live in ``DB_FILENAME`` (SQLite) or in memory; ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/
-``ADMIN_TOKEN`` seed an administrator (``apps.py``). Same routes as the other examples.
+``ADMIN_TOKEN`` seed an administrator (``apps.py``). Same routes as the other examples, plus
+Django REST framework views (``/api/me``, ``/api/editors``: ``api.py``) and a Channels
+WebSocket consumer (``/ws/whoami``: ``consumers.py``; ``daphne
+examples.django_app.asgi:application`` serves it too). ``settings_users.py`` uses the
+project's own ``django.contrib.auth`` users instead (``manage.py``).
 """
 
 from __future__ import annotations

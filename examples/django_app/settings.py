@@ -27,6 +27,14 @@ MIDDLEWARE = [
 
 TOKENGUARD = {"public_role": os.environ.get("TOKENGUARD_PUBLIC_ROLE", "public")}
 
+# Django REST framework (api.py): tokenguard authenticates; with no django.contrib.auth here,
+# the public caller is tokenguard's too; JSON only (the browsable API needs templates).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tokenguard.integrations.drf.TokenGuardAuthentication"],
+    "UNAUTHENTICATED_USER": "tokenguard.integrations.drf.anonymous_user",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+
 ROOT_URLCONF = "examples.django_app.urls"
 WSGI_APPLICATION = "examples.django_app.wsgi.application"
 DATABASES: dict[str, dict[str, str]] = {}

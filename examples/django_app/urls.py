@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import api, views
 
 urlpatterns = [
     path("", views.home),
@@ -14,4 +14,6 @@ urlpatterns = [
     path("admin", views.admin),
     path("login", views.login_page),
     path("static/<str:name>", views.static_file),
+    path("api/me", api.Me.as_view()),
+    path("api/editors", api.Editors.as_view()),
 ]

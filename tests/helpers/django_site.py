@@ -1,11 +1,16 @@
-"""A small Django site for tests/test_django.py: settings and URLconf (``ROOT_URLCONF``).
+"""A small Django site for tests/integrations/test_django*.py: settings and URLconf
+(``ROOT_URLCONF``).
 
-Its views report what the middleware left on the request, sync and async alike.
+Its views report what the middleware left on the request, sync and async alike; the ``api/``
+views are Django REST framework's (tests/helpers/django_api.py, the URLconf). ``django.contrib.auth`` is installed (with a SQLite file)
+for the tests of Django's own users; the middleware does not need it.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -16,14 +21,35 @@ from django.views import View
 
 from tokenguard.integrations.django import requires_role, requires_user
 
+#: One file per test process: the ORM runs in worker threads under ASGI, and an in-memory
+#: SQLite database is one per connection.
+DATABASE = Path(tempfile.mkdtemp(prefix="tokenguard-django-")) / "site.db"
+
 SETTINGS: dict[str, Any] = {
     "DEBUG": False,
     "SECRET_KEY": "django-test-only-8vQ2mX7pL4kR9wZ3nC6yB1hJ5sD0fG",
-    "ROOT_URLCONF": "tests.helpers.django_site",
+    # These views and DRF's (imported by Django once it is set up, as DRF needs).
+    "ROOT_URLCONF": "tests.helpers.django_api",
     "ALLOWED_HOSTS": ["testserver", "127.0.0.1", "localhost"],
-    "INSTALLED_APPS": [],
+    "INSTALLED_APPS": [
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "rest_framework",
+        "tokenguard.integrations.django",
+    ],
     "MIDDLEWARE": ["tokenguard.integrations.django.TokenGuardMiddleware"],
-    "DATABASES": {},
+    "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATABASE)}},
+    # Fast hashes for the tests; MD5 stands for an outdated hasher a login upgrades from.
+    "PASSWORD_HASHERS": [
+        "tests.helpers.django_hashers.FastPBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ],
+    "REST_FRAMEWORK": {
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "tokenguard.integrations.drf.TokenGuardAuthentication"
+        ],
+        "UNAUTHENTICATED_USER": "tokenguard.integrations.drf.anonymous_user",
+    },
     "USE_TZ": True,
     "LOGGING_CONFIG": None,
 }

@@ -19,6 +19,12 @@
 
 Works under Django's WSGI and ASGI handlers and its test clients; ``django.contrib.auth``
 is not needed. See :class:`TokenGuardMiddleware` for what a request carries.
+
+The project's own ``django.contrib.auth`` users can be tokenguard's users
+(``TOKENGUARD = {"django_users": True}``, :mod:`.users`, which imports
+``django.contrib.auth``: nothing else here does); :mod:`.backends` logs them in to
+Django by e-mail; ``manage.py tokenguard ...`` runs the command line (:mod:`.apps`); DRF and
+Channels have :mod:`tokenguard.integrations.drf` and :mod:`tokenguard.integrations.channels`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ Directus's names (``SECRET``, ``ACCESS_TOKEN_TTL``, ``REDIS``…), as for the ot
 ``{"guard": "myproject.auth.guard"}`` (a dotted path, or the object) uses a
 :class:`~tokenguard.app.TokenGuard` you built, and close, yourself.
 
+``{"django_users": True}``, or a dict of
+:class:`~tokenguard.integrations.django.users.DjangoUserStore`'s keywords
+(``{"django_users": {"roles": {"Editors": "editor"}, "default_role": "viewer"}}``), makes
+the project's ``django.contrib.auth`` users tokenguard's users, their passwords checked by
+Django's hashers (:class:`~tokenguard.integrations.django.users.DjangoPasswords`). A user
+store with a ``passwords`` attribute (a ``DjangoUserStore`` given as ``"users"``) brings its
+own password scheme.
+
 Why one *sync*-flavour guard, under WSGI and ASGI alike: the middleware drives its flows with
 :func:`~tokenguard.flow.run_sync` under WSGI and with :func:`~tokenguard.flow.run_async` under
 ASGI, which runs every blocking step (SQLite, synchronous Redis, password hashing) in a worker
@@ -29,6 +37,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ...app import TokenGuard
+from ...auth.passwords import Passwords
 from ...errors import ConfigError
 
 __all__ = ["close_guard", "get_guard"]
@@ -97,12 +106,32 @@ def _build() -> tuple[TokenGuard, bool]:
             "TOKENGUARD: 'flavour' is not a setting here: one synchronous guard serves "
             "Django under WSGI and ASGI"
         )
+    _django_users(options)
     try:
         return TokenGuard(flavour="sync", **options), True
     except ConfigError as exc:
         raise ImproperlyConfigured(f"TOKENGUARD: {exc}") from exc
     except TypeError as exc:  # an unknown keyword
         raise ImproperlyConfigured(f"TOKENGUARD: {exc}") from exc
+
+
+def _django_users(options: dict[str, Any]) -> None:
+    """``"django_users"`` becomes the user store; a store's own password scheme is used."""
+    wanted = options.pop("django_users", None)
+    if wanted:
+        if options.get("users") is not None:
+            raise ImproperlyConfigured("TOKENGUARD: give 'users' or 'django_users', not both")
+        # Only here: it imports django.contrib.auth, which a project may not install.
+        from .users import DjangoUserStore
+
+        keywords = dict(wanted) if isinstance(wanted, dict) else {}
+        try:
+            options["users"] = DjangoUserStore(**keywords)
+        except (TypeError, ConfigError) as exc:
+            raise ImproperlyConfigured(f"TOKENGUARD['django_users']: {exc}") from exc
+    passwords = getattr(options.get("users"), "passwords", None)
+    if isinstance(passwords, Passwords):
+        options.setdefault("passwords", passwords)
 
 
 def _given_guard(given: Any) -> TokenGuard:

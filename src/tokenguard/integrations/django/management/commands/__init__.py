@@ -1,0 +1,1 @@
+"""``manage.py tokenguard``: see :mod:`.tokenguard`."""
