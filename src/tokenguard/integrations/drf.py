@@ -46,11 +46,11 @@ from rest_framework.permissions import BasePermission
 
 from ..errors import AuthError
 from ..flow import run_sync
-from ..guard.decide import Refusal
+from ..guard.pipeline import Pass, Refuse, Route
 from ..principal import Principal
-from ..shells.environ import authenticate_environ, csrf_refusal
 from .access import role_refusal
 from .django.conf import get_guard
+from .django.request import DjangoRequest
 from .django.user import TokenGuardUser
 
 __all__ = [
@@ -104,24 +104,16 @@ class TokenGuardAuthentication(BaseAuthentication):  # type: ignore[misc]  # DRF
         return self.user_class(principal), principal
 
     def _verify(self, django_request: Any) -> Principal:
-        """No middleware: authenticate the request here, CSRF included."""
-        core = get_guard()
-        meta: dict[str, Any] = django_request.META
-        query: str = meta.get("QUERY_STRING", "")
-        # META is left as it is (no stripping): the URL was already routed and logged.
-        outcome: Any = authenticate_environ(core.guard, meta, query, None)
-        if type(outcome) is GeneratorType:
-            outcome = run_sync(outcome)
-        if type(outcome) is Refusal:
-            _raise(outcome.error)
-        assert isinstance(outcome, Principal)
-        if outcome.is_authenticated and meta.get("HTTP_COOKIE"):
-            refusal = csrf_refusal(core, meta, outcome, query, django_request.scheme)
-            if refusal is not None:
-                raise exceptions.PermissionDenied(
-                    detail=refusal.error.message, code=refusal.error.code
-                )
-        return outcome
+        """No middleware: the request pipeline decides here, CSRF included. ``META`` is left
+        as it is (no query stripping): the URL was already routed and logged."""
+        request = DjangoRequest(django_request, django_request.method, django_request.path_info)
+        decision: Any = get_guard().pipeline.decide(request)
+        if type(decision) is GeneratorType:
+            decision = run_sync(decision)
+        if isinstance(decision, Refuse):
+            _raise(decision.error)
+        assert isinstance(decision, (Pass, Route))
+        return decision.principal
 
     def authenticate_header(self, request: Any) -> str:
         """``WWW-Authenticate`` of a 401, which makes DRF answer 401 rather than 403."""

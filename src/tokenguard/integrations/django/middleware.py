@@ -24,9 +24,10 @@ from ...guard.pipeline import Pass, Refuse, Route
 from ...http.serve import environ_request
 from ...http.views import RequestView, json_response
 from ...principal import Principal
-from ...shells.environ import EnvironRequest, set_environ_query
+from ...shells.environ import set_environ_query
 from ...shells.scope import set_scope_query
 from .conf import get_guard
+from .request import DjangoRequest
 from .responses import http_response
 from .user import TokenGuardUser
 
@@ -106,7 +107,7 @@ class TokenGuardMiddleware:
             if principal is not None:
                 self.attach(request, principal)
                 return None
-        decision: Any = self._pipeline.decide(_DjangoRequest(request, method, path))
+        decision: Any = self._pipeline.decide(DjangoRequest(request, method, path))
         if type(decision) is GeneratorType:
             decision = yield from decision
         if decision.query is not None:
@@ -159,22 +160,6 @@ class TokenGuardMiddleware:
         error = refusal.error
         view = json_response(error.status, error.body, refusal.headers)
         return http_response(view, request.method or "GET")
-
-
-class _DjangoRequest(EnvironRequest):
-    """``request.META`` as the pipeline reads it, with Django's own idea of the scheme
-    (``SECURE_PROXY_SSL_HEADER``)."""
-
-    __slots__ = ("_request",)
-
-    def __init__(self, request: HttpRequest, method: str, path: str) -> None:
-        super().__init__(request.META, method, path)
-        self._request = request
-
-    @property
-    def scheme(self) -> str:
-        scheme: str = self._request.scheme
-        return scheme
 
 
 def _warn_if_before_auth_middleware() -> None:
