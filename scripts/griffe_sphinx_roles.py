@@ -16,9 +16,14 @@ import griffe
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|attr|data|exc|obj|const):`(~?)([^`]+)`")
 
 
+def _code(match: re.Match[str]) -> str:
+    tilde, name = match.groups()
+    return f"`{name.rsplit('.', 1)[-1] if tilde else name}`"
+
+
 def plain(docstring: str) -> str:
     """``docstring`` with every Sphinx role replaced by inline code."""
-    return ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}`", docstring)
+    return ROLE.sub(_code, docstring)
 
 
 class SphinxRoles(griffe.Extension):
