@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need, from scratch, idempotently: a virtualenv with tokenguard
-# and its test extras, and a Redis server answering on 127.0.0.1:6379.
+# and its test and docs extras, and a Redis server answering on 127.0.0.1:6379.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,docs]"
 
 apt_install() {
   if [ "$(id -u)" = 0 ]; then

@@ -23,8 +23,8 @@ the settings (tokenguard/config/settings.py); do not edit by hand. -->
 Every setting is an environment variable and a keyword argument (of `TokenGuard`, the
 middlewares, `Settings.from_env`, and Django's `TOKENGUARD = {...}`); keyword arguments win.
 Durations take Directus's forms (`15m`, `7d`, `10s`, or a bare number of milliseconds); lists
-are comma-separated. A provider's own variables, `AUTH_<NAME>_*`, are described in the README
-(Providers and single sign-on).
+are comma-separated. A provider's own variables, `AUTH_<NAME>_*`, are listed under
+[provider settings](auth/sso.md#provider-settings).
 
 At start-up, when the settings come from the environment, tokenguard logs a warning on the
 `tokenguard` logger for each `TOKENGUARD_*` variable it does not read and for each variable a

@@ -292,7 +292,7 @@ class Settings:
     # verify-only services, and the cross-process session cache (tokenguard.guard.invalidation).
     jwt_keys: str | None = setting(
         None, env="TOKENGUARD_JWT_KEYS", group=SCALING, secret=True,
-        doc="asymmetric signing keys with kids: JSON, inline or a file path (see README)",
+        doc="asymmetric signing keys with kids: JSON, inline or a file path (see Scaling)",
     )
     jwt_accept_hmac: bool = setting(
         True, env="TOKENGUARD_JWT_ACCEPT_HMAC", parse=as_bool, group=SCALING,
@@ -459,7 +459,7 @@ class Settings:
     #: The ``AUTH_<NAME>_*`` variables of the providers in ``auth_providers`` (name, value).
     auth_provider_env: tuple[tuple[str, str], ...] = setting(
         (), env=None, group=ACCOUNTS, secret=True, shown="`AUTH_<NAME>_*` of the providers",
-        doc="the listed providers' variables (a mapping as a keyword argument; see README)",
+        doc="the listed providers' variables (a mapping as a keyword argument; see Single sign-on)",
     )
     tfa_prefix: str = setting(
         "/users/me/tfa", env="TOKENGUARD_TFA_PREFIX", group=ACCOUNTS,
