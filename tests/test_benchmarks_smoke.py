@@ -124,3 +124,36 @@ def test_targets_are_judged_in_the_right_direction() -> None:
     assert verdict("server_repeated", [0.9]) == "**missed** (≥ 0.95)"
     assert verdict("asgi_first_seen_vs_starlette", [0.25]) == "met (≤ 0.3)"
     assert set(TARGETS) >= {"server_static", "server_new_token"}
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_quick_login_flood(tmp_path: Path) -> None:
+    # Real servers (uvicorn and gunicorn, 2 workers each) under a 2 s flood: the report is
+    # well formed; whether a target is met depends on the machine, and is not asserted.
+    for module in ("uvicorn", "gunicorn", "argon2", "starlette", "flask"):
+        pytest.importorskip(module)
+    out = tmp_path / "flood.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flood", "--quick", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| target | peak RSS per worker | poller | logins/s |" in proc.stdout
+    report = json.loads(out.read_text())
+    meta = report["meta"]
+    assert (meta["clients"], meta["seconds"]) == (20, 2.0)
+    assert _positive(meta["argon2_verify"]["ms"]) and _positive(meta["logins_target_per_s"])
+    assert set(report["targets"]) == {"starlette", "flask"}
+    for target in report["targets"].values():
+        assert "skipped" not in target, target
+        assert len(target["workers"]) >= 2
+        for worker in target["workers"]:
+            assert _positive(worker["peak_bytes"]) and isinstance(worker["met"], bool)
+        poller = target["poller"]
+        assert sum(poller["statuses"].values()) == poller["polls"]
+        assert poller["p99_ms"] is None or _positive(poller["p99_ms"])
+        logins = target["logins"]
+        assert sum(logins["by_status"].values()) == logins["answered"]
+        assert all(isinstance(target[k], bool) for k in ("memory_met", "logins_met"))
+        assert isinstance(poller["met"], bool)
