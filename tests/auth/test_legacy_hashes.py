@@ -8,6 +8,7 @@ from typing import Any
 
 import bcrypt
 import pytest
+from argon2 import PasswordHasher
 from django.contrib.auth import hashers as django_hashers
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ from werkzeug.security import generate_password_hash
 from tokenguard.auth.legacy_hashes import MAX_PBKDF2_ITERATIONS, is_legacy_hash, verify_legacy
 from tokenguard.auth.passwords import Passwords
 
-PASSWORDS = Passwords()
+# Cheap argon2 parameters: these tests are about which hashes verify, not what they cost
+# (hypothesis runs hundreds of examples, each burning a dummy verification).
+PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 # Any text a JSON body can carry, lone surrogates excluded (they cannot reach another hasher).
 password_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=60)
 
