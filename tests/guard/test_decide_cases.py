@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import GeneratorType
 from typing import Any
 
 import pytest
@@ -31,10 +32,12 @@ from tests.security.harness import (
 )
 from tokenguard.app import TokenGuard
 from tokenguard.config import Settings
+from tokenguard.flow import Call
+from tokenguard.guard.decide import Guard
 from tokenguard.jose.tokens import hash_token, issue_access_token
 from tokenguard.principal import Principal
 from tokenguard.stores.base import SessionRecord, StoreUnavailable, User, refresh_token_key
-from tokenguard.stores.memory import MemoryUserStore
+from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 from tokenguard.stores.redis import RedisSessionStore
 
 KINDS = ["asgi", "wsgi"]
@@ -70,7 +73,7 @@ class CountingUsers(MemoryUserStore):
 
     def __init__(self, *, io_bound: bool = False) -> None:
         super().__init__()
-        self.io_bound = io_bound  # type: ignore[misc]
+        self.io_bound = io_bound
         self.lookups = 0
         self.threads: list[int] = []
 
@@ -353,7 +356,7 @@ def test_a_cached_session_check_never_outlives_the_token_exp(shell_of: ShellOf, 
     core, clock = session_core
     refresh = secrets.token_urlsafe(48)
     now_ms = int(clock.now * 1000)
-    core.sessions.create(SessionRecord(refresh_token_key(refresh), refresh[:22], "u1", now_ms + 600_000, now_ms))  # type: ignore[union-attr]
+    core.sessions.create(SessionRecord(refresh_token_key(refresh), refresh[:22], "u1", now_ms + 600_000, now_ms))
     exp = clock.now + 30
     token = issue_access_token(
         core.settings, user_id="u1", role="r", app_access=True, admin_access=False,
@@ -391,3 +394,39 @@ def test_the_memo_meets_a_query_name_with_y_diaeresis(shell_of: ShellOf, kind: s
     # The name alone, as the query token, is a token like any other.
     only = s.request("GET", f"/items?{name}={STATIC_64}")
     assert (only.status, only.body) == (401, INVALID_CREDENTIALS)
+
+
+class PlainUsers(CountingUsers):
+    """A synchronous store that does not say whether it does I/O: assumed to."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "io_bound":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+@pytest.mark.parametrize(
+    ("users", "inline"),
+    [(CountingUsers(io_bound=False), True), (CountingUsers(io_bound=True), False), (PlainUsers(), False)],
+    ids=["in-process", "io-bound", "undeclared"],
+)
+def test_only_an_in_process_store_is_asked_without_a_call(users: CountingUsers, inline: bool) -> None:
+    # What the edge cannot show: whether the guard asks the store itself or hands the shell
+    # a Call to drive (in a worker thread, for a store doing I/O under ASGI).
+    users.create(robot())
+    guard = Guard(Settings(secret=SECRET), users, MemorySessionStore())
+    outcome = guard.authenticate(f"Bearer {STATIC_64}", "", None)
+    if inline:
+        assert isinstance(outcome, Principal) and outcome.via == "static"
+        assert users.lookups == 1
+        return
+    assert isinstance(outcome, GeneratorType)
+    step = next(outcome)
+    assert isinstance(step, Call) and step.fn == users.get_by_token_hash
+    assert users.lookups == 0  # not asked until the Call is driven
+    try:
+        outcome.send(users.get_by_token_hash(*step.args))
+    except StopIteration as done:
+        assert isinstance(done.value, Principal) and done.value.via == "static"
+    else:
+        raise AssertionError("one lookup, then the answer")
