@@ -31,6 +31,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
+from tests.helpers.oracle import names_issuer
 from tokenguard.config import Settings
 from tokenguard.errors import AuthError
 from tokenguard.guard.extract import Extracted, Extractor
@@ -102,34 +103,8 @@ def pyjwt_decode(token: str, s: Settings) -> dict[str, Any] | None:
     return claims
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(name)
-
-
 def claims_ours(token: str, s: Settings, *, strict: bool) -> bool:
-    """Whether the payload names our issuer: read as the verifier must (canonical base64url,
-    JSON without duplicate keys or NaN) with ``strict``, else as loosely as Python can."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(token) > s.max_token_length:
-        return False
-    try:
-        if strict:
-            raw = _reference_b64url_decode_strict(parts[1])
-            if raw is None:
-                return False
-            payload = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-        else:
-            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return False
-    return isinstance(payload, dict) and payload.get("iss") == s.issuer
+    return names_issuer(token, s.issuer, s.max_token_length, strict=strict)
 
 
 def signed_and_expired(token: str, s: Settings) -> bool:
