@@ -505,8 +505,8 @@ def _one_pass(text: str) -> str:
     return _ONE_PASS.sub("x", text)
 
 
-# On sixteen times the input a linear redaction costs as much per pass (measured on a loaded
-# 2-core machine: at most 4 times as much), a quadratic one sixteen times as much.
+# On sixteen times the input a linear redaction costs as much per pass (measured on a 2-core
+# machine at load 13: at most 1.8 times as much), a quadratic one sixteen times as much.
 _GROWTH = 16
 _BOUND = 8.0
 
