@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from types import GeneratorType
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests.helpers.oracle import names_issuer
 from tests.helpers.tokens import OTHER_SECRET, SECRET, mint
 from tokenguard.config import Settings, token_policy
 from tokenguard.flow import run_sync
@@ -18,6 +19,7 @@ from tokenguard.principal import Principal
 from tokenguard.stores.base import SessionRecord, StoreUnavailable, User, refresh_token_key
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
+JWT_USER = "8f0c2b1e-4c5d-4e6f-9a0b-1c2d3e4f5a6b"  # tests.helpers.tokens.claims()
 STATIC = "st4t1c-T0ken-for-tests-9f8e7d6c5b4a3210"
 SESSION_TOKEN = "F" * 22 + "s" * 42
 
@@ -170,12 +172,27 @@ def test_no_client_input_authenticates_without_a_valid_token(authorization: str 
 
 
 @hsettings(max_examples=200)
-@given(st.binary(max_size=200))
-def test_mutated_valid_token_never_authenticates_as_someone_else(noise: bytes) -> None:
+@given(st.binary(max_size=200), st.one_of(st.none(), st.integers(min_value=0)))
+@example(b"y", None)  # puts back the very character it replaces: the token itself
+@example(b" ", None)
+@example(b"A", -1)  # the signature's last character: its unused bits
+def test_mutated_valid_token_never_authenticates_as_someone_else(noise: bytes, at: int | None) -> None:
     token = mint()
-    i = len(noise) % len(token)
+    # Where the noise goes: after as many characters as it has, or anywhere.
+    i = (len(noise) if at is None else at) % len(token)
     mutated = token[:i] + noise.decode("latin-1") + token[i + 1 :]
     outcome = resolve(make_guard(), f"Bearer {mutated}")
-    if isinstance(outcome, Principal) and outcome.is_authenticated:
-        # Strict canonical base64 leaves no byte of a signed token free to change.
-        assert mutated == token
+    if mutated == token:
+        assert isinstance(outcome, Principal) and (outcome.user, outcome.via) == (JWT_USER, "jwt")
+        return
+    # Strict canonical base64 leaves no byte of a signed token free to change: refused, or
+    # public when the header no longer reads as "Bearer <token>" (a space in the noise).
+    if len(f"Bearer {mutated}".split(" ")) != 2:
+        assert outcome == Principal(user=None, role=None, via="public")
+        return
+    verdict = refusal(outcome)
+    if verdict == (403, "INVALID_TOKEN", False):  # a forgery of one of ours
+        assert names_issuer(mutated, "directus", 4096, strict=False), mutated
+    else:  # not one of ours: a static token nobody holds
+        assert verdict == (401, "INVALID_CREDENTIALS", False), (verdict, mutated)
+        assert not names_issuer(mutated, "directus", 4096, strict=True), mutated

@@ -31,7 +31,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
 
+from tests.helpers.oracle import names_issuer
 from tokenguard.config import Settings, token_policy
+from tokenguard.errors import AuthError
 from tokenguard.guard.extract import Extracted, Extractor
 from tokenguard.jose.compact import b64url_decode_strict, no_constants, no_duplicates, strict_json
 from tokenguard.jose.tokens import TokenVerifier
@@ -102,13 +104,51 @@ def pyjwt_decode(token: str, s: Settings) -> dict[str, Any] | None:
     return claims
 
 
+def claims_ours(token: str, s: Settings, *, strict: bool) -> bool:
+    return names_issuer(token, s.issuer, s.max_token_length, strict=strict)
+
+
+def signed_and_expired(token: str, s: Settings) -> bool:
+    """PyJWT's word that the signature is good and ``exp`` (an int) is past, no other claim
+    looked at."""
+    key: Any = s.secret_bytes
+    algorithm = s.algorithm
+    checks = ("verify_exp", "verify_nbf", "verify_iat", "verify_iss", "verify_aud", "verify_sub", "verify_jti")
+    try:
+        if s.jwt_keys and jwt.get_unverified_header(token).get("alg") == "ES256":
+            key, algorithm = _EC_KEY.public_key(), "ES256"
+        claims = jwt.decode(token, key, algorithms=[algorithm], options={c: False for c in checks})
+    except Exception:
+        return False
+    exp = claims.get("exp")
+    return type(exp) is int and exp <= NOW - s.leeway_ms / 1000
+
+
 def check_never_looser(token: str, index: int) -> dict[str, Any] | None:
+    """Verify ``token`` with ours and with PyJWT, and assert on every verdict of ours:
+
+    * accepted: PyJWT accepts it too, with the same claims;
+    * ``None`` (not ours: a static-token candidate): the payload does not strictly name our
+      issuer, so a token of ours is never passed on as a static token;
+    * refused: with ``INVALID_TOKEN`` (403) or ``TOKEN_EXPIRED`` (401) only, for a payload
+      that names our issuer, read loosely; ``TOKEN_EXPIRED`` only when PyJWT finds the
+      signature good and ``exp`` past, and PyJWT refuses the token as well.
+    """
+    s = CONFIGS[index]
     ours = VERIFIERS[index].verify(token, NOW)
-    theirs = pyjwt_decode(token, CONFIGS[index])
+    theirs = pyjwt_decode(token, s)
     if isinstance(ours, dict):
         assert theirs is not None, f"accepted a token PyJWT rejects: {token!r}"
         assert ours == theirs
-    return ours if isinstance(ours, dict) else None
+        return ours
+    if ours is None:
+        assert not claims_ours(token, s, strict=True), f"a token of ours passed on as static: {token!r}"
+        return None
+    assert (ours.status, ours.code) in ((403, "INVALID_TOKEN"), (401, "TOKEN_EXPIRED")), token
+    assert claims_ours(token, s, strict=False), f"{ours.code} for a token not ours: {token!r}"
+    if ours.code == "TOKEN_EXPIRED":
+        assert theirs is None and signed_and_expired(token, s), token
+    return None
 
 
 # --- building tokens ----------------------------------------------------------------------
@@ -334,6 +374,10 @@ def test_well_formed_tokens_agree_with_pyjwt(case: tuple[str, int]) -> None:
     ours = check_never_looser(token, index)
     theirs = pyjwt_decode(token, CONFIGS[index])
     assert (ours is not None) == (theirs is not None), (token, theirs)
+    # Well formed, so refused for its times alone: TOKEN_EXPIRED exactly when exp is past.
+    verdict = VERIFIERS[index].verify(token, NOW)
+    expired = isinstance(verdict, AuthError) and verdict.code == "TOKEN_EXPIRED"
+    assert expired == signed_and_expired(token, CONFIGS[index]), token
 
 
 @pytest.mark.parametrize(
@@ -448,7 +492,13 @@ def test_bearer_only_agrees_with_the_extractor(
     authorization: str | None, query: str, cookie: str | None, count: int
 ) -> None:
     fast = _extractor.bearer_only(authorization, query, count)
+    full = _extractor(authorization, query, cookie, authorization_count=count)
     if fast is not None:
-        full = _extractor(authorization, query, cookie, authorization_count=count)
         assert isinstance(full, Extracted)
         assert (full.token, full.source) == (fast, "header")
+        return
+    # No shortcut: only when in doubt (not one header, or a query that could name a token),
+    # or when the full extraction finds no header token either.
+    doubt = authorization is None or count != 1 or "%" in query or any(n in query for n in _names)
+    header_token = isinstance(full, Extracted) and full.source == "header"
+    assert doubt or not header_token, (authorization, query, full)

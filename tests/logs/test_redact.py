@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import re
+import time
+from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, quote_plus
 
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -478,25 +481,69 @@ def test_strip_setting_from_the_environment() -> None:
     assert Settings.from_env({"SECRET": SECRET, "TOKENGUARD_STRIP_QUERY_TOKEN": "false"}).strip_query_token is False
 
 
-def test_large_hostile_inputs_are_handled_in_linear_time() -> None:
-    # Each of these made an earlier pattern backtrack quadratically or worse; at these sizes a
-    # quadratic scan would not finish within the test run.
-    for text in (
-        "%41" * 70_000 + " =",
-        "A" * 200_000 + "=",
-        "access_token" + "%5b%5d" * 20_000 + "%3dx",
-        "access_token" + "[]" * 50_000 + "=x",
-        "'access_token': '" * 20_000,
-        "bearer " * 50_000,
-        "Authorization: x\n" * 30_000,
-        "%3d" * 60_000 + "access_token%3d" * 1_000,
-        "a" * 100_000 + "@://",
-        "x://" + "a" * 100_000 + ":" + "b" * 100_000 + " @",
-        "a_" * 100_000 + "access_token:",
-    ):
-        for fn in (R.text, R.url, R.query, R.cookie):
-            out = fn(text)
-            assert isinstance(out, str)
+# Each of these made an earlier pattern backtrack quadratically or worse. Built at a scale:
+# 1 is the size that an earlier quadratic pattern could not finish within the test run.
+HOSTILE: list[Callable[[float], str]] = [
+    lambda k: "%41" * int(70_000 * k) + " =",
+    lambda k: "A" * int(200_000 * k) + "=",
+    lambda k: "access_token" + "%5b%5d" * int(20_000 * k) + "%3dx",
+    lambda k: "access_token" + "[]" * int(50_000 * k) + "=x",
+    lambda k: "'access_token': '" * int(20_000 * k),
+    lambda k: "bearer " * int(50_000 * k),
+    lambda k: "Authorization: x\n" * int(30_000 * k),
+    lambda k: "%3d" * int(60_000 * k) + "access_token%3d" * int(1_000 * k),
+    lambda k: "a" * int(100_000 * k) + "@://",
+    lambda k: "x://" + "a" * int(100_000 * k) + ":" + "b" * int(100_000 * k) + " @",
+    lambda k: "a_" * int(100_000 * k) + "access_token:",
+]
+# The time of one linear pass over a text, building a new string as a redaction does. Timing
+# each redaction relative to it cancels what a loaded machine and the CPU caches do to both.
+_ONE_PASS = re.compile(r"[^\x00]")
+
+
+def _one_pass(text: str) -> str:
+    return _ONE_PASS.sub("x", text)
+
+
+# On sixteen times the input a linear redaction costs as much per pass (measured on a 2-core
+# machine at load 13: at most 1.8 times as much), a quadratic one sixteen times as much.
+_GROWTH = 16
+_BOUND = 8.0
+
+
+def _best(fn: Callable[[str], object], text: str, runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _growth(fn: Callable[[str], object], small: str, large: str, runs: int) -> float:
+    """How much more ``fn`` costs per linear pass on ``large`` than on ``small`` (best of
+    ``runs``; given up early when two runs are far beyond any noise)."""
+    per_pass = _best(fn, small, runs) / _best(_one_pass, small, runs)
+    large_pass = _best(_one_pass, large, runs)
+    best = float("inf")
+    for run in range(runs):
+        start = time.perf_counter()
+        fn(large)
+        best = min(best, time.perf_counter() - start)
+        if run and best / large_pass / per_pass > 2 * _BOUND:
+            break  # twice far beyond the bound: not noise, and each run is slow
+    return best / large_pass / per_pass
+
+
+@pytest.mark.parametrize("make", HOSTILE)
+@pytest.mark.parametrize("name", ["text", "url", "query", "cookie"])
+def test_large_hostile_inputs_are_handled_in_linear_time(make: Callable[[float], str], name: str) -> None:
+    fn = getattr(R, name)
+    small, large = make(1 / 256), make(_GROWTH / 256)
+    growth = _growth(fn, small, large, runs=5)
+    if growth >= _BOUND:  # once more, longer, before calling it quadratic: the machine is shared
+        growth = _growth(fn, small, large, runs=11)
+    assert growth < _BOUND, f"{name}: {growth:.1f} times the cost per character on {_GROWTH}x the input"
 
 
 def test_passwords_in_urls() -> None:
