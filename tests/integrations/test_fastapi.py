@@ -25,7 +25,13 @@ from tests.helpers.auth import EMAIL, FAST, PASSWORD, USER_ID, make_user
 from tests.helpers.servers import serve
 from tests.helpers.tokens import SECRET, mint
 from tokenguard import Principal, TokenGuard, TokenGuardMiddleware
-from tokenguard.integrations.fastapi import current_user, install, optional_user, require_role
+from tokenguard.integrations.fastapi import (
+    current_user,
+    document_auth_routes,
+    install,
+    optional_user,
+    require_role,
+)
 from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
@@ -215,6 +221,21 @@ def test_install_lists_the_auth_routes_in_the_openapi_document() -> None:
     assert "LoginRequest" in schema["components"]["schemas"]
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert "/me" in schema["paths"] and "/openapi.json" in docs.text
+
+
+def test_document_auth_routes_beside_add_middleware() -> None:
+    guard = make_guard()
+    app = fastapi_app(guard, "add_middleware")
+    c = Client(app)
+    try:
+        assert "/auth/login" not in c.get("/openapi.json").json()["paths"]
+        app.openapi_schema = None  # FastAPI's cache of it
+        document_auth_routes(app, guard)
+        paths = c.get("/openapi.json").json()["paths"]
+    finally:
+        c.close()
+    assert {"/auth/login", "/auth/refresh", "/me"} <= set(paths)
+    assert paths["/auth/login"]["post"]["security"] == [{}, {"bearerAuth": []}, {"accessToken": []}, {"sessionCookie": []}]
 
 
 class Error(BaseModel):

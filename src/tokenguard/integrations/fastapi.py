@@ -128,34 +128,43 @@ def install(app: FastAPI, guard: TokenGuard | None = None, **options: Any) -> No
     :func:`auth_error_handler` for :class:`~tokenguard.errors.AuthError`, and add the ``/auth``
     routes to the app's OpenAPI document (:func:`document_auth_routes`).
 
-    ``guard`` is shared (you close it); without one, a guard is made now from ``options`` and
-    the environment (a configuration mistake shows at once) and the middleware closes it at the
-    lifespan shutdown.
+    ``guard`` is shared (you close it); without one, a guard is made from ``options`` and the
+    environment when the app first needs it (its first request or OpenAPI document: in the
+    worker process, not in a pre-forking parent) and the middleware closes it at the lifespan
+    shutdown.
     """
-    owned = guard is None
-    core = guard if guard is not None else TokenGuard(flavour="async", **options)
+    made: list[TokenGuard] = [] if guard is None else [guard]
+
+    def core() -> TokenGuard:
+        if not made:
+            made.append(TokenGuard(flavour="async", **options))
+        return made[0]
 
     def middleware(inner: ASGIApp) -> TokenGuardMiddleware:
-        made = TokenGuardMiddleware(inner, guard=core)
-        made.owns_core = owned
-        return made
+        wrapper = TokenGuardMiddleware(inner, guard=core())
+        wrapper.owns_core = guard is None
+        return wrapper
 
     app.add_middleware(middleware)
     app.add_exception_handler(AuthError, auth_error_handler)
-    document_auth_routes(app, core)
+    _document(app, core)
 
 
 def document_auth_routes(app: FastAPI, guard: TokenGuard) -> None:
     """Merge the OpenAPI paths of the ``/auth`` routes ``guard`` serves into ``app.openapi()``
     (``/openapi.json``, ``/docs``). The app's own paths and components win a name clash;
     tokenguard's clashing components are renamed ``tokenguard_<name>``."""
+    _document(app, lambda: guard)
+
+
+def _document(app: FastAPI, guard: Callable[[], TokenGuard]) -> None:
     original = app.openapi
     ours: list[dict[str, Any]] = []
 
     def openapi() -> dict[str, Any]:
         schema = original()  # FastAPI builds it once and caches it; merged in place, idempotent
         if not ours:
-            ours.append(build_document(guard.router))
+            ours.append(build_document(guard().router))
         _merge(schema, ours[0])
         return schema
 
