@@ -26,10 +26,11 @@ PUBLIC = {
         "DecoratorOrderError", "TokenGuardFlask", "current_user", "get_principal", "require_role", "require_user",
     },
     "tokenguard.integrations.starlette": {
-        "error_response", "get_principal", "require_role", "require_user",
+        "TokenGuardBackend", "TokenRefused", "error_response", "get_principal", "on_error",
+        "require_role", "require_user",
     },
     "tokenguard.integrations.fastapi": {
-        "auth_error_handler", "bearer_scheme", "current_user", "install", "optional_user",
+        "auth_error_handler", "bearer_scheme", "current_user", "document_auth_routes", "install", "optional_user",
         "require_role",
     },
     "tokenguard.integrations.django": {

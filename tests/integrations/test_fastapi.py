@@ -4,14 +4,17 @@ OpenAPI schema, and Starlette's @requires over the principal — through the rea
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Security
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.requests import Request
@@ -19,9 +22,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.helpers.auth import EMAIL, FAST, PASSWORD, USER_ID, make_user
+from tests.helpers.servers import serve
 from tests.helpers.tokens import SECRET, mint
 from tokenguard import Principal, TokenGuard, TokenGuardMiddleware
-from tokenguard.integrations.fastapi import current_user, install, optional_user, require_role
+from tokenguard.integrations.fastapi import (
+    current_user,
+    document_auth_routes,
+    install,
+    optional_user,
+    require_role,
+)
 from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
@@ -45,9 +55,12 @@ def make_guard() -> TokenGuard:
     )
 
 
-def fastapi_app(guard: TokenGuard) -> FastAPI:
+def fastapi_app(guard: TokenGuard, setup: str = "install") -> FastAPI:
     app = FastAPI()
-    install(app, guard)
+    if setup == "install":
+        install(app, guard)
+    else:  # what the README's "Wrap a Starlette (or FastAPI) app" shows, with no handler
+        app.add_middleware(TokenGuardMiddleware, guard=guard)  # type: ignore[arg-type]
 
     @app.get("/who")
     async def who(p: Annotated[Principal, Depends(optional_user)]) -> dict[str, Any]:
@@ -68,6 +81,20 @@ def fastapi_app(guard: TokenGuard) -> FastAPI:
     @app.get("/open")
     async def open_route() -> dict[str, str]:
         return {"ok": "open"}
+
+    @app.get("/admins")
+    async def admins(p: Annotated[Principal, Security(current_user, scopes=["admin"])]) -> dict[str, Any]:
+        return {"user": p.user}
+
+    @app.get("/editor-app", dependencies=[Security(current_user, scopes=["role:editor-role", "app"])])
+    async def editor_app() -> dict[str, str]:
+        return {"ok": "editor-app"}
+
+    @app.get("/raises")
+    async def raises() -> dict[str, str]:
+        from tokenguard.errors import forbidden
+
+        raise forbidden()
 
     return app
 
@@ -90,9 +117,9 @@ class Client:
         self.loop.close()
 
 
-@pytest.fixture
-def client() -> Iterator[Client]:
-    c = Client(fastapi_app(make_guard()))
+@pytest.fixture(params=["install", "add_middleware"])
+def client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    c = Client(fastapi_app(make_guard(), request.param))
     yield c
     c.close()
 
@@ -143,19 +170,95 @@ def test_require_role(client: Client) -> None:
     assert client.get("/strict", headers=bearer(mint(role="other-role"))).status_code == 200
 
 
+def test_security_scopes_are_the_principals(client: Client) -> None:
+    r = client.get("/admins", headers=bearer(mint(id=USER_ID, admin_access=True)))
+    assert (r.status_code, r.json()) == (200, {"user": USER_ID})
+    r = client.get("/admins", headers=bearer(mint(id=USER_ID)))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+    r = client.get("/admins")
+    assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
+    good = bearer(mint(role="editor-role", app_access=True))
+    assert client.get("/editor-app", headers=good).json() == {"ok": "editor-app"}
+    r = client.get("/editor-app", headers=bearer(mint(role="editor-role", app_access=False)))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+    r = client.get("/editor-app", headers=bearer(mint(role="viewer-role", app_access=True)))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+
+
+def test_an_auth_error_the_endpoint_raises_is_answered_as_directus(client: Client) -> None:
+    r = client.get("/raises", headers=bearer(mint()))
+    assert (r.status_code, r.content) == (403, FORBIDDEN)
+    assert r.headers["content-type"] == "application/json; charset=utf-8"
+
+
 def test_the_openapi_schema_shows_a_bearer_scheme(client: Client) -> None:
     schema = client.get("/openapi.json").json()
-    assert schema["components"]["securitySchemes"] == {
-        "directusToken": {
+    assert schema["components"]["securitySchemes"]["directusToken"] == {
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "A Directus access token (JWT) or a user's static token.",
-        }
     }
     for path in ("/who", "/me", "/editors", "/strict"):
         assert schema["paths"][path]["get"]["security"] == [{"directusToken": []}], path
     assert "security" not in schema["paths"]["/open"]["get"]
+
+
+def test_install_lists_the_auth_routes_in_the_openapi_document() -> None:
+    c = Client(fastapi_app(make_guard(), "install"))
+    try:
+        schema = c.get("/openapi.json").json()
+        docs = c.get("/docs")
+    finally:
+        c.close()
+    for path in ("/auth/login", "/auth/refresh", "/auth/logout", "/auth/password/request"):
+        assert path in schema["paths"], path
+    login = schema["paths"]["/auth/login"]["post"]
+    assert login["tags"] == ["auth"]
+    assert login["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LoginRequest"
+    }
+    assert "LoginRequest" in schema["components"]["schemas"]
+    assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert "/me" in schema["paths"] and "/openapi.json" in docs.text
+
+
+def test_document_auth_routes_beside_add_middleware() -> None:
+    guard = make_guard()
+    app = fastapi_app(guard, "add_middleware")
+    c = Client(app)
+    try:
+        assert "/auth/login" not in c.get("/openapi.json").json()["paths"]
+        app.openapi_schema = None  # FastAPI's cache of it
+        document_auth_routes(app, guard)
+        paths = c.get("/openapi.json").json()["paths"]
+    finally:
+        c.close()
+    assert {"/auth/login", "/auth/refresh", "/me"} <= set(paths)
+    assert paths["/auth/login"]["post"]["security"] == [{}, {"bearerAuth": []}, {"accessToken": []}, {"sessionCookie": []}]
+
+
+class Error(BaseModel):
+    """The app's own model, named as one of tokenguard's OpenAPI components."""
+
+    mine: int
+
+
+def test_the_apps_own_components_win_a_name_clash() -> None:
+    guard = make_guard()
+    app = FastAPI()
+    install(app, guard)
+
+    @app.get("/fails")
+    async def fails() -> Error:
+        return Error(mine=1)
+
+    schema = app.openapi()
+    assert schema is app.openapi()  # merged once, in place
+    assert schema["components"]["schemas"]["Error"]["properties"] == {"mine": {"title": "Mine", "type": "integer"}}
+    assert "errors" in schema["components"]["schemas"]["tokenguard_Error"]["properties"]
+    login = schema["paths"]["/auth/login"]["post"]["responses"]["401"]["content"]["application/json"]
+    assert login["schema"] == {"$ref": "#/components/schemas/tokenguard_Error"}
 
 
 @given(value=st.text(max_size=300).map(lambda t: t.encode("utf-8").decode("latin-1")))
@@ -221,3 +324,26 @@ def test_principal_scopes() -> None:
     assert full.scopes == ("authenticated", "role:r", "admin", "app")
     assert (full.display_name, full.identity) == ("u", "u")
     assert (Principal(None, "public").display_name, Principal(None, None).identity) == ("", "")
+
+
+# -- under a real uvicorn ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", ["plain", "installed"])
+def test_both_setups_answer_alike_under_uvicorn(app: str, tmp_path: Path) -> None:
+    env = {"SECRET": SECRET, "TOKENGUARD_PUBLIC_ROLE": "public"}
+    argv = [sys.executable, "-m", "uvicorn", f"tests.e2e.apps.fastapi_app:{app}", "--port", "{port}"]
+    with serve(argv, env, tmp_path, ready_path="/ok") as server, httpx.Client(base_url=server.url) as http:
+        r = http.get("/me")
+        assert (r.status_code, r.content) == (401, INVALID_CREDENTIALS)
+        assert r.headers["content-type"] == "application/json; charset=utf-8"
+        r = http.get("/me", headers=bearer(mint(id=USER_ID, role="editor-role")))
+        assert (r.status_code, r.json()) == (200, {"user": USER_ID, "role": "editor-role"})
+        r = http.get("/admins", headers=bearer(mint(id=USER_ID)))
+        assert (r.status_code, r.content) == (403, FORBIDDEN)
+        r = http.get("/admins", headers=bearer(mint(id=USER_ID, admin_access=True)))
+        assert (r.status_code, r.json()) == (200, {"user": USER_ID})
+        paths = http.get("/openapi.json").json()["paths"]
+        assert ("/auth/login" in paths) is (app == "installed")
+    assert "500 Internal Server Error" not in server.output()
+    assert "Traceback" not in server.output()

@@ -7,6 +7,10 @@ with a Redis store, once per ``TOKENGUARD_SESSION_CACHE_TTL`` at most, the check
 forgotten by every process as soon as the session is revoked, see
 :mod:`tokenguard.guard.invalidation`). The shells drive that flow with
 :func:`~tokenguard.flow.run_sync` or :func:`~tokenguard.flow.run_async`.
+
+At DEBUG the ``tokenguard`` logger says why each token was refused (expired, bad signature,
+wrong issuer, unknown key, malformed, revoked, user inactive, …) and where it came from, never
+the token: nothing is formatted while DEBUG is off.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..config import Settings, token_policy
 from ..errors import AuthError, invalid_credentials, invalid_token, service_unavailable
 from ..flow import Call, Flow
 from ..jose.keys import KeyFetchNeeded
+from ..jose.refusals import reason_of
 from ..jose.tokens import TokenVerifier, hash_token
 from ..principal import Principal
 from ..stores.base import (
@@ -43,6 +48,7 @@ from .invalidation import SessionInvalidation
 __all__ = ["Guard", "Outcome", "Refusal"]
 
 log = logging.getLogger("tokenguard")
+_DEBUG = logging.DEBUG
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +181,7 @@ class Guard:
         if found is None:
             return self.public
         if isinstance(found, AuthError):
-            log.debug("refused: %s", found.code)
+            log.debug("refused credentials: malformed (%s)", found.code)
             return Refusal(found)
         return self.authenticate_token(found)
 
@@ -189,6 +195,7 @@ class Guard:
         from_cookie = source == "cookie"
         if len(token) > self._max_length or not token:
             # Refused before any parsing; an empty token is no credential at all.
+            log.debug("refused %s token: malformed (empty or too long)", source)
             return Refusal(invalid_credentials(), from_cookie)
         now = self.clock()
         cached = self.cache.get(token, now)
@@ -201,11 +208,12 @@ class Guard:
             return cached
         claims = self.verifier.verify(token, now)
         if claims is None:
-            return self._static_flow(token, from_cookie, raw_authorization)
+            return self._static_flow(token, source, raw_authorization)
         if isinstance(claims, AuthError):
             if type(claims) is KeyFetchNeeded:
                 return self._key_fetch_flow(token, source)
-            log.debug("refused %s token: %s", source, claims.code)
+            if log.isEnabledFor(_DEBUG):
+                log.debug("refused %s token: %s", source, reason_of(claims))
             clear = from_cookie and claims.code != "TOKEN_EXPIRED"
             return Refusal(claims, clear)
         if "session" in claims:
@@ -236,6 +244,7 @@ class Guard:
             yield Call(keys.remote.refresh, blocking=True)
         if type(self.verifier.verify(token, self.clock())) is KeyFetchNeeded:
             # Still unknown (or the issuer unreachable): never a second fetch from here.
+            log.debug("refused %s token: unknown key", source)
             return Refusal(invalid_token(), source == "cookie")
         outcome = self._authenticate(token, source)
         if isinstance(outcome, GeneratorType):
@@ -246,8 +255,9 @@ class Guard:
         return outcome
 
     def _static_flow(
-        self, token: str, from_cookie: bool, raw_authorization: bytes | str | None = None
+        self, token: str, source: str, raw_authorization: bytes | str | None = None
     ) -> Outcome | Flow[Outcome]:
+        from_cookie = source == "cookie"
         digest = hash_token(token)
         if self._inline_users:
             # An in-process store (io_bound = False, synchronous): asked directly, without
@@ -258,20 +268,36 @@ class Guard:
                 return _unavailable(exc)
             entry = self._static_entry(user, digest, from_cookie)  # type: ignore[arg-type]
             if isinstance(entry, Refusal):
+                self._log_static_refusal(token, source, user)  # type: ignore[arg-type]
                 return entry
             if raw_authorization is not None:
                 # Static tokens are few (one per user): memoised on first sight.
                 self._remember_bearer(raw_authorization, entry)
             return entry[2]
-        return self._static_lookup(digest, from_cookie)
+        return self._static_lookup(digest, token, source)
 
-    def _static_lookup(self, digest: str, from_cookie: bool) -> Flow[Outcome]:
+    def _static_lookup(self, digest: str, token: str, source: str) -> Flow[Outcome]:
         try:
             user = yield Call(self.users.get_by_token_hash, (digest,))
         except StoreUnavailable as exc:
             return _unavailable(exc)
-        entry = self._static_entry(user, digest, from_cookie)
-        return entry if isinstance(entry, Refusal) else entry[2]
+        entry = self._static_entry(user, digest, source == "cookie")
+        if isinstance(entry, Refusal):
+            self._log_static_refusal(token, source, user)
+            return entry
+        return entry[2]
+
+    def _log_static_refusal(self, token: str, source: str, user: User | None) -> None:
+        # Not one of our JWTs, and no static token either: say which it looked like.
+        if not log.isEnabledFor(_DEBUG):
+            return
+        if user is not None and user.token_hash is not None and user.status != "active":
+            reason = f"user inactive ({user.status})"
+        elif self.verifier.foreign_issuer(token):
+            reason = "wrong issuer"
+        else:
+            reason = "unknown static token"
+        log.debug("refused %s token: %s", source, reason)
 
     def _static_entry(
         self, user: User | None, digest: str, from_cookie: bool
@@ -285,7 +311,6 @@ class Guard:
             or not hmac.compare_digest(user.token_hash, digest)
             or user.status != "active"
         ):
-            log.debug("refused static token: unknown or inactive")
             return Refusal(invalid_credentials(), from_cookie)
         entry = self._statics.get(digest)
         if entry is not None and entry[1] is user:
@@ -312,7 +337,7 @@ class Guard:
         except StoreUnavailable as exc:
             return _unavailable(exc)
         if record is None or record.user_id != claims.get("id"):
-            log.debug("refused session token: session gone")
+            log.debug("refused session token: revoked (session gone)")
             return Refusal(invalid_credentials(), from_cookie)
         principal = self._principal(claims, "session", session)
         if invalidation is not None and token is not None:

@@ -45,6 +45,7 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ..errors import AuthError, ConfigError
 from .compact import b64url_decode_strict, strict_json
+from .refusals import ALGORITHM_NOT_ACCEPTED, BAD_SIGNATURE, MALFORMED, UNKNOWN_KEY
 
 __all__ = [
     "KeyFetchNeeded",
@@ -85,7 +86,6 @@ class KeyFetchNeeded(AuthError):
         super().__init__(403, "INVALID_TOKEN", "Invalid token.")
 
 
-_INVALID = AuthError(403, "INVALID_TOKEN", "Invalid token.")
 _FETCH = KeyFetchNeeded()
 
 
@@ -368,10 +368,11 @@ class KeyRing:
         raw = b64url_decode_strict(header_seg)
         parsed = None if raw is None else _parse_header(raw)
         if parsed is None:
-            return _INVALID
+            return MALFORMED
         alg, kid = parsed
         if alg.startswith("HS") or alg == "none":
-            return _INVALID  # never a symmetric or unsigned token through a public key
+            # never a symmetric or unsigned token through a public key
+            return ALGORITHM_NOT_ACCEPTED
         key = self.keys.get(kid)
         remote = self.remote
         if key is None and remote is not None:
@@ -381,14 +382,16 @@ class KeyRing:
             if key is None:
                 # Unknown: maybe just rotated in. When the issuer cannot be reached the keys
                 # already known stay in use (an outage must not log everyone out).
-                return _FETCH if remote.may_refresh() else _INVALID
-        if key is None or alg != key.alg:
-            return _INVALID
+                return _FETCH if remote.may_refresh() else UNKNOWN_KEY
+        if key is None:
+            return UNKNOWN_KEY
+        if alg != key.alg:
+            return ALGORITHM_NOT_ACCEPTED
         signature = b64url_decode_strict(sig_seg)
         if signature is None:
-            return _INVALID
+            return MALFORMED
         if not key.verifies(f"{header_seg}.{payload_seg}".encode("ascii"), signature):
-            return _INVALID
+            return BAD_SIGNATURE
         return None
 
     def jwks(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ than PyJWT and proven never to accept what PyJWT rejects by a differential test
 Classification follows Directus: a token whose payload decodes to an object with our
 ``iss`` is one of our JWTs and any fault in it is ``INVALID_TOKEN`` (403; ``TOKEN_EXPIRED``
 for a good signature past ``exp``). Anything else is not ours and is looked up as a static
-token.
+token. Each refusal is one of :mod:`tokenguard.jose.refusals`' shared values, which say why for
+the DEBUG log.
 """
 
 from __future__ import annotations
@@ -25,17 +26,26 @@ from typing import Any
 
 import jwt
 
-from ..errors import AuthError, invalid_token, token_expired
+from ..errors import AuthError
 from .compact import DuplicateKey, b64url_decode_strict, strict_json
 from .policy import TokenPolicy
+from .refusals import (
+    ALGORITHM_NOT_ACCEPTED,
+    BAD_SIGNATURE,
+    EXPIRED,
+    INVALID_CLAIMS,
+    MALFORMED,
+    NOT_YET_VALID,
+    WRONG_AUDIENCE,
+    TokenRefusal,
+)
 
 __all__ = ["TokenVerifier", "hash_token", "issue_access_token"]
 
 _DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 _SIG_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
 _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
-_INVALID = invalid_token()
-_EXPIRED = token_expired()
+_MISSING = object()
 
 _HEADER_CACHE_SIZE = 64
 
@@ -120,56 +130,69 @@ class TokenVerifier:
         if type(payload) is not dict or payload.get("iss") != self.issuer:
             return None
         # From here on the token claims to be ours: every fault is INVALID_TOKEN.
-        if not self._header_ok(header_seg):
+        refused = None if header_seg in self._good_headers else self._header_refusal(header_seg)
+        if refused is not None:
             keys = self.keys
             if keys is None:
-                return _INVALID
+                return refused
             # Not our HMAC header: an asymmetric one, checked against the key its kid names.
             refusal = keys.verify(header_seg, payload_seg, sig_seg)
             return refusal if refusal is not None else self.check_claims(payload, now)
         signature = b64url_decode_strict(sig_seg)
-        if signature is None or len(signature) != self._sig_len:
-            return _INVALID
+        if signature is None:
+            return MALFORMED
+        if len(signature) != self._sig_len:
+            return BAD_SIGNATURE
         # Copying a keyed HMAC skips hashing the key again for every token.
         mac = self._mac.copy()
         mac.update(f"{header_seg}.{payload_seg}".encode("ascii"))
         expected = mac.digest()
         if not hmac.compare_digest(expected, signature):
-            return _INVALID
+            return BAD_SIGNATURE
         return self.check_claims(payload, now)
 
     def _classify_loose(self, payload_seg: str) -> AuthError | None:
         # Not canonical, but does it *claim* to be ours? Then it is a forgery, not a static token.
         loose = _lenient_payload(payload_seg)
         if isinstance(loose, dict) and loose.get("iss") == self.issuer:
-            return _INVALID
+            return MALFORMED
         return None
 
-    def _header_ok(self, header_seg: str) -> bool:
+    def foreign_issuer(self, token: str) -> bool:
+        """Whether ``token`` looks like a JWT of another issuer (for the DEBUG reason of a
+        token that was no static token either; never on the request path's good side)."""
+        if token.count(".") != 2:
+            return False
+        loose = _lenient_payload(token.split(".")[1])
+        return isinstance(loose, dict) and "iss" in loose and loose["iss"] != self.issuer
+
+    def _header_refusal(self, header_seg: str) -> TokenRefusal | None:
         # A verdict depends on the segment alone, and an issuer uses one or two headers:
         # remember the good ones (a few, so that no client can grow this).
-        if header_seg in self._good_headers:
-            return True
-        ok = self._check_header(header_seg)
-        if ok and len(self._good_headers) < _HEADER_CACHE_SIZE:
+        refused = self._check_header(header_seg)
+        if refused is None and len(self._good_headers) < _HEADER_CACHE_SIZE:
             self._good_headers.add(header_seg)
-        return ok
+        return refused
 
-    def _check_header(self, header_seg: str) -> bool:
+    def _check_header(self, header_seg: str) -> TokenRefusal | None:
         raw = b64url_decode_strict(header_seg)
         if raw is None:
-            return False
+            return MALFORMED
         try:
             header = strict_json(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            return False
-        if type(header) is not dict or header.get("alg") != self._alg:
-            return False
+            return MALFORMED
+        if type(header) is not dict:
+            return MALFORMED
+        if header.get("alg") != self._alg:
+            return ALGORITHM_NOT_ACCEPTED
         if not _HEADER_KEYS.issuperset(header):
-            return False  # crit, b64, jku, jwk, x5u…: nothing we issue, nothing we honour
+            return MALFORMED  # crit, b64, jku, jwk, x5u…: nothing we issue, nothing we honour
         if "typ" in header and header["typ"] != "JWT":
-            return False
-        return "kid" not in header or type(header["kid"]) is str
+            return MALFORMED
+        if "kid" in header and type(header["kid"]) is not str:
+            return MALFORMED
+        return None
 
     def check_claims(self, payload: dict[str, Any], now: float) -> dict[str, Any] | AuthError:
         """Registered and Directus claims of a payload whose signature is already good."""
@@ -177,43 +200,47 @@ class TokenVerifier:
         exp = payload.get("exp")
         if exp is None:
             if self.require_exp or "exp" in payload:
-                return _INVALID
+                return INVALID_CLAIMS
         elif not _is_int(exp):
-            return _INVALID
+            return INVALID_CLAIMS
         elif exp <= now - leeway:
-            return _EXPIRED
+            return EXPIRED
         if "nbf" in payload:
             nbf = payload["nbf"]
-            if not _is_number(nbf) or nbf > now + leeway:
-                return _INVALID
+            if not _is_number(nbf):
+                return INVALID_CLAIMS
+            if nbf > now + leeway:
+                return NOT_YET_VALID
         if "iat" in payload:
             iat = payload["iat"]
-            if not _is_number(iat) or iat > now + leeway:
-                return _INVALID
+            if not _is_number(iat):
+                return INVALID_CLAIMS
+            if iat > now + leeway:
+                return NOT_YET_VALID  # issued in the future
         if "aud" in payload or self.audience is not None:
             aud = payload.get("aud")
             if self.audience is None:
-                return _INVALID
+                return WRONG_AUDIENCE
             if isinstance(aud, str):
                 if aud != self.audience:
-                    return _INVALID
+                    return WRONG_AUDIENCE
             elif not (
                 isinstance(aud, list)
                 and self.audience in aud
                 and all(type(a) is str for a in aud)  # as PyJWT: a list of strings only
             ):
-                return _INVALID
+                return WRONG_AUDIENCE
         for name in ("sub", "jti", "id", "session"):
             if name in payload and type(payload[name]) is not str:
-                return _INVALID
+                return INVALID_CLAIMS
         # Directus requires these three to be present; role may be null.
-        role = payload.get("role", _INVALID)
-        if role is _INVALID or not (role is None or type(role) is str):
-            return _INVALID
+        role = payload.get("role", _MISSING)
+        if role is _MISSING or not (role is None or type(role) is str):
+            return INVALID_CLAIMS
         for name in ("app_access", "admin_access"):
-            value = payload.get(name, _INVALID)
-            if value is _INVALID or value not in (True, False):  # 1 and 0 compare equal
-                return _INVALID
+            value = payload.get(name, _MISSING)
+            if value is _MISSING or value not in (True, False):  # 1 and 0 compare equal
+                return INVALID_CLAIMS
         return payload
 
 

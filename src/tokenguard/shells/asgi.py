@@ -8,6 +8,10 @@ FastAPI's ``app.add_middleware(TokenGuardMiddleware, ...)``. The principal lands
 scopes pass through (a middleware that made its own :class:`~tokenguard.app.TokenGuard` closes
 it at the lifespan shutdown, before the app's ``lifespan.shutdown.complete`` goes out); so do
 WebSocket scopes unless ``WEBSOCKETS_ENABLED`` is set (then see :mod:`tokenguard.shells.asgi_ws`).
+
+An :class:`~tokenguard.errors.AuthError` the app raises before its response started (FastAPI's
+``Depends(current_user)`` for the public caller) is answered with Directus's body and status,
+as a refusal here would be, with or without an exception handler registered for it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from types import GeneratorType
 from typing import Any
 
 from ..app import TokenGuard
+from ..errors import AuthError
 from ..flow import run_async
 from ..guard.pipeline import Pass, Refuse, Route
 from ..http.serve import serve_asgi
@@ -118,7 +123,13 @@ class TokenGuardMiddleware:
         scope["state"] = state
         scope["user"] = principal
         scope["auth"] = principal  # its .scopes serve Starlette's @requires
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except AuthError as error:
+            # Raised by the app before it answered: FastAPI's ``Depends(current_user)`` under
+            # plain ``add_middleware``, with no exception handler for it. Answered as the
+            # refusals above are, not as a 500. (A ``try`` costs nothing until it catches.)
+            await self._answer_raised(error, send)
 
     async def aclose(self) -> None:
         """Close the guard this middleware made (idempotent; a guard passed in is left to
@@ -139,6 +150,17 @@ class TokenGuardMiddleware:
             await send(message)
 
         return closing_send
+
+    async def _answer_raised(self, error: AuthError, send: Send) -> None:
+        headers: list[tuple[str, str]] = []
+        if error.retry_after is not None:
+            headers.append(("retry-after", str(error.retry_after)))
+        try:
+            await self._refuse(Refuse(error, headers), send)
+        except Exception:
+            # The app had started its response (a streaming body raised it): the server
+            # refuses a second start, and the app's own error is what happened.
+            raise error from None
 
     async def _refuse(self, refusal: Refuse, send: Send) -> None:
         body = refusal.error.body
