@@ -2,7 +2,7 @@
 gunicorn (never Werkzeug's development server, which announces its version in ``Server`` and
 takes a bare CR for a line break).
 
-    python -m examples.serve [starlette|fastapi|django|flask|flask_sqlalchemy]
+    python -m examples.serve [starlette|fastapi|django|flask|flask_sqlalchemy] [server options]
 
 It listens on ``HOST``/``PORT`` (default 127.0.0.1:8055) with ``WEB_CONCURRENCY`` worker
 processes (default 1; both servers read it).
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 __all__ = ["APPS", "command", "main"]
 
@@ -38,8 +38,9 @@ def _trusts_proxy(environ: Mapping[str, str]) -> bool:
     return environ.get("IP_TRUST_PROXY", "").strip().lower() not in ("", "false", "no", "off", "0")
 
 
-def command(which: str, environ: Mapping[str, str]) -> list[str]:
-    """The server's command line for example ``which`` under ``environ``."""
+def command(which: str, environ: Mapping[str, str], extra: Sequence[str] = ()) -> list[str]:
+    """The server's command line for example ``which`` under ``environ``, ``extra`` (more
+    options of that server, such as ``--log-level``) at the end."""
     server, target = APPS[which]
     host = environ.get("HOST", "127.0.0.1")
     port = environ.get("PORT", "8055")
@@ -50,14 +51,14 @@ def command(which: str, environ: Mapping[str, str]) -> list[str]:
             argv += ["--lifespan", "off"]  # Django's ASGI handler does not speak it
         if proxy:
             allowed = environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
-            return [*argv, "--proxy-headers", "--forwarded-allow-ips", allowed]
-        return [*argv, "--no-proxy-headers"]
+            return [*argv, "--proxy-headers", "--forwarded-allow-ips", allowed, *extra]
+        return [*argv, "--no-proxy-headers", *extra]
     argv = [sys.executable, "-m", "gunicorn", target, "--bind", f"{host}:{port}"]
     # Threads: a request waiting on argon2 or a store does not hold up the others.
     argv += ["--threads", environ.get("GUNICORN_THREADS", "8")]
     # gunicorn never rewrites REMOTE_ADDR, but believes X-Forwarded-Proto from these peers.
     allowed = environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1") if proxy else ""
-    return [*argv, "--forwarded-allow-ips", allowed]
+    return [*argv, "--forwarded-allow-ips", allowed, *extra]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     which = args[0] if args else "starlette"
     if which not in APPS:
         sys.exit(f"usage: python -m examples.serve [{'|'.join(APPS)}]")
-    cmd = command(which, os.environ)
+    cmd = command(which, os.environ, args[1:])
     os.execv(cmd[0], cmd)
 
 
