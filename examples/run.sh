@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install tokenguard into ./.venv and run an example app with an embedded SQLite store and a
-# demo administrator. Usage: bash examples/run.sh [starlette|flask|fastapi|flask_sqlalchemy|django]
+# demo administrator, on a production server: uvicorn for the ASGI examples, gunicorn for the
+# WSGI ones (examples/serve.py), their own forwarded-header handling off unless IP_TRUST_PROXY
+# is set. Usage: bash examples/run.sh [starlette|flask|fastapi|flask_sqlalchemy|django]
+# (WEB_CONCURRENCY=4 for four worker processes; IP_TRUST_PROXY / FORWARDED_ALLOW_IPS behind a
+# reverse proxy: see SECURITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which="${1:-starlette}"
@@ -44,4 +48,4 @@ tokenguard demo ($which) on $url   (settings in $demo, users in $DB_FILENAME)
   Routes: /  (public)   /users/me   /private  (any user)   /admin  (administrator)
 
 EOT
-exec .venv/bin/python -m "examples.${which}_app.app"
+exec .venv/bin/python -m examples.serve "$which"

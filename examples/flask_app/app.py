@@ -1,7 +1,8 @@
 """A Flask app wrapped by tokenguard, configured like a Directus server.
 
-Run it with ``bash examples/run.sh flask`` (or ``python -m examples.flask_app.app`` with
-``SECRET`` set). Same settings and routes as the Starlette example.
+Run it with ``bash examples/run.sh flask``: gunicorn serves it (``python -m examples.serve
+flask`` with ``SECRET`` set). ``python -m examples.flask_app.app`` runs Werkzeug's development
+server instead, for development only. Same settings and routes as the Starlette example.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ The table is the app's: integer ids, its own column names, and passwords hashed 
 with Werkzeug's ``generate_password_hash``. tokenguard reads it through
 :func:`tokenguard.stores.sqlalchemy.sqlalchemy_users`, verifies those hashes and upgrades each
 to argon2id at its owner's next login. Run it with ``bash examples/run.sh flask_sqlalchemy``
-(or ``python -m examples.flask_sqlalchemy_app.app`` with ``SECRET`` set). It listens on
-``HOST``/``PORT`` (default 127.0.0.1:8055), keeps the table in ``APP_DATABASE_URL`` (default:
-SQLite in memory) and seeds an administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD``/
-``ADMIN_TOKEN``, the way the app itself would (Werkzeug hash, its own columns).
+(gunicorn, through ``python -m examples.serve flask_sqlalchemy``; ``python -m
+examples.flask_sqlalchemy_app.app`` is Werkzeug's development server, for development only).
+It listens on ``HOST``/``PORT`` (default 127.0.0.1:8055), keeps the table in
+``APP_DATABASE_URL`` (default: SQLite in memory) and seeds an administrator from
+``ADMIN_EMAIL``/``ADMIN_PASSWORD``/``ADMIN_TOKEN``, the way the app itself would (Werkzeug hash,
+its own columns).
 """
 
 from __future__ import annotations

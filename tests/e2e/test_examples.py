@@ -1,4 +1,5 @@
-"""The example apps, served by a real uvicorn and a real Werkzeug server on 127.0.0.1."""
+"""The example apps, served as ``examples/run.sh`` serves them (``python -m examples.serve``):
+the ASGI ones by a real uvicorn, the WSGI ones by a real gunicorn, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ ENV = {
 }
 
 COMMANDS = {
-    "starlette-uvicorn": [sys.executable, "-m", "examples.starlette_app.app"],
-    "flask-werkzeug": [sys.executable, "-m", "examples.flask_app.app"],
-    "fastapi-uvicorn": [sys.executable, "-m", "examples.fastapi_app.app"],
-    "flask-sqlalchemy-werkzeug": [sys.executable, "-m", "examples.flask_sqlalchemy_app.app"],
-    "django-uvicorn": [sys.executable, "-m", "examples.django_app.app"],
+    "starlette-uvicorn": [sys.executable, "-m", "examples.serve", "starlette"],
+    "flask-gunicorn": [sys.executable, "-m", "examples.serve", "flask"],
+    "fastapi-uvicorn": [sys.executable, "-m", "examples.serve", "fastapi"],
+    "flask-sqlalchemy-gunicorn": [sys.executable, "-m", "examples.serve", "flask_sqlalchemy"],
+    "django-uvicorn": [sys.executable, "-m", "examples.serve", "django"],
 }
 
 
@@ -81,3 +82,8 @@ def test_bad_tokens_over_http(server: Server) -> None:
     assert r.status_code == 400
     r = httpx.get(server.url + "/", headers={"Cookie": "directus_session_token=garbage"})
     assert r.status_code == 401 and "directus_session_token=; Max-Age=0" in r.headers["set-cookie"]
+
+
+def test_production_servers(server: Server) -> None:
+    # Not Werkzeug's development server, which announces itself (and its version) here.
+    assert "werkzeug" not in httpx.get(server.url + "/").headers.get("server", "").lower()

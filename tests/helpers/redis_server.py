@@ -29,15 +29,19 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` process on 127.0.0.1; ``persistent`` turns on an fsync-always AOF."""
+    """One ``redis-server`` process on 127.0.0.1; ``persistent`` turns on an fsync-always AOF;
+    ``args`` are more command-line options (after the others, so they win)."""
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = False, args: tuple[str, ...] = ()
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.directory = directory
         self.persistent = persistent
+        self.args = args
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +70,7 @@ class RedisServer:
                 "--dir",
                 str(self.directory),
                 *persistence,
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

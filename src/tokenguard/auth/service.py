@@ -344,6 +344,9 @@ class AuthService:
             # in Directus; unlike Directus the suspension holds for this very attempt, so a
             # right password now fails too (and the answer does not say which it was).
             yield from self._store(self.users.update, user.id, status="suspended")
+            # As `tokenguard users suspend` does: a session-mode cookie or a refresh token
+            # someone already holds must stop working now, not when it expires.
+            yield from self._store(self.sessions.revoke_user, user.id)
             log.warning("login: user %s suspended after too many failed attempts", user.id)
             yield from self.audit.emit(
                 "lockout", "blocked", client, user_id=user.id, provider=user.provider

@@ -93,6 +93,9 @@ def stores(
 
         session_class = AsyncRedisSessionStore if flavour == "async" else RedisSessionStore
         sessions = session_class.from_url(settings.redis_url, prefix=settings.redis_prefix)
+        from .redis_persistence import warn_without_persistence
+
+        warn_without_persistence(settings.redis_url)  # once, at start; not per request
     return users, sessions
 
 
