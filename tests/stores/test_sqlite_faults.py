@@ -70,3 +70,18 @@ def test_a_fresh_file_locked_by_another_process_is_waited_for(tmp_path: Path) ->
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     check.close()
+
+
+def test_a_db_filename_in_a_missing_folder_is_warned_about_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tokenguard import TokenGuard
+    from tokenguard.stores.sqlite import warn_if_unwritable
+
+    missing = tmp_path / "no-such-folder" / "users.db"
+    with caplog.at_level("WARNING", logger="tokenguard"):
+        guard = TokenGuard(secret="x7Qm2Vt9Lp4Nc8Rw3Zk6Hb1Jf5Gd0Sa-Yu_Ei8Po3Lk", db_filename=str(missing))
+    guard.close()
+    assert [r.getMessage() for r in caplog.records if "DB_FILENAME" in r.getMessage()] == [
+        f"DB_FILENAME {missing}: its folder does not exist; requests that need the store answer 503 until it can be opened"
+    ]
+    assert warn_if_unwritable(tmp_path / "fine.db") is False
+    assert warn_if_unwritable(":memory:") is False

@@ -79,8 +79,9 @@ def stores(
 
         users, sessions = pg_stores(settings, flavour)
     elif settings.db_filename:
-        from .sqlite import SQLiteSessionStore, SQLiteUserStore
+        from .sqlite import SQLiteSessionStore, SQLiteUserStore, warn_if_unwritable
 
+        warn_if_unwritable(settings.db_filename)
         users = SQLiteUserStore(settings.db_filename)
         sessions = SQLiteSessionStore(settings.db_filename)
     else:

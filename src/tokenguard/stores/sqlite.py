@@ -10,6 +10,7 @@ shared with an application's own tables.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -23,7 +24,15 @@ from typing import Any
 from .base import RotateOutcome, SessionRecord, StoreUnavailable, User
 from .rotation import plan_rotation
 
-__all__ = ["SCHEMA_VERSION", "SQLiteSessionStore", "SQLiteUserStore", "SchemaTooNew"]
+log = logging.getLogger("tokenguard")
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLiteSessionStore",
+    "SQLiteUserStore",
+    "SchemaTooNew",
+    "warn_if_unwritable",
+]
 
 #: Bumped by every schema change; ``_MIGRATIONS[n]`` brings a version ``n - 1`` file to ``n``.
 SCHEMA_VERSION = 2
@@ -93,6 +102,31 @@ class SchemaTooNew(RuntimeError):
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced (the base class cannot)."""
+
+
+def warn_if_unwritable(filename: str | os.PathLike[str]) -> bool:
+    """Log a warning at start when ``filename`` cannot be created or written (a folder that
+    does not exist, one without write access): every request needing the store would answer
+    503, and the warning says why before the first login does. The app still starts (the
+    folder may be mounted later). Whether it warned."""
+    name = os.fspath(filename)
+    if name in ("", ":memory:") or name.startswith("file:"):
+        return False
+    folder = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(folder):
+        problem = "its folder does not exist"
+    elif os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+        problem = "the file cannot be read and written"
+    elif not os.path.exists(name) and not os.access(folder, os.W_OK | os.X_OK):
+        problem = "its folder cannot be written"
+    else:
+        return False
+    log.warning(
+        "DB_FILENAME %s: %s; requests that need the store answer 503 until it can be opened",
+        name,
+        problem,
+    )
+    return True
 
 
 class _Database:
