@@ -35,6 +35,13 @@ from typing import TYPE_CHECKING, Any
 from ..principal import Principal
 from ..stores.select import invalidation_source
 from .cache import TokenCache
+from .revocation import (
+    MESSAGE_MARK,
+    Entry,
+    Revocations,
+    decode_entries,
+    entry_from_member,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -96,6 +103,44 @@ class SessionInvalidation:
         self._subscribed = threading.Event()
         #: Set by close(): no subscriber is started again, not even in a forked child.
         self._closed = False
+        #: The guard's revoked sessions and users, fed from the channel (see :meth:`attach`).
+        self.revocations: Revocations | None = None
+        self.revocations_key = ""
+        #: Sets the store's window of revocations to the registry's (set by invalidation_for).
+        self.set_window: Callable[[int], None] | None = None
+
+    # -- revocations -------------------------------------------------------------------------
+
+    def attach(self, revocations: Revocations, sessions: Any) -> None:
+        """Feed ``revocations`` from the channel and the window of revocations of
+        ``sessions`` (a Redis session store); until the subscriber is live and has caught
+        up, the registry is not trusted and that store is asked on each request."""
+        self.revocations = revocations
+        if self.set_window is not None:
+            self.set_window(int(revocations.window_s * 1000))
+        revocations.trusted = False
+        revocations.check = sessions.revocation_scores
+        revocations.publish = sessions.record_revocations
+        revocations.on_check = self.begin  # a subscriber not running yet is started
+
+    def _catch_up(self, client: Any) -> None:
+        # Subscribed first, read second: whatever was announced before the subscription is
+        # in the window, whatever comes after arrives as a message.
+        rv = self.revocations
+        if rv is None:
+            return
+        now_ms = int(self.clock() * 1000)
+        rows = client.zrangebyscore(
+            self.revocations_key, now_ms - int(rv.window_s * 1000), "+inf", withscores=True
+        )
+        found = []
+        for member, score in rows:
+            name = member.decode("utf-8", "replace") if isinstance(member, bytes) else member
+            entry = entry_from_member(str(name), score)
+            if entry is not None:
+                found.append(entry)
+        rv.apply(found)
+        rv.trusted = True
 
     # -- request side ------------------------------------------------------------------------
 
@@ -167,6 +212,8 @@ class SessionInvalidation:
         return self.live
 
     def _go_dark(self) -> None:
+        if self.revocations is not None:
+            self.revocations.trusted = False  # first, before anything is forgotten
         with self._lock:
             self.live = False
             self._forget_all()
@@ -192,6 +239,7 @@ class SessionInvalidation:
                         continue
                     kind = message.get("type")
                     if kind == "subscribe":
+                        self._catch_up(client)
                         with self._lock:
                             self._forget_all()  # whatever was missed before now
                             self.live = True
@@ -202,8 +250,15 @@ class SessionInvalidation:
                         if isinstance(data, bytes):
                             data = data.decode("ascii", "replace")
                         text = str(data)
+                        if text.startswith(MESSAGE_MARK):
+                            if self.revocations is not None:
+                                self.revocations.apply(decode_entries(text))
+                            continue
                         families = [f for f in text.split(",") if f]
                         self.received += len(families)
+                        if self.revocations is not None:
+                            now = self.clock()
+                            self.revocations.apply(Entry("s", f, int(now * 1000)) for f in families)
                         self.invalidate(families)
             except Exception as exc:  # any failure: stop trusting the cache, then retry
                 self._go_dark()
@@ -279,4 +334,6 @@ def invalidation_for(
         still_master=source.still_master,
     )
     source.listen(invalidation.invalidate)
+    invalidation.revocations_key = source.revocations_key
+    invalidation.set_window = source.set_window
     return invalidation

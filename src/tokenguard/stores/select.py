@@ -225,6 +225,10 @@ class InvalidationSource:
     #: Sentinel only: whether a server is still the master.
     still_master: Callable[[str, int], bool] | None
     listen: Callable[[Callable[[Iterable[str]], None]], None]
+    #: The sorted set holding the current window of revocations (tokenguard.guard.revocation).
+    revocations_key: str = ""
+    #: Sets how long the store keeps a revocation in that window (milliseconds).
+    set_window: Callable[[int], None] | None = None
 
 
 def invalidation_source(settings: Settings, sessions: object) -> InvalidationSource | None:
@@ -264,4 +268,6 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
         if url
         else None,
         listen=redis_sessions.listeners.append,
+        revocations_key=redis_sessions.revocations_key,
+        set_window=lambda ms: setattr(redis_sessions, "revocation_window_ms", ms),
     )
