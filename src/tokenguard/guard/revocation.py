@@ -220,15 +220,13 @@ class Revocations:
                 until = at + window
                 if until <= now:
                     continue
-                if entry.kind == "s":
-                    if entry.key in self.sessions:
-                        continue
-                    self.sessions[entry.key] = at
-                else:
-                    current = self.users.get(entry.key)
-                    if current is not None and current >= at:
-                        continue
-                    self.users[entry.key] = at
+                # The latest time wins (and lives its own window): a session revoked again
+                # later, or a user whose not-before moved on.
+                table = self.sessions if entry.kind == "s" else self.users
+                current = table.get(entry.key)
+                if current is not None and current >= at:
+                    continue
+                table[entry.key] = at
                 heapq.heappush(self._expiry, (until, entry.kind, entry.key))
 
     def prune(self, now: float | None = None) -> None:
@@ -237,8 +235,8 @@ class Revocations:
             self._prune(self.clock() if now is None else now)
 
     def _prune(self, now: float) -> None:
-        # Holding the lock. A user's heap item may be outdated (a later time replaced it):
-        # only the item matching the current value removes the entry.
+        # Holding the lock. A heap item may be outdated (a later time replaced its entry):
+        # the entry goes only once its current time is a window old.
         expiry = self._expiry
         window = self.window_s
         while expiry and expiry[0][0] <= now:
