@@ -57,6 +57,11 @@ _RETRY_MAX_S = 5.0
 _POLL_S = 0.5
 #: Seconds between checks that the subscription still sits on the current master (Sentinel).
 _CHECK_S = 1.0
+#: Seconds between pings on the subscription, and of silence after which it counts as lost
+#: (revocations are then checked against the store on each request, see
+#: tokenguard.guard.revocation).
+_PING_S = 0.5
+_SILENT_S = 2.0
 #: Seconds close() waits for the subscriber thread (it wakes every _POLL_S; a connect or a
 #: read in progress is bounded by the client's timeouts).
 _JOIN_S = 10.0
@@ -229,12 +234,22 @@ class SessionInvalidation:
                 client = self.connect()
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
-                checked = time.monotonic()
+                checked = pinged = heard = time.monotonic()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=_POLL_S)
-                    if self.still_master is not None and time.monotonic() - checked > _CHECK_S:
-                        checked = time.monotonic()
+                    now = time.monotonic()
+                    if self.still_master is not None and now - checked > _CHECK_S:
+                        checked = now
                         self._check_master(pubsub)
+                    if message is not None:
+                        heard = now
+                    elif now - heard > _SILENT_S:
+                        # A frozen server (SIGSTOP, a stalled network) keeps the socket open
+                        # and says nothing: silence past the bound counts as a lost channel.
+                        raise ConnectionError("the invalidation channel went silent")
+                    if now - pinged > _PING_S:
+                        pinged = now
+                        pubsub.ping()  # answered by a "pong" message: proof of life
                     if message is None:
                         continue
                     kind = message.get("type")
