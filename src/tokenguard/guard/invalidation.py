@@ -159,6 +159,8 @@ class SessionInvalidation:
         self, token: str, principal: Principal, family: str, epoch: int, valid_until: float
     ) -> None:
         """Cache a successful session check, unless anything was announced since ``epoch``."""
+        if self.ttl_s <= 0:
+            return  # caching is off
         until = min(valid_until, self.clock() + self.ttl_s)
         with self._lock:
             if not self.live or epoch != self.epoch:
@@ -335,8 +337,9 @@ def invalidation_for(
     settings: Settings, sessions: object, cache: TokenCache
 ) -> SessionInvalidation | None:
     """A :class:`SessionInvalidation` when :func:`~tokenguard.stores.select.invalidation_source`
-    finds one applies (a Redis session store, the cache on); ``None`` (every session request
-    checks the store) otherwise."""
+    finds one applies (a Redis session store: it also carries revocations, see
+    :mod:`tokenguard.guard.revocation`); ``None`` (every session request checks the store,
+    revocations stay in this process) otherwise."""
     source = invalidation_source(settings, sessions)
     if source is None:
         return None
@@ -344,7 +347,8 @@ def invalidation_for(
         cache,
         source.connect,
         source.channel,
-        ttl_s=settings.session_cache_ttl_ms / 1000,
+        # No caching with the cache or its TTL off: the channel then carries revocations only.
+        ttl_s=settings.session_cache_ttl_ms / 1000 if settings.token_cache_size > 0 else 0,
         owns_client=source.owns_client,
         still_master=source.still_master,
     )

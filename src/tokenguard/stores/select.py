@@ -232,11 +232,10 @@ class InvalidationSource:
 
 
 def invalidation_source(settings: Settings, sessions: object) -> InvalidationSource | None:
-    """An :class:`InvalidationSource` when session checks may be cached: the token cache and
-    ``TOKENGUARD_SESSION_CACHE_TTL`` are on and the session store is a Redis one that a
-    thread can listen through; ``None`` (every session request asks the store) otherwise."""
-    if settings.session_cache_ttl_ms <= 0 or settings.token_cache_size <= 0:
-        return None
+    """An :class:`InvalidationSource` when the session store is a Redis one that a thread can
+    listen through (revocations reach every process through it, and session checks may be
+    cached when ``TOKENGUARD_SESSION_CACHE_TTL`` and the token cache are on); ``None``
+    otherwise."""
     redis_sessions = _redis_sessions(sessions)
     if redis_sessions is None:
         return None
