@@ -532,7 +532,15 @@ class AuthService:
             yield from self._reused(client, RotateOutcome("reused", record), record.family)
         if outcome.status not in ("rotated", "grace"):
             raise invalid_credentials()
-        return self._issue(user, successor, mode, now)
+        issued = now
+        if outcome.status == "grace" and outcome.record is not None:
+            # A twin within the grace period gets the very token the winner got (the same
+            # iat and iat_ms, from the winner's clock reading): concurrent refreshes converge
+            # on one session cookie, as before the millisecond claim existed.
+            created_ms = outcome.record.created_at_ms
+            if created_ms and created_ms <= now_ms:
+                issued = created_ms / 1000
+        return self._issue(user, successor, mode, issued)
 
     # -- logout ----------------------------------------------------------------------------
 
