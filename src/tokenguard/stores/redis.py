@@ -99,6 +99,14 @@ local function extend(key, at)
   -- only ever push the key's expiry later: it is the max over the family's records
   if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
 end
+local function record_revoked(window, member, now, ms)
+  -- Into the window of revocations first (a refused write fails the whole script before
+  -- anything is deleted); only where the window shares the slot (not on a Cluster).
+  if window == nil then return end
+  redis.call('ZADD', window, 'GT', now, member)
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', '(' .. (now - ms))
+  redis.call('PEXPIRE', window, ms)
+end
 local function is_live(r, now)
   if r.e < now then return false end
   return r.n == nil or (r.l ~= nil and now < r.l)
@@ -132,8 +140,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 extend(KEYS[1], tonumber(ARGV[3]))
 return 1
 """,
-    # KEYS: family. ARGV: old hash, new hash, new record JSON, new expires, now, grace,
-    # invalidation channel, family.
+    # KEYS: family [, window of revocations]. ARGV: old hash, new hash, new record JSON, new
+    # expires, now, grace, invalidation channel, family, window ms.
     # Returns {"missing"} | {"reused"} | {"rotated"} | {"grace", record JSON}.
     "rotate": _LUA_PRELUDE
     + """
@@ -155,6 +163,7 @@ if old.n ~= nil then
     extend(key, cur.e)
     return {'grace', encoded}
   end
+  record_revoked(KEYS[2], 's:' .. ARGV[8], now, tonumber(ARGV[9]))
   redis.call('DEL', key)
   redis.call('PUBLISH', ARGV[7], ARGV[8])
   return {'reused'}
@@ -165,11 +174,13 @@ redis.call('HSET', key, ARGV[1], cjson.encode(old), ARGV[2], ARGV[3])
 extend(key, math.max(old.e, tonumber(ARGV[4])))
 return {'rotated'}
 """,
-    # KEYS: family. ARGV: token hash, invalidation channel, family. Returns the record JSON
-    # (or nil) and drops the family.
-    "revoke": """
+    # KEYS: family [, window of revocations]. ARGV: token hash, invalidation channel, family,
+    # now, window ms. Returns the record JSON (or nil) and drops the family.
+    "revoke": _LUA_PRELUDE
+    + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if raw then
+  record_revoked(KEYS[2], 's:' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
@@ -318,10 +329,14 @@ class _RedisSessions:
             ("PEXPIRE", key, window),
         )
 
+    def _with_window(self, key: str) -> tuple[str, ...]:
+        # The window of revocations joins a script's keys unless it lives in another slot.
+        return (key,) if self.cluster else (key, self.revocations_key)
+
     def _record_families(self, families: list[str]) -> _Op[None]:
-        # After the script that revoked them (which announced them already, atomically): into
-        # the window, then announced again, so that no process catching up between the two
-        # can miss them (an announcement twice over revokes nothing more).
+        # On a Cluster, after the script that revoked them (which announced them already):
+        # into the window, then announced again, so that no process catching up between the
+        # two can miss them (an announcement twice over revokes nothing more).
         now_ms = int(time.time() * 1000)
         yield _Commands(
             (
@@ -397,7 +412,7 @@ class _RedisSessions:
         _check_ms(now_ms, now_ms + grace_ms)
         reply = yield _Script(
             "rotate",
-            (self.family_key(family),),
+            self._with_window(self.family_key(family)),
             (
                 token_hash,
                 new.token_hash,
@@ -407,6 +422,7 @@ class _RedisSessions:
                 grace_ms,
                 self.channel,
                 family,
+                self.revocation_window_ms,
             ),
         )
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
@@ -416,7 +432,8 @@ class _RedisSessions:
             return RotateOutcome("grace", _decode(reply[1], new.token_hash))
         if status == "reused":
             self._announce([family])
-            yield from self._record_families([family])
+            if self.cluster:
+                yield from self._record_families([family])
         if status in ("reused", "missing"):
             return RotateOutcome(status)  # type: ignore[arg-type]
         raise StoreUnavailable("redis", "unexpected rotation reply")
@@ -426,12 +443,15 @@ class _RedisSessions:
         if family is None:
             return None
         raw = yield _Script(
-            "revoke", (self.family_key(family),), (token_hash, self.channel, family)
+            "revoke",
+            self._with_window(self.family_key(family)),
+            (token_hash, self.channel, family, int(time.time() * 1000), self.revocation_window_ms),
         )
         if raw is None:
             return None
         self._announce([family])
-        yield from self._record_families([family])
+        if self.cluster:
+            yield from self._record_families([family])
         return _decode(raw, token_hash)
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
