@@ -319,3 +319,27 @@ def test_while_untrusted_the_store_is_asked_and_a_store_down_is_a_503() -> None:
     rv.check = None
     outcome = _ask(core, access)
     assert isinstance(outcome, Refusal) and outcome.error.status == 503
+
+
+def test_a_session_entry_lives_the_access_token_window_only() -> None:
+    clock = Clock()
+    rv = Revocations(86_460.0, session_window_s=WINDOW, clock=clock)
+    start = clock.now
+    rv.revoke_session("fam-a")
+    rv.revoke_user("u1")
+    clock.now = start + WINDOW
+    rv.prune()
+    # Session-mode tokens are checked against their session anyway; a user's not-before
+    # must outlive them (a role change), so it keeps the longer window.
+    assert rv.sessions == {} and rv.users == {"u1": start}
+    clock.now = start + 86_460.0
+    rv.prune()
+    assert len(rv) == 0
+
+
+def test_the_guard_sizes_its_windows_from_the_settings() -> None:
+    core = _core()
+    rv = core.guard.revocations
+    leeway = core.settings.leeway_ms / 1000
+    assert rv.session_window_s == 900 + leeway  # ACCESS_TOKEN_TTL
+    assert rv.window_s == 86_400 + leeway  # SESSION_COOKIE_TTL

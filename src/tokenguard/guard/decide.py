@@ -89,6 +89,7 @@ class Guard:
         self.revocations = Revocations(
             (max(settings.access_token_ttl_ms, settings.session_cookie_ttl_ms) + settings.leeway_ms)
             / 1000,
+            session_window_s=(settings.access_token_ttl_ms + settings.leeway_ms) / 1000,
             clock=clock,
         )
         self._max_length = settings.max_token_length

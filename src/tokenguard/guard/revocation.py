@@ -8,7 +8,9 @@ refused, and the client refreshes into what the user now is).
 
 Memory is bounded by one window of revocations: an entry made at ``T`` can only refuse
 tokens issued before ``T``, which all expire by ``T + window`` (the longest token lifetime
-plus the leeway); at that moment the entry goes. Pruning runs on every insert, so the
+plus the leeway); at that moment the entry goes. A session's window is ``ACCESS_TOKEN_TTL``
+plus leeway (a session-mode token's session is checked against the store anyway); a user's
+spans session-mode tokens too (``SESSION_COOKIE_TTL``). Pruning runs on every insert, so the
 registry never holds more than the revocations of the last window (plus the one added).
 
 Trust: a registry fed from other processes (Redis pub/sub, :mod:`tokenguard.guard.invalidation`)
@@ -136,9 +138,18 @@ class Revocations:
     the subscriber thread.
     """
 
-    def __init__(self, window_s: float, *, clock: Callable[[], float] = time.time) -> None:
-        #: Longest token lifetime plus leeway: how long an entry can still refuse anything.
+    def __init__(
+        self,
+        window_s: float,
+        *,
+        session_window_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        #: Longest token lifetime plus leeway: how long a user's entry can refuse anything.
         self.window_s = window_s
+        #: The same for a session's entry; shorter when only JWTs without a ``session`` claim
+        #: need it (a session-mode token's session is checked against the store anyway).
+        self.session_window_s = window_s if session_window_s is None else session_window_s
         self.clock = clock
         #: sid -> revoked at (Unix seconds).
         self.sessions: dict[str, float] = {}
@@ -212,12 +223,11 @@ class Revocations:
         """Record entries (made here, announced by another process, or caught up from the
         store); an entry older than the window is ignored, a user's later time wins."""
         now = self.clock()
-        window = self.window_s
         with self._lock:
             self._prune(now)
             for entry in entries:
                 at = entry.at_ms / 1000
-                until = at + window
+                until = at + (self.session_window_s if entry.kind == "s" else self.window_s)
                 if until <= now:
                     continue
                 # The latest time wins (and lives its own window): a session revoked again
@@ -238,10 +248,12 @@ class Revocations:
         # Holding the lock. A heap item may be outdated (a later time replaced its entry):
         # the entry goes only once its current time is a window old.
         expiry = self._expiry
-        window = self.window_s
         while expiry and expiry[0][0] <= now:
             _, kind, key = heapq.heappop(expiry)
-            table = self.sessions if kind == "s" else self.users
+            if kind == "s":
+                table, window = self.sessions, self.session_window_s
+            else:
+                table, window = self.users, self.window_s
             at = table.get(key)
             if at is not None and at + window <= now:
                 del table[key]
