@@ -343,3 +343,18 @@ def test_the_guard_sizes_its_windows_from_the_settings() -> None:
     leeway = core.settings.leeway_ms / 1000
     assert rv.session_window_s == 900 + leeway  # ACCESS_TOKEN_TTL
     assert rv.window_s == 86_400 + leeway  # SESSION_COOKIE_TTL
+
+
+def test_the_async_twins_revoke_too() -> None:
+    import asyncio
+
+    core = _core()
+    access, _ = _login(core)
+    principal = _ask(core, access)
+    assert isinstance(principal, Principal) and principal.sid is not None
+    asyncio.run(core.arevoke_session(principal.sid))
+    assert _is_refused(_ask(core, access))
+    other, _ = _login(core)
+    assert isinstance(_ask(core, other), Principal)
+    asyncio.run(core.arevoke_user(principal.user or ""))
+    assert _is_refused(_ask(core, other))
