@@ -23,8 +23,9 @@ on the same store as your app: the SQLite file of `DB_FILENAME` (or `--db FILE`,
 or after the command), or, with `DB_CLIENT=pg`, the PostgreSQL database (prepare it with
 `tokenguard db migrate`). Passwords are never accepted as arguments (they would end up in shell
 history and `ps`): use `--password-stdin` or `--password-prompt`. Exit status: 0 ok, 1 failed
-(e.g. no such user), 2 usage error. Access tokens already issued keep their role until they
-expire (`ACCESS_TOKEN_TTL`).
+(e.g. no such user), 2 usage error. `set-role`, `set-password`, `suspend`, `revoke-sessions` and
+`tfa disable` void the user's access tokens issued before them in every running server sharing
+the Redis session store ([revocation](security/revocation.md)).
 
 ```bash
 tokenguard secret                                   # a strong SECRET

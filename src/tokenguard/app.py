@@ -18,6 +18,7 @@ from .auth.passwords import Passwords
 from .auth.service import AuthService
 from .closing import Resources
 from .config import Settings, warn_unknown_settings
+from .flow import run_async, run_sync
 from .guard.decide import Guard
 from .guard.invalidation import invalidation_for
 from .guard.limits import Limits
@@ -107,6 +108,9 @@ class TokenGuard:
         self.invalidation = invalidation_for(settings, sessions, self.guard.cache)
         self.guard.invalidation = self.invalidation
         if self.invalidation is not None:
+            # Revocations reach every process over the same channel (fail closed until the
+            # subscriber has caught up: see tokenguard.guard.revocation).
+            self.invalidation.attach(self.guard.revocations, sessions)
             self._resources.add(self.invalidation)  # first: its thread reads the store
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
@@ -129,6 +133,7 @@ class TokenGuard:
             passwords=passwords if passwords is not None else _passwords(settings),
             limits=self.limits,
             audit=self.audit,
+            revocations=self.guard.revocations,
         )
         #: Password reset, two-factor (plugged into ``auth``'s login) and single sign-on.
         self.extras = build_extras(self.auth, sessions, once=once, mailer=mailer)
@@ -165,6 +170,33 @@ class TokenGuard:
         )
         for resource in made:  # the stores last: everything above may still use them
             self._resources.add(resource)
+
+    # -- revocation ----------------------------------------------------------------------
+
+    def revoke_user(self, user_id: str) -> None:
+        """Void every access token of ``user_id`` issued until now, in this process at once
+        and, with a Redis session store, in every process (for apps that change users in
+        their own tables: a role, a password, a suspension). Blocking; raises
+        :class:`~tokenguard.errors.AuthError` (503) when the other processes cannot be told.
+        Sessions stay: the client refreshes into what the user now is (end them with the
+        session store's ``revoke_user`` too to log the user out)."""
+        run_sync(self.auth.revoke_user(user_id))
+
+    def revoke_session(self, sid: str) -> None:
+        """Void every access token of the session ``sid`` (:attr:`Principal.sid
+        <tokenguard.principal.Principal.sid>`), here and, with Redis, in every process.
+        Blocking, like :meth:`revoke_user`. The session itself is ended by the store."""
+        rv = self.guard.revocations
+        entry = rv.revoke_session(sid)
+        run_sync(self.auth.announce([entry]))
+
+    async def arevoke_user(self, user_id: str) -> None:
+        """:meth:`revoke_user` for an ``async``-flavour guard (its stores are awaited)."""
+        await run_async(self.auth.revoke_user(user_id))
+
+    async def arevoke_session(self, sid: str) -> None:
+        """:meth:`revoke_session` for an ``async``-flavour guard."""
+        await run_async(self.auth.announce([self.guard.revocations.revoke_session(sid)]))
 
     # -- lifecycle -----------------------------------------------------------------------
 

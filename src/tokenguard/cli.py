@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -316,10 +317,11 @@ def _cmd_users_set_role(ctx: _Context) -> int:
     if args.admin and app is None:
         app = True  # as at creation: admin access without app access makes no sense
     updated = set_role(ctx.store(), user.id, role, admin_access=args.admin, app_access=app)
+    # Tokens issued before the change are refused; the client refreshes into the new role.
+    _revoke_tokens(ctx, user)
     ctx.note(
         f"{updated.email}: role {updated.role or '-'}, admin {_yes_no(updated.admin_access)}, "
-        f"app {_yes_no(updated.app_access)} (tokens already issued keep their old role "
-        "until they expire)"
+        f"app {_yes_no(updated.app_access)}"
     )
     return 0
 
@@ -329,8 +331,27 @@ def _cmd_users_set_password(ctx: _Context) -> int:
     password = _read_password(ctx)
     assert password is not None  # the option group is required
     set_password(ctx.store(), user.id, password)
+    _revoke_tokens(ctx, user)
     ctx.note(f"password of {user.email} changed")
     return 0
+
+
+def _revoke_tokens(ctx: _Context, user: User) -> None:
+    """Void the user's access tokens issued until now in every running process: announced
+    through the session store when it can (Redis: its window of revocations and channel,
+    see tokenguard.guard.revocation); other stores have no way to reach the servers."""
+    from .guard.revocation import Entry, encode_entries
+
+    record = getattr(ctx.sessions(), "record_revocations", None)
+    if record is None:
+        return
+    entry = Entry("u", user.id, -int(-time.time() * 1000 // 1))
+    try:
+        record([(entry.member, entry.at_ms)], encode_entries([entry]))
+    except Exception as exc:
+        raise CommandError(
+            f"could not revoke the access tokens of {user.email}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _revoke_sessions(ctx: _Context, user: User) -> int:
@@ -340,6 +361,7 @@ def _revoke_sessions(ctx: _Context, user: User) -> int:
         raise CommandError(
             f"could not revoke the sessions of {user.email}: {type(exc).__name__}: {exc}"
         ) from None
+    _revoke_tokens(ctx, user)
     ctx.note(f"revoked {count} session{'' if count == 1 else 's'} of {user.email}")
     return count
 
@@ -352,10 +374,7 @@ def _set_status(ctx: _Context, status: str) -> int:
         # A session-mode cookie is checked against its session on every request, so revoking
         # the sessions shuts the user out now rather than when the cookie expires.
         _revoke_sessions(ctx, user)
-        ctx.note(
-            "it can no longer log in, refresh or use its static token; json/cookie-mode "
-            "access tokens already issued stay valid until they expire"
-        )
+        ctx.note("it can no longer log in, refresh or use its static token or access tokens")
     return 0
 
 
@@ -454,6 +473,7 @@ def _cmd_tfa_disable(ctx: _Context) -> int:
         ctx.note(f"{user.email} had no two-factor")
         return 0
     ctx.store().update(user.id, tfa_secret=None)
+    _revoke_tokens(ctx, user)
     ctx.note(f"two-factor of {user.email} disabled")
     return 0
 
@@ -586,8 +606,10 @@ def _cmd_db_status(ctx: _Context) -> int:
         ctx.out(f"{version}  {name}")
     current = max((v for v, _ in applied), default=0)
     if current < SCHEMA_VERSION:
-        ctx.note(f"the schema is at version {current}, this tokenguard needs {SCHEMA_VERSION}:"
-                 " run `tokenguard db migrate`")
+        ctx.note(
+            f"the schema is at version {current}, this tokenguard needs {SCHEMA_VERSION}:"
+            " run `tokenguard db migrate`"
+        )
         return 1
     ctx.note(f"the schema is up to date (version {current})")
     return 0

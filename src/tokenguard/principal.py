@@ -27,6 +27,11 @@ class Principal:
     session: str | None = None
     #: Unix time (seconds) at which the credential stops being valid; ``None`` if it never does.
     expires_at: int | None = None
+    #: The session the access token belongs to (its ``sid`` claim: the session family, not
+    #: a secret); ``None`` for static tokens, the public caller and tokens minted elsewhere.
+    sid: str | None = None
+    #: Unix time (seconds, to the millisecond) the token was issued, if it says.
+    issued_at: float | None = None
 
     @property
     def is_authenticated(self) -> bool:

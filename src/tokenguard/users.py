@@ -91,8 +91,9 @@ def set_role(
 ) -> User:
     """Change a user's role (and optionally its admin/app access flags).
 
-    Access tokens already issued keep their old claims until they expire (at most
-    ``ACCESS_TOKEN_TTL``); revoke the user's sessions to cut session-mode logins at once.
+    This changes the store only: access tokens already issued keep their old claims until
+    :meth:`TokenGuard.revoke_user <tokenguard.app.TokenGuard.revoke_user>` voids them (the
+    command line does so).
     """
     user = find_user(store, email_or_id)
     changes: dict[str, object] = {"role": role}
@@ -108,7 +109,8 @@ def set_role(
 def set_status(store: UserStore, email_or_id: str, status: UserStatus) -> User:
     """Change a user's status; only ``active`` users can log in or use their static token.
 
-    As with :func:`set_role`, access tokens already issued stay valid until they expire.
+    As with :func:`set_role`, access tokens already issued stay valid until
+    :meth:`TokenGuard.revoke_user <tokenguard.app.TokenGuard.revoke_user>` voids them.
     """
     if status not in get_args(UserStatus):
         raise ValueError(f"{status!r} is not a user status")

@@ -134,11 +134,16 @@ def test_login_json_issues_directus_tokens_and_records_the_session(env: _Env) ->
         "role": ROLE,
         "app_access": True,
         "admin_access": False,
+        # The session the token belongs to (its family, never the refresh token itself).
+        "sid": tokens.refresh_token[:22],
         "iat": now,
+        "iat_ms": int(env.clock.now * 1000),
         "exp": now + 900,
         "iss": "directus",
     }
-    assert list(claims) == ["id", "role", "app_access", "admin_access", "iat", "exp", "iss"]
+    assert list(claims) == [
+        "id", "role", "app_access", "admin_access", "sid", "iat", "iat_ms", "exp", "iss"
+    ]
     record = env.driver.run(_get(env, tokens.refresh_token))
     assert record is not None
     assert record.user_id == USER_ID

@@ -178,7 +178,12 @@ def test_disable_needs_a_fresh_code() -> None:
     reply = s.client.post("/users/me/tfa/disable", json={"otp": s.code(secret)}, headers=headers)
     assert (reply.status_code, reply.data) == (204, b"")
     assert s.users.get_by_id(USER_ID).tfa_secret is None
-    assert s.login().status_code == 200
+    # Disabling two-factor voids the access tokens issued before it (README "Revocation").
+    again = s.client.post("/users/me/tfa/disable", json={"otp": "123456"}, headers=headers)
+    assert error(again) == (401, "INVALID_CREDENTIALS", "Invalid user credentials.")
+    fresh = s.login()
+    assert fresh.status_code == 200
+    headers = {"authorization": "Bearer " + fresh.json["data"]["access_token"]}
     none = s.client.post("/users/me/tfa/disable", json={"otp": "123456"}, headers=headers)
     assert error(none) == (
         400,

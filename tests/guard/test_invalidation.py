@@ -247,6 +247,12 @@ def test_async_flavour_shares_the_thread_design(redis_url: str, redis_prefix: st
 
 def test_off_when_the_ttl_is_zero_or_the_store_is_not_redis(redis_url: str, redis_prefix: str) -> None:
     off = TokenGuard(Settings(secret=SECRET, redis_url=redis_url, redis_prefix=redis_prefix, session_cache_ttl_ms=0), users=MemoryUserStore())
-    assert off.invalidation is None and off.guard.invalidation is None
+    # The channel still carries revocations (issue 28); nothing is cached.
+    assert off.invalidation is not None and off.invalidation.ttl_s == 0
+    jwt, _ = login(off, off.sessions)  # type: ignore[arg-type]
+    off.invalidation.start(5)
+    assert isinstance(request(off, jwt), Principal)
+    assert len(off.guard.cache) == 0
+    off.close()
     memory = TokenGuard(Settings(secret=SECRET))
     assert memory.invalidation is None

@@ -53,8 +53,11 @@ def make_user(**changes: Any) -> User:
     return User(**values)
 
 
-def access_jwt(ttl_s: int = 900, session: str | None = None, now: float = NOW, **claims: Any) -> str:
-    """The access token tokenguard issues to the test user at ``now`` (extra ``claims`` win)."""
+def access_jwt(
+    ttl_s: int = 900, session: str | None = None, now: float = NOW, sid: str | None = None, **claims: Any
+) -> str:
+    """The access token tokenguard issues to the test user at ``now`` (extra ``claims`` win);
+    with ``sid`` (the session family) exactly as issued, ``sid`` and ``iat_ms`` included."""
     payload: dict[str, Any] = {
         "id": USER_ID,
         "role": ROLE,
@@ -63,6 +66,8 @@ def access_jwt(ttl_s: int = 900, session: str | None = None, now: float = NOW, *
     }
     if session is not None:
         payload["session"] = session
+    if sid is not None:
+        payload.update({"sid": sid, "iat": int(now), "iat_ms": int(now * 1000)})
     payload.update({"iat": int(now), "exp": int(now) + ttl_s, "iss": "directus"})
     payload.update(claims)
     return jwt.encode(payload, SECRET, algorithm="HS256")

@@ -220,7 +220,7 @@ def test_login_json_exact(h: Harness) -> None:
         b'{"data":{"expires":900000,"refresh_token":"'
         + token.encode()
         + b'","access_token":"'
-        + access_jwt(900).encode()
+        + access_jwt(900, sid=token[:22]).encode()
         + b'"}}'
     )
     assert without_length(reply) == [("content-type", JSON), *NO_CACHE]
@@ -234,11 +234,13 @@ def test_login_defaults_to_json(h: Harness) -> None:
 
 def test_login_cookie_exact(h: Harness) -> None:
     reply = h.login("cookie")
+    token = reply.cookie("directus_refresh_token")
     assert (
         reply.body
-        == b'{"data":{"expires":900000,"access_token":"' + access_jwt(900).encode() + b'"}}'
+        == b'{"data":{"expires":900000,"access_token":"'
+        + access_jwt(900, sid=token[:22]).encode()
+        + b'"}}'
     )
-    token = reply.cookie("directus_refresh_token")
     assert len(token) == 64
     assert reply.all("set-cookie") == [
         f"directus_refresh_token={token}; Max-Age=604800; Path=/; Expires={NEXT_WEEK}; HttpOnly; SameSite=Lax"
@@ -252,7 +254,7 @@ def test_login_session_exact(h: Harness) -> None:
     session = jwt.decode(
         cookie, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False}
     )["session"]
-    assert cookie == access_jwt(86_400, session)
+    assert cookie == access_jwt(86_400, session, sid=session[:22])
     assert reply.all("set-cookie") == [
         f"directus_session_token={cookie}; Max-Age=86400; Path=/; Expires={TOMORROW}; HttpOnly; SameSite=Lax"
     ]
@@ -501,7 +503,7 @@ def test_refresh_json_rotates(h: Harness) -> None:
         b'{"data":{"expires":900000,"refresh_token":"'
         + new.encode()
         + b'","access_token":"'
-        + access_jwt(900, now=NOW + 60).encode()
+        + access_jwt(900, now=NOW + 60, sid=old[:22]).encode()
         + b'"}}'
     )
     assert without_length(reply) == [("content-type", JSON), *NO_CACHE]
@@ -528,7 +530,9 @@ def test_refresh_cookie_mode(h: Harness) -> None:
         new = reply.cookie("directus_refresh_token")
         assert (
             reply.body
-            == b'{"data":{"expires":900000,"access_token":"' + access_jwt(900).encode() + b'"}}'
+            == b'{"data":{"expires":900000,"access_token":"'
+            + access_jwt(900, sid=token[:22]).encode()
+            + b'"}}'
         )
         assert reply.all("set-cookie") == [
             f"directus_refresh_token={new}; Max-Age=604800; Path=/; Expires={NEXT_WEEK}; HttpOnly; SameSite=Lax"

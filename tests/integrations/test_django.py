@@ -323,7 +323,7 @@ def test_login_json(site: Site) -> None:
     )
     data = r.json()["data"]
     assert list(data) == ["expires", "refresh_token", "access_token"]
-    assert data["access_token"] == access_jwt(900)
+    assert data["access_token"] == access_jwt(900, sid=data["refresh_token"][:22])
     assert data["expires"] == 900_000
     assert set_cookies(r) == []
     assert r["Content-Length"] == str(len(r.content))
@@ -333,7 +333,8 @@ def test_login_json(site: Site) -> None:
     refreshed = site.post("/auth/refresh", json_body={"refresh_token": data["refresh_token"]})
     assert refreshed.status_code == 200 and set_cookies(refreshed) == []
     new = refreshed.json()["data"]
-    assert new["refresh_token"] != data["refresh_token"] and new["access_token"] == access_jwt(900)
+    assert new["refresh_token"] != data["refresh_token"]
+    assert new["access_token"] == access_jwt(900, sid=new["refresh_token"][:22])
     out = site.post("/auth/logout", json_body={"refresh_token": new["refresh_token"]})
     assert (out.status_code, out.content, set_cookies(out)) == (204, b"", [])
     assert "Content-Type" not in out
@@ -344,11 +345,13 @@ def test_login_json(site: Site) -> None:
 def test_login_refresh_logout_cookie_mode(site: Site) -> None:
     r = site.login("cookie")
     assert r.status_code == 200
+    token = cookie_value(r, "directus_refresh_token")
     assert (
         r.content
-        == b'{"data":{"expires":900000,"access_token":"' + access_jwt(900).encode() + b'"}}'
+        == b'{"data":{"expires":900000,"access_token":"'
+        + access_jwt(900, sid=token[:22]).encode()
+        + b'"}}'
     )
-    token = cookie_value(r, "directus_refresh_token")
     assert len(token) == 64
     assert set_cookies(r) == [
         f"directus_refresh_token={token}; Max-Age=604800; Path=/; Expires={NEXT_WEEK}; HttpOnly; SameSite=Lax"
@@ -378,7 +381,7 @@ def test_login_refresh_logout_session_mode(site: Site) -> None:
     session = jwt.decode(
         cookie, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False}
     )["session"]
-    assert cookie == access_jwt(86_400, session)
+    assert cookie == access_jwt(86_400, session, sid=session[:22])
     assert set_cookies(r) == [
         f"directus_session_token={cookie}; Max-Age=86400; Path=/; Expires={TOMORROW}; HttpOnly; SameSite=Lax"
     ]

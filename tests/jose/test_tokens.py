@@ -188,9 +188,18 @@ def test_issued_tokens_match_directus_shape() -> None:
     )
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
     body = base64.urlsafe_b64decode(token.split(".")[1] + "==")
+    # Directus's claims in Directus's order, then ours: iat_ms (the issue time to the
+    # millisecond, for a user's revocation), after iat.
     assert body == (
         b'{"id":"u1","role":"r1","app_access":true,"admin_access":false,'
-        b'"iat":1720000000,"exp":1720000900,"iss":"directus"}'
+        b'"iat":1720000000,"iat_ms":1720000000700,"exp":1720000900,"iss":"directus"}'
+    )
+    with_sid = issue_access_token(
+        token_policy(settings), user_id="u1", role="r1", app_access=True, admin_access=False,
+        ttl_ms=900_000, now=1_720_000_000.7, sid="F" * 22,
+    )
+    assert b'"admin_access":false,"sid":"FFFFFFFFFFFFFFFFFFFFFF","iat":' in base64.urlsafe_b64decode(
+        with_sid.split(".")[1] + "=="
     )
     session = issue_access_token(
         token_policy(settings), user_id="u1", role=None, app_access=False, admin_access=False, ttl_ms=86_400_000,

@@ -323,7 +323,10 @@ def test_no_token_or_password_in_any_audit_record(
         refreshed = e.post("/auth/refresh", {"refresh_token": data["refresh_token"], "mode": "json"})
         secrets += list(refreshed.json()["data"].values())[1:]
         e.post("/auth/refresh", {"refresh_token": data["refresh_token"], "mode": "json"})  # reuse
-        headers = {"authorization": "Bearer " + refreshed.json()["data"]["access_token"]}
+        # The reuse revoked that session, its access tokens included: a new login goes on.
+        again = e.login().json()["data"]
+        secrets += [again["access_token"], again["refresh_token"]]
+        headers = {"authorization": "Bearer " + again["access_token"]}
         generated = e.post("/users/me/tfa/generate", {"password": password}, headers=headers)
         secret = generated.json()["data"]["secret"]
         code = totp_at(secret, e.clock())

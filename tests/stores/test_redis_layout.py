@@ -63,7 +63,11 @@ def test_one_hash_per_family_and_one_set_per_user(
     assert tombstone["n"] == nxt.token_hash and tombstone["l"] == now
 
     assert store.revoke_user("alice") == 1
-    assert keys(client, redis_prefix) == set()
+    # What remains is the window of revocations (the family, until no token can need it).
+    window_key = f"{redis_prefix}rv"
+    assert keys(client, redis_prefix) == {window_key}
+    assert client.zrange(window_key, 0, -1) == [f"s:{old.family}".encode()]
+    assert 0 < client.pttl(window_key) <= store.revocation_window_ms
 
 
 def test_an_expired_record_leaves_nothing_behind(

@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..flow import Call, Flow, Sleep
 from ..guard.limits import Limits, TooManyRequests
+from ..guard.revocation import Entry, Revocations
 from ..jose.tokens import issue_access_token
 from ..logs.audit import Audit
 from ..stores.base import (
@@ -178,8 +179,12 @@ class AuthService:
         two_factor: OtpCheck | None = None,
         limits: Limits | None = None,
         audit: Audit | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.settings = settings
+        #: This process's revoked sessions and users (the guard's): what ends a session or
+        #: changes a user here voids its access tokens at once (tokenguard.guard.revocation).
+        self.revocations = revocations
         #: How access tokens are signed (tokenguard.jose.policy), built once from settings.
         self.token_policy = token_policy(settings)
         self.users = users
@@ -239,6 +244,7 @@ class AuthService:
             ttl_ms=ttl,
             now=now,
             session=session,
+            sid=refresh_token[:FAMILY_LENGTH],
         )
         return Tokens(access, refresh_token, ttl, mode)
 
@@ -259,6 +265,37 @@ class AuthService:
             user_agent=user_agent,
             origin=client.origin,
         )
+
+    # -- revocation ------------------------------------------------------------------------
+
+    def session_ended(self, family: str) -> None:
+        """Void the access tokens of the session ``family`` in this process (a session store
+        on Redis tells the other processes itself, see :mod:`tokenguard.stores.redis`)."""
+        if self.revocations is not None:
+            self.revocations.revoke_session(family)
+
+    def revoke_user(self, user_id: str) -> Flow[None]:
+        """Void every access token of ``user_id`` issued until now, here and (through the
+        revocation feed, when there is one) in every process; 503 when the feed cannot be
+        told, since the other processes would otherwise keep accepting them."""
+        rv = self.revocations
+        if rv is None:
+            return
+        yield from self.announce([rv.revoke_user(user_id)])
+
+    def announce(self, entries: list[Entry]) -> Flow[None]:
+        """Tell the other processes of revocations made here (a 503 when they cannot be)."""
+        rv = self.revocations
+        if rv is None:
+            return
+        try:
+            yield from rv.announce(entries)
+        except StoreUnavailable as exc:
+            log.warning("revocation not announced (%s): %s", exc.service, exc.reason)
+            raise service_unavailable(exc.service, exc.reason) from None
+        except Exception as exc:
+            log.error("revocation not announced: %s", type(exc).__name__)
+            raise service_unavailable("redis", "Couldn't announce the revocation") from None
 
     # -- login -----------------------------------------------------------------------------
 
@@ -344,9 +381,10 @@ class AuthService:
             # in Directus; unlike Directus the suspension holds for this very attempt, so a
             # right password now fails too (and the answer does not say which it was).
             yield from self._store(self.users.update, user.id, status="suspended")
-            # As `tokenguard users suspend` does: a session-mode cookie or a refresh token
-            # someone already holds must stop working now, not when it expires.
+            # As `tokenguard users suspend` does: a session-mode cookie, a refresh token or an
+            # access token someone already holds must stop working now, not when it expires.
             yield from self._store(self.sessions.revoke_user, user.id)
+            yield from self.revoke_user(user.id)
             log.warning("login: user %s suspended after too many failed attempts", user.id)
             yield from self.audit.emit(
                 "lockout", "blocked", client, user_id=user.id, provider=user.provider
@@ -429,17 +467,19 @@ class AuthService:
         )
         return tokens
 
-    def _reused(self, client: ClientInfo, outcome: RotateOutcome) -> Flow[None]:
+    def _reused(
+        self, client: ClientInfo, outcome: RotateOutcome, family: str | None = None
+    ) -> Flow[None]:
         log.warning("refresh token reused after rotation: session revoked")
+        if family is not None:
+            self.session_ended(family)
         record = outcome.record
         user_id = record.user_id if record is not None and record.user_id else None
         yield from self.audit.emit(
             "refresh_reuse", "blocked", client, user_id=user_id, provider=None
         )
 
-    def _refresh(
-        self, token: Any, mode: Mode, client: ClientInfo, seen: list[str]
-    ) -> Flow[Tokens]:
+    def _refresh(self, token: Any, mode: Mode, client: ClientInfo, seen: list[str]) -> Flow[Tokens]:
         if not is_refresh_token(token):
             raise invalid_credentials()
         key = refresh_token_key(token)
@@ -459,12 +499,13 @@ class AuthService:
             if outcome.status in ("rotated", "grace"):  # cannot happen; never hand it out
                 yield from self._store(self.sessions.revoke, key)
             if outcome.status == "reused":
-                yield from self._reused(client, outcome)
+                yield from self._reused(client, outcome, token[:FAMILY_LENGTH])
             raise invalid_credentials()
         seen.append(record.user_id)
         user: User | None = yield from self._store(self.users.get_by_id, record.user_id)
         if user is None or user.status != "active":
             yield from self._store(self.sessions.revoke, key)
+            self.session_ended(record.family)
             if user is not None and user.status == "suspended":
                 raise user_suspended()
             raise invalid_credentials()
@@ -473,6 +514,7 @@ class AuthService:
         # ends it.
         if provider is not None and not (yield from provider.still_valid(user)):
             yield from self._store(self.sessions.revoke, key)
+            self.session_ended(record.family)
             raise invalid_credentials()
         ttl = (
             self.settings.session_cookie_ttl_ms
@@ -490,10 +532,18 @@ class AuthService:
             yield from self._store(self.sessions.revoke, key)
             outcome = RotateOutcome("reused")
         if outcome.status == "reused":
-            yield from self._reused(client, RotateOutcome("reused", record))
+            yield from self._reused(client, RotateOutcome("reused", record), record.family)
         if outcome.status not in ("rotated", "grace"):
             raise invalid_credentials()
-        return self._issue(user, successor, mode, now)
+        issued = now
+        if outcome.status == "grace" and outcome.record is not None:
+            # A twin within the grace period gets the very token the winner got (the same
+            # iat and iat_ms, from the winner's clock reading): concurrent refreshes converge
+            # on one session cookie, as before the millisecond claim existed.
+            created_ms = outcome.record.created_at_ms
+            if created_ms and created_ms <= now_ms:
+                issued = created_ms / 1000
+        return self._issue(user, successor, mode, issued)
 
     # -- logout ----------------------------------------------------------------------------
 
@@ -507,6 +557,10 @@ class AuthService:
             return
         revoked = yield from self._store(self.sessions.revoke, refresh_token_key(token))
         user_id = getattr(revoked, "user_id", None) or None
+        if user_id is not None:
+            # Its access tokens die with it, in every mode (Directus lets a json-mode token
+            # live until it expires; see README "Revocation").
+            self.session_ended(token[:FAMILY_LENGTH])
         if user_id is None:
             # Answered 204 all the same (as Directus does), but no session ended.
             yield from self.audit.emit(

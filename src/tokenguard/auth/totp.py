@@ -139,6 +139,7 @@ class TwoFactor:
         audit: Audit | None = None,
         password_providers: Mapping[str, Any] | None = None,
         signing: SignedValues | None = None,
+        revoke_user: Callable[[str], Flow[None]] | None = None,
     ) -> None:
         import time
 
@@ -157,6 +158,9 @@ class TwoFactor:
         #: Provider name -> who checks its users' passwords (an LDAP directory), as
         #: :attr:`AuthService.password_providers`; other users' are checked by ``passwords``.
         self.password_providers = password_providers if password_providers is not None else {}
+        #: Voids a user's access tokens (AuthService.revoke_user): disabling two-factor
+        #: ends what was obtained with the weaker or the stronger login alike.
+        self.revoke_user = revoke_user
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -287,6 +291,8 @@ class TwoFactor:
         if not (yield from self.check(user, code)):
             raise invalid_payload(OTP_INVALID)
         yield from self._store(self.users.update, user.id, tfa_secret=None)
+        if self.revoke_user is not None:
+            yield from self.revoke_user(user.id)
         log.info("two-factor disabled for user %s", user.id)
 
 

@@ -44,6 +44,7 @@ from ..stores.base import (
 from .cache import TokenCache
 from .extract import Extracted, Extractor
 from .invalidation import SessionInvalidation
+from .revocation import Revocations, issued_at
 
 __all__ = ["Guard", "Outcome", "Refusal"]
 
@@ -89,6 +90,14 @@ class Guard:
         #: (tokenguard.guard.invalidation); set by the core when the session store is Redis.
         self.invalidation: SessionInvalidation | None = None
         self.public = Principal(user=None, role=settings.public_role, via="public")
+        #: Revoked sessions and users of this process (tokenguard.guard.revocation): an entry
+        #: lives as long as the longest token it could refuse.
+        self.revocations = Revocations(
+            (max(settings.access_token_ttl_ms, settings.session_cookie_ttl_ms) + settings.leeway_ms)
+            / 1000,
+            session_window_s=(settings.access_token_ttl_ms + settings.leeway_ms) / 1000,
+            clock=clock,
+        )
         self._max_length = settings.max_token_length
         self._leeway = settings.leeway_ms / 1000
         # Raw ``Authorization`` value (bytes under ASGI, str under WSGI) -> its Bearer token
@@ -137,6 +146,11 @@ class Guard:
         entry = self._cached.get(memo)
         if entry is None or entry[1] <= self.clock():
             return None  # authenticate() drops the stale entry and decides afresh
+        rv = self.revocations
+        if rv.sessions or rv.users or not rv.trusted:
+            principal = entry[0]
+            if not rv.trusted or rv.refuses(principal.sid, principal.user, principal.issued_at):
+                return None  # authenticate() refuses it, or asks the store
         return entry[0]
 
     def _static_memo(self, memo: tuple[str, User, Principal]) -> Principal | None:
@@ -200,6 +214,10 @@ class Guard:
         now = self.clock()
         cached = self.cache.get(token, now)
         if cached is not None:
+            rv = self.revocations
+            if rv.sessions or rv.users or not rv.trusted:
+                # Checked after the cache hit: a cached verdict never outlives a revocation.
+                return self._unrevoked(cached, from_cookie)
             if raw_authorization is not None:
                 # Seen before and still good: from now on the raw header alone answers. A
                 # token seen once is not memoised (most first-seen tokens are also last-seen
@@ -221,6 +239,9 @@ class Guard:
         principal = self._principal(claims, "jwt")
         exp = claims.get("exp")
         self.cache.put(token, principal, (exp + self._leeway) if exp is not None else now + 60)
+        rv = self.revocations
+        if rv.sessions or rv.users or not rv.trusted:
+            return self._unrevoked(principal, from_cookie)
         return principal
 
     @staticmethod
@@ -234,7 +255,43 @@ class Guard:
             via,
             session,
             claims.get("exp"),
+            claims.get("sid"),
+            issued_at(claims),
         )
+
+    def _unrevoked(self, principal: Principal, from_cookie: bool) -> Outcome | Flow[Outcome]:
+        """``principal`` unless its token was revoked (tokenguard.guard.revocation); a flow
+        asking the store while this process's list cannot be trusted."""
+        rv = self.revocations
+        if rv.refuses(principal.sid, principal.user, principal.issued_at):
+            # Directus answers a session-mode token whose session is gone (a logout) with
+            # 401 INVALID_CREDENTIALS (spec section 4.1); a revoked token is that same case,
+            # whatever its mode, and a token from the cookie clears the cookie with it.
+            log.debug("refused token: revoked")
+            return Refusal(invalid_credentials(), from_cookie)
+        if not rv.trusted:
+            return self._revocation_lookup(principal, from_cookie)
+        return principal
+
+    def _revocation_lookup(self, principal: Principal, from_cookie: bool) -> Flow[Outcome]:
+        # Revocations made elsewhere may be missing here (the feed is down or catching up):
+        # the store says, and a store that cannot is a 503, never a token accepted blind.
+        rv = self.revocations
+        if rv.check is None:
+            return _unavailable(StoreUnavailable("redis", "revocations not caught up"))
+        if rv.on_check is not None:
+            rv.on_check()
+        try:
+            answer = yield Call(rv.check, (principal.sid, principal.user))
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        except Exception as exc:  # whatever went wrong, the answer cannot be "yes"
+            log.warning("revocation check failed: %s", type(exc).__name__)
+            return _unavailable(StoreUnavailable("redis", "revocation check failed"))
+        if rv.refuses_stored(answer, principal.issued_at):
+            log.debug("refused token: revoked")
+            return Refusal(invalid_credentials(), from_cookie)
+        return principal
 
     def _key_fetch_flow(self, token: str, source: str) -> Flow[Outcome]:
         # A kid the remote key set did not hold: fetch it once (rate-bounded, in a worker
@@ -340,6 +397,13 @@ class Guard:
             log.debug("refused session token: revoked (session gone)")
             return Refusal(invalid_credentials(), from_cookie)
         principal = self._principal(claims, "session", session)
+        rv = self.revocations
+        if rv.sessions or rv.users or not rv.trusted:
+            outcome = self._unrevoked(principal, from_cookie)
+            if isinstance(outcome, GeneratorType):
+                outcome = yield from outcome
+            if outcome is not principal:
+                return outcome  # type: ignore[return-value]
         if invalidation is not None and token is not None:
             # Never past the token's exp, the session's expiry or its grace period.
             until = record.expires_at_ms / 1000

@@ -35,6 +35,13 @@ from typing import TYPE_CHECKING, Any
 from ..principal import Principal
 from ..stores.select import invalidation_source
 from .cache import TokenCache
+from .revocation import (
+    MESSAGE_MARK,
+    Entry,
+    Revocations,
+    decode_entries,
+    entry_from_member,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,6 +57,11 @@ _RETRY_MAX_S = 5.0
 _POLL_S = 0.5
 #: Seconds between checks that the subscription still sits on the current master (Sentinel).
 _CHECK_S = 1.0
+#: Seconds between pings on the subscription, and of silence after which it counts as lost
+#: (revocations are then checked against the store on each request, see
+#: tokenguard.guard.revocation).
+_PING_S = 0.5
+_SILENT_S = 2.0
 #: Seconds close() waits for the subscriber thread (it wakes every _POLL_S; a connect or a
 #: read in progress is bounded by the client's timeouts).
 _JOIN_S = 10.0
@@ -96,6 +108,44 @@ class SessionInvalidation:
         self._subscribed = threading.Event()
         #: Set by close(): no subscriber is started again, not even in a forked child.
         self._closed = False
+        #: The guard's revoked sessions and users, fed from the channel (see :meth:`attach`).
+        self.revocations: Revocations | None = None
+        self.revocations_key = ""
+        #: Sets the store's window of revocations to the registry's (set by invalidation_for).
+        self.set_window: Callable[[int], None] | None = None
+
+    # -- revocations -------------------------------------------------------------------------
+
+    def attach(self, revocations: Revocations, sessions: Any) -> None:
+        """Feed ``revocations`` from the channel and the window of revocations of
+        ``sessions`` (a Redis session store); until the subscriber is live and has caught
+        up, the registry is not trusted and that store is asked on each request."""
+        self.revocations = revocations
+        if self.set_window is not None:
+            self.set_window(int(revocations.window_s * 1000))
+        revocations.trusted = False
+        revocations.check = sessions.revocation_scores
+        revocations.publish = sessions.record_revocations
+        revocations.on_check = self.begin  # a subscriber not running yet is started
+
+    def _catch_up(self, client: Any) -> None:
+        # Subscribed first, read second: whatever was announced before the subscription is
+        # in the window, whatever comes after arrives as a message.
+        rv = self.revocations
+        if rv is None:
+            return
+        now_ms = int(self.clock() * 1000)
+        rows = client.zrangebyscore(
+            self.revocations_key, now_ms - int(rv.window_s * 1000), "+inf", withscores=True
+        )
+        found = []
+        for member, score in rows:
+            name = member.decode("utf-8", "replace") if isinstance(member, bytes) else member
+            entry = entry_from_member(str(name), score)
+            if entry is not None:
+                found.append(entry)
+        rv.apply(found)
+        rv.trusted = True
 
     # -- request side ------------------------------------------------------------------------
 
@@ -109,6 +159,8 @@ class SessionInvalidation:
         self, token: str, principal: Principal, family: str, epoch: int, valid_until: float
     ) -> None:
         """Cache a successful session check, unless anything was announced since ``epoch``."""
+        if self.ttl_s <= 0:
+            return  # caching is off
         until = min(valid_until, self.clock() + self.ttl_s)
         with self._lock:
             if not self.live or epoch != self.epoch:
@@ -167,6 +219,8 @@ class SessionInvalidation:
         return self.live
 
     def _go_dark(self) -> None:
+        if self.revocations is not None:
+            self.revocations.trusted = False  # first, before anything is forgotten
         with self._lock:
             self.live = False
             self._forget_all()
@@ -182,16 +236,27 @@ class SessionInvalidation:
                 client = self.connect()
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.channel)
-                checked = time.monotonic()
+                checked = pinged = heard = time.monotonic()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=_POLL_S)
-                    if self.still_master is not None and time.monotonic() - checked > _CHECK_S:
-                        checked = time.monotonic()
+                    now = time.monotonic()
+                    if self.still_master is not None and now - checked > _CHECK_S:
+                        checked = now
                         self._check_master(pubsub)
+                    if message is not None:
+                        heard = now
+                    elif now - heard > _SILENT_S:
+                        # A frozen server (SIGSTOP, a stalled network) keeps the socket open
+                        # and says nothing: silence past the bound counts as a lost channel.
+                        raise ConnectionError("the invalidation channel went silent")
+                    if now - pinged > _PING_S:
+                        pinged = now
+                        pubsub.ping()  # answered by a "pong" message: proof of life
                     if message is None:
                         continue
                     kind = message.get("type")
                     if kind == "subscribe":
+                        self._catch_up(client)
                         with self._lock:
                             self._forget_all()  # whatever was missed before now
                             self.live = True
@@ -202,8 +267,15 @@ class SessionInvalidation:
                         if isinstance(data, bytes):
                             data = data.decode("ascii", "replace")
                         text = str(data)
+                        if text.startswith(MESSAGE_MARK):
+                            if self.revocations is not None:
+                                self.revocations.apply(decode_entries(text))
+                            continue
                         families = [f for f in text.split(",") if f]
                         self.received += len(families)
+                        if self.revocations is not None:
+                            now = self.clock()
+                            self.revocations.apply(Entry("s", f, int(now * 1000)) for f in families)
                         self.invalidate(families)
             except Exception as exc:  # any failure: stop trusting the cache, then retry
                 self._go_dark()
@@ -265,8 +337,9 @@ def invalidation_for(
     settings: Settings, sessions: object, cache: TokenCache
 ) -> SessionInvalidation | None:
     """A :class:`SessionInvalidation` when :func:`~tokenguard.stores.select.invalidation_source`
-    finds one applies (a Redis session store, the cache on); ``None`` (every session request
-    checks the store) otherwise."""
+    finds one applies (a Redis session store: it also carries revocations, see
+    :mod:`tokenguard.guard.revocation`); ``None`` (every session request checks the store,
+    revocations stay in this process) otherwise."""
     source = invalidation_source(settings, sessions)
     if source is None:
         return None
@@ -274,9 +347,12 @@ def invalidation_for(
         cache,
         source.connect,
         source.channel,
-        ttl_s=settings.session_cache_ttl_ms / 1000,
+        # No caching with the cache or its TTL off: the channel then carries revocations only.
+        ttl_s=settings.session_cache_ttl_ms / 1000 if settings.token_cache_size > 0 else 0,
         owns_client=source.owns_client,
         still_master=source.still_master,
     )
     source.listen(invalidation.invalidate)
+    invalidation.revocations_key = source.revocations_key
+    invalidation.set_window = source.set_window
     return invalidation

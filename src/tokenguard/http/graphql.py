@@ -572,6 +572,7 @@ class GraphQLRoutes:
             admin_access=user.admin_access,
             ttl_ms=self.settings.access_token_ttl_ms,
             now=now,
+            sid=record.family,
         )
         return {"jwt": jwt}
 

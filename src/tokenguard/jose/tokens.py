@@ -230,9 +230,11 @@ class TokenVerifier:
                 and all(type(a) is str for a in aud)  # as PyJWT: a list of strings only
             ):
                 return WRONG_AUDIENCE
-        for name in ("sub", "jti", "id", "session"):
+        for name in ("sub", "jti", "id", "session", "sid"):
             if name in payload and type(payload[name]) is not str:
                 return INVALID_CLAIMS
+        if "iat_ms" in payload and type(payload["iat_ms"]) is not int:
+            return INVALID_CLAIMS
         # Directus requires these three to be present; role may be null.
         role = payload.get("role", _MISSING)
         if role is _MISSING or not (role is None or type(role) is str):
@@ -254,10 +256,17 @@ def issue_access_token(
     ttl_ms: int,
     now: float,
     session: str | None = None,
+    sid: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Sign an access token with Directus's claims, in Directus's order: with the policy's
-    active asymmetric key if it has one, else with its HMAC secret."""
+    active asymmetric key if it has one, else with its HMAC secret.
+
+    Two claims of ours follow Directus's: ``sid``, the session the token belongs to (its
+    family, not a secret), by which a logout voids the token at once; and ``iat_ms``, the
+    issue time to the millisecond, so that a user's revocation refuses exactly the tokens
+    issued before it (``iat`` has whole seconds only). See :mod:`tokenguard.guard.revocation`.
+    """
     iat = int(now)
     payload: dict[str, Any] = {}
     if user_id is not None:
@@ -267,9 +276,12 @@ def issue_access_token(
     payload["admin_access"] = bool(admin_access)
     if session is not None:
         payload["session"] = session
+    if sid is not None:
+        payload["sid"] = sid
     if extra:
         payload.update(extra)
     payload["iat"] = iat
+    payload["iat_ms"] = int(now * 1000)
     payload["exp"] = iat + ttl_ms // 1000
     payload["iss"] = policy.issuer
     if policy.audience is not None:

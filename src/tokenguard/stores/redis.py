@@ -12,6 +12,11 @@ Key layout (``prefix`` defaults to ``"tokenguard:"``):
 - ``<prefix>inv`` — a pub/sub channel, not a key: every revocation (logout, reuse, a user's
   sessions revoked) publishes the families it removed, in the same script or round trip, so
   that processes caching session checks (:mod:`tokenguard.guard.invalidation`) drop them at once.
+  Revoked users (``!``-prefixed JSON, :mod:`tokenguard.guard.revocation`) are announced there too.
+- ``<prefix>rv`` — a SORTED SET, the current window of revocations (member ``s:<family>`` or
+  ``u:<user id>``, score = when, in ms): a process whose subscription was down catches up
+  from it before it trusts its own list again, and asks it per request meanwhile. Written
+  before the announcement, pruned to :attr:`~_RedisSessions.revocation_window_ms`.
 
 Beyond one server: ``redis+sentinel://host:26379[,host2:26379]/<service>[/<db>]`` asks the
 Sentinels for the current master (``rediss+sentinel://`` for TLS), and
@@ -38,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Generic, TypeVar
@@ -93,6 +99,14 @@ local function extend(key, at)
   -- only ever push the key's expiry later: it is the max over the family's records
   if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
 end
+local function record_revoked(window, member, now, ms)
+  -- Into the window of revocations first (a refused write fails the whole script before
+  -- anything is deleted); only where the window shares the slot (not on a Cluster).
+  if window == nil then return end
+  redis.call('ZADD', window, 'GT', now, member)
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', '(' .. (now - ms))
+  redis.call('PEXPIRE', window, ms)
+end
 local function is_live(r, now)
   if r.e < now then return false end
   return r.n == nil or (r.l ~= nil and now < r.l)
@@ -126,8 +140,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 extend(KEYS[1], tonumber(ARGV[3]))
 return 1
 """,
-    # KEYS: family. ARGV: old hash, new hash, new record JSON, new expires, now, grace,
-    # invalidation channel, family.
+    # KEYS: family [, window of revocations]. ARGV: old hash, new hash, new record JSON, new
+    # expires, now, grace, invalidation channel, family, window ms.
     # Returns {"missing"} | {"reused"} | {"rotated"} | {"grace", record JSON}.
     "rotate": _LUA_PRELUDE
     + """
@@ -149,6 +163,7 @@ if old.n ~= nil then
     extend(key, cur.e)
     return {'grace', encoded}
   end
+  record_revoked(KEYS[2], 's:' .. ARGV[8], now, tonumber(ARGV[9]))
   redis.call('DEL', key)
   redis.call('PUBLISH', ARGV[7], ARGV[8])
   return {'reused'}
@@ -159,11 +174,13 @@ redis.call('HSET', key, ARGV[1], cjson.encode(old), ARGV[2], ARGV[3])
 extend(key, math.max(old.e, tonumber(ARGV[4])))
 return {'rotated'}
 """,
-    # KEYS: family. ARGV: token hash, invalidation channel, family. Returns the record JSON
-    # (or nil) and drops the family.
-    "revoke": """
+    # KEYS: family [, window of revocations]. ARGV: token hash, invalidation channel, family,
+    # now, window ms. Returns the record JSON (or nil) and drops the family.
+    "revoke": _LUA_PRELUDE
+    + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if raw then
+  record_revoked(KEYS[2], 's:' .. ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
@@ -286,6 +303,59 @@ class _RedisSessions:
         #: Called in-process with the families this store revoked (the local session cache
         #: must not wait for its own announcement to come back).
         self.listeners: list[Callable[[list[str]], None]] = []
+        #: How long a revocation is kept in ``<prefix>rv``: the longest access-token
+        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
+        self.revocation_window_ms = 86_400_000 + 300_000
+
+    @property
+    def revocations_key(self) -> str:
+        """The sorted set holding the current window of revocations."""
+        return f"{self.prefix}rv"
+
+    def _window_commands(
+        self, members: list[tuple[str, int]]
+    ) -> tuple[tuple[str | int | bytes, ...], ...]:
+        # Recorded in the window (then announced by the caller): a process that subscribes
+        # after an announcement it missed finds the entry when it catches up.
+        key = self.revocations_key
+        window = self.revocation_window_ms
+        newest = max(at for _, at in members)
+        pairs: list[str | int] = []
+        for member, at in members:
+            pairs += [at, member]
+        return (
+            ("ZADD", key, "GT", *pairs),
+            ("ZREMRANGEBYSCORE", key, "-inf", f"({newest - window}"),
+            ("PEXPIRE", key, window),
+        )
+
+    def _with_window(self, key: str) -> tuple[str, ...]:
+        # The window of revocations joins a script's keys unless it lives in another slot.
+        return (key,) if self.cluster else (key, self.revocations_key)
+
+    def _record_families(self, families: list[str]) -> _Op[None]:
+        # On a Cluster, after the script that revoked them (which announced them already):
+        # into the window, then announced again, so that no process catching up between the
+        # two can miss them (an announcement twice over revokes nothing more).
+        now_ms = int(time.time() * 1000)
+        yield _Commands(
+            (
+                *self._window_commands([(f"s:{f}", now_ms) for f in families]),
+                ("PUBLISH", self.channel, ",".join(families)),
+            )
+        )
+
+    def _record_revocations(self, members: list[tuple[str, int]], message: str) -> _Op[None]:
+        yield _Commands((*self._window_commands(members), ("PUBLISH", self.channel, message)))
+
+    def _revocation_scores(
+        self, sid: str | None, user: str | None
+    ) -> _Op[tuple[int | None, int | None]]:
+        (scores,) = yield _Commands(
+            (("ZMSCORE", self.revocations_key, f"s:{sid or ''}", f"u:{user or ''}"),)
+        )
+        session_ms, user_ms = (None if v is None else int(float(v)) for v in scores)
+        return session_ms, user_ms
 
     def _announce(self, families: list[str]) -> None:
         for listener in self.listeners:
@@ -342,7 +412,7 @@ class _RedisSessions:
         _check_ms(now_ms, now_ms + grace_ms)
         reply = yield _Script(
             "rotate",
-            (self.family_key(family),),
+            self._with_window(self.family_key(family)),
             (
                 token_hash,
                 new.token_hash,
@@ -352,6 +422,7 @@ class _RedisSessions:
                 grace_ms,
                 self.channel,
                 family,
+                self.revocation_window_ms,
             ),
         )
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
@@ -361,6 +432,8 @@ class _RedisSessions:
             return RotateOutcome("grace", _decode(reply[1], new.token_hash))
         if status == "reused":
             self._announce([family])
+            if self.cluster:
+                yield from self._record_families([family])
         if status in ("reused", "missing"):
             return RotateOutcome(status)  # type: ignore[arg-type]
         raise StoreUnavailable("redis", "unexpected rotation reply")
@@ -370,11 +443,15 @@ class _RedisSessions:
         if family is None:
             return None
         raw = yield _Script(
-            "revoke", (self.family_key(family),), (token_hash, self.channel, family)
+            "revoke",
+            self._with_window(self.family_key(family)),
+            (token_hash, self.channel, family, int(time.time() * 1000), self.revocation_window_ms),
         )
         if raw is None:
             return None
         self._announce([family])
+        if self.cluster:
+            yield from self._record_families([family])
         return _decode(raw, token_hash)
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> _Op[int]:
@@ -386,15 +463,18 @@ class _RedisSessions:
         if not families:
             return 0
         # Family keys may sit in other Cluster slots than the user's set: one DEL each.
+        now_ms = int(time.time() * 1000)
+        window = self._window_commands([(f"s:{f}", now_ms) for f in families])
         replies = yield _Commands(
             (
                 *(("DEL", self.family_key(f)) for f in families),
                 ("SREM", user_key, *families),
+                *window,
                 ("PUBLISH", self.channel, ",".join(families)),
             )
         )
         self._announce(families)
-        return sum(int(r) for r in replies[:-2])
+        return sum(int(r) for r in replies[: len(families)])
 
 
 def invalidation_channel(prefix: str = DEFAULT_PREFIX) -> str:
@@ -700,6 +780,17 @@ class RedisSessionStore(_RedisStore[redis.Redis]):
     def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return self._run(self._revoke_user(user_id, except_family))
 
+    def record_revocations(self, members: list[tuple[str, int]], message: str) -> None:
+        """Put ``members`` (name, ms) in the window of revocations, then publish ``message``
+        (made by :func:`tokenguard.guard.revocation.encode_entries`) on the channel."""
+        if members:
+            self._run(self._record_revocations(members, message))
+
+    def revocation_scores(self, sid: str | None, user: str | None) -> tuple[int | None, int | None]:
+        """When session ``sid`` was revoked and ``user``'s not-before time, in ms (``None``
+        for either when the window holds none)."""
+        return self._run(self._revocation_scores(sid, user))
+
     def close(self) -> None:
         """Close the client's connections (idempotent; a later call reconnects)."""
         close_client(self.client)
@@ -729,6 +820,17 @@ class AsyncRedisSessionStore(_RedisStore[redis.asyncio.Redis]):
 
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return await self._run(self._revoke_user(user_id, except_family))
+
+    async def record_revocations(self, members: list[tuple[str, int]], message: str) -> None:
+        """See :meth:`RedisSessionStore.record_revocations`."""
+        if members:
+            await self._run(self._record_revocations(members, message))
+
+    async def revocation_scores(
+        self, sid: str | None, user: str | None
+    ) -> tuple[int | None, int | None]:
+        """See :meth:`RedisSessionStore.revocation_scores`."""
+        return await self._run(self._revocation_scores(sid, user))
 
     async def aclose(self) -> None:
         """Close the client's connections (idempotent; a later call reconnects)."""

@@ -229,14 +229,17 @@ class InvalidationSource:
     #: Sentinel only: whether a server is still the master.
     still_master: Callable[[str, int], bool] | None
     listen: Callable[[Callable[[Iterable[str]], None]], None]
+    #: The sorted set holding the current window of revocations (tokenguard.guard.revocation).
+    revocations_key: str = ""
+    #: Sets how long the store keeps a revocation in that window (milliseconds).
+    set_window: Callable[[int], None] | None = None
 
 
 def invalidation_source(settings: Settings, sessions: object) -> InvalidationSource | None:
-    """An :class:`InvalidationSource` when session checks may be cached: the token cache and
-    ``TOKENGUARD_SESSION_CACHE_TTL`` are on and the session store is a Redis one that a
-    thread can listen through; ``None`` (every session request asks the store) otherwise."""
-    if settings.session_cache_ttl_ms <= 0 or settings.token_cache_size <= 0:
-        return None
+    """An :class:`InvalidationSource` when the session store is a Redis one that a thread can
+    listen through (revocations reach every process through it, and session checks may be
+    cached when ``TOKENGUARD_SESSION_CACHE_TTL`` and the token cache are on); ``None``
+    otherwise."""
     redis_sessions = _redis_sessions(sessions)
     if redis_sessions is None:
         return None
@@ -268,4 +271,6 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
         if url
         else None,
         listen=redis_sessions.listeners.append,
+        revocations_key=redis_sessions.revocations_key,
+        set_window=lambda ms: setattr(redis_sessions, "revocation_window_ms", ms),
     )

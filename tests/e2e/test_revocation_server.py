@@ -1,0 +1,192 @@
+"""End to end: revoked access tokens are refused by every worker of real servers (uvicorn
+with two workers, gunicorn with two) sharing a private Redis, whatever revoked them: a
+json-mode logout or the ``tokenguard`` command (suspend, set-password, revoke-sessions,
+set-role --no-admin); and with Redis paused, a revoked token is never accepted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.auth import SECRET
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.servers import ROOT, Server, serve
+
+pytestmark = [pytest.mark.e2e]
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "another horse battery staple"
+SERVERS = {
+    "uvicorn": [
+        sys.executable, "-m", "uvicorn", "tests.e2e.apps.revocation_app:asgi",
+        "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--workers", "2",
+    ],
+    "gunicorn": [
+        sys.executable, "-m", "gunicorn", "tests.e2e.apps.revocation_app:wsgi",
+        "-b", "127.0.0.1:{port}", "-w", "2", "--log-level", "warning",
+    ],
+}  # fmt: skip
+#: How long every worker may take to refuse a revoked token.
+BOUND_S = 2.0
+
+
+@pytest.fixture
+def env(private_redis: RedisServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    yield {
+        "SECRET": SECRET,
+        "LOGIN_STALL_TIME": "0",
+        "DB_FILENAME": str(tmp_path / "users.db"),
+        "REDIS": private_redis.url,
+    }
+
+
+def cli(env: dict[str, str], *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    # This checkout's code, as the servers run it (not whatever an installed script imports).
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "tokenguard", *argv], input=stdin, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": path, **env},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def whoami(server: Server, token: str) -> httpx.Response:
+    # A connection per request: the kernel spreads them over the workers.
+    with httpx.Client(base_url=server.url, timeout=10) as own:
+        return own.get("/whoami", headers={"authorization": f"Bearer {token}"})
+
+
+def login(server: Server, password: str = PASSWORD) -> dict[str, str]:
+    with httpx.Client(base_url=server.url, timeout=10) as own:
+        reply = own.post("/auth/login", json={"email": "ada@example.com", "password": password})
+    assert reply.status_code == 200, reply.text
+    data: dict[str, str] = reply.json()["data"]
+    return data
+
+
+def served_by_both(server: Server, token: str) -> set[str]:
+    """The workers (PIDs) that accepted ``token``: both, or the test cannot tell anything."""
+    pids: set[str] = set()
+    for _ in range(200):
+        reply = whoami(server, token)
+        assert reply.status_code == 200, reply.text
+        pids.add(reply.text.rsplit("pid=", 1)[1])
+        if len(pids) == 2:
+            return pids
+    raise AssertionError(f"only {pids} answered")
+
+
+def refused_everywhere(server: Server, token: str) -> float:
+    """Seconds until 20 requests in a row (over both workers) refuse ``token`` with Directus's
+    401; fails if that takes longer than BOUND_S."""
+    start = time.monotonic()
+    streak = 0
+    while streak < 20:
+        reply = whoami(server, token)
+        if reply.status_code == 401 and reply.json() == {
+            "errors": [
+                {"message": "Invalid user credentials.",
+                 "extensions": {"code": "INVALID_CREDENTIALS"}}
+            ]
+        }:  # fmt: skip
+            streak += 1
+        else:
+            assert reply.status_code == 200, reply.text
+            streak = 0
+            assert time.monotonic() - start < BOUND_S, "still accepted after the bound"
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_every_worker_refuses_a_revoked_token(
+    kind: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    created = cli(env, "users", "create", "ada@example.com", "--admin", "--password-stdin",
+                  stdin=PASSWORD + "\n")  # fmt: skip
+    user_id = created.stdout.strip()
+    with serve(SERVERS[kind], env, tmp_path, ready_path="/", timeout=30) as server:
+        # A json-mode logout.
+        tokens = login(server)
+        served_by_both(server, tokens["access_token"])
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            out = http.post("/auth/logout", json={"refresh_token": tokens["refresh_token"], "mode": "json"})  # fmt: skip
+            assert out.status_code == 204, out.text
+        refused_everywhere(server, tokens["access_token"])
+
+        # The command line, from another process: suspend.
+        tokens = login(server)
+        served_by_both(server, tokens["access_token"])
+        cli(env, "users", "suspend", "ada@example.com")
+        refused_everywhere(server, tokens["access_token"])
+        cli(env, "users", "activate", "ada@example.com")
+
+        # set-password
+        tokens = login(server)
+        served_by_both(server, tokens["access_token"])
+        cli(env, "users", "set-password", "ada@example.com", "--password-stdin",
+            stdin=NEW_PASSWORD + "\n")  # fmt: skip
+        refused_everywhere(server, tokens["access_token"])
+
+        # revoke-sessions
+        tokens = login(server, NEW_PASSWORD)
+        served_by_both(server, tokens["access_token"])
+        cli(env, "users", "revoke-sessions", "ada@example.com")
+        refused_everywhere(server, tokens["access_token"])
+
+        # set-role --no-admin: refused, and the refresh carries the new access.
+        tokens = login(server, NEW_PASSWORD)
+        assert whoami(server, tokens["access_token"]).text.startswith(f"user={user_id} admin=True")
+        cli(env, "users", "set-role", "ada@example.com", "editor", "--no-admin")
+        refused_everywhere(server, tokens["access_token"])
+        time.sleep(0.01)  # past the revocation's millisecond
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            again = http.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"], "mode": "json"})  # fmt: skip
+        assert again.status_code == 200, again.text
+        fresh = again.json()["data"]["access_token"]
+        for _ in range(10):
+            assert whoami(server, fresh).text.startswith(f"user={user_id} admin=False")
+
+
+def test_a_paused_redis_never_lets_a_revoked_token_through(
+    env: dict[str, str], private_redis: RedisServer, tmp_path: Path
+) -> None:
+    cli(env, "users", "create", "ada@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    with serve(SERVERS["uvicorn"], env, tmp_path, ready_path="/", timeout=30) as server:
+        kept = login(server)
+        gone = login(server)
+        served_by_both(server, kept["access_token"])
+        served_by_both(server, gone["access_token"])
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            out = http.post("/auth/logout", json={"refresh_token": gone["refresh_token"], "mode": "json"})  # fmt: skip
+            assert out.status_code == 204
+        refused_everywhere(server, gone["access_token"])
+        private_redis.pause()
+        try:
+            seen = {"kept": set(), "gone": set()}  # type: ignore[var-annotated]
+            deadline = time.monotonic() + 12  # past the subscriber's health check and timeouts
+            while time.monotonic() < deadline:
+                for name, token in (("kept", kept), ("gone", gone)):
+                    status = whoami(server, token["access_token"]).status_code
+                    seen[name].add(status)
+            # The revoked token: refused, or 503 once the list cannot be trusted; never 200.
+            assert seen["gone"] <= {401, 503}, seen
+            assert seen["kept"] <= {200, 503}, seen
+            assert 503 in seen["kept"], seen  # the workers noticed and stopped trusting
+        finally:
+            private_redis.resume()
+        # Back: caught up from the window, the kept token works and the other stays refused.
+        deadline = time.monotonic() + 15
+        while whoami(server, kept["access_token"]).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        served_by_both(server, kept["access_token"])
+        refused_everywhere(server, gone["access_token"])
