@@ -576,6 +576,23 @@ def test_refresh_session_mode_and_grace(h: Harness) -> None:
     assert stale.all("set-cookie") == [
         f"directus_session_token=; Max-Age=0; Path=/; Expires={EPOCH}; HttpOnly; SameSite=Lax"
     ]
+    # Presenting the rotated-away cookie was reuse: someone holds a copy, so the whole session
+    # ended, its successor included.
+    for method, path, body in (("GET", "/x", None), ("POST", "/auth/refresh", {"mode": "session"})):
+        reply = h.request(method, path, json_body=body, cookies={"directus_session_token": new_cookie})
+        assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+
+
+def test_a_logged_out_session_cookie_is_refused_and_ends_nothing_else(h: Harness) -> None:
+    # Not every dead session cookie is reuse: one of a session logged out, or of another
+    # login, leaves the user's other sessions alone.
+    first = h.login("session").cookie("directus_session_token")
+    other = h.login("session").cookie("directus_session_token")
+    out = h.request("POST", "/auth/logout", json_body={"mode": "session"}, cookies={"directus_session_token": first})
+    assert out.status == 204
+    stale = h.request("GET", "/x", cookies={"directus_session_token": first})
+    assert (stale.status, stale.body) == (401, INVALID_CREDENTIALS)
+    assert h.request("GET", "/x", cookies={"directus_session_token": other}).status == 200
 
 
 def test_refresh_with_an_expired_session_cookie(h: Harness) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
     AsyncUserStore,
+    SessionRecord,
     SessionStore,
     StoreUnavailable,
     User,
@@ -383,16 +385,43 @@ class Guard:
             self._statics[digest] = entry
         return entry
 
+    def _reuse_probe(self, key: str, session: str, now_ms: int) -> Flow[None]:
+        """A session cookie that is not live: unknown, expired, logged out, or rotated away
+        after its grace period. Ask the store which, as a refresh does: presenting a
+        rotated-away session again is reuse (someone holds a copy), and the store then ends the
+        whole session, every successor included; its access tokens go with it. Only refusals
+        pay for this lookup."""
+        family = session[:FAMILY_LENGTH]
+        # A successor of the same family (stores require it) that was never handed out.
+        probe_token = family + secrets.token_urlsafe(32)
+        probe = SessionRecord(refresh_token_key(probe_token), family, "", now_ms, now_ms)
+        try:
+            outcome = yield Call(
+                self.sessions.rotate, (key, probe), {"now_ms": now_ms, "grace_ms": 0}
+            )
+            if outcome.status in ("rotated", "grace"):  # live again meanwhile: keep no probe
+                yield Call(self.sessions.revoke, (key,))
+        except Exception as exc:  # whatever the store says, the refusal stands
+            log.debug("session reuse check failed: %s", type(exc).__name__)
+            return
+        if outcome.status == "reused":
+            log.warning("session cookie reused after rotation: session revoked")
+            self.revocations.revoke_session(family)
+
     def _session_flow(
         self, claims: dict[str, Any], now: float, from_cookie: bool, token: str | None = None
     ) -> Flow[Outcome]:
         session = claims["session"]
         invalidation = self.invalidation
         epoch = invalidation.begin() if invalidation is not None else 0
+        key = refresh_token_key(session)
+        now_ms = int(now * 1000)
         try:
-            record = yield Call(self.sessions.get, (refresh_token_key(session), int(now * 1000)))
+            record = yield Call(self.sessions.get, (key, now_ms))
         except StoreUnavailable as exc:
             return _unavailable(exc)
+        if record is None:
+            yield from self._reuse_probe(key, session, now_ms)
         if record is None or record.user_id != claims.get("id"):
             log.debug("refused session token: revoked (session gone)")
             return Refusal(invalid_credentials(), from_cookie)
