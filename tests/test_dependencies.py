@@ -1,5 +1,7 @@
 """Every third-party package tokenguard imports is declared: in the base dependencies, or in the
-extra that needs it, so that ``pip install "tokenguard[extra]"`` brings what that feature imports."""
+extra that needs it, so that ``pip install "tokenguard[extra]"`` brings what that feature imports.
+And every declared lower bound is the version the supported-versions check installs
+(scripts/constraints-lowest.txt), so that the bounds are tested, not guessed."""
 
 from __future__ import annotations
 
@@ -9,11 +11,18 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 tomllib = pytest.importorskip("tomllib")
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "tokenguard"
+LOWEST = ROOT / "scripts" / "constraints-lowest.txt"
+#: Extras that gather tools for developing tokenguard, not a feature of it: scripts/compat.sh
+#: installs every other extra.
+META_EXTRAS = {"fuzz", "bench", "dev", "test", "docs", "examples"}
 
 #: The optional packages, by the extra that must declare them.
 EXTRA_OF = {
@@ -135,3 +144,63 @@ def test_a_missing_optional_package_is_named_with_its_extra(code: str, blocked: 
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert out.stdout.strip() == message, out.stderr
+
+
+# --- the lowest versions ----------------------------------------------------------------------
+
+
+def _requirements() -> dict[str, list[Requirement]]:
+    """"base" and each extra -> its requirements, as pyproject.toml declares them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"base": project["dependencies"], **project["optional-dependencies"]}
+    return {group: [Requirement(r) for r in reqs] for group, reqs in groups.items()}
+
+
+def _lower_bound(requirement: Requirement) -> Version | None:
+    bounds = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==", "~=")]
+    return max(bounds) if bounds else None
+
+
+def _pins() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in LOWEST.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version.strip(), f"{LOWEST.name}: {line!r} is not name==version"
+            pins[canonicalize_name(name)] = Version(version.strip())
+    return pins
+
+
+def test_every_supported_dependency_is_pinned_at_its_lower_bound() -> None:
+    pins = _pins()
+    problems = []
+    for group, requirements in _requirements().items():
+        if group in META_EXTRAS:
+            continue
+        for requirement in requirements:
+            name, bound = canonicalize_name(requirement.name), _lower_bound(requirement)
+            if bound is None:
+                problems.append(f"{group}: {requirement} declares no lower bound")
+            elif name not in pins:
+                problems.append(f"{group}: {requirement} is not pinned in {LOWEST.name}")
+            elif pins[name] != bound:
+                problems.append(f"{group}: {requirement}, but {LOWEST.name} pins {pins[name]}")
+    assert problems == []
+
+
+def test_every_lowest_pin_is_a_declared_lower_bound() -> None:
+    # Test tools included: where pyproject.toml names a pinned package (the test extra too),
+    # its lower bound is the pin.
+    declared: dict[str, set[Version | None]] = {}
+    for requirements in _requirements().values():
+        for requirement in requirements:
+            name = canonicalize_name(requirement.name)
+            declared.setdefault(name, set()).add(_lower_bound(requirement))
+    problems = []
+    for name, version in _pins().items():
+        if name not in declared:
+            problems.append(f"{name}=={version} is pinned but pyproject.toml does not name it")
+        elif declared[name] != {version}:
+            problems.append(f"{name}=={version} is pinned; pyproject.toml's bounds: {declared[name]}")
+    assert problems == []

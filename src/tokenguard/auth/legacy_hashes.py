@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 
 from ..errors import MissingExtra
@@ -32,6 +33,10 @@ MAX_PBKDF2_ITERATIONS = 10_000_000
 # bcrypt reads at most 72 bytes; the libraries that wrote these hashes truncated silently,
 # while bcrypt>=5 raises instead, so truncate as the writer did.
 _BCRYPT_MAX = 72
+# A bcrypt hash is exactly this shape (a cost from 04 to 31, 22 characters of salt and 31 of
+# digest). Anything else is refused before bcrypt sees it: bcrypt 4.1 panics on a short one,
+# and a Rust panic is not an Exception.
+_BCRYPT_SHAPE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 def _bcrypt(password: bytes, stored: str) -> bool:
@@ -39,6 +44,8 @@ def _bcrypt(password: bytes, stored: str) -> bool:
         import bcrypt
     except ImportError as exc:
         raise MissingExtra("verifying bcrypt password hashes", "bcrypt", "bcrypt") from exc
+    if not _BCRYPT_SHAPE.fullmatch(stored):
+        return False
     try:
         return bool(bcrypt.checkpw(password[:_BCRYPT_MAX], stored.encode("ascii")))
     except (ValueError, UnicodeEncodeError):
