@@ -99,6 +99,28 @@ def test_the_query_token_is_stripped_whatever_the_decision() -> None:
     )
 
 
+def test_strip_query_answers_none_when_nothing_is_taken_out() -> None:
+    assert pipeline().strip_query("") is None
+    assert pipeline().strip_query("a=1") is None
+    assert pipeline().strip_query("a=1&access_token=x") == "a=1"
+    # Off: the query is left as it came, token and all (the app reads it).
+    assert pipeline(strip_query_token=False).strip_query("a=1&access_token=x") is None
+
+
+class IOUsers(MemoryUserStore):
+    """An (empty) store that says it does I/O: a static token is looked up through a flow."""
+
+    io_bound = True
+
+
+def test_the_query_token_is_stripped_after_a_store_lookup_too() -> None:
+    core = TokenGuard(users=IOUsers(), sessions=MemorySessionStore(), secret=SECRET)
+    decision = core.pipeline.decide(Head(query="a=1&access_token=" + "s" * 64 + "&b=2"))
+    assert type(decision) is GeneratorType  # the store is asked: the decision is a flow
+    refused = run_sync(decision)
+    assert type(refused) is Refuse and (refused.error.status, refused.query) == (401, "a=1&b=2")
+
+
 @pytest.mark.parametrize(
     ("origin", "method", "allowed"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import time
@@ -14,7 +15,7 @@ from tests.helpers.tokens import DROP, LONG_SECRET, OTHER_SECRET, SECRET, b64, c
 from tokenguard.config import Settings, token_policy
 from tokenguard.errors import AuthError
 from tokenguard.jose.compact import b64url_decode_strict
-from tokenguard.jose.tokens import TokenVerifier, issue_access_token
+from tokenguard.jose.tokens import TokenVerifier, hash_token, issue_access_token
 
 settings = Settings(secret=SECRET, leeway_ms=0)
 verifier = TokenVerifier(token_policy(settings))
@@ -205,3 +206,11 @@ def test_own_tokens_verify(alg: str) -> None:
     s = Settings(secret=LONG_SECRET, algorithm=alg)
     token = issue_access_token(token_policy(s), user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
     assert code(TokenVerifier(token_policy(s)).verify(token, time.time())) == "OK"
+
+
+def test_hash_token_is_the_sha256_hex_of_the_utf8_bytes() -> None:
+    assert hash_token("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert hash_token("é") == hashlib.sha256("é".encode()).hexdigest()
+    # A lone surrogate (a str its caller decoded with surrogateescape, say) is hashed as its
+    # surrogatepass bytes: a lookup that finds nothing, never an exception on the request path.
+    assert hash_token("\ud800") == hashlib.sha256(b"\xed\xa0\x80").hexdigest()
