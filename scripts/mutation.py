@@ -11,9 +11,9 @@ Usage, from the repository root::
 
     python scripts/mutation.py [--keep] [--jobs N]
 
-``--keep`` reuses ``mutants/`` from the last run (mutmut re-checks only what changed);
-by default the run starts clean, as CI does. A timeout counts as killed: the mutant hung the
-tests that reached it.
+``--keep`` reuses ``mutants/`` from the last run and runs again only the mutants it did not
+kill (after adding a test for one); by default the run starts clean, as CI does. A timeout
+counts as killed: the mutant hung the tests that reached it.
 """
 
 from __future__ import annotations
@@ -88,32 +88,41 @@ def mutmut(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def results() -> dict[str, str]:
+    """Mutant name -> mutmut's verdict, for the mutants in :data:`SCOPE`."""
+    status: dict[str, str] = {}
+    for line in mutmut("results", "--all", "true").stdout.splitlines():
+        match = _LINE.match(line)
+        if match:
+            name = match.group(1)
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in SCOPE):
+                status[name] = match.group(2)
+    return status
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ from the last run")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     options = parser.parse_args()
 
-    if not options.keep:
+    targets = list(SCOPE)
+    if options.keep and (ROOT / "mutants").is_dir():
+        # Only what the last run did not kill (a test was added for it, say).
+        targets = [name for name, s in results().items() if s not in KILLED]
+    else:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     started = time.monotonic()
-    run = mutmut("run", "--max-children", str(options.jobs), *SCOPE)
+    if targets:
+        run = mutmut("run", "--max-children", str(options.jobs), *targets)
+        if run.returncode != 0:
+            print(run.stdout[-4000:], run.stderr[-4000:], sep="\n", file=sys.stderr)
+            print(f"mutation: mutmut run failed (exit {run.returncode})", file=sys.stderr)
+            return 1
     elapsed = time.monotonic() - started
-    if run.returncode != 0:
-        print(run.stdout[-4000:], run.stderr[-4000:], sep="\n", file=sys.stderr)
-        print(f"mutation: mutmut run failed (exit {run.returncode})", file=sys.stderr)
-        return 1
 
-    results = mutmut("results", "--all", "true")
-    status: dict[str, str] = {}
-    for line in results.stdout.splitlines():
-        match = _LINE.match(line)
-        if match:
-            name = match.group(1)
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in SCOPE):
-                status[name] = match.group(2)
+    status = results()
     if not status:
-        print(results.stdout, results.stderr, sep="\n", file=sys.stderr)
         print("mutation: no mutant results", file=sys.stderr)
         return 1
 

@@ -67,6 +67,13 @@ def test_query_tokens_decode_a_percent_encoded_name() -> None:
     assert ex.query_tokens("a=1&b=2") == []
 
 
+def test_query_tokens_replace_bytes_that_are_not_utf8() -> None:
+    # As qs does: an undecodable byte becomes U+FFFD; never an exception.
+    ex = Extractor(("access_token",), COOKIE)
+    assert ex.query_tokens("access_token=a%FFb") == [("access_token", "a\ufffdb")]
+    assert ex.query_tokens("access_token%FF=x&access_token=y") == [("access_token", "y")]
+
+
 # --- what an Extracted holds and shows ------------------------------------------------------
 
 
