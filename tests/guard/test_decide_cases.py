@@ -464,6 +464,22 @@ def test_a_jwt_principal_carries_its_access_flags() -> None:
     assert isinstance(user, Principal) and (user.admin, user.app) == (False, True)
 
 
+class AsyncInProcessUsers(AsyncUsers):
+    """An async store that says it does no I/O: still a coroutine, so still driven by a Call."""
+
+    io_bound = False
+
+
+def test_an_async_store_is_never_asked_inline_whatever_it_says(shell_of: ShellOf) -> None:
+    users = AsyncInProcessUsers()
+    guard = Guard(Settings(secret=SECRET), users, MemorySessionStore())  # type: ignore[arg-type]
+    assert guard.settings.secret == SECRET
+    assert isinstance(guard.authenticate(f"Bearer {STATIC_64}", "", None), GeneratorType)
+    s = shell_of("asgi", users=users)
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {STATIC_64}"})
+    assert (reply.status, reply.body) == (200, b"app u-robot static")
+
+
 # --- the session store is asked at the request's time ---------------------------------------
 
 

@@ -126,6 +126,12 @@ def test_a_bracketed_token_name_at_any_depth_is_400() -> None:
     assert ex(None, "other[access_token]=x", None) is None
 
 
+def test_bearer_only_assumes_one_authorization_header() -> None:
+    ex = Extractor(("access_token",), COOKIE)
+    assert ex.bearer_only("Bearer abc", "") == "abc"
+    assert ex.bearer_only("Bearer abc", "", 2) is None  # two headers: the full path answers 400
+
+
 def test_a_query_token_keeps_its_equals_signs() -> None:
     extract = Extractor(("access_token",), COOKIE)
     assert extract(None, "a=1&access_token=tok=en==", None) == Extracted("tok=en==", "query", "access_token")

@@ -214,3 +214,19 @@ def test_hash_token_is_the_sha256_hex_of_the_utf8_bytes() -> None:
     # A lone surrogate (a str its caller decoded with surrogateescape, say) is hashed as its
     # surrogatepass bytes: a lookup that finds nothing, never an exception on the request path.
     assert hash_token("\ud800") == hashlib.sha256(b"\xed\xa0\x80").hexdigest()
+
+
+def test_fractional_nbf_and_iat_in_the_past_are_accepted() -> None:
+    # NumericDate may be fractional (RFC 7519 §2); PyJWT accepts it, and so do we.
+    now = time.time()
+    token = mint(iat=now - 10.5, nbf=now - 5.25)
+    assert code(verifier.verify(token, now)) == "OK"
+    assert code(verifier.verify(mint(nbf=now + 30.5), now)) == "INVALID_TOKEN"
+
+
+def test_a_null_exp_is_invalid_even_when_exp_is_optional() -> None:
+    lenient = TokenVerifier(token_policy(Settings(secret=SECRET, allow_tokens_without_exp=True)))
+    now = time.time()
+    assert code(lenient.verify(mint(exp=DROP), now)) == "OK"  # no exp: allowed here
+    assert code(lenient.verify(mint(exp=None), now)) == "INVALID_TOKEN"  # "exp": null is not "no exp"
+    assert code(verifier.verify(mint(exp=DROP), now)) == "INVALID_TOKEN"  # the default requires it
