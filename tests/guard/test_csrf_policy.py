@@ -60,3 +60,30 @@ def test_with_require_origin_a_cookie_post_without_origin_is_refused(shell_of: C
     assert (reply.status, reply.body) == (403, forbidden(NO_ORIGIN))
     same = s.request("POST", "/items", headers={"cookie": cookie, "origin": "http://api.example.test"})
     assert (same.status, same.body) == (200, f"app {JWT_USER} jwt".encode())
+
+
+# --- found by the mutation run (scripts/mutation.py) ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_origin_null_is_refused_as_cross_origin(shell_of: Callable[..., Shell], kind: str) -> None:
+    # A sandboxed frame or a file: page says "Origin: null": not an origin at all, so not ours.
+    s = shell_of(kind)
+    cookie = f"directus_session_token={mint(secret=SECRET)}"
+    reply = s.request("POST", "/items", headers={"cookie": cookie, "origin": "null"})
+    assert (reply.status, reply.body) == (403, forbidden(CROSS_ORIGIN))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_query_token_beside_the_cookie_is_not_checked_for_origin(shell_of: Callable[..., Shell], kind: str) -> None:
+    # The credential is the query token (a page's script put it there), not the ambient
+    # cookie: a cross-origin POST carrying both passes, as a Bearer one would.
+    s = shell_of(kind)
+    token = mint(secret=SECRET)
+    headers = {"cookie": "directus_session_token=not-a-token", "origin": "https://evil.example"}
+    reply = s.request("POST", f"/items?access_token={token}", headers=headers)
+    assert (reply.status, reply.body) == (200, f"app {JWT_USER} jwt".encode())
+    # The same cookie alone is the credential, and is checked.
+    cookie = {"cookie": f"directus_session_token={token}", "origin": "https://evil.example"}
+    reply = s.request("POST", "/items", headers=cookie)
+    assert (reply.status, reply.body) == (403, forbidden(CROSS_ORIGIN))

@@ -231,6 +231,25 @@ def test_a_new_key_token_already_expired_after_the_fetch_is_token_expired(
     assert (fresh.status, fresh.body) == (200, b"app u1 jwt")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_key_session_token_is_checked_against_its_session_after_the_fetch(
+    shell_of: ShellOf, kind: str, issuer: Issuer
+) -> None:
+    # After the fetch the token is good, and a session-mode one still needs its store lookup:
+    # the flow goes on into the session check instead of ending at the signature.
+    issuer.publish(keys_json("ed", "ed"))
+    s = shell_of(kind, jwks_url=issuer.url, jwks_min_refetch_ms=60_000)
+    refresh = secrets.token_urlsafe(48)
+    now_ms = int(time.time() * 1000)
+    s.core.sessions.create(SessionRecord(refresh_token_key(refresh), refresh[:22], "u1", now_ms + 600_000, now_ms))
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {stranger_token(session=refresh)}"})
+    assert (reply.status, reply.body) == (200, b"app u1 session")
+    assert issuer.requests == 1
+    gone = stranger_token(session=secrets.token_urlsafe(48))  # a session the store never had
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {gone}"})
+    assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+
+
 # --- static tokens against stores that do I/O ------------------------------------------------
 
 
@@ -329,7 +348,10 @@ def test_cache_entries_live_until_exp_plus_leeway_or_60_seconds_without_exp() ->
 
 
 @pytest.fixture
-def session_core(redis_url: str, redis_prefix: str) -> Iterator[tuple[TokenGuard, Clock]]:
+def session_core(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> Iterator[tuple[TokenGuard, Clock]]:
+    leeway_ms = getattr(request, "param", 0)  # indirect parametrisation sets LEEWAY_MS
     store = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
     clock = Clock(float(int(time.time())))  # near real time: the invalidation's TTL runs on the wall clock
     core = TokenGuard(
@@ -338,7 +360,7 @@ def session_core(redis_url: str, redis_prefix: str) -> Iterator[tuple[TokenGuard
             redis_url=redis_url,
             redis_prefix=redis_prefix,
             session_cache_ttl_ms=600_000,  # long: only the token's exp may end the entry
-            leeway_ms=0,
+            leeway_ms=leeway_ms,
         ),
         users=MemoryUserStore(),
         sessions=store,
@@ -376,6 +398,132 @@ def test_a_cached_session_check_never_outlives_the_token_exp(shell_of: ShellOf, 
     assert reply.header("set-cookie") is None
 
 
+def session_token(core: TokenGuard, clock: Clock, *, ttl_s: int, session_s: int, **record: Any) -> tuple[str, str]:
+    """A session (its refresh token) of user u1 living ``session_s`` seconds, and an access
+    token for it living ``ttl_s``."""
+    refresh = secrets.token_urlsafe(48)
+    now_ms = int(clock.now * 1000)
+    core.sessions.create(
+        SessionRecord(refresh_token_key(refresh), refresh[:22], "u1", now_ms + session_s * 1000, now_ms, **record)
+    )
+    token = issue_access_token(
+        token_policy(core.settings), user_id="u1", role="r", app_access=True, admin_access=False,
+        ttl_ms=ttl_s * 1000, now=clock.now, session=refresh,
+    )  # fmt: skip
+    return refresh, token
+
+
+def test_a_cached_session_check_holds_the_principal_until_the_session_ends(shell_of: ShellOf, session_core: tuple[TokenGuard, Clock]) -> None:
+    core, clock = session_core
+    refresh, token = session_token(core, clock, ttl_s=600, session_s=100)
+    reply = shell_of("wsgi", core=core).request("GET", "/items", headers={"authorization": f"Bearer {token}"})
+    assert (reply.status, reply.body) == (200, b"app u1 session")
+    principal, until = core.guard.cache.entries[token]
+    assert (principal.user, principal.via, principal.session) == ("u1", "session", refresh)
+    assert until == clock.now + 100  # the session's end, before the token's exp and the TTL
+
+
+def test_a_cached_session_check_ends_with_a_rotated_sessions_grace(shell_of: ShellOf, session_core: tuple[TokenGuard, Clock]) -> None:
+    core, clock = session_core
+    now_ms = int(clock.now * 1000)
+    _, token = session_token(core, clock, ttl_s=600, session_s=300, next_hash="n" * 64, live_until_ms=now_ms + 50_000)
+    reply = shell_of("wsgi", core=core).request("GET", "/items", headers={"authorization": f"Bearer {token}"})
+    assert (reply.status, reply.body) == (200, b"app u1 session")
+    assert core.guard.cache.entries[token][1] == clock.now + 50  # rotated: live for its grace only
+
+
+@pytest.mark.parametrize("session_core", [5000], indirect=True)
+def test_a_cached_session_check_ends_at_exp_plus_the_leeway(shell_of: ShellOf, session_core: tuple[TokenGuard, Clock]) -> None:
+    core, clock = session_core
+    _, token = session_token(core, clock, ttl_s=30, session_s=600)
+    reply = shell_of("wsgi", core=core).request("GET", "/items", headers={"authorization": f"Bearer {token}"})
+    assert (reply.status, reply.body) == (200, b"app u1 session")
+    assert core.guard.cache.entries[token][1] == clock.now + 30 + 5
+
+
+def test_a_revoked_family_drops_the_cached_session_check(shell_of: ShellOf, session_core: tuple[TokenGuard, Clock]) -> None:
+    core, clock = session_core
+    refresh, token = session_token(core, clock, ttl_s=600, session_s=600)
+    s = shell_of("wsgi", core=core)
+    headers = {"authorization": f"Bearer {token}"}
+    assert s.request("GET", "/items", headers=headers).status == 200
+    assert token in core.guard.cache
+    core.sessions.revoke(refresh_token_key(refresh))  # a logout
+    assert core.invalidation is not None
+    core.invalidation.invalidate([refresh[:22]])  # what the store announces, here at once
+    assert token not in core.guard.cache
+    reply = s.request("GET", "/items", headers=headers)
+    assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+
+
+def test_a_jwt_principal_carries_its_access_flags() -> None:
+    guard = Guard(Settings(secret=SECRET), MemoryUserStore(), MemorySessionStore())
+    admin = guard.authenticate(f"Bearer {mint(secret=SECRET, admin_access=True, app_access=False)}", "", None)
+    assert isinstance(admin, Principal) and (admin.admin, admin.app, admin.via) == (True, False, "jwt")
+    user = guard.authenticate(f"Bearer {mint(secret=SECRET, admin_access=False, app_access=True)}", "", None)
+    assert isinstance(user, Principal) and (user.admin, user.app) == (False, True)
+
+
+class AsyncInProcessUsers(AsyncUsers):
+    """An async store that says it does no I/O: still a coroutine, so still driven by a Call."""
+
+    io_bound = False
+
+
+def test_an_async_store_is_never_asked_inline_whatever_it_says(shell_of: ShellOf) -> None:
+    users = AsyncInProcessUsers()
+    guard = Guard(Settings(secret=SECRET), users, MemorySessionStore())  # type: ignore[arg-type]
+    assert guard.settings.secret == SECRET
+    assert isinstance(guard.authenticate(f"Bearer {STATIC_64}", "", None), GeneratorType)
+    s = shell_of("asgi", users=users)
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {STATIC_64}"})
+    assert (reply.status, reply.body) == (200, b"app u-robot static")
+
+
+# --- the session store is asked at the request's time ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_session_past_its_expiry_in_the_store_is_refused(shell_of: ShellOf, kind: str) -> None:
+    s = shell_of(kind)
+    clock = Clock(float(int(time.time())))
+    _, live = session_token(s.core, clock, ttl_s=600, session_s=600)
+    _, gone = session_token(s.core, clock, ttl_s=600, session_s=-1)  # the store says expired
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {live}"})
+    assert (reply.status, reply.body) == (200, b"app u1 session")
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {gone}"})
+    assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+
+
+# --- a static token refused through a store that does I/O -----------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unknown_static_cookie_through_an_io_store_clears_the_cookie(shell_of: ShellOf, kind: str) -> None:
+    s = shell_of(kind, core=make_core(kind, users=CountingUsers(io_bound=True)))
+    reply = s.request("GET", "/items", headers={"cookie": f"{COOKIE}={STATIC_64}"})
+    assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+    assert reply.header("set-cookie") == CLEAR_COOKIE
+
+
+class LooseIndexUsers(MemoryUserStore):
+    """A store whose token index is loose (case-insensitive, prefix…): it finds the robot
+    for any hash at all."""
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        return robot()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_user_the_store_found_under_another_hash_is_refused(shell_of: ShellOf, kind: str) -> None:
+    s = shell_of(kind, core=make_core(kind, users=LooseIndexUsers()))
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {STATIC_64}"})
+    assert (reply.status, reply.body) == (200, b"app u-robot static")
+    other = "st4t1c-" + "R" * 57
+    reply = s.request("GET", "/items", headers={"authorization": f"Bearer {other}"})
+    assert (reply.status, reply.body) == (401, INVALID_CREDENTIALS)
+
+
 # --- the raw-header memo and a query name beyond ASCII -------------------------------------
 
 
@@ -406,13 +554,22 @@ class PlainUsers(CountingUsers):
 
 
 @pytest.mark.parametrize(
-    ("users", "inline"),
-    [(CountingUsers(io_bound=False), True), (CountingUsers(io_bound=True), False), (PlainUsers(), False)],
+    ("make_users", "inline"),
+    # Factories, not instances: a store made at collection would keep its user into a second
+    # run of the test in the same process (the mutation run does exactly that).
+    [
+        (lambda: CountingUsers(io_bound=False), True),
+        (lambda: CountingUsers(io_bound=True), False),
+        (PlainUsers, False),
+    ],
     ids=["in-process", "io-bound", "undeclared"],
 )
-def test_only_an_in_process_store_is_asked_without_a_call(users: CountingUsers, inline: bool) -> None:
+def test_only_an_in_process_store_is_asked_without_a_call(
+    make_users: Callable[[], CountingUsers], inline: bool
+) -> None:
     # What the edge cannot show: whether the guard asks the store itself or hands the shell
     # a Call to drive (in a worker thread, for a store doing I/O under ASGI).
+    users = make_users()
     users.create(robot())
     guard = Guard(Settings(secret=SECRET), users, MemorySessionStore())
     outcome = guard.authenticate(f"Bearer {STATIC_64}", "", None)

@@ -67,6 +67,13 @@ def test_query_tokens_decode_a_percent_encoded_name() -> None:
     assert ex.query_tokens("a=1&b=2") == []
 
 
+def test_query_tokens_replace_bytes_that_are_not_utf8() -> None:
+    # As qs does: an undecodable byte becomes U+FFFD; never an exception.
+    ex = Extractor(("access_token",), COOKIE)
+    assert ex.query_tokens("access_token=a%FFb") == [("access_token", "a\ufffdb")]
+    assert ex.query_tokens("access_token%FF=x&access_token=y") == [("access_token", "y")]
+
+
 # --- what an Extracted holds and shows ------------------------------------------------------
 
 
@@ -108,6 +115,39 @@ def test_cookie_parser_quotes() -> None:
     assert parse_cookie(f'{name}="', name) == '"'  # a lone quote is not a quoted value
     assert parse_cookie(f'{name}="a"', name) == "a"
     assert parse_cookie(f'{name}= "a" ', name) == "a"  # whitespace around is not the value
+
+
+def test_a_bracketed_token_name_at_any_depth_is_400() -> None:
+    # qs would make an array or an object of it: refused whatever the nesting.
+    ex = Extractor(("access_token",), COOKIE)
+    for query in ("access_token[]=x", "access_token[a][b]=x", "access_token[][]=x"):
+        refused = ex(None, query, None)
+        assert isinstance(refused, AuthError) and (refused.status, refused.code) == (400, "INVALID_PAYLOAD"), query
+    assert ex(None, "other[access_token]=x", None) is None
+
+
+def test_bearer_only_assumes_one_authorization_header() -> None:
+    ex = Extractor(("access_token",), COOKIE)
+    assert ex.bearer_only("Bearer abc", "") == "abc"
+    assert ex.bearer_only("Bearer abc", "", 2) is None  # two headers: the full path answers 400
+
+
+def test_a_query_token_keeps_its_equals_signs() -> None:
+    extract = Extractor(("access_token",), COOKIE)
+    assert extract(None, "a=1&access_token=tok=en==", None) == Extracted("tok=en==", "query", "access_token")
+
+
+def test_a_query_name_spelled_with_plus_is_decoded() -> None:
+    # qs decodes "+" in a name as a space, as in a value (with a "%" elsewhere in the query,
+    # so that the fast path, which looks for the raw name or a "%", reads the parameters).
+    extract = Extractor(("my token",), COOKIE)
+    assert extract(None, "my+token=abc&x=%41", None) == Extracted("abc", "query", "my token")
+
+
+def test_a_cookie_value_keeps_its_equals_signs() -> None:
+    # The name ends at the first "=": a base64 static token's padding is part of the value.
+    assert parse_cookie(f"a=1; {COOKIE}=tok=en==; b=2", COOKIE) == "tok=en=="
+    assert parse_cookie(f"{COOKIE}x=1; {COOKIE}==", COOKIE) == "="
 
 
 @pytest.mark.parametrize("kind", KINDS)

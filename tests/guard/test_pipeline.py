@@ -99,6 +99,51 @@ def test_the_query_token_is_stripped_whatever_the_decision() -> None:
     )
 
 
+def test_strip_query_answers_none_when_nothing_is_taken_out() -> None:
+    assert pipeline().strip_query("") is None
+    assert pipeline().strip_query("a=1") is None
+    assert pipeline().strip_query("a=1&access_token=x") == "a=1"
+    # Off: the query is left as it came, token and all (the app reads it).
+    assert pipeline(strip_query_token=False).strip_query("a=1&access_token=x") is None
+
+
+def test_two_authorization_headers_are_400() -> None:
+    # The shell counts the headers; the pipeline hands the count on to the extractor.
+    head = bearer(mint())
+    head.authorization_count = 2
+    refused = decide(pipeline(), head)
+    assert type(refused) is Refuse
+    assert (refused.error.status, refused.error.code) == (400, "INVALID_PAYLOAD")
+
+
+def test_only_what_the_router_answers_is_routed() -> None:
+    p = pipeline()
+    token = mint()
+    routed = decide(p, Head(method="POST", path="/auth/logout", query=f"access_token={token}&a=1"))
+    assert type(routed) is Route and routed.query == "a=1"  # the router sees the URL stripped too
+    routed = decide(p, Head(method="POST", path="/auth/logout", query="a=1"))
+    assert type(routed) is Route and routed.query is None
+    # Under the prefix but no route of the router's: the app's.
+    assert type(decide(p, Head(path="/auth/not-a-route"))) is Pass
+    # A CORS preflight to a route is the app's (its CORS middleware) as well.
+    assert type(decide(p, Head(method="OPTIONS", path="/auth/login"))) is Pass
+    assert type(decide(p, Head(method="POST", path="/auth/login"))) is Route
+
+
+class IOUsers(MemoryUserStore):
+    """An (empty) store that says it does I/O: a static token is looked up through a flow."""
+
+    io_bound = True
+
+
+def test_the_query_token_is_stripped_after_a_store_lookup_too() -> None:
+    core = TokenGuard(users=IOUsers(), sessions=MemorySessionStore(), secret=SECRET)
+    decision = core.pipeline.decide(Head(query="a=1&access_token=" + "s" * 64 + "&b=2"))
+    assert type(decision) is GeneratorType  # the store is asked: the decision is a flow
+    refused = run_sync(decision)
+    assert type(refused) is Refuse and (refused.error.status, refused.query) == (401, "a=1&b=2")
+
+
 @pytest.mark.parametrize(
     ("origin", "method", "allowed"),
     [
@@ -135,7 +180,7 @@ def test_throttling_comes_first_and_blocks_the_memo() -> None:
     decide(p, bearer(mint()))
     refused = decide(p, head)
     assert type(refused) is Refuse and refused.error.status == 429
-    assert [name for name, _ in refused.headers] == ["retry-after"]
+    assert refused.headers == [("retry-after", "60")]  # the window's length, in seconds
     assert refused.query == ""  # the access log must not see the token either
 
 

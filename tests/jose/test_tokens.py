@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import time
@@ -14,7 +15,7 @@ from tests.helpers.tokens import DROP, LONG_SECRET, OTHER_SECRET, SECRET, b64, c
 from tokenguard.config import Settings, token_policy
 from tokenguard.errors import AuthError
 from tokenguard.jose.compact import b64url_decode_strict
-from tokenguard.jose.tokens import TokenVerifier, issue_access_token
+from tokenguard.jose.tokens import TokenVerifier, hash_token, issue_access_token
 
 settings = Settings(secret=SECRET, leeway_ms=0)
 verifier = TokenVerifier(token_policy(settings))
@@ -214,3 +215,27 @@ def test_own_tokens_verify(alg: str) -> None:
     s = Settings(secret=LONG_SECRET, algorithm=alg)
     token = issue_access_token(token_policy(s), user_id="u", role="r", app_access=False, admin_access=True, ttl_ms=60_000, now=time.time())
     assert code(TokenVerifier(token_policy(s)).verify(token, time.time())) == "OK"
+
+
+def test_hash_token_is_the_sha256_hex_of_the_utf8_bytes() -> None:
+    assert hash_token("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert hash_token("é") == hashlib.sha256("é".encode()).hexdigest()
+    # A lone surrogate (a str its caller decoded with surrogateescape, say) is hashed as its
+    # surrogatepass bytes: a lookup that finds nothing, never an exception on the request path.
+    assert hash_token("\ud800") == hashlib.sha256(b"\xed\xa0\x80").hexdigest()
+
+
+def test_fractional_nbf_and_iat_in_the_past_are_accepted() -> None:
+    # NumericDate may be fractional (RFC 7519 §2); PyJWT accepts it, and so do we.
+    now = time.time()
+    token = mint(iat=now - 10.5, nbf=now - 5.25)
+    assert code(verifier.verify(token, now)) == "OK"
+    assert code(verifier.verify(mint(nbf=now + 30.5), now)) == "INVALID_TOKEN"
+
+
+def test_a_null_exp_is_invalid_even_when_exp_is_optional() -> None:
+    lenient = TokenVerifier(token_policy(Settings(secret=SECRET, allow_tokens_without_exp=True)))
+    now = time.time()
+    assert code(lenient.verify(mint(exp=DROP), now)) == "OK"  # no exp: allowed here
+    assert code(lenient.verify(mint(exp=None), now)) == "INVALID_TOKEN"  # "exp": null is not "no exp"
+    assert code(verifier.verify(mint(exp=DROP), now)) == "INVALID_TOKEN"  # the default requires it
