@@ -92,8 +92,12 @@ def test_config_disabled_is_tolerated(start: Starter, caplog: pytest.LogCaptureF
     )
 
 
-def test_unreachable_at_start_still_starts(caplog: pytest.LogCaptureFixture) -> None:
-    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+def test_unreachable_at_start_still_starts_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"  # nothing listens there
     with caplog.at_level(logging.DEBUG, logger=LOGGER), TokenGuard(secret=SECRET, redis_url=url):
         pass
-    assert _warnings(caplog) == []
+    assert _warnings(caplog) == [
+        f"the Redis server holding the sessions (127.0.0.1:{port}) does not answer at start "
+        "(ConnectionError): requests that need it answer 503 until it does"
+    ]

@@ -18,6 +18,8 @@ import logging
 import threading
 from typing import Any
 
+import redis
+
 __all__ = ["warn_without_persistence"]
 
 _log = logging.getLogger("tokenguard.stores.redis")
@@ -46,7 +48,9 @@ def warn_without_persistence(url: str) -> bool:
     """Log one WARNING when the Redis server at ``url`` has neither an AOF nor RDB snapshots.
 
     Returns whether it warned. Asked once per process and URL; a server that refuses
-    ``CONFIG`` or cannot be reached is left alone (a DEBUG line).
+    ``CONFIG`` is left alone (a DEBUG line). One that does not answer at all gets a WARNING of
+    its own: the app still starts (Redis may come up later), but until it does every request
+    that needs it answers 503, and the log should say why before the first login does.
     """
     with _lock:
         if url in _checked:
@@ -62,7 +66,15 @@ def warn_without_persistence(url: str) -> bool:
     try:
         appendonly = _setting(client.execute_command("CONFIG", "GET", "appendonly"), "appendonly")
         save = _setting(client.execute_command("CONFIG", "GET", "save"), "save")
-    except Exception as exc:  # CONFIG renamed or forbidden, or the server away
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        _log.warning(
+            "the Redis server holding the sessions (%s) does not answer at start (%s): requests "
+            "that need it answer 503 until it does",
+            _where(url),
+            type(exc).__name__,
+        )
+        return False
+    except Exception as exc:  # CONFIG renamed or forbidden
         _log.debug("Redis persistence not checked: %s: %s", type(exc).__name__, exc)
         return False
     finally:
