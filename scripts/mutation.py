@@ -12,7 +12,7 @@ Usage, from the repository root::
     python scripts/mutation.py [--keep] [--jobs N]
 
 ``--keep`` reuses ``mutants/`` from the last run and runs again only the mutants it did not
-kill (after adding a test for one); by default the run starts clean, as CI does. A timeout
+kill (after adding a test for one); by default the run starts clean. A timeout
 counts as killed: the mutant hung the tests that reached it.
 """
 
