@@ -140,8 +140,9 @@ def install(app: FastAPI, guard: TokenGuard | None = None, **options: Any) -> No
             made.append(TokenGuard(flavour="async", **options))
         return made[0]
 
-    def middleware(inner: ASGIApp) -> TokenGuardMiddleware:
-        wrapper = TokenGuardMiddleware(inner, guard=core())
+    # Named `app`: Starlette before 0.38 builds middleware as `cls(app=app, **options)`.
+    def middleware(app: ASGIApp) -> TokenGuardMiddleware:
+        wrapper = TokenGuardMiddleware(app, guard=core())
         wrapper.owns_core = guard is None
         return wrapper
 
