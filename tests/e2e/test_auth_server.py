@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,12 @@ import pytest
 
 from tests.helpers.auth import EMAIL, INVALID_CREDENTIALS, PASSWORD, SECRET, USER_ID, make_user
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.servers import Server, serve
+from tests.helpers.servers import AUTH_APP_UVICORN, Server, serve
 from tokenguard.stores.sqlite import SQLiteUserStore
 
 pytestmark = pytest.mark.e2e
 
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "tests.e2e.auth_app:application",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "{port}",
-    "--log-level",
-    "warning",
-]
+UVICORN = AUTH_APP_UVICORN
 
 
 def _env(db: Path, **extra: str) -> dict[str, str]:

@@ -3,7 +3,6 @@ OpenLDAP ``slapd`` and the SQLite user store, all on 127.0.0.1."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,15 +11,12 @@ import pytest
 
 from tests.helpers.auth import SECRET
 from tests.helpers.ldap_server import BIND_DN, BIND_PASSWORD, GROUP_DN, USER_DN, USERS, LdapServer
-from tests.helpers.servers import Server, serve
+from tests.helpers.servers import AUTH_APP_UVICORN, Server, serve
 from tokenguard.stores.sqlite import SQLiteUserStore
 
 pytestmark = pytest.mark.e2e
 
-UVICORN = [
-    sys.executable, "-m", "uvicorn", "tests.e2e.auth_app:application",
-    "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
-]
+UVICORN = AUTH_APP_UVICORN
 ROLE = "6f1d3c2b-0000-4000-8000-00000000ad01"
 
 

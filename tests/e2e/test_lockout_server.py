@@ -4,7 +4,6 @@ that worked before stop working at once."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,23 +11,12 @@ import httpx
 import pytest
 
 from tests.helpers.auth import EMAIL, PASSWORD, SECRET, USER_ID, make_user
-from tests.helpers.servers import Server, serve
+from tests.helpers.servers import AUTH_APP_UVICORN, Server, serve
 from tokenguard.stores.sqlite import SQLiteUserStore
 
 pytestmark = pytest.mark.e2e
 
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "tests.e2e.auth_app:application",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "{port}",
-    "--log-level",
-    "warning",
-]
+UVICORN = AUTH_APP_UVICORN
 ATTEMPTS = 3
 
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import uvicorn
 from tests.helpers.auth import FAST, INVALID_CREDENTIALS, SECRET, plain_asgi_app
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.saml_idp import CLAIMS, SAMLIdP, read_form, running_idp
-from tests.helpers.servers import free_port, serve
+from tests.helpers.servers import AUTH_APP_UVICORN, free_port, serve
 from tokenguard import TokenGuard, TokenGuardMiddleware
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
@@ -116,18 +115,7 @@ def test_browser_signs_in_through_the_idp_form(
         assert "directus_session_token" not in browser.cookies
 
 
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "tests.e2e.auth_app:application",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "{port}",
-    "--log-level",
-    "warning",
-]
+UVICORN = AUTH_APP_UVICORN
 
 
 @pytest.mark.redis

@@ -4,7 +4,6 @@ working too, for requests and for refresh — as a reused refresh token does in 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +12,12 @@ import httpx
 import pytest
 
 from tests.helpers.auth import EMAIL, PASSWORD, SECRET, make_user
-from tests.helpers.servers import Server, serve
+from tests.helpers.servers import AUTH_APP_UVICORN, Server, serve
 from tokenguard.stores.sqlite import SQLiteUserStore
 
 pytestmark = pytest.mark.e2e
 
-UVICORN = [
-    sys.executable, "-m", "uvicorn", "tests.e2e.auth_app:application",
-    "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
-]  # fmt: skip
+UVICORN = AUTH_APP_UVICORN
 INVALID_CREDENTIALS = {"errors": [{"message": "Invalid user credentials.", "extensions": {"code": "INVALID_CREDENTIALS"}}]}
 GRACE_S = 0.3
 

@@ -16,6 +16,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: tests/e2e/auth_app.py under one uvicorn worker, configured from the environment.
+AUTH_APP_UVICORN = [
+    sys.executable, "-m", "uvicorn", "tests.e2e.auth_app:application",
+    "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
+]  # fmt: skip
+
 
 def free_port() -> int:
     with socket.socket() as s:
