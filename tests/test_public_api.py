@@ -78,8 +78,9 @@ PUBLIC = {
         "AsyncAuditStore", "Audit", "AuditEvent", "AuditStore", "ClientLike", "EVENTS", "Outcome",
     },
     "tokenguard.users": {
-        "MIN_STATIC_TOKEN_LENGTH", "create_user", "ensure_admin", "find_user", "new_static_token",
-        "seed_from_env", "set_password", "set_role", "set_static_token", "set_status",
+        "MIN_STATIC_TOKEN_LENGTH", "aensure_admin", "afind_user", "aseed_from_env", "create_user",
+        "ensure_admin", "find_user", "new_static_token", "seed_from_env", "set_password",
+        "set_role", "set_static_token", "set_status",
     },
     "tokenguard.stores": {
         "AsyncSessionStore", "AsyncUserStore", "RotateOutcome", "SessionRecord", "SessionStore",

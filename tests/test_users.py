@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from tokenguard.auth.passwords import verify_password
 from tokenguard.stores.base import User
 from tokenguard.stores.memory import MemoryUserStore
 from tokenguard.stores.sqlite import SQLiteUserStore
-from tokenguard.users import ensure_admin, seed_from_env
+from tokenguard.jose.tokens import hash_token
+from tokenguard.users import aensure_admin, afind_user, aseed_from_env, ensure_admin, seed_from_env
 
 EMAIL = "admin@example.com"
 
@@ -89,3 +91,53 @@ def test_four_processes_seed_one_sqlite_file_at_once(tmp_path: Path) -> None:
     assert len({value for _, value in outcomes}) == 1
     users = SQLiteUserStore(path).list_users()
     assert [u.email for u in users] == [EMAIL]
+
+
+# -- from an event loop: aensure_admin / aseed_from_env / afind_user ----------------------------
+
+SEED = {"ADMIN_EMAIL": EMAIL, "ADMIN_PASSWORD": "s3cret-pass-phrase", "ADMIN_TOKEN": "t" * 20}
+
+
+def test_the_async_seed_takes_a_sync_store_too() -> None:
+    store = MemoryUserStore()
+    admin = asyncio.run(aseed_from_env(store, SEED))
+    assert admin is not None and admin.email == EMAIL and admin.admin_access is True
+    assert verify_password(admin.password_hash, "s3cret-pass-phrase")
+    assert admin.token_hash == hash_token("t" * 20)
+    assert asyncio.run(afind_user(store, admin.id)) == admin
+    assert asyncio.run(aseed_from_env(store, {})) is None  # no ADMIN_EMAIL: nothing to do
+
+
+def test_the_async_seed_loser_of_the_race_takes_the_winners_user() -> None:
+    store = SiblingWins()
+    admin = asyncio.run(aensure_admin(store, EMAIL, "s3cret-pass-phrase"))
+    assert store.raced
+    assert [u.id for u in store.list_users()] == [admin.id]
+    assert verify_password(admin.password_hash, "s3cret-pass-phrase")
+
+
+def test_afind_user_raises_lookup_error_for_nobody() -> None:
+    with pytest.raises(LookupError, match="no user 'nobody@example.com'"):
+        asyncio.run(afind_user(MemoryUserStore(), "nobody@example.com"))
+
+
+@pytest.mark.pg
+def test_the_async_seed_on_an_async_postgres_store(pg_conninfo: str) -> None:
+    # What an ASGI app with DB_CLIENT=pg does in its lifespan: its user store is async.
+    from tokenguard.stores.postgres import AsyncPgUserStore
+
+    async def main() -> tuple[User | None, User | None, User]:
+        store = AsyncPgUserStore(pg_conninfo)
+        try:
+            first = await aseed_from_env(store, SEED)
+            again = await aseed_from_env(store, SEED)  # idempotent: a second worker, a restart
+            return first, again, await afind_user(store, EMAIL)
+        finally:
+            await store.aclose()
+
+    first, again, found = asyncio.run(main())
+    assert first is not None and again is not None
+    assert first.id == again.id == found.id
+    assert found.admin_access is True and found.role == "administrator"
+    assert verify_password(found.password_hash, "s3cret-pass-phrase")
+    assert found.token_hash == hash_token("t" * 20)

@@ -20,14 +20,16 @@ from examples.users import users_me_body
 from tokenguard import Principal, TokenGuard
 from tokenguard.errors import invalid_credentials
 from tokenguard.integrations.fastapi import current_user, install, optional_user, require_role
-from tokenguard.users import seed_from_env
+from tokenguard.users import afind_user, aseed_from_env
 
 guard = TokenGuard(flavour="async")
-seed_from_env(guard.users)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Seeded here, awaited: with DB_CLIENT=pg the guard's user store is an async one. Every
+    # worker of a server may seed at once; the losers find the winner's administrator.
+    await aseed_from_env(guard.users)
     yield
     await guard.aclose()  # ours: the middleware leaves a guard it was given to its owner
 
@@ -47,9 +49,10 @@ async def home(principal: Annotated[Principal, Depends(optional_user)]) -> dict[
 @app.get("/users/me")
 async def users_me(principal: User) -> dict[str, Any]:
     """Who am I, as Directus's ``GET /users/me`` answers it."""
-    user = guard.users.get_by_id(principal.user)  # type: ignore[arg-type]
-    if user is None:
-        raise invalid_credentials()
+    try:
+        user = await afind_user(guard.users, principal.user or "")
+    except LookupError:  # deleted since its token was issued
+        raise invalid_credentials() from None
     return users_me_body(user)
 
 

@@ -25,10 +25,9 @@ from examples.users import users_me_body
 from tokenguard import TokenGuard, TokenGuardMiddleware
 from tokenguard.errors import invalid_credentials, route_not_found
 from tokenguard.integrations.starlette import error_response, require_role, require_user
-from tokenguard.users import seed_from_env
+from tokenguard.users import afind_user, aseed_from_env
 
 guard = TokenGuard(flavour="async")
-seed_from_env(guard.users)  # type: ignore[arg-type]
 
 
 def home(request: Request) -> JSONResponse:
@@ -37,13 +36,14 @@ def home(request: Request) -> JSONResponse:
     return JSONResponse({"data": {"hello": "world", "role": principal.role, "via": principal.via}})
 
 
-def users_me(request: Request) -> JSONResponse:
+async def users_me(request: Request) -> JSONResponse:
     """Who am I, as Directus's ``GET /users/me`` answers it."""
     principal = request.state.user
     if not principal.is_authenticated:
         return error_response(invalid_credentials())  # type: ignore[return-value]
-    user = guard.users.get_by_id(principal.user)
-    if user is None:
+    try:
+        user = await afind_user(guard.users, principal.user)
+    except LookupError:  # deleted since its token was issued
         return error_response(invalid_credentials())  # type: ignore[return-value]
     return JSONResponse(users_me_body(user))
 
@@ -108,8 +108,11 @@ async def realtime(websocket: WebSocket) -> None:
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """At shutdown, stop tokenguard's threads and close its connections (the guard is ours:
-    it was passed to the middleware, which leaves it to us)."""
+    """At start, seed the administrator (awaited: with ``DB_CLIENT=pg`` the guard's user
+    store is an async one; every worker may seed at once, the losers find the winner's). At
+    shutdown, stop tokenguard's threads and close its connections (the guard is ours: it was
+    passed to the middleware, which leaves it to us)."""
+    await aseed_from_env(guard.users)
     yield
     await guard.aclose()
 

@@ -2,8 +2,8 @@
 4`` (as ``examples/run.sh`` runs them, with ``WEB_CONCURRENCY=4``) on a fresh SQLite file, and
 on a fresh PostgreSQL database after ``tokenguard db migrate`` run four times at once.
 
-Every worker seeds the administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD`` at import; they
-race, and each must boot anyway. A server passes when a login works, its master is still up
+Every worker seeds the administrator from ``ADMIN_EMAIL``/``ADMIN_PASSWORD`` (at import, or in
+an ASGI example's lifespan); they race, and each must boot anyway. A server passes when a login works, its master is still up
 with all four workers, and every worker answered (each logs its PID with each request).
 """
 
@@ -188,6 +188,17 @@ def test_four_workers_boot_on_a_fresh_postgres_database(database: dict[str, str]
         *_uvicorn_pids(second),
     ]  # fmt: skip
     _run(uvicorn, database, second, me="/whoami")
+
+
+@pytest.mark.pg
+def test_the_starlette_example_boots_four_workers_on_a_fresh_postgres_database(
+    database: dict[str, str], tmp_path: Path
+) -> None:
+    # The ASGI example's user store is an async PostgreSQL one: each worker seeds the
+    # administrator in its lifespan, awaited (tokenguard.users.aseed_from_env), all at once.
+    runs = _migrate_at_once(database, WORKERS)
+    assert [r.returncode for r in runs] == [0] * WORKERS, [r.stderr for r in runs]
+    _run(_example("starlette", *_uvicorn_pids(tmp_path)), database, tmp_path)
 
 
 @pytest.mark.pg
