@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
@@ -92,12 +92,14 @@ class AuditEvent:
 
     def to_dict(self) -> dict[str, str | None]:
         """The fields as a plain dict (the ``extra`` of the log record, a stored row)."""
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies every field, and a flood of throttled logins
+        # emits one event per request (the fields are strings or None: nothing to copy).
+        return {name: getattr(self, name) for name in _FIELDS}
 
     def to_json(self) -> str:
         """One line of JSON (ASCII only, so no newline or control character of a client's
         can break the line)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=True)
+        return _line(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditEvent:
@@ -108,6 +110,14 @@ class AuditEvent:
         values.setdefault("outcome", "")
         values.setdefault("timestamp", "")
         return cls(**values)  # type: ignore[arg-type]
+
+
+#: The event's fields, in order (the keys of :meth:`AuditEvent.to_dict`).
+_FIELDS = tuple(AuditEvent.__dataclass_fields__)
+
+
+def _line(fields: dict[str, str | None]) -> str:
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 class AuditStore(Protocol):
@@ -196,7 +206,8 @@ class Audit:
         record = self.make(
             event, outcome, client, user_id=user_id, provider=provider, reason=reason
         )
-        log.log(_LEVELS.get(outcome, logging.INFO), "%s", record.to_json(), extra=record.to_dict())
+        fields = record.to_dict()
+        log.log(_LEVELS.get(outcome, logging.INFO), "%s", _line(fields), extra=fields)
         if self.store is None:
             return
         try:
