@@ -499,15 +499,21 @@ async def _flood(url: str, clients: int, seconds: float, queue: Any) -> dict[str
     }
 
 
-def flood_process(url: str, clients: int, seconds: float, queue: Any) -> None:
-    """The flood's own process (spawned): runs the clients, puts the tally on ``queue``."""
+def flood_process(url: str, clients: int, seconds: float, queue: Any, nice: int = 0) -> None:
+    """The flood's own process (spawned): runs the clients, puts the tally on ``queue``.
+
+    ``nice`` lowers its priority: an attacker's clients run on the attacker's machines, and
+    here they share the server's cores; at a lower priority they take what the servers leave
+    (the requests they send still cost the servers what they cost)."""
+    if nice:
+        os.nice(nice)
     try:
         queue.put(("done", asyncio.run(_flood(url, clients, seconds, queue))))
     except Exception as exc:  # reported, not lost with the process
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def measure(server: Server, clients: int, seconds: float) -> dict[str, Any]:
+def measure(server: Server, clients: int, seconds: float, nice: int = 0) -> dict[str, Any]:
     """Warm up, read idle RSS, flood for ``seconds`` while polling and sampling, tally."""
     with httpx.Client(base_url=server.url, timeout=30) as client:
         password = DIRECTUS_ADMIN_PASSWORD if server.name == "directus" else POLLER_PASSWORD
@@ -521,7 +527,9 @@ def measure(server: Server, clients: int, seconds: float) -> dict[str, Any]:
     load_before = os.getloadavg()
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    flooder = context.Process(target=flood_process, args=(server.url, clients, seconds, queue))
+    flooder = context.Process(
+        target=flood_process, args=(server.url, clients, seconds, queue, nice)
+    )
     sampler = RssSampler(server.leader, server.select)
     sampler.start()
     flooder.start()
@@ -680,7 +688,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{meta['command']}` — {meta['date']}",
         "",
         f"Machine: {meta['machine']}; load average before {meta['load_before']}, "
-        f"after {meta['load_after']}; {meta['seconds_total']} s",
+        f"after {meta['load_after']}; {meta['seconds_total']} s; {meta['clients']} flood "
+        f"clients at nice {meta.get('flood_nice', 0)} for {meta['seconds']:g} s",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
@@ -828,6 +837,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(tempfile.gettempdir()) / "tokenguard-flood-directus",
         help="where Directus is installed, kept for the next run",
     )
+    parser.add_argument(
+        "--flood-nice",
+        type=int,
+        default=10,
+        help="niceness of the flood's own process (default 10; 0 to share the cores evenly "
+        "with the servers)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     args = parser.parse_args(argv)
@@ -858,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
             "logins_target_per_s": logins_target,
             "clients": clients,
             "seconds": seconds,
+            "flood_nice": args.flood_nice,
         },
         "targets": {},
     }
@@ -884,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 log(f"{name}: flooding {server.url} for {seconds:g} s with {clients} clients")
-                result = measure(server, clients, seconds)
+                result = measure(server, clients, seconds, args.flood_nice)
             except (RuntimeError, OSError, httpx.HTTPError) as exc:
                 log(f"{name}: failed: {exc}")
                 report["targets"][name] = {"skipped": f"failed: {exc}"}
