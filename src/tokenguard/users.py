@@ -15,7 +15,8 @@ import os
 import secrets
 import uuid
 from collections.abc import Mapping
-from typing import get_args
+from dataclasses import replace
+from typing import Any, get_args
 
 from .auth.passwords import hash_password
 from .flow import Call, Flow, run_async, run_sync
@@ -79,18 +80,21 @@ def create_user(
     last_name: str | None = None,
 ) -> User:
     """Create an active user; the password is stored as an argon2id hash only."""
-    return run_sync(
-        _create_user(
-            store,
-            email,
-            password=password,
-            role=role,
-            admin_access=admin_access,
-            app_access=app_access,
-            first_name=first_name,
-            last_name=last_name,
-        )
+    user = _new_user(
+        email,
+        role=role,
+        admin_access=admin_access,
+        app_access=app_access or admin_access,
+        first_name=first_name,
+        last_name=last_name,
     )
+    return run_sync(_create_user(store, user, password))
+
+
+def _new_user(email: str, **fields: Any) -> User:
+    if "@" not in email:
+        raise ValueError(f"{email!r} is not an e-mail address")
+    return User(id=str(uuid.uuid4()), email=email, **fields)
 
 
 def _hash(password: str) -> Call:
@@ -99,28 +103,10 @@ def _hash(password: str) -> Call:
 
 
 def _create_user(
-    store: UserStore | AsyncUserStore,
-    email: str,
-    *,
-    password: str | None = None,
-    role: str | None = None,
-    admin_access: bool = False,
-    app_access: bool = False,
-    first_name: str | None = None,
-    last_name: str | None = None,
+    store: UserStore | AsyncUserStore, user: User, password: str | None
 ) -> Flow[User]:
-    if "@" not in email:
-        raise ValueError(f"{email!r} is not an e-mail address")
-    user = User(
-        id=str(uuid.uuid4()),
-        email=email,
-        password_hash=(yield _hash(password)) if password else None,
-        role=role,
-        admin_access=admin_access,
-        app_access=app_access or admin_access,
-        first_name=first_name,
-        last_name=last_name,
-    )
+    if password:
+        user = replace(user, password_hash=(yield _hash(password)))
     return (yield Call(store.create, (user,)))  # type: ignore[no-any-return]
 
 
@@ -241,9 +227,8 @@ def _ensure_admin(
     user = yield Call(store.get_by_email, (email,))
     if user is None:
         try:
-            user = yield from _create_user(
-                store, email, password=password, role=role, admin_access=True
-            )
+            admin = _new_user(email, role=role, admin_access=True, app_access=True)
+            user = yield from _create_user(store, admin, password)
             password = None  # just set
         except ValueError:
             # A sibling worker created it between our lookup and our insert (the store's
