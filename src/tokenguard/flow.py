@@ -51,9 +51,16 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Sleep:
-    """Pause for ``seconds`` (the login stall)."""
+    """Pause for ``seconds`` (the login stall).
+
+    ``tarpit``: the pause only slows a client down (a throttled login answered after the
+    stall, so that a flood's clients cannot spin on instant refusals). An event loop waits
+    for free; a blocking driver (WSGI, the command line) skips it, since there it would hold
+    a worker thread for every request of the flood.
+    """
 
     seconds: float
+    tarpit: bool = False
 
 
 Step = Call | Sleep
@@ -90,7 +97,7 @@ def run_sync(flow: Flow[T]) -> T:
             return stop.value  # type: ignore[no-any-return]
         send, error = None, None
         if isinstance(step, Sleep):
-            if step.seconds > 0:
+            if step.seconds > 0 and not step.tarpit:
                 time.sleep(step.seconds)
             continue
         try:

@@ -267,6 +267,66 @@ def test_login_stall_applies_to_failures_and_success() -> None:
     assert not any(isinstance(s, Sleep) for s in steps("wrong"))
 
 
+def test_a_throttled_login_is_a_tarpit_pause_an_event_loop_waits_and_wsgi_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 429 of the per-account limit comes after the stall where waiting is free (an
+    event loop: a flood's clients cannot spin on instant refusals) and at once under WSGI
+    (a waiting thread per request of the flood is what a throttle must not cost)."""
+    import asyncio
+
+    now = [100.0]
+    users = MemoryUserStore()
+    users.create(make_user())
+    settings = Settings(secret=SECRET, login_stall_ms=500, login_account_points=1)
+    service = AuthService(
+        settings, users, MemorySessionStore(), monotonic=lambda: now[0], passwords=FAST
+    )
+
+    def attempt() -> tuple[AuthError, list[Any]]:
+        flow = service.login(Credentials(EMAIL, "wrong"), "json", CLIENT, now[0])
+        seen: list[Any] = []
+        send: Any = None
+        try:
+            while True:
+                step = flow.send(send)
+                seen.append(step)
+                send = None if isinstance(step, Sleep) else step.fn(*step.args, **step.kwargs)
+        except AuthError as error:
+            return error, seen
+        raise AssertionError("the login succeeded")
+
+    first, _ = attempt()
+    assert first.code == "INVALID_CREDENTIALS"
+    throttled, steps = attempt()
+    assert (throttled.status, throttled.code) == (429, "REQUESTS_EXCEEDED")
+    assert steps[-1] == Sleep(0.5, tarpit=True)
+    # The password was never checked: nothing but the limit, the audit and the pause ran.
+    assert not any(isinstance(s, Call) and s.blocking for s in steps)
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+
+    def tarpit_then(value: str) -> Any:
+        yield Sleep(0.5, tarpit=True)
+        yield Sleep(0.25)
+        return value
+
+    assert run_sync(tarpit_then("sync")) == "sync"
+    assert slept == [0.25]  # the tarpit pause skipped, the stall kept
+
+    waited: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    import anyio
+
+    monkeypatch.setattr(anyio, "sleep", fake_sleep)
+    assert asyncio.run(run_async(tarpit_then("async"))) == "async"
+    assert waited == [0.5, 0.25]
+
+
 # -- refresh ------------------------------------------------------------------------------------
 
 

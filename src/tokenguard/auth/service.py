@@ -209,11 +209,12 @@ class AuthService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def stall(self, started: float) -> Flow[None]:
-        """Wait until ``LOGIN_STALL_TIME`` has passed since ``started`` (a ``monotonic`` time)."""
+    def stall(self, started: float, *, tarpit: bool = False) -> Flow[None]:
+        """Wait until ``LOGIN_STALL_TIME`` has passed since ``started`` (a ``monotonic`` time);
+        ``tarpit``: only where waiting is free (see :class:`~tokenguard.flow.Sleep`)."""
         remaining = self._stall_s - (self.monotonic() - started)
         if remaining > 0:
-            yield Sleep(remaining)
+            yield Sleep(remaining, tarpit)
 
     @staticmethod
     def _store(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Flow[Any]:
@@ -317,8 +318,10 @@ class AuthService:
         name = provider.name if provider is not None else "default"
         # The account an identifier names is per provider: "ada" at two directories are two.
         account = credentials.email if provider is None else f"{name}\x00{credentials.email}"
-        # Counted before anything else and answered at once: a 429 that waited for the stall
-        # would let a flood hold a worker per request.
+        # Counted before anything else. The 429 waits for the stall on an event loop, where
+        # waiting is free: answered at once, a flood's clients would spin on it and take the
+        # CPU the hashes of other logins need. Under WSGI it is answered at once: waiting
+        # would hold a worker thread per request of the flood.
         try:
             yield from self.limits.check_account(account)
         except TooManyRequests as error:
@@ -326,6 +329,7 @@ class AuthService:
             yield from self.audit.emit(
                 "throttle", "blocked", client, provider=name, reason=error.code
             )
+            yield from self.stall(started, tarpit=True)
             raise
         found: list[User] = []
         try:
