@@ -245,4 +245,5 @@ def test_any_session_id_a_client_sends_is_answered_never_500(h: Harness, raw: st
 def test_the_secret_is_unused_by_the_id() -> None:
     # A pure function of the family: the CLI and every process agree without SECRET.
     assert session_id("A" * 22) == session_id("A" * 22) != session_id("B" * 22)
-    assert len(session_id("A" * 22)) == 22 and SECRET not in session_id(SECRET)
+    assert len(session_id("A" * 22)) == 32 and SECRET not in session_id(SECRET)
+    assert set(session_id("A" * 22)) <= set("0123456789abcdef")

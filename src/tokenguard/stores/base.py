@@ -7,7 +7,6 @@ a store in clear: static tokens and refresh tokens arrive as SHA-256 hex digests
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ def family_of(token_hash: str) -> str:
 
 def session_id(family: str) -> str:
     """The public id of the session ``family`` (what ``GET /auth/sessions`` lists and
-    ``DELETE /auth/sessions/{id}`` takes): 22 characters of base64url SHA-256.
+    ``DELETE /auth/sessions/{id}`` takes): 32 hex digits of SHA-256.
 
     Why not the family itself: the family is the first 22 characters of every refresh token
     of the session. The rest of a token is 252 random or HMAC-derived bits, so the family
@@ -63,10 +62,11 @@ def session_id(family: str) -> str:
     have no business travelling that far (nor into screenshots, support tickets and logs).
     A one-way hash of a 132-bit random value cannot be turned back into it, needs no key (so
     it survives a rotation of ``SECRET`` and the CLI computes it without one), and is stable
-    for the life of the session.
+    for the life of the session. Hex, so that an id never starts with ``-`` (a command
+    line would read it as an option) and needs no escaping in a URL.
     """
-    digest = hashlib.sha256(b"tokenguard session id\x00" + family.encode("utf-8", "surrogatepass"))
-    return base64.urlsafe_b64encode(digest.digest()).decode("ascii")[:FAMILY_LENGTH]
+    data = b"tokenguard session id\x00" + family.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 UserStatus = Literal["active", "suspended", "invited", "draft", "archived"]
