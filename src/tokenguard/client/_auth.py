@@ -484,11 +484,26 @@ class AuthFlows:
         """``DELETE /auth/sessions/<id>``: end one session of the signed-in user."""
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session_id must be a non-empty string")
-        yield from self._sessions_call("DELETE", "/" + quote(session_id, safe=""))
+        if session_id in (".", ".."):
+            # A URL's dot segments are resolved away (".." would DELETE the parent path).
+            raise ValueError(f"{session_id!r} cannot be a session id")
+        self._ended((yield from self._sessions_call("DELETE", "/" + quote(session_id, safe=""))))
 
     def revoke_other_sessions(self) -> Flow[None]:
         """``DELETE /auth/sessions``: end every session of the user but this client's."""
-        yield from self._sessions_call("DELETE", "")
+        self._ended((yield from self._sessions_call("DELETE", "")))
+
+    @staticmethod
+    def _ended(response: httpx.Response) -> None:
+        # Only a 204 says a session ended: another success came from something else (an id
+        # holding "/" reaches the app behind the guard, not the route), and a caller must
+        # not believe a session gone that is not.
+        if response.status_code != 204:
+            raise UnexpectedResponse(
+                f"HTTP {response.status_code} where a session's end answers 204",
+                code="UNEXPECTED_RESPONSE",
+                status=response.status_code,
+            )
 
     def _with_auth(self, headers: httpx.Headers, data: AuthData) -> httpx.Headers:
         if self.mode != "session" and data.access_token:
