@@ -24,8 +24,9 @@ or after the command), or, with `DB_CLIENT=pg`, the PostgreSQL database (prepare
 `tokenguard db migrate`). Passwords are never accepted as arguments (they would end up in shell
 history and `ps`): use `--password-stdin` or `--password-prompt`. Exit status: 0 ok, 1 failed
 (e.g. no such user), 2 usage error. `set-role`, `set-password`, `suspend`, `revoke-sessions` and
-`tfa disable` void the user's access tokens issued before them in every running server sharing
-the Redis session store ([revocation](security/revocation.md)).
+`tfa disable` void the user's access tokens issued before them (`revoke-session`: those of the
+session) in every running server sharing the Redis session store
+([revocation](security/revocation.md)).
 
 ```bash
 tokenguard secret                                   # a strong SECRET
@@ -34,6 +35,8 @@ tokenguard users create root@example.com --admin --password-prompt
 tokenguard users list --json                        # never shows hashes
 tokenguard users set-role ada@example.com reviewer --no-admin
 tokenguard users suspend ada@example.com            # also logs her out everywhere
+tokenguard users sessions ada@example.com           # her live sessions, with their ids
+tokenguard users revoke-session ada@example.com ID  # log her out of one of them
 TOKEN=$(tokenguard tokens set robot@example.com)    # printed once; only its hash is stored
 tokenguard tokens rotate robot@example.com          # the old token stops working at once
 tokenguard audit list --limit 20 --event login      # the audit trail

@@ -25,7 +25,7 @@ from tokenguard.config import Settings
 from tokenguard.flow import run_sync
 from tokenguard.guard.decide import Guard, Refusal
 from tokenguard.principal import Principal
-from tokenguard.stores.base import SessionRecord, SessionStore, refresh_token_key
+from tokenguard.stores.base import SessionRecord, SessionStore, refresh_token_key, session_id
 from tokenguard.stores.redis import RedisSessionStore
 from tokenguard.stores.sqlite import SQLiteSessionStore, SQLiteUserStore
 
@@ -377,6 +377,45 @@ def test_revoke_sessions(run, guard: Guard) -> None:
     assert (r.code, r.out, r.err) == (0, "", "revoked 1 session of ada@example.com\n")
     assert isinstance(authenticate(guard, session), Refusal)
     assert run("users", "revoke-sessions", "ada@example.com").err == "revoked 0 sessions of ada@example.com\n"
+
+
+def test_list_and_revoke_one_session(run, guard: Guard) -> None:
+    user_id = make_user(run)
+    other_id = make_user(run, "bob@example.com")
+    first = open_session(guard.sessions, user_id, "F")  # type: ignore[arg-type]
+    second = open_session(guard.sessions, user_id, "G")  # type: ignore[arg-type]
+    bobs = open_session(guard.sessions, other_id, "H")  # type: ignore[arg-type]
+    listed = json.loads(run("users", "sessions", "ada@example.com", "--json").out)
+    ids = {row["id"] for row in listed}
+    assert ids == {session_id("F" * 22), session_id("G" * 22)}
+    assert set(listed[0]) == {"id", "created_on", "last_used_on", "expires", "ip", "user_agent",
+                              "origin"}
+    table = run("users", "sessions", "ada@example.com")
+    assert table.code == 0 and table.out.splitlines()[0].split() == [
+        "ID", "CREATED", "LAST", "USED", "IP", "USER", "AGENT"
+    ]
+    assert len(table.out.splitlines()) == 3 and "F" * 22 not in table.out
+    # Bob's session id is not Ada's to end: the same answer as an unknown id.
+    bob_id = session_id("H" * 22)
+    for wrong in (bob_id, "F" * 22, "nope"):
+        refused = run("users", "revoke-session", "ada@example.com", wrong)
+        assert (refused.code, refused.out) == (1, "")
+        assert refused.err == f"tokenguard: error: ada@example.com has no live session {wrong!r}\n"
+    assert isinstance(authenticate(guard, bobs), Principal)
+    done = run("users", "revoke-session", "ada@example.com", session_id("F" * 22))
+    assert (done.code, done.out, done.err) == (
+        0, "", f"revoked session {session_id('F' * 22)} of ada@example.com\n"
+    )
+    assert isinstance(authenticate(guard, first), Refusal)
+    assert isinstance(authenticate(guard, second), Principal)
+    assert [r["id"] for r in json.loads(run("users", "sessions", "ada@example.com", "--json").out)] == [
+        session_id("G" * 22)
+    ]
+    none = run("users", "sessions", "bob@example.com", "--json")
+    assert len(json.loads(none.out)) == 1
+    run("users", "revoke-sessions", "bob@example.com")
+    empty = run("users", "sessions", "bob@example.com")
+    assert (empty.code, empty.out, empty.err) == (0, "", "bob@example.com has no live session\n")
 
 
 @pytest.mark.redis

@@ -83,13 +83,13 @@ PUBLIC = {
         "set_role", "set_static_token", "set_status",
     },
     "tokenguard.stores": {
-        "AsyncSessionStore", "AsyncUserStore", "RotateOutcome", "SessionRecord", "SessionStore",
-        "StoreUnavailable", "User", "UserStore",
+        "AsyncSessionStore", "AsyncUserStore", "RotateOutcome", "SessionInfo", "SessionRecord",
+        "SessionStore", "StoreUnavailable", "User", "UserStore",
     },
     "tokenguard.stores.base": {
         "AsyncOnceStore", "AsyncSessionStore", "AsyncUserStore", "OnceStore", "RotateOutcome",
-        "SessionRecord", "SessionStore", "StoreUnavailable", "User", "UserStore", "family_of",
-        "refresh_token_key",
+        "SessionInfo", "SessionRecord", "SessionStore", "StoreUnavailable", "User", "UserStore",
+        "family_of", "refresh_token_key", "session_id", "summarize_sessions",
     },
     "tokenguard.stores.sqlalchemy": {
         "AsyncSQLAlchemyUserStore", "SQLAlchemyUserStore", "UserColumns", "sqlalchemy_users",
@@ -149,6 +149,26 @@ def test_a_face_exports_exactly_what_it_declares(module: str) -> None:
         and name != "annotations"  # `from __future__ import annotations`
     }
     assert public == set(mod.__all__)
+
+
+#: Methods promised on public classes besides their modules' names (a user's own sessions).
+PUBLIC_METHODS = {
+    "tokenguard.client:Client": {"sessions", "revoke_session", "revoke_other_sessions"},
+    "tokenguard.client:AsyncClient": {"sessions", "revoke_session", "revoke_other_sessions"},
+    "tokenguard.stores.base:SessionStore": {"sessions", "revoke_session"},
+    "tokenguard.stores.base:AsyncSessionStore": {"sessions", "revoke_session"},
+    "tokenguard.stores.base:SessionInfo": {"id"},
+}
+
+
+@pytest.mark.parametrize("target", sorted(PUBLIC_METHODS))
+def test_public_methods_are_pinned(target: str) -> None:
+    module, _, name = target.partition(":")
+    cls = getattr(_import(module), name)
+    for method in PUBLIC_METHODS[target]:
+        assert callable(getattr(cls, method, None)) or isinstance(
+            getattr(cls, method, None), property
+        ), f"{target}.{method} is missing"
 
 
 def test_moved_modules_are_the_same_objects() -> None:

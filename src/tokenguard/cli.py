@@ -15,6 +15,7 @@ taken, database unreadable…), 2 a usage error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import json
 import os
@@ -29,7 +30,7 @@ from .config import Settings, generate_secret
 from .errors import ConfigError, MissingExtra
 from .logs.audit import EVENTS, AuditStore
 from .stores import select
-from .stores.base import SessionStore, StoreUnavailable, User, UserStore
+from .stores.base import SessionInfo, SessionStore, StoreUnavailable, User, UserStore
 from .stores.pg_schema import SchemaNotMigrated
 from .stores.sqlite import SchemaTooNew
 from .users import (
@@ -383,6 +384,89 @@ def _cmd_users_revoke_sessions(ctx: _Context) -> int:
     return 0
 
 
+def _session_rows(ctx: _Context, user: User) -> list[SessionInfo]:
+    try:
+        return list(ctx.sessions().sessions(user.id, int(time.time() * 1000)))
+    except Exception as exc:
+        raise CommandError(
+            f"could not read the sessions of {user.email}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _iso_ms(ms: int) -> str:
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cmd_users_sessions(ctx: _Context) -> int:
+    user = ctx.user(ctx.args.email)
+    # The public id (a hash of the family, see tokenguard.stores.base.session_id), as the
+    # user sees it in GET /auth/sessions: never the family, a refresh-token prefix.
+    rows = [
+        {
+            "id": s.id,
+            "created_on": _iso_ms(s.created_at_ms),
+            "last_used_on": _iso_ms(s.last_used_at_ms),
+            "expires": _iso_ms(s.expires_at_ms),
+            "ip": s.ip,
+            "user_agent": s.user_agent,
+            "origin": s.origin,
+        }
+        for s in _session_rows(ctx, user)
+    ]
+    if ctx.args.json:
+        ctx.out(json.dumps(rows))
+        return 0
+    if not rows:
+        ctx.note(f"{user.email} has no live session")
+        return 0
+    header = ("ID", "CREATED", "LAST USED", "IP", "USER AGENT")
+    table = [header] + [
+        (
+            str(r["id"]),
+            str(r["created_on"]),
+            str(r["last_used_on"]),
+            str(r["ip"] or "-"),
+            # One line per session whatever the client sent.
+            repr(r["user_agent"])[1:-1][:60] if r["user_agent"] else "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_users_revoke_session(ctx: _Context) -> int:
+    from .guard.revocation import Entry, encode_entries
+
+    user = ctx.user(ctx.args.email)
+    wanted = ctx.args.id
+    found = [s for s in _session_rows(ctx, user) if s.id == wanted]
+    if not found:
+        raise CommandError(f"{user.email} has no live session {wanted!r}")
+    family = found[0].family
+    store = ctx.sessions()
+    try:
+        ended = store.revoke_session(user.id, family)
+        # Its access tokens in every running process, as for a logout (Redis only: other
+        # stores have no way to reach the servers; a Redis store has announced it already,
+        # and twice revokes nothing more).
+        record = getattr(store, "record_revocations", None)
+        if ended and record is not None:
+            entry = Entry("s", family, int(time.time() * 1000))
+            record([(entry.member, entry.at_ms)], encode_entries([entry]))
+    except Exception as exc:
+        raise CommandError(
+            f"could not revoke the session of {user.email}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not ended:
+        raise CommandError(f"{user.email} has no live session {wanted!r}")
+    ctx.note(f"revoked session {wanted} of {user.email}")
+    return 0
+
+
 def _cmd_users_suspend(ctx: _Context) -> int:
     return _set_status(ctx, "suspended")
 
@@ -686,6 +770,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = user_cmds.add_parser(name, parents=[db_parent], help=text)
         p.add_argument("email", metavar="EMAIL", help="e-mail or id")
         p.set_defaults(func=func)
+
+    user_sessions = user_cmds.add_parser(
+        "sessions", parents=[db_parent], help="list a user's live sessions, newest use first"
+    )
+    user_sessions.add_argument("email", metavar="EMAIL", help="e-mail or id")
+    user_sessions.add_argument("--json", action="store_true", help="print one JSON array")
+    user_sessions.set_defaults(func=_cmd_users_sessions)
+
+    revoke_one = user_cmds.add_parser(
+        "revoke-session", parents=[db_parent], help="log a user out of one session"
+    )
+    revoke_one.add_argument("email", metavar="EMAIL", help="e-mail or id")
+    revoke_one.add_argument("id", metavar="ID", help="a session id from `users sessions`")
+    revoke_one.set_defaults(func=_cmd_users_revoke_session)
 
     send_reset = user_cmds.add_parser(
         "send-reset", parents=[db_parent], help="mail a user a password reset link"

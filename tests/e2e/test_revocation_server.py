@@ -190,3 +190,67 @@ def test_a_paused_redis_never_lets_a_revoked_token_through(
             time.sleep(0.1)
         served_by_both(server, kept["access_token"])
         refused_everywhere(server, gone["access_token"])
+
+
+def test_ending_another_session_refuses_its_tokens_at_once_everywhere(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A user's own sessions over real uvicorn workers: ``DELETE /auth/sessions/{id}`` from
+    one session ends another (its access token refused by every worker within the bound, its
+    refresh token refused), the caller's keeps working; ``DELETE /auth/sessions`` ends the
+    rest; the Python client and the command line do the same."""
+    from tokenguard.client import Client, Forbidden, MemoryStorage
+
+    cli(env, "users", "create", "ada@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    with serve(SERVERS["uvicorn"], env, tmp_path, ready_path="/", timeout=30) as server:
+        mine, other, third = login(server), login(server), login(server)
+        for tokens in (mine, other, third):
+            served_by_both(server, tokens["access_token"])
+        auth = {"authorization": f"Bearer {mine['access_token']}"}
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            listed = http.get("/auth/sessions", headers=auth).json()["data"]
+            assert len(listed) == 3 and sum(s["current"] for s in listed) == 1
+            ids = {s["id"] for s in listed if not s["current"]}
+            # Which listed id is `other`'s: the one whose end refuses `other`'s token.
+            target = next(iter(ids))
+            gone = http.delete(f"/auth/sessions/{target}", headers=auth)
+            assert (gone.status_code, gone.content) == (204, b"")
+        ended, kept = (
+            (other, third) if whoami(server, other["access_token"]).status_code == 401
+            else (third, other)
+        )
+        refused_everywhere(server, ended["access_token"])
+        served_by_both(server, mine["access_token"])
+        served_by_both(server, kept["access_token"])
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            dead = http.post("/auth/refresh", json={"refresh_token": ended["refresh_token"]})
+            assert dead.status_code == 401, dead.text
+            again = http.delete(f"/auth/sessions/{target}", headers=auth)
+            assert again.status_code == 403
+            assert again.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+        # The Python client: list, end one that is not its own, end the others.
+        with Client(server.url, storage=MemoryStorage()) as api:
+            api.login("ada@example.com", PASSWORD)
+            sessions = api.sessions()
+            assert len(sessions) == 3
+            assert [s["current"] for s in sessions] == [True, False, False]
+            with pytest.raises(Forbidden):
+                api.revoke_session("0" * 32)
+            api.revoke_session(next(s["id"] for s in sessions if not s["current"]))
+            assert len(api.sessions()) == 2
+            api.revoke_other_sessions()
+            assert [s["current"] for s in api.sessions()] == [True]
+            # Whichever of `mine` and `kept` survived the one-by-one end, both are gone now.
+            refused_everywhere(server, mine["access_token"])
+            refused_everywhere(server, kept["access_token"])
+            assert api.get("/whoami").status_code == 200
+
+            # The command line, from another process, ends the client's session.
+            (only,) = api.sessions()
+            listed_by_cli = cli(env, "users", "sessions", "ada@example.com", "--json")
+            assert only["id"] in listed_by_cli.stdout
+            cli(env, "users", "revoke-session", "ada@example.com", only["id"])
+            token = api.get_token()
+            assert token is not None
+            refused_everywhere(server, token)

@@ -112,6 +112,8 @@ EVERY_KIND_OF_PATH = frozenset(
         "/auth/login",
         "/auth/refresh",
         "/auth/logout",
+        "/auth/sessions",
+        "/auth/sessions/{id}",
         "/auth/password/request",
         "/auth/password/reset",
         "/users/me/tfa/generate",
@@ -148,6 +150,23 @@ def test_every_kind_of_route_is_documented(full: TokenGuard) -> None:
     assert {"name": "openid.idp", "in": "cookie"}.items() <= callback[-1].items()
     tfa = paths["/users/me/tfa/generate"]["post"]
     assert {"bearerAuth": []} in tfa["security"] and {} not in tfa["security"]
+    # A user's own sessions (not Directus's): a signed-in user only, the id in the path.
+    assert set(paths["/auth/sessions"]) == {"get", "head", "delete"}
+    assert set(paths["/auth/sessions/{id}"]) == {"delete"}
+    one = paths["/auth/sessions/{id}"]["delete"]
+    assert one["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "A session id, as listed by `GET` on the collection."}
+    ]
+    assert {"204", "401", "403"} <= set(one["responses"]) and {} not in one["security"]
+    listed = paths["/auth/sessions"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SessionsResponse"
+    }
+    item = _document(full)["components"]["schemas"]["SessionsResponse"]["properties"]["data"]
+    assert item["items"]["required"] == [
+        "id", "created_on", "last_used_on", "expires", "ip", "user_agent", "origin", "current"
+    ]
 
 
 def test_documented_methods_are_answered_and_no_others(full: TokenGuard) -> None:

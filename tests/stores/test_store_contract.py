@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_key
+from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_key, session_id
 
 from .conftest import new_token, record
 
@@ -256,3 +256,68 @@ def test_rotation_chain(sessions: Any, now: int, grace: int) -> None:
         assert outcome == RotateOutcome("rotated", replace(nxt, family=family))
         current = outcome.record
     assert sessions.get(current.token_hash, now + 20 * (grace + 1)) == current
+
+
+# --- a user's own sessions: list, end one -----------------------------------------------------
+
+
+def test_sessions_lists_each_live_family_once_newest_use_first(sessions: Any, now: int) -> None:
+    a = record(new_token(), user_id="alice", expires_at_ms=now + HOUR, created_at_ms=now - 5000,
+               ip="10.0.0.1", user_agent="A/1", origin="https://a.example")
+    b = record(new_token(), user_id="alice", expires_at_ms=now + HOUR, created_at_ms=now - 3000,
+               ip="10.0.0.2", user_agent="B/1")
+    theirs = record(new_token(), user_id="bob", expires_at_ms=now + HOUR, created_at_ms=now)
+    # (Redis expires keys on its own clock: a minute keeps it stored while the test runs.)
+    dead = record(new_token(), user_id="alice", expires_at_ms=now + MINUTE,
+                  created_at_ms=now - 9000)
+    for rec in (a, b, theirs, dead):
+        sessions.create(rec)
+    # a is refreshed twice: created stays at its login, last used and the client move on.
+    a2 = successor(a, now, created_at_ms=now - 2000, ip="10.0.0.9", user_agent="A/2")
+    assert sessions.rotate(a.token_hash, a2, now_ms=now - 2000, grace_ms=0).status == "rotated"
+    a3 = successor(a, now, created_at_ms=now - 1000, ip="10.0.0.10", user_agent="A/3")
+    assert sessions.rotate(a2.token_hash, a3, now_ms=now - 1000, grace_ms=GRACE).status == (
+        "rotated"
+    )
+    listed = sessions.sessions("alice", now)
+    assert [(s.family, s.created_at_ms, s.last_used_at_ms) for s in listed] == [
+        (a.family, now - 5000, now - 1000),
+        (b.family, now - 3000, now - 3000),
+        (dead.family, now - 9000, now - 9000),
+    ]
+    first = listed[0]
+    assert (first.ip, first.user_agent, first.origin, first.user_id) == (
+        "10.0.0.10", "A/3", None, "alice"
+    )
+    assert first.expires_at_ms == now + HOUR
+    assert first.id == session_id(a.family) and first.family not in repr(first)
+    # Once expired, a family is no longer listed; another user's never is.
+    assert [s.family for s in sessions.sessions("alice", now + MINUTE + 1)] == [a.family, b.family]
+    assert [s.family for s in sessions.sessions("bob", now)] == [theirs.family]
+    assert sessions.sessions("nobody", now) == []
+
+
+def test_revoke_session_ends_only_that_users_family(sessions: Any, now: int) -> None:
+    mine = record(new_token(), user_id="alice", expires_at_ms=now + HOUR, created_at_ms=now)
+    kept = record(new_token(), user_id="alice", expires_at_ms=now + HOUR, created_at_ms=now)
+    theirs = record(new_token(), user_id="bob", expires_at_ms=now + HOUR, created_at_ms=now)
+    for rec in (mine, kept, theirs):
+        sessions.create(rec)
+    nxt = successor(mine, now)
+    assert sessions.rotate(mine.token_hash, nxt, now_ms=now, grace_ms=GRACE).status == "rotated"
+    # Never another user's, whoever asks with its family.
+    assert sessions.revoke_session("alice", theirs.family) is False
+    assert sessions.get(theirs.token_hash, now) == theirs
+    assert sessions.revoke_session("alice", mine.family) is True
+    for token_hash in (mine.token_hash, nxt.token_hash):  # the whole family, grace or not
+        assert sessions.get(token_hash, now) is None
+    assert sessions.rotate(nxt.token_hash, successor(mine, now), now_ms=now, grace_ms=0) == (
+        RotateOutcome("missing")
+    )
+    assert sessions.revoke_session("alice", mine.family) is False  # already gone
+    assert [s.family for s in sessions.sessions("alice", now)] == [kept.family]
+    assert sessions.get(kept.token_hash, now) == kept
+    for odd in ("", "x", "{a}", "a b", "é" * 22, "\x00" * 22, kept.token_hash):
+        assert sessions.revoke_session("alice", odd) is False
+    assert sessions.revoke_session("bob", theirs.family) is True
+    assert sessions.sessions("bob", now) == []

@@ -41,6 +41,7 @@ from ..stores.base import (
     AsyncSessionStore,
     AsyncUserStore,
     RotateOutcome,
+    SessionInfo,
     SessionRecord,
     SessionStore,
     StoreUnavailable,
@@ -297,6 +298,54 @@ class AuthService:
         except Exception as exc:
             log.error("revocation not announced: %s", type(exc).__name__)
             raise service_unavailable("redis", "Couldn't announce the revocation") from None
+
+    # -- a user's own sessions -------------------------------------------------------------
+
+    def list_sessions(self, user_id: str) -> Flow[list[SessionInfo]]:
+        """The live sessions of ``user_id``, most recently used first."""
+        now_ms = int(self.clock() * 1000)
+        sessions: list[SessionInfo] = yield from self._store(
+            self.sessions.sessions, user_id, now_ms
+        )
+        return sessions
+
+    def end_session(self, user_id: str, session_id: str) -> Flow[bool]:
+        """End the session of ``user_id`` whose public id (:func:`~tokenguard.stores.base.
+        session_id`) is ``session_id``: its refresh tokens in the store, its access tokens
+        here and in every process. ``False`` when the user has no such live session — an
+        unknown id and another user's session are the same answer."""
+        for info in (yield from self.list_sessions(user_id)):
+            if info.id != session_id:
+                continue
+            ended: bool = yield from self._store(
+                self.sessions.revoke_session, user_id, info.family
+            )
+            if ended:
+                yield from self._void([info.family])
+                log.info("session ended by its user %s", user_id)
+            return ended
+        return False
+
+    def end_other_sessions(self, user_id: str, keep: str | None) -> Flow[int]:
+        """End every session of ``user_id`` but the family ``keep`` (the caller's own; every
+        session when ``None``, as for a static token); how many ended."""
+        listed = yield from self.list_sessions(user_id)
+        count: int = yield from self._store(
+            self.sessions.revoke_user, user_id, except_family=keep
+        )
+        # The listed families' access tokens die too; one created between the two calls
+        # lost its refresh token, and its access token lives at most ACCESS_TOKEN_TTL.
+        yield from self._void([s.family for s in listed if s.family != keep])
+        log.info("other sessions ended by their user %s: %d", user_id, count)
+        return count
+
+    def _void(self, families: list[str]) -> Flow[None]:
+        """Void the access tokens of these sessions here, and tell the other processes (a
+        Redis session store has announced them already; twice revokes nothing more)."""
+        rv = self.revocations
+        if rv is None or not families:
+            return
+        yield from self.announce([rv.revoke_session(family) for family in families])
 
     # -- login -----------------------------------------------------------------------------
 

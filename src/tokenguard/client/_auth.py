@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from http.cookiejar import Cookie
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -453,6 +454,56 @@ class AuthFlows:
                 method, target, headers=self._with_auth(hdrs, data), **kwargs
             )
         return self.checked(response)
+
+    # -- the user's own sessions (tokenguard's /auth/sessions; Directus has none) -------------
+
+    def _sessions_call(self, method: str, path: str) -> Flow[httpx.Response]:
+        response = yield from self.request(
+            method, f"{self.auth_prefix}/sessions{path}", token=None, headers=None, kwargs={}
+        )
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    def sessions(self) -> Flow[list[dict[str, Any]]]:
+        """``GET /auth/sessions``: the signed-in user's live sessions, as the server lists
+        them (``id``, ``created_on``, ``last_used_on``, ``expires``, ``ip``,
+        ``user_agent``, ``origin``, ``current``)."""
+        response = yield from self._sessions_call("GET", "")
+        try:
+            items = response.json()["data"]
+        except (ValueError, KeyError, TypeError):
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise UnexpectedResponse(
+                "not a list of sessions", code="UNEXPECTED_RESPONSE", status=response.status_code
+            )
+        return items
+
+    def revoke_session(self, session_id: str) -> Flow[None]:
+        """``DELETE /auth/sessions/<id>``: end one session of the signed-in user."""
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError("session_id must be a non-empty string")
+        if session_id in (".", ".."):
+            # A URL's dot segments are resolved away (".." would DELETE the parent path).
+            raise ValueError(f"{session_id!r} cannot be a session id")
+        self._ended((yield from self._sessions_call("DELETE", "/" + quote(session_id, safe=""))))
+
+    def revoke_other_sessions(self) -> Flow[None]:
+        """``DELETE /auth/sessions``: end every session of the user but this client's."""
+        self._ended((yield from self._sessions_call("DELETE", "")))
+
+    @staticmethod
+    def _ended(response: httpx.Response) -> None:
+        # Only a 204 says a session ended: another success came from something else (an id
+        # holding "/" reaches the app behind the guard, not the route), and a caller must
+        # not believe a session gone that is not.
+        if response.status_code != 204:
+            raise UnexpectedResponse(
+                f"HTTP {response.status_code} where a session's end answers 204",
+                code="UNEXPECTED_RESPONSE",
+                status=response.status_code,
+            )
 
     def _with_auth(self, headers: httpx.Headers, data: AuthData) -> httpx.Headers:
         if self.mode != "session" and data.access_token:

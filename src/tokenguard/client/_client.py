@@ -210,6 +210,24 @@ class Client(_BaseClient[httpx.Client, TokenStorage]):
         """The WebSocket ``auth`` message carrying the current (fresh) access token."""
         return self._run(self._flows.realtime_auth_message(uid))
 
+    # -- the user's own sessions -------------------------------------------------------------
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The signed-in user's live sessions (tokenguard's ``GET /auth/sessions``), most
+        recently used first; the one this client uses has ``"current": True``. Raises the
+        server's error (:class:`InvalidCredentials` when logged out…)."""
+        return self._run(self._flows.sessions())
+
+    def revoke_session(self, session_id: str) -> None:
+        """End one session of the signed-in user by its ``id`` (from :meth:`sessions`): its
+        tokens are refused at once. Raises :class:`Forbidden` for an id that is not one of
+        the user's live sessions."""
+        self._run(self._flows.revoke_session(session_id))
+
+    def revoke_other_sessions(self) -> None:
+        """End every session of the signed-in user except the one this client uses."""
+        self._run(self._flows.revoke_other_sessions())
+
     # -- requests --------------------------------------------------------------------------
 
     def request(
@@ -349,6 +367,20 @@ class AsyncClient(_BaseClient[httpx.AsyncClient, TokenStorage | AsyncTokenStorag
     async def realtime_auth_message(self, *, uid: str | int | None = None) -> str:
         """The WebSocket ``auth`` message carrying the current (fresh) access token."""
         return await self._run(self._flows.realtime_auth_message(uid))
+
+    # -- the user's own sessions -------------------------------------------------------------
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """:meth:`Client.sessions`, awaited."""
+        return await self._run(self._flows.sessions())
+
+    async def revoke_session(self, session_id: str) -> None:
+        """:meth:`Client.revoke_session`, awaited."""
+        await self._run(self._flows.revoke_session(session_id))
+
+    async def revoke_other_sessions(self) -> None:
+        """:meth:`Client.revoke_other_sessions`, awaited."""
+        await self._run(self._flows.revoke_other_sessions())
 
     # -- requests --------------------------------------------------------------------------
 

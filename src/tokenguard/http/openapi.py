@@ -63,6 +63,8 @@ class Operation:
     body_media_type: str = "application/json"
     #: Query parameters: (name, JSON schema, description).
     query: tuple[tuple[str, Mapping[str, Any], str], ...] = ()
+    #: Path parameters: (name, JSON schema, description); each is required.
+    path: tuple[tuple[str, Mapping[str, Any], str], ...] = ()
     #: Which cookies the operation reads: ``refresh``, ``session``, ``sso_state``.
     cookies: tuple[str, ...] = ()
     #: Whether a signed-in user is required (no anonymous alternative in ``security``).
@@ -87,6 +89,7 @@ class Endpoint:
 
 # -- the endpoints ---------------------------------------------------------------------------
 
+_STRING = {"type": "string"}
 _SET_COOKIE = ("Set-Cookie",)
 _ERR = "Error"
 
@@ -169,6 +172,52 @@ ENDPOINTS: dict[str, Endpoint] = {
                 (_NO_CONTENT,),
                 body="RefreshRequest",
                 cookies=("refresh", "session"),
+            ),
+        ),
+    ),
+    # Not Directus's: a user's own sessions (Directus lists none). The current session is
+    # the one the request's access token names (its `sid` claim).
+    "sessions": Endpoint(
+        "sessions",
+        (
+            Operation(
+                "GET",
+                "List the current user's live sessions (the current one marked)",
+                (
+                    Reply(200, "The sessions, most recently used first.", "SessionsResponse"),
+                    Reply(401, "`INVALID_CREDENTIALS`: no signed-in user.", _ERR),
+                ),
+                needs_user=True,
+            ),
+            Operation(
+                "DELETE",
+                "End every session of the current user but the current one",
+                (
+                    Reply(204, "Done; their access tokens are refused at once."),
+                    Reply(401, "`INVALID_CREDENTIALS`: no signed-in user.", _ERR),
+                ),
+                needs_user=True,
+            ),
+        ),
+    ),
+    "session": Endpoint(
+        "sessions",
+        (
+            Operation(
+                "DELETE",
+                "End one session of the current user",
+                (
+                    Reply(204, "Ended; its refresh and access tokens are refused at once."),
+                    Reply(401, "`INVALID_CREDENTIALS`: no signed-in user.", _ERR),
+                    Reply(
+                        403,
+                        "`FORBIDDEN`: no such session of this user (unknown, ended, or "
+                        "another user's: the same answer).",
+                        _ERR,
+                    ),
+                ),
+                path=(("id", _STRING, "A session id, as listed by `GET` on the collection."),),
+                needs_user=True,
             ),
         ),
     ),
@@ -422,7 +471,6 @@ _DISABLED = Reply(404, "`ROUTE_NOT_FOUND`: disabled by `AUTH_DISABLE_DEFAULT`.",
 
 # -- schemas ---------------------------------------------------------------------------------
 
-_STRING = {"type": "string"}
 _MODE = {"type": "string", "enum": ["json", "cookie", "session"]}
 
 
@@ -490,6 +538,36 @@ _SCHEMAS: dict[str, Any] = {
             },
             ("expires",),
         )
+    ),
+    "SessionsResponse": _data(
+        {
+            "type": "array",
+            "items": _object(
+                {
+                    "id": {**_STRING, "description": "Opaque; names the session in `DELETE`."},
+                    "created_on": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "The session's login, as far as the store remembers it.",
+                    },
+                    "last_used_on": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When its newest token was issued (login or refresh).",
+                    },
+                    "expires": {"type": "string", "format": "date-time"},
+                    "ip": {"type": ["string", "null"]},
+                    "user_agent": {"type": ["string", "null"]},
+                    "origin": {"type": ["string", "null"]},
+                    "current": {
+                        "type": "boolean",
+                        "description": "Whether the request's access token belongs to it.",
+                    },
+                },
+                ("id", "created_on", "last_used_on", "expires", "ip", "user_agent", "origin",
+                 "current"),
+            ),
+        }
     ),
     "ProvidersResponse": _object(
         {
@@ -609,6 +687,11 @@ def _operation(
         "responses": {str(s): _reply(replies[s], head) for s in sorted(replies)},
     }
     params: list[dict[str, Any]] = []
+    for name, schema, description in op.path:
+        params.append(
+            {"name": name, "in": "path", "required": True, "schema": dict(schema),
+             "description": description}
+        )
     for name, schema, description in op.query:
         params.append(
             {"name": name, "in": "query", "required": False, "schema": dict(schema),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator
+from datetime import datetime, timezone
 from typing import Any
 
 from ..auth.providers import Provider, providers_body
@@ -27,6 +28,8 @@ from ..config import Settings
 from ..errors import (
     AuthError,
     ConfigError,
+    forbidden,
+    invalid_credentials,
     invalid_payload,
     route_not_found,
     service_unavailable,
@@ -36,6 +39,7 @@ from ..guard.csrf import SAFE_METHODS, CsrfPolicy
 from ..guard.extract import Extractor, parse_cookie
 from ..guard.limits import client_address
 from ..jose.tokens import TokenVerifier
+from ..stores.base import SessionInfo
 from .account_routes import AccountRoutes
 from .body import (
     MAX_PAYLOAD_BYTES,
@@ -79,6 +83,26 @@ def _compact(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _timestamp(ms: int) -> str:
+    """An ISO 8601 UTC time to the millisecond, as Directus writes its dates."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _session_item(session: SessionInfo, current: str | None) -> dict[str, Any]:
+    # The public id, never the family (see tokenguard.stores.base.session_id).
+    return {
+        "id": session.id,
+        "created_on": _timestamp(session.created_at_ms),
+        "last_used_on": _timestamp(session.last_used_at_ms),
+        "expires": _timestamp(session.expires_at_ms),
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+        "origin": session.origin,
+        "current": session.family == current,
+    }
+
+
 class AuthRouter:
     """Dispatches requests under the auth prefix to :class:`AuthService`."""
 
@@ -108,6 +132,7 @@ class AuthRouter:
         #: Path prefixes the shells hand to :meth:`answers` (``str.startswith`` takes a tuple).
         self.path_prefixes: tuple[str, ...] = (self.prefix,)
         self._login_prefix = f"{self.prefix}/login/"
+        self._session_prefix = f"{self.prefix}/sessions/"
         self._providers = providers
         self._disable_default = settings.auth_disable_default
         #: The GraphQL endpoints (tokenguard.http.graphql), when enabled: see :meth:`add_graphql`.
@@ -148,6 +173,9 @@ class AuthRouter:
             (f"{self.prefix}/login", "login"),
             (f"{self.prefix}/refresh", "refresh"),
             (f"{self.prefix}/logout", "logout"),
+            # A user's own sessions (not Directus's; see tokenguard.http.openapi).
+            (f"{self.prefix}/sessions", "sessions"),
+            (f"{self.prefix}/sessions/{{id}}", "session"),
         ):
             self._add(path, name)
 
@@ -285,12 +313,26 @@ class AuthRouter:
         name = self._routes.get(path)
         if name is None and len(path) > 1 and path.endswith("/"):
             name = self._routes.get(path[:-1])
+        # <prefix>/sessions/<id>[/]: one segment, whatever it holds (the handler decides).
+        if (
+            name is None
+            and path.startswith(self._session_prefix)
+            and "session" in self._methods
+            and self._session_param(path)
+        ):
+            return "session"
         if name is None and path.startswith(self._login_prefix):
             if self.ldap and self._ldap_provider(path) is not None:
                 return "ldap_login"
             if self.sso is not None or self.saml is not None:
                 name = self._sso_route(path)[0]
         return name
+
+    def _session_param(self, path: str) -> str | None:
+        rest = path[len(self._session_prefix) :]
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        return rest if rest and "/" not in rest else None
 
     def _ldap_provider(self, path: str) -> PasswordProvider | None:
         # <prefix>/login/<provider>[/]: exactly, as for the other routes.
@@ -383,6 +425,8 @@ class AuthRouter:
             return json_response(200, self._jwks_body, [("cache-control", "public, max-age=300")])
         if route in _EXTRA_ROUTES:
             return (yield from self._extra(route, request))
+        if route in ("sessions", "session"):
+            return (yield from self._sessions(route, request))
         if method == "POST":
             if route == "login":
                 return (yield from self._login(request, scheme))
@@ -539,6 +583,32 @@ class AuthRouter:
             if parse_cookie(cookie, self._session_cookie.name):
                 headers.append(("set-cookie", self._clear_session))
         return ResponseView(204, headers, b"")
+
+    # -- a user's own sessions ---------------------------------------------------------------
+
+    def _sessions(self, route: str, request: RequestView) -> Generator[Any, Any, ResponseView]:
+        """``GET <prefix>/sessions`` (list), ``DELETE <prefix>/sessions`` (all but the
+        current one) and ``DELETE <prefix>/sessions/<id>``. The signed-in user is the
+        request's, whichever way its token came; an unsafe request authenticated by the
+        session cookie has passed the cross-site check already (``_check_ambient``)."""
+        principal = request.principal
+        user_id = principal.user
+        if user_id is None:
+            raise invalid_credentials()
+        # The current session: the one the access token names (a static token names none).
+        current = principal.sid
+        if route == "sessions" and request.method in ("GET", "HEAD"):
+            listed = yield from self.service.list_sessions(user_id)
+            body = {"data": [_session_item(s, current) for s in listed]}
+            return json_response(200, _compact(body), list(_NO_CACHE))
+        if route == "sessions":
+            yield from self.service.end_other_sessions(user_id, current)
+            return ResponseView(204, list(_NO_CACHE), b"")
+        session = self._session_param(request.path) or ""
+        if not (yield from self.service.end_session(user_id, session)):
+            # Unknown, ended or another user's: one answer, so ids cannot be probed.
+            raise forbidden()
+        return ResponseView(204, list(_NO_CACHE), b"")
 
     # -- password reset, two-factor, single sign-on ----------------------------------------
 

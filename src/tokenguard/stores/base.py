@@ -8,7 +8,8 @@ a store in clear: static tokens and refresh tokens arrive as SHA-256 hex digests
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "AsyncUserStore",
     "OnceStore",
     "RotateOutcome",
+    "SessionInfo",
     "SessionRecord",
     "SessionStore",
     "StoreUnavailable",
@@ -24,6 +26,8 @@ __all__ = [
     "UserStore",
     "family_of",
     "refresh_token_key",
+    "session_id",
+    "summarize_sessions",
 ]
 
 #: Refresh tokens are 64 characters of ``A-Za-z0-9_-`` (like Directus's nanoid(64)); the
@@ -45,6 +49,24 @@ def refresh_token_key(token: str) -> str:
 def family_of(token_hash: str) -> str:
     """The family part of a key made by :func:`refresh_token_key`."""
     return token_hash.partition(".")[0]
+
+
+def session_id(family: str) -> str:
+    """The public id of the session ``family`` (what ``GET /auth/sessions`` lists and
+    ``DELETE /auth/sessions/{id}`` takes): 32 hex digits of SHA-256.
+
+    Why not the family itself: the family is the first 22 characters of every refresh token
+    of the session. The rest of a token is 252 random or HMAC-derived bits, so the family
+    alone forges nothing; but a list of sessions hands one user's *other* sessions to
+    whoever holds any access token of that user, and those sessions' refresh-token prefixes
+    have no business travelling that far (nor into screenshots, support tickets and logs).
+    A one-way hash of a 132-bit random value cannot be turned back into it, needs no key (so
+    it survives a rotation of ``SECRET`` and the CLI computes it without one), and is stable
+    for the life of the session. Hex, so that an id never starts with ``-`` (a command
+    line would read it as an option) and needs no escaping in a URL.
+    """
+    data = b"tokenguard session id\x00" + family.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 UserStatus = Literal["active", "suspended", "invited", "draft", "archived"]
@@ -117,6 +139,69 @@ class SessionRecord:
         return self.next_hash is None or (
             self.live_until_ms is not None and now_ms < self.live_until_ms
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live session of a user, as listed to that user (see :func:`summarize_sessions`).
+
+    ``created_at_ms`` is the session's first login as far as the store still remembers it
+    (the oldest record of the family it holds; rotated-away records are kept until they
+    expire); ``last_used_at_ms`` is when its newest token was issued (the last login or
+    refresh). The client data (``ip``, ``user_agent``, ``origin``) are the newest token's.
+    """
+
+    #: The refresh-token family (kept out of the repr: see :func:`session_id`).
+    family: str = field(repr=False)
+    user_id: str
+    created_at_ms: int
+    last_used_at_ms: int
+    expires_at_ms: int
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The public id (:func:`session_id` of the family)."""
+        return session_id(self.family)
+
+
+def summarize_sessions(
+    records: Iterable[SessionRecord], user_id: str, now_ms: int
+) -> list[SessionInfo]:
+    """The live sessions of ``user_id`` among ``records`` (any records of its families, live
+    or not), newest use first: one entry per family that still has a live token.
+
+    Written once for every store: a store only gathers the records of the user's families.
+    """
+    families: dict[str, list[SessionRecord]] = {}
+    for rec in records:
+        families.setdefault(rec.family, []).append(rec)
+    out: list[SessionInfo] = []
+    for family, recs in families.items():
+        if any(r.user_id != user_id for r in recs if r.user_id):
+            continue  # never another user's (a family has one user; be strict all the same)
+        live = [r for r in recs if r.user_id == user_id and r.is_live(now_ms)]
+        if not live:
+            continue
+        # The newest token: the latest issued; among equals, the one not rotated away.
+        newest = max(live, key=lambda r: (r.created_at_ms, r.next_hash is None))
+        known = [r.created_at_ms for r in recs if r.created_at_ms]
+        out.append(
+            SessionInfo(
+                family=family,
+                user_id=user_id,
+                created_at_ms=min(known) if known else newest.created_at_ms,
+                last_used_at_ms=newest.created_at_ms,
+                expires_at_ms=max(r.expires_at_ms for r in live),
+                ip=newest.ip,
+                user_agent=newest.user_agent,
+                origin=newest.origin,
+            )
+        )
+    out.sort(key=lambda s: (-s.last_used_at_ms, s.id))
+    return out
 
 
 RotateStatus = Literal["rotated", "grace", "reused", "missing"]
@@ -221,6 +306,17 @@ class SessionStore(Protocol):
         """Revoke every session of a user; returns how many families went."""
         ...
 
+    def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        """The user's live sessions at ``now_ms``, newest use first (see
+        :func:`summarize_sessions`)."""
+        ...
+
+    def revoke_session(self, user_id: str, family: str) -> bool:
+        """Revoke the session ``family`` if it is ``user_id``'s (never another user's);
+        whether it was. Callers map a public :func:`session_id` to its family through
+        :meth:`sessions` first."""
+        ...
+
     def close(self) -> None:
         """Release connections and files (idempotent; see :meth:`UserStore.close`)."""
         ...
@@ -237,6 +333,8 @@ class AsyncSessionStore(Protocol):
     ) -> RotateOutcome: ...
     async def revoke(self, token_hash: str) -> SessionRecord | None: ...
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int: ...
+    async def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]: ...
+    async def revoke_session(self, user_id: str, family: str) -> bool: ...
 
     async def aclose(self) -> None:
         """Release connections (idempotent; see :meth:`UserStore.close`)."""

@@ -6,7 +6,7 @@ import threading
 from dataclasses import fields, replace
 from typing import Any
 
-from .base import RotateOutcome, SessionRecord, User
+from .base import RotateOutcome, SessionInfo, SessionRecord, User, summarize_sessions
 from .rotation import plan_rotation
 
 __all__ = ["MemorySessionStore", "MemoryUserStore"]
@@ -176,6 +176,22 @@ class MemorySessionStore:
             for family in families:
                 self._drop_family(family)
             return len(families)
+
+    def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        with self._lock:
+            families = {r.family for r in self._records.values() if r.user_id == user_id}
+            records = [
+                self._records[h] for f in families for h in self._families.get(f, ())
+            ]
+        return summarize_sessions(records, user_id, now_ms)
+
+    def revoke_session(self, user_id: str, family: str) -> bool:
+        with self._lock:
+            hashes = self._families.get(family, ())
+            if not any(self._records[h].user_id == user_id for h in hashes):
+                return False
+            self._drop_family(family)
+            return True
 
     def _sweep(self, now_ms: int) -> None:
         # Keep memory bounded by TTL, a whole family at a time once all its records expired

@@ -38,7 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..flow import Call, Flow, run_async, run_sync
 from ..logs.audit import AuditEvent
-from .base import RotateOutcome, SessionRecord, StoreUnavailable, User, family_of
+from .base import (
+    RotateOutcome,
+    SessionInfo,
+    SessionRecord,
+    StoreUnavailable,
+    User,
+    family_of,
+    summarize_sessions,
+)
 from .once import digest
 from .pg_driver import (
     AsyncOwned,
@@ -87,6 +95,11 @@ _SESSION_COLUMNS = (
     " next_hash, live_until_ms"
 )
 _SESSION_SELECT = f"SELECT {_SESSION_COLUMNS} FROM tokenguard_sessions WHERE token_hash = %s"  # noqa: S608
+# Every row of the user's families (the rotated-away ones tell when the session began).
+_SESSION_OF_USER = (
+    f"SELECT {_SESSION_COLUMNS} FROM tokenguard_sessions WHERE family IN"  # noqa: S608
+    " (SELECT family FROM tokenguard_sessions WHERE user_id = %s)"
+)
 _SESSION_UPSERT = (
     f"INSERT INTO tokenguard_sessions ({_SESSION_COLUMNS})"  # noqa: S608 (fixed names)
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -159,7 +172,11 @@ def _session_params(record: SessionRecord) -> tuple[Any, ...]:
 def _record(rows: list[tuple[Any, ...]]) -> SessionRecord | None:
     if not rows:
         return None
-    record = SessionRecord(*rows[0])
+    return _row_record(rows[0])
+
+
+def _row_record(row: tuple[Any, ...]) -> SessionRecord:
+    record = SessionRecord(*row)
     return replace(
         record,
         ip=_unclean(record.ip),
@@ -268,6 +285,25 @@ class _SessionLogic:
         yield Query("DELETE FROM tokenguard_sessions WHERE family = ANY(%s)", (families,))
         return len(families)
 
+    @staticmethod
+    def _sessions(user_id: str, now_ms: int) -> Op[list[SessionInfo]]:
+        if _unstorable(user_id):
+            return []
+        reply = yield Query(_SESSION_OF_USER, (user_id,), alone=True)
+        return summarize_sessions((_row_record(r) for r in reply.rows), user_id, now_ms)
+
+    @staticmethod
+    def _revoke_session(user_id: str, family: str) -> Op[bool]:
+        if _unstorable(user_id) or _unstorable(family):
+            return False
+        yield Query(_LOCK_FAMILY, (family,))
+        reply = yield Query(
+            "DELETE FROM tokenguard_sessions WHERE family = %s AND EXISTS (SELECT 1"
+            " FROM tokenguard_sessions WHERE family = %s AND user_id = %s) RETURNING 1",
+            (family, family, user_id),
+        )
+        return bool(reply.rows)
+
 
 class PgSessionStore(_SessionLogic, SyncOwned):
     """:class:`~tokenguard.stores.base.SessionStore` in ``tokenguard_sessions``."""
@@ -293,6 +329,12 @@ class PgSessionStore(_SessionLogic, SyncOwned):
     def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return self.db.run(self._revoke_user(user_id, except_family))
 
+    def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        return self.db.run(self._sessions(user_id, now_ms))
+
+    def revoke_session(self, user_id: str, family: str) -> bool:
+        return self.db.run(self._revoke_session(user_id, family))
+
 
 class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
     """:class:`~tokenguard.stores.base.AsyncSessionStore` in ``tokenguard_sessions``."""
@@ -317,6 +359,12 @@ class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
 
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return await self.db.run(self._revoke_user(user_id, except_family))
+
+    async def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        return await self.db.run(self._sessions(user_id, now_ms))
+
+    async def revoke_session(self, user_id: str, family: str) -> bool:
+        return await self.db.run(self._revoke_session(user_id, family))
 
 
 # --------------------------------------------------------------------------- users

@@ -59,7 +59,14 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 
 from ..flow import Call, Flow, run_async, run_sync
-from .base import RotateOutcome, SessionRecord, StoreUnavailable, family_of
+from .base import (
+    RotateOutcome,
+    SessionInfo,
+    SessionRecord,
+    StoreUnavailable,
+    family_of,
+    summarize_sessions,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -462,6 +469,11 @@ class _RedisSessions:
         families = sorted(f for f in names - {except_family} if _FAMILY.match(f))
         if not families:
             return 0
+        return (yield from self._drop_families(user_key, families))
+
+    def _drop_families(self, user_key: str, families: list[str]) -> _Op[int]:
+        """Delete these families of one user, record and announce their revocation; how
+        many existed."""
         # Family keys may sit in other Cluster slots than the user's set: one DEL each.
         now_ms = int(time.time() * 1000)
         window = self._window_commands([(f"s:{f}", now_ms) for f in families])
@@ -475,6 +487,33 @@ class _RedisSessions:
         )
         self._announce(families)
         return sum(int(r) for r in replies[: len(families)])
+
+    def _sessions(self, user_id: str, now_ms: int) -> _Op[list[SessionInfo]]:
+        (members,) = yield _Commands((("SMEMBERS", self.user_key(user_id)),))
+        names = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        families = sorted(f for f in names if _FAMILY.match(f))
+        if not families:
+            return []
+        # The user's set keeps a family until revoke_user: some may be gone (logged out,
+        # expired); an empty HGETALL says so.
+        replies = yield _Commands(tuple(("HGETALL", self.family_key(f)) for f in families))
+        records: list[SessionRecord] = []
+        for family, fields in zip(families, replies, strict=True):
+            for raw_hash, raw in fields.items():
+                token_hash = raw_hash.decode() if isinstance(raw_hash, bytes) else str(raw_hash)
+                if _family(token_hash) == family:
+                    records.append(_decode(raw, token_hash))
+        return summarize_sessions(records, user_id, now_ms)
+
+    def _revoke_session(self, user_id: str, family: str) -> _Op[bool]:
+        if not _FAMILY.match(family):
+            return False
+        user_key = self.user_key(user_id)
+        # The user's set names only families that user created: membership is ownership.
+        (member,) = yield _Commands((("SISMEMBER", user_key, family),))
+        if not int(member):
+            return False
+        return bool((yield from self._drop_families(user_key, [family])))
 
 
 def invalidation_channel(prefix: str = DEFAULT_PREFIX) -> str:
@@ -780,6 +819,12 @@ class RedisSessionStore(_RedisStore[redis.Redis]):
     def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return self._run(self._revoke_user(user_id, except_family))
 
+    def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        return self._run(self._sessions(user_id, now_ms))
+
+    def revoke_session(self, user_id: str, family: str) -> bool:
+        return self._run(self._revoke_session(user_id, family))
+
     def record_revocations(self, members: list[tuple[str, int]], message: str) -> None:
         """Put ``members`` (name, ms) in the window of revocations, then publish ``message``
         (made by :func:`tokenguard.guard.revocation.encode_entries`) on the channel."""
@@ -820,6 +865,12 @@ class AsyncRedisSessionStore(_RedisStore[redis.asyncio.Redis]):
 
     async def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         return await self._run(self._revoke_user(user_id, except_family))
+
+    async def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        return await self._run(self._sessions(user_id, now_ms))
+
+    async def revoke_session(self, user_id: str, family: str) -> bool:
+        return await self._run(self._revoke_session(user_id, family))
 
     async def record_revocations(self, members: list[tuple[str, int]], message: str) -> None:
         """See :meth:`RedisSessionStore.record_revocations`."""

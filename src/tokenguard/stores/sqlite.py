@@ -21,7 +21,14 @@ from contextlib import contextmanager
 from dataclasses import astuple, fields, replace
 from typing import Any
 
-from .base import RotateOutcome, SessionRecord, StoreUnavailable, User
+from .base import (
+    RotateOutcome,
+    SessionInfo,
+    SessionRecord,
+    StoreUnavailable,
+    User,
+    summarize_sessions,
+)
 from .rotation import plan_rotation
 
 log = logging.getLogger("tokenguard")
@@ -318,6 +325,12 @@ _SESSION_SELECT = (
     "SELECT token_hash, family, user_id, expires_at_ms, created_at_ms, ip, user_agent, origin,"
     " next_hash, live_until_ms FROM tokenguard_sessions WHERE token_hash = ?"
 )
+# Every record of the user's families (the rotated-away ones tell when the session began).
+_SESSION_OF_USER = (
+    "SELECT token_hash, family, user_id, expires_at_ms, created_at_ms, ip, user_agent, origin,"
+    " next_hash, live_until_ms FROM tokenguard_sessions WHERE family IN"
+    " (SELECT family FROM tokenguard_sessions WHERE user_id = ?)"
+)
 _SESSION_INSERT = (
     "INSERT OR REPLACE INTO tokenguard_sessions (token_hash, family, user_id, expires_at_ms,"
     " created_at_ms, ip, user_agent, origin, next_hash, live_until_ms)"
@@ -455,6 +468,20 @@ class SQLiteSessionStore:
                 (user_id, except_family),
             )
         return int(families)
+
+    def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
+        with self._db.read() as conn:
+            rows = conn.execute(_SESSION_OF_USER, (user_id,)).fetchall()
+        return summarize_sessions((SessionRecord(*row) for row in rows), user_id, now_ms)
+
+    def revoke_session(self, user_id: str, family: str) -> bool:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM tokenguard_sessions WHERE family = ? AND EXISTS (SELECT 1"
+                " FROM tokenguard_sessions WHERE family = ? AND user_id = ?)",
+                (family, family, user_id),
+            )
+            return cursor.rowcount > 0
 
     def close(self) -> None:
         """Close the store's connections."""
