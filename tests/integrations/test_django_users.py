@@ -406,6 +406,48 @@ def test_channels_refuses_a_cross_site_upgrade_with_the_session_cookie() -> None
     assert (same["via"], same["authenticated"]) == ("session", True)
 
 
+async def listening_consumer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts, says who it serves, then echoes until told the socket ended."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": scope["principal"].via})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            scope["ended"].append(message.get("code"))
+            return
+        await send({"type": "websocket.send", "text": message.get("text")})
+
+
+def test_channels_socket_is_closed_when_its_token_is_revoked() -> None:
+    ada = account(groups=("Editors",))
+    token = login(Client()).json()["data"]["access_token"]
+
+    async def run() -> Any:
+        ended: list[Any] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await listening_consumer({**scope, "ended": ended}, receive, send)
+
+        communicator = WebsocketCommunicator(
+            TokenGuardChannelsMiddleware(app), f"/ws?access_token={token}"
+        )
+        connected, _ = await communicator.connect()
+        assert connected
+        assert await communicator.receive_from() == "jwt"
+        await communicator.send_to("hello")
+        assert await communicator.receive_from() == "hello"
+        # A change of role (or a logout, a suspension...) revokes the user's tokens.
+        get_guard().revoke_user(str(ada.pk))
+        closing = await communicator.receive_output(timeout=2)
+        await communicator.wait(timeout=2)
+        return closing, ended
+
+    closing, ended = async_to_sync(run)()
+    assert closing == {"type": "websocket.close", "code": 4403, "reason": "Token revoked."}
+    assert ended == [4403]
+
+
 # -- manage.py tokenguard --------------------------------------------------------------------
 
 
