@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import weakref
 from collections.abc import Callable, MutableMapping
 from types import GeneratorType
@@ -139,14 +140,19 @@ class RevocationWatch:
 
     def __init__(self) -> None:
         self._events: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        # Loops join from their own threads while a writer's thread notifies.
+        self._lock = threading.Lock()
 
     def notify(self) -> None:
         """A revocation was recorded (any thread)."""
-        for loop in tuple(self._events):
+        with self._lock:
+            loops = tuple(self._events)
+        for loop in loops:
             try:
                 loop.call_soon_threadsafe(self._wake, loop)
             except RuntimeError:  # the loop is closed: its sockets are gone with it
-                self._events.pop(loop, None)
+                with self._lock:
+                    self._events.pop(loop, None)
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         # In the loop's thread: a fresh event for the next wait, the old one set.
@@ -155,16 +161,23 @@ class RevocationWatch:
         if event is not None:
             event.set()
 
-    async def wait(self) -> None:
-        """Return after the next revocation, or after a poll interval at the latest."""
+    async def wait(self, revocations: Revocations, seen: int) -> None:
+        """Return once ``revocations`` has recorded anything since its version was ``seen``
+        (at once if it has already), or after a poll interval at the latest."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio): poll
-            await anyio.sleep(POLL_S)
+            if revocations.version == seen:
+                await anyio.sleep(POLL_S)
             return
         event = self._events.get(loop)
         if event is None:
-            event = self._events[loop] = asyncio.Event()
+            with self._lock:
+                event = self._events[loop] = asyncio.Event()
+        # The event is taken before the version is compared: a write after the comparison
+        # schedules a wake-up that sets this event (or one that replaced it, set already).
+        if revocations.version != seen:
+            return
         with anyio.move_on_after(SAFETY_POLL_S):
             await event.wait()
 
@@ -255,8 +268,11 @@ class _Guarded:
                 return
 
     async def _watcher(self) -> None:
+        revocations = self.revocations
+        seen = -1  # checked once at once: a revocation since the upgrade is not missed
         while not self.closed:
-            await self.watch.wait()
+            await self.watch.wait(revocations, seen)
+            seen = revocations.version  # read before the check: nothing falls in between
             if self._revoked():
                 await self._close()
                 return
@@ -535,10 +551,13 @@ class _Socket:
             await self._feed(functools.partial(self.conn.timer, name))
 
     async def _revocation_loop(self) -> None:
-        watch = watch_for(self.conn.revocations)
+        revocations = self.conn.revocations
+        watch = watch_for(revocations)
+        seen = -1  # checked once at once: a revocation since the upgrade is not missed
         try:
             while not self.closed:
-                await watch.wait()
+                await watch.wait(revocations, seen)
+                seen = revocations.version  # read before the check: nothing falls in between
                 await self._feed(self.conn.recheck)
         except Exception as exc:
             log.error("websocket revocation check failed: %s", type(exc).__name__)
