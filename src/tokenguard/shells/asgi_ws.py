@@ -156,8 +156,9 @@ class RevocationWatch:
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         # In the loop's thread: a fresh event for the next wait, the old one set.
-        event = self._events.get(loop)
-        self._events[loop] = asyncio.Event()
+        with self._lock:
+            event = self._events.get(loop)
+            self._events[loop] = asyncio.Event()
         if event is not None:
             event.set()
 
