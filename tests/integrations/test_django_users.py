@@ -7,6 +7,7 @@ backend, Django REST framework's authentication and permissions, the Channels mi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -335,6 +336,60 @@ def test_drf_checks_csrf_only_for_cookie_authenticated_unsafe_requests(middlewar
             assert r.json() == {"detail": CROSS}
         r = api.post("/api/whoami", {}, format="json", HTTP_ORIGIN="http://testserver")
         assert (r.status_code, r.json()) == (200, {"posted": True, "user": str(ada.pk)})
+
+
+# -- Django's own changes revoke (signals) -------------------------------------------------
+
+
+def _status(token: str) -> int:
+    return Client().get("/whoami", HTTP_AUTHORIZATION=f"Bearer {token}").status_code  # type: ignore[no-any-return]
+
+
+def _token() -> str:
+    time.sleep(0.002)  # past the millisecond of the previous revocation
+    token: str = login(Client()).json()["data"]["access_token"]
+    assert _status(token) == 200
+    return token
+
+
+def test_changes_django_makes_to_a_user_revoke_its_tokens() -> None:
+    ada = account(groups=("Editors",))
+    admins = Group.objects.create(name="Admins")
+    # Harmless saves: a name, Django's own login bookkeeping.
+    token = _token()
+    ada.first_name = "Augusta"
+    ada.save()
+    ada.save(update_fields=["last_login"])
+    assert _status(token) == 200
+    # A group change that moves the role (the first mapped group wins: Editors, then
+    # Admins), either way round; one that does not move it revokes nothing.
+    ada.groups.add(admins)
+    assert _status(token) == 200  # still an editor
+    ada.groups.remove(Group.objects.get(name="Editors"))
+    assert _status(token) == 401  # an administrator now
+    token = _token()
+    admins.user_set.remove(ada)
+    assert _status(token) == 401
+    # Staff (app access), superuser (admin access), is_active (status), the password.
+    for change in ("is_staff", "is_superuser"):
+        token = _token()
+        setattr(ada, change, True)
+        ada.save()
+        assert _status(token) == 401, change
+    token = _token()
+    ada.set_password(PASSWORD)  # a new hash (a new salt), as changepassword makes
+    ada.save()
+    assert _status(token) == 401
+    token = _token()
+    ada.is_active = False
+    ada.save()
+    assert _status(token) == 401
+    # Django's bulk update sends no signal: that path is the app's to revoke.
+    get_user_model().objects.filter(pk=ada.pk).update(is_active=True)
+    token = _token()
+    ada.refresh_from_db()
+    ada.delete()
+    assert _status(token) == 401
 
 
 # -- Channels --------------------------------------------------------------------------------
