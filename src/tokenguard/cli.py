@@ -318,8 +318,10 @@ def _cmd_users_set_role(ctx: _Context) -> int:
     if args.admin and app is None:
         app = True  # as at creation: admin access without app access makes no sense
     updated = set_role(ctx.store(), user.id, role, admin_access=args.admin, app_access=app)
-    # Tokens issued before the change are refused; the client refreshes into the new role.
-    _revoke_tokens(ctx, user)
+    # Tokens issued before a change are refused; the client refreshes into the new role.
+    # The decision is the one every path makes (tokenguard.guard.revocation.revoking_change).
+    if _revokes(user, updated):
+        _revoke_tokens(ctx, user)
     ctx.note(
         f"{updated.email}: role {updated.role or '-'}, admin {_yes_no(updated.admin_access)}, "
         f"app {_yes_no(updated.app_access)}"
@@ -335,6 +337,14 @@ def _cmd_users_set_password(ctx: _Context) -> int:
     _revoke_tokens(ctx, user)
     ctx.note(f"password of {user.email} changed")
     return 0
+
+
+def _revokes(before: User, after: User) -> bool:
+    """Whether the change voids the user's access tokens (the guard's one rule; imported
+    here, not at the top: the guard package is heavy for a command line)."""
+    from .guard.revocation import revoking_change
+
+    return revoking_change(before, after) is not None
 
 
 def _revoke_tokens(ctx: _Context, user: User) -> None:
@@ -369,13 +379,17 @@ def _revoke_sessions(ctx: _Context, user: User) -> int:
 
 def _set_status(ctx: _Context, status: str) -> int:
     user = ctx.user(ctx.args.email)
-    set_status(ctx.store(), user.id, status)  # type: ignore[arg-type]
+    updated = set_status(ctx.store(), user.id, status)  # type: ignore[arg-type]
     ctx.note(f"{user.email} is now {status}")
     if status != "active":
         # A session-mode cookie is checked against its session on every request, so revoking
         # the sessions shuts the user out now rather than when the cookie expires.
         _revoke_sessions(ctx, user)
         ctx.note("it can no longer log in, refresh or use its static token or access tokens")
+    elif _revokes(user, updated):
+        # Reactivated: nothing it held was valid anyway; what a token of the suspension
+        # window might claim is voided all the same, as for any change of status.
+        _revoke_tokens(ctx, user)
     return 0
 
 

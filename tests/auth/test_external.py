@@ -285,3 +285,28 @@ def test_any_profile_is_an_identity_or_a_refusal(profile: dict[str, Any]) -> Non
     else:
         assert user.external_identifier == identity.identifier
         assert users.list_users() == [user]
+
+
+def test_each_update_of_a_returning_user_is_reported_before_and_after(users: Any) -> None:
+    """The drivers pass AuthService.user_changed: it decides, from before and after, whether
+    the user's older access tokens are revoked (a role synced from the provider's groups)."""
+    reported: list[tuple[str | None, str | None]] = []
+
+    def changed(before: User, after: User | None) -> Any:
+        reported.append((before.role, after.role if after is not None else None))
+        return
+        yield
+
+    mapping = {"admins": "r-admin", "staff": "r-staff"}
+    rules = replace(OPEN, update_role=True)
+
+    def sign_in(groups: list[str]) -> User:
+        identity = replace(ADA, role=mapped_role(groups, mapping))
+        return run_sync(user_for_identity(users, identity, rules, changed=changed))
+
+    sign_in(["admins"])
+    assert reported == []  # a registration changes no one
+    sign_in(["admins"])
+    assert reported == []  # nothing changed: nothing to report
+    assert sign_in(["staff"]).role == "r-staff"
+    assert reported == [("r-admin", "r-staff")]

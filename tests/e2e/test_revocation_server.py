@@ -1,7 +1,8 @@
 """End to end: revoked access tokens are refused by every worker of real servers (uvicorn
 with two workers, gunicorn with two) sharing a private Redis, whatever revoked them: a
 json-mode logout or the ``tokenguard`` command (suspend, set-password, revoke-sessions,
-set-role --no-admin); and with Redis paused, a revoked token is never accepted."""
+set-role --no-admin); and with Redis paused, a revoked token is never accepted. Open
+WebSockets on both workers end with a revocation made by either."""
 
 from __future__ import annotations
 
@@ -254,3 +255,62 @@ def test_ending_another_session_refuses_its_tokens_at_once_everywhere(
             token = api.get_token()
             assert token is not None
             refused_everywhere(server, token)
+
+
+def test_open_sockets_on_every_worker_end_with_a_revocation(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+
+    cli(env, "users", "create", "ada@example.com", "--password-stdin", stdin=PASSWORD + "\n")
+    ws_env = {
+        **env,
+        "WEBSOCKETS_ENABLED": "true",
+        "WEBSOCKETS_HEARTBEAT_ENABLED": "false",
+        "WEBSOCKETS_REST_AUTH_TIMEOUT": "1",
+    }
+    with serve(SERVERS["uvicorn"], ws_env, tmp_path, ready_path="/", timeout=30) as server:
+        tokens = login(server)
+        query = f"access_token={tokens['access_token']}"
+
+        async def one_per_worker(path: str) -> dict[str, ClientConnection]:
+            """A socket on each worker (new connections spread over them)."""
+            kept: dict[str, ClientConnection] = {}
+            for _ in range(60):
+                ws = await connect(f"ws://127.0.0.1:{server.port}{path}?{query}")
+                await ws.send('{"type":"who"}')  # JSON: the realtime path parses frames
+                pid = str(await asyncio.wait_for(ws.recv(), 5)).rsplit("pid=", 1)[1]
+                if pid in kept:
+                    await ws.close()
+                else:
+                    kept[pid] = ws
+                if len(kept) == 2:
+                    return kept
+            raise AssertionError(f"only {set(kept)} answered")
+
+        async def go() -> None:
+            realtime = await one_per_worker("/websocket")
+            chat = await one_per_worker("/chat")
+            started = time.monotonic()
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                out = await http.post("/auth/logout", json={"refresh_token": tokens["refresh_token"], "mode": "json"})  # fmt: skip
+                assert out.status_code == 204, out.text
+            # Whichever worker logged out, both workers' sockets hear of it.
+            for ws in realtime.values():
+                told = json.loads(await asyncio.wait_for(ws.recv(), BOUND_S))
+                assert told["error"]["code"] == "TOKEN_EXPIRED"
+            for ws in chat.values():
+                try:
+                    await asyncio.wait_for(ws.recv(), BOUND_S)
+                    raise AssertionError("a frame instead of the close")
+                except ConnectionClosed:
+                    assert (ws.close_code, ws.close_reason) == (4403, "Token revoked.")
+            assert time.monotonic() - started < BOUND_S
+            for ws in realtime.values():
+                await ws.close()
+
+        asyncio.run(asyncio.wait_for(go(), 60))

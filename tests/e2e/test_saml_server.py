@@ -152,3 +152,64 @@ def test_replay_is_refused_by_another_process(
             start = httpx.get(second.url + "/auth/login/saml", timeout=10)
             _, fresh = read_form(httpx.get(start.headers["location"], timeout=10).text)
             assert httpx.post(second.url + acs, data=fresh, timeout=10).status_code == 200
+
+
+def _role(token: str) -> object:
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["role"]
+
+
+@pytest.mark.redis
+def test_a_group_change_at_the_idp_revokes_the_older_tokens_in_every_process(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    public = "http://sp.example.test"
+    acs = "/auth/login/saml/acs"
+    with running_idp(tmp_path, public + "/sp", public + acs) as idp:
+        idp.user = {**{k: list(v) for k, v in USER.items()}, "groups": ["admins"]}
+        env = {
+            "SECRET": SECRET,
+            "DB_FILENAME": str(tmp_path / "tokenguard.db"),
+            "REDIS": private_redis.url,
+            "PUBLIC_URL": public,
+            "LOGIN_STALL_TIME": "0",
+            "AUTH_SAML_ROLE_MAPPING": '{"admins": "role-admin", "editors": "role-editor"}',
+            **_provider_env(idp),
+        }
+        first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+        first_dir.mkdir()
+        second_dir.mkdir()
+
+        def sign_in(url: str) -> dict[str, str]:
+            start = httpx.get(url + "/auth/login/saml", timeout=10)
+            _, fields = read_form(httpx.get(start.headers["location"], timeout=10).text)
+            reply = httpx.post(url + acs, data=fields, timeout=10)
+            assert reply.status_code == 200, reply.text
+            data: dict[str, str] = reply.json()["data"]
+            return data
+
+        with serve(UVICORN, env, first_dir) as first, serve(UVICORN, env, second_dir) as second:
+            old = sign_in(first.url)
+            assert _role(old["access_token"]) == "role-admin"
+            bearer = {"authorization": f"Bearer {old['access_token']}"}
+            assert httpx.get(first.url + "/whoami", headers=bearer).status_code == 200
+            # Moved to editors at the IdP; the next sign-in, in the OTHER process, syncs the
+            # role and announces the revocation: the first process refuses the old token.
+            idp.user["groups"] = ["editors"]
+            new = sign_in(second.url)
+            assert _role(new["access_token"]) == "role-editor"
+            deadline = time.monotonic() + 2.0
+            status = 200
+            while time.monotonic() < deadline:
+                status = httpx.get(first.url + "/whoami", headers=bearer).status_code
+                if status == 401:
+                    break
+                time.sleep(0.05)
+            assert status == 401
+            assert httpx.get(second.url + "/whoami", headers=bearer).status_code == 401
+            fresh = {"authorization": f"Bearer {new['access_token']}"}
+            for server in (first, second):
+                assert httpx.get(server.url + "/whoami", headers=fresh).status_code == 200

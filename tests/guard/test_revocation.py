@@ -14,15 +14,17 @@ from tokenguard.app import TokenGuard
 from tokenguard.flow import run_sync
 from tokenguard.guard.decide import Refusal
 from tokenguard.guard.revocation import (
+    PRIVILEGE_FIELDS,
     Entry,
     Revocations,
     decode_entries,
     encode_entries,
     entry_from_member,
     issued_at,
+    revoking_change,
 )
 from tokenguard.principal import Principal
-from tokenguard.stores.base import StoreUnavailable
+from tokenguard.stores.base import StoreUnavailable, User
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 from tokenguard.users import create_user
 
@@ -358,3 +360,107 @@ def test_the_async_twins_revoke_too() -> None:
     assert isinstance(_ask(core, other), Principal)
     asyncio.run(core.arevoke_user(principal.user or ""))
     assert _is_refused(_ask(core, other))
+
+
+# -- what change of a user revokes -------------------------------------------------------------
+
+_BEFORE = User(
+    id="u1",
+    email="ada@example.com",
+    password_hash="$argon2id$old",
+    role="editor",
+    admin_access=False,
+    app_access=True,
+    tfa_secret="sealed",
+)
+_CHANGES: dict[str, Any] = {
+    "role": st.sampled_from([None, "viewer", "administrator"]),
+    "admin_access": st.just(True),
+    "app_access": st.just(False),
+    "status": st.sampled_from(["suspended", "archived", "invited", "draft"]),
+    "password_hash": st.just("$argon2id$new"),
+    "tfa_secret": st.sampled_from([None, "sealed-again"]),
+    "email": st.just("ada@elsewhere.example"),
+    "first_name": st.text(max_size=5),
+    "last_name": st.text(max_size=5),
+    "token_hash": st.sampled_from([None, "f" * 64]),
+    "external_identifier": st.sampled_from([None, "sub-ada"]),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional=_CHANGES))
+def test_a_change_revokes_exactly_when_it_touches_a_privilege(changes: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    after = replace(_BEFORE, **changes)
+    reason = revoking_change(_BEFORE, after)
+    touched = [n for n in PRIVILEGE_FIELDS if getattr(after, n) != getattr(_BEFORE, n)]
+    tfa_removed = after.tfa_secret is None
+    if touched:
+        assert reason == touched[0]
+    elif tfa_removed:
+        assert reason == "tfa_secret"
+    else:
+        assert reason is None  # names, e-mail, identifiers, a new TOTP secret: tokens stay
+    assert revoking_change(_BEFORE, _BEFORE) is None
+    assert revoking_change(_BEFORE, None) == "deleted"
+
+
+def test_listeners_hear_every_write_that_records_something() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    heard: list[int] = []
+    rv.listeners.append(lambda: heard.append(rv.version))
+
+    def broken() -> None:
+        raise RuntimeError("a listener's bug")
+
+    rv.listeners.append(broken)
+    rv.revoke_user("u1")
+    rv.revoke_session("s1")
+    assert heard == [1, 2] and rv.version == 2
+    # Nothing new (an older time for a user, an entry out of its window): nobody is woken.
+    rv.apply([Entry("u", "u1", int((clock.now - 10) * 1000))])
+    rv.apply([Entry("s", "s2", int((clock.now - 2 * WINDOW) * 1000))])
+    assert heard == [1, 2]
+    assert "u1" in rv.users and "s1" in rv.sessions  # the broken listener undid nothing
+
+
+def test_an_open_connections_principal_is_checked_with_its_authentication_time() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    jwt = Principal("u1", "editor", via="jwt", sid="s1", issued_at=clock.now - 5)
+    static = Principal("u1", "editor", via="static")
+    public = Principal(None, None)
+    opened = clock.now - 1
+    assert not any(rv.refuses_principal(p, opened) for p in (jwt, static, public))
+    rv.revoke_user("u2")
+    assert not any(rv.refuses_principal(p, opened) for p in (jwt, static, public))
+    clock.now += 1
+    rv.revoke_user("u1")
+    assert rv.refuses_principal(jwt, opened)
+    # A static token has no issue time: the connection's authentication time stands in.
+    assert rv.refuses_principal(static, opened)
+    assert not rv.refuses_principal(static, clock.now + 0.01)  # re-authenticated since
+    assert not rv.refuses_principal(public, opened)
+    other = Principal("u3", "editor", via="jwt", sid="s3", issued_at=clock.now)
+    rv.revoke_session("s3")
+    assert rv.refuses_principal(other, clock.now)
+
+
+def test_user_changed_revokes_only_what_a_token_rests_on() -> None:
+    core = _core()
+    access, _ = _login(core)
+    user = core.users.get_by_email("ada@example.com")  # type: ignore[union-attr]
+    assert user is not None
+    renamed = core.users.update(user.id, first_name="Augusta")  # type: ignore[union-attr]
+    run_sync(core.auth.user_changed(user, renamed))
+    assert isinstance(_ask(core, access), Principal)  # a new name: the token stands
+    demoted = core.users.update(user.id, role="viewer")  # type: ignore[union-attr]
+    run_sync(core.auth.user_changed(user, demoted))
+    assert _is_refused(_ask(core, access))
+    # A token issued right after the change is not in the revoked millisecond.
+    fresh, _ = _login(core)
+    principal = _ask(core, fresh)
+    assert isinstance(principal, Principal) and principal.role == "viewer"

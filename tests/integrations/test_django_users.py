@@ -7,6 +7,7 @@ backend, Django REST framework's authentication and permissions, the Channels mi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -337,6 +338,60 @@ def test_drf_checks_csrf_only_for_cookie_authenticated_unsafe_requests(middlewar
         assert (r.status_code, r.json()) == (200, {"posted": True, "user": str(ada.pk)})
 
 
+# -- Django's own changes revoke (signals) -------------------------------------------------
+
+
+def _status(token: str) -> int:
+    return Client().get("/whoami", HTTP_AUTHORIZATION=f"Bearer {token}").status_code  # type: ignore[no-any-return]
+
+
+def _token() -> str:
+    time.sleep(0.002)  # past the millisecond of the previous revocation
+    token: str = login(Client()).json()["data"]["access_token"]
+    assert _status(token) == 200
+    return token
+
+
+def test_changes_django_makes_to_a_user_revoke_its_tokens() -> None:
+    ada = account(groups=("Editors",))
+    admins = Group.objects.create(name="Admins")
+    # Harmless saves: a name, Django's own login bookkeeping.
+    token = _token()
+    ada.first_name = "Augusta"
+    ada.save()
+    ada.save(update_fields=["last_login"])
+    assert _status(token) == 200
+    # A group change that moves the role (the first mapped group wins: Editors, then
+    # Admins), either way round; one that does not move it revokes nothing.
+    ada.groups.add(admins)
+    assert _status(token) == 200  # still an editor
+    ada.groups.remove(Group.objects.get(name="Editors"))
+    assert _status(token) == 401  # an administrator now
+    token = _token()
+    admins.user_set.remove(ada)
+    assert _status(token) == 401
+    # Staff (app access), superuser (admin access), is_active (status), the password.
+    for change in ("is_staff", "is_superuser"):
+        token = _token()
+        setattr(ada, change, True)
+        ada.save()
+        assert _status(token) == 401, change
+    token = _token()
+    ada.set_password(PASSWORD)  # a new hash (a new salt), as changepassword makes
+    ada.save()
+    assert _status(token) == 401
+    token = _token()
+    ada.is_active = False
+    ada.save()
+    assert _status(token) == 401
+    # Django's bulk update sends no signal: that path is the app's to revoke.
+    get_user_model().objects.filter(pk=ada.pk).update(is_active=True)
+    token = _token()
+    ada.refresh_from_db()
+    ada.delete()
+    assert _status(token) == 401
+
+
 # -- Channels --------------------------------------------------------------------------------
 
 
@@ -404,6 +459,48 @@ def test_channels_refuses_a_cross_site_upgrade_with_the_session_cookie() -> None
     assert channels_connect("/ws", [(b"cookie", cookie), (b"origin", b"https://evil.example"), (b"host", b"testserver")]) == ("refused", 1008)
     same = channels_connect("/ws", [(b"cookie", cookie), (b"origin", b"http://testserver"), (b"host", b"testserver")])
     assert (same["via"], same["authenticated"]) == ("session", True)
+
+
+async def listening_consumer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts, says who it serves, then echoes until told the socket ended."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": scope["principal"].via})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            scope["ended"].append(message.get("code"))
+            return
+        await send({"type": "websocket.send", "text": message.get("text")})
+
+
+def test_channels_socket_is_closed_when_its_token_is_revoked() -> None:
+    ada = account(groups=("Editors",))
+    token = login(Client()).json()["data"]["access_token"]
+
+    async def run() -> Any:
+        ended: list[Any] = []
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await listening_consumer({**scope, "ended": ended}, receive, send)
+
+        communicator = WebsocketCommunicator(
+            TokenGuardChannelsMiddleware(app), f"/ws?access_token={token}"
+        )
+        connected, _ = await communicator.connect()
+        assert connected
+        assert await communicator.receive_from() == "jwt"
+        await communicator.send_to("hello")
+        assert await communicator.receive_from() == "hello"
+        # A change of role (or a logout, a suspension...) revokes the user's tokens.
+        get_guard().revoke_user(str(ada.pk))
+        closing = await communicator.receive_output(timeout=2)
+        await communicator.wait(timeout=2)
+        return closing, ended
+
+    closing, ended = async_to_sync(run)()
+    assert closing == {"type": "websocket.close", "code": 4403, "reason": "Token revoked."}
+    assert ended == [4403]
 
 
 # -- manage.py tokenguard --------------------------------------------------------------------

@@ -336,3 +336,74 @@ async def test_cross_site_upgrades_with_the_session_cookie_are_refused(path: str
     app = EchoApp()
     await run(app, core, server)
     assert app.scope is not None
+
+
+# -- revocation ----------------------------------------------------------------------------------
+
+
+async def _after_first_echo(app: EchoApp, core: TokenGuard, server: FakeServer, then: Any) -> None:
+    """Run the socket; once the app has echoed a frame, revoke without waking the socket
+    (no listener: as between two polls where no wake-up can reach it), then ``then()``."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, app, core, server)
+        with anyio.fail_after(5):
+            while not server.texts():
+                await anyio.sleep(0.01)
+        revocations = core.guard.revocations
+        revocations.listeners.clear()
+        revocations.revoke_user(USER_ID)
+        then()
+
+
+async def test_a_frame_after_a_revocation_closes_an_apps_socket_and_is_not_delivered() -> None:
+    core = make_core()
+    app = EchoApp()
+    server = FakeServer("/chat", f"access_token={token(core)}".encode())
+    server.frame("one")
+    await _after_first_echo(app, core, server, lambda: server.frame("two"))
+    assert server.texts() == [{"echo": "one", "via": "jwt"}]
+    assert server.sent[-1] == {"type": "websocket.close", "code": 4403, "reason": "Token revoked."}
+    assert app.seen[-1] == {"type": "websocket.disconnect", "code": 4403}
+    assert "two" not in json.dumps(app.seen)
+
+
+async def test_a_frame_after_a_revocation_lapses_a_realtime_socket() -> None:
+    core = make_core()
+    app = EchoApp()
+    server = FakeServer("/websocket", f"access_token={token(core)}".encode())
+    server.frame('{"type":"hello"}')
+
+    def then() -> None:
+        server.frame('{"type":"subscribe","uid":"u1"}')
+        server.leave()
+
+    await _after_first_echo(app, core, server, then)
+    expired = {"code": "TOKEN_EXPIRED", "message": "Token expired."}
+    assert server.texts() == [
+        {"echo": '{"type":"hello"}', "via": "jwt"},
+        {"type": "auth", "status": "error", "error": expired, "uid": "u1"},
+    ]
+    assert "subscribe" not in json.dumps(app.seen)
+
+
+async def test_a_write_after_a_revocation_raises_and_sends_nothing() -> None:
+    core = make_core()
+    server = FakeServer("/chat", f"access_token={token(core)}".encode())
+    raised: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        core.guard.revocations.listeners.clear()
+        core.guard.revocations.revoke_user(USER_ID)
+        try:
+            await send({"type": "websocket.send", "text": "for the revoked user"})
+        except WebSocketClosed as exc:
+            raised.append(exc)
+
+    await run(app, core, server)
+    assert len(raised) == 1
+    assert server.sent == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 4403, "reason": "Token revoked."},
+    ]

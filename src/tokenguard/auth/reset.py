@@ -315,5 +315,5 @@ class PasswordReset:
         if updated is None:
             raise forbidden()
         revoked = yield from service._store(service.sessions.revoke_user, user.id)
-        yield from service.revoke_user(user.id)
+        yield from service.user_changed(user, updated)
         log.info("password reset for user %s; %s session(s) revoked", user.id, revoked)

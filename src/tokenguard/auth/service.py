@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..flow import Call, Flow, Sleep
 from ..guard.limits import Limits, TooManyRequests
-from ..guard.revocation import Entry, Revocations
+from ..guard.revocation import Entry, Revocations, revoking_change
 from ..jose.tokens import issue_access_token
 from ..logs.audit import Audit
 from ..stores.base import (
@@ -285,6 +285,34 @@ class AuthService:
             return
         yield from self.announce([rv.revoke_user(user_id)])
 
+    def user_changed(self, before: User, after: User | None) -> Flow[None]:
+        """Void ``before``'s access tokens when its change to ``after`` (``None``: gone)
+        touched what a token carries or rests on (:func:`~tokenguard.guard.revocation.
+        revoking_change`: role, admin/app access, status, password, two-factor removed).
+
+        Every path that updates a user in this process calls it with the user it read and
+        the one the store returned, so the decision is made once: a login driver syncing the
+        role from the provider's groups, the lockout, a reset, two-factor. The tokens of
+        the change's moment are refused everywhere (announced as :meth:`revoke_user` does);
+        their clients refresh into the new role."""
+        reason = revoking_change(before, after)
+        if reason is None:
+            return
+        log.info("user %s changed (%s): access tokens issued until now revoked", before.id, reason)
+        yield from self.revoke_user(before.id)
+        rv = self.revocations
+        not_before = rv.users.get(before.id) if rv is not None else None
+        if rv is not None and not_before is not None:
+            # The not-before time is rounded up to the millisecond: a login that goes on to
+            # issue a token (a provider's role sync) waits that long, or its new token
+            # would fall in the revoked millisecond. Looked at again after each pause: an
+            # event loop's timers (uvloop's are whole milliseconds) may wake a little early.
+            for _ in range(5):
+                gap = not_before - rv.clock()
+                if not 0 < gap <= 0.002:
+                    break
+                yield Sleep(max(gap, 0.001))
+
     def announce(self, entries: list[Entry]) -> Flow[None]:
         """Tell the other processes of revocations made here (a 503 when they cannot be)."""
         rv = self.revocations
@@ -433,11 +461,11 @@ class AuthService:
             # The attempt after AUTH_LOGIN_ATTEMPTS consecutive failures suspends the user, as
             # in Directus; unlike Directus the suspension holds for this very attempt, so a
             # right password now fails too (and the answer does not say which it was).
-            yield from self._store(self.users.update, user.id, status="suspended")
+            suspended = yield from self._store(self.users.update, user.id, status="suspended")
             # As `tokenguard users suspend` does: a session-mode cookie, a refresh token or an
             # access token someone already holds must stop working now, not when it expires.
             yield from self._store(self.sessions.revoke_user, user.id)
-            yield from self.revoke_user(user.id)
+            yield from self.user_changed(user, suspended)
             log.warning("login: user %s suspended after too many failed attempts", user.id)
             yield from self.audit.emit(
                 "lockout", "blocked", client, user_id=user.id, provider=user.provider

@@ -140,6 +140,7 @@ class TwoFactor:
         password_providers: Mapping[str, Any] | None = None,
         signing: SignedValues | None = None,
         revoke_user: Callable[[str], Flow[None]] | None = None,
+        user_changed: Callable[[User, User | None], Flow[None]] | None = None,
     ) -> None:
         import time
 
@@ -161,6 +162,9 @@ class TwoFactor:
         #: Voids a user's access tokens (AuthService.revoke_user): disabling two-factor
         #: ends what was obtained with the weaker or the stronger login alike.
         self.revoke_user = revoke_user
+        #: Decides from the user before and after the change (AuthService.user_changed),
+        #: as every path that updates a user does; preferred to ``revoke_user`` when given.
+        self.user_changed = user_changed
 
     # -- secrets ----------------------------------------------------------------------------
 
@@ -290,8 +294,10 @@ class TwoFactor:
             raise invalid_payload(f'User "{user.id}" doesn\'t have TFA enabled')
         if not (yield from self.check(user, code)):
             raise invalid_payload(OTP_INVALID)
-        yield from self._store(self.users.update, user.id, tfa_secret=None)
-        if self.revoke_user is not None:
+        updated = yield from self._store(self.users.update, user.id, tfa_secret=None)
+        if self.user_changed is not None:
+            yield from self.user_changed(user, updated)
+        elif self.revoke_user is not None:
             yield from self.revoke_user(user.id)
         log.info("two-factor disabled for user %s", user.id)
 

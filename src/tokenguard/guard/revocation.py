@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,8 +32,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ..flow import Call, Flow
+from ..principal import Principal
+from ..stores.base import User
 
 __all__ = [
+    "PRIVILEGE_FIELDS",
     "Entry",
     "RevocationCheck",
     "RevocationPublisher",
@@ -41,7 +45,10 @@ __all__ = [
     "encode_entries",
     "entry_from_member",
     "issued_at",
+    "revoking_change",
 ]
+
+log = logging.getLogger("tokenguard.guard")
 
 Kind = Literal["s", "u"]
 
@@ -114,6 +121,33 @@ def issued_at(claims: dict[str, Any]) -> float | None:
     return None
 
 
+#: The fields of a user whose change voids the user's access tokens: what a token claims
+#: (``role``, ``admin_access``, ``app_access``), whether the user may act at all
+#: (``status``), and the credentials it was obtained with (``password_hash``; and
+#: ``tfa_secret`` when two-factor is turned off, see :func:`revoking_change`).
+PRIVILEGE_FIELDS = ("role", "admin_access", "app_access", "status", "password_hash")
+
+
+def revoking_change(before: User, after: User | None) -> str | None:
+    """Why the change of a user from ``before`` to ``after`` (``None``: the user is gone)
+    must void its access tokens issued until now, or ``None`` when it need not.
+
+    The one decision every path that updates a user shares (the login drivers' role sync,
+    the lockout, a reset, two-factor, the command line): a token must not keep privileges
+    its user lost, so it is refused and its client refreshes into what the user now is.
+    A password re-hashed to a newer algorithm is the same password: callers that only
+    upgrade a hash do not ask.
+    """
+    if after is None:
+        return "deleted"
+    for name in PRIVILEGE_FIELDS:
+        if getattr(before, name) != getattr(after, name):
+            return name
+    if before.tfa_secret and not after.tfa_secret:
+        return "tfa_secret"
+    return None
+
+
 class RevocationCheck(Protocol):
     """Asks the store whether a token is revoked, when the registry cannot vouch for it:
     returns ``(session revoked at ms or None, user not-before ms or None)`` (a coroutine for
@@ -165,6 +199,12 @@ class Revocations:
         self.publish: RevocationPublisher | None = None
         #: Called before each store check (starts the subscriber that will make it trusted).
         self.on_check: Callable[[], object] | None = None
+        #: Counts the writes that recorded something (a cheap "anything new?" for pollers).
+        self.version = 0
+        #: Called, from whichever thread wrote, after each write that recorded something:
+        #: open WebSockets re-check their principal (tokenguard.shells.asgi_ws). A listener
+        #: must be quick and must not raise (one that does is logged and skipped).
+        self.listeners: list[Callable[[], object]] = []
         self._expiry: list[tuple[float, Kind, str]] = []
         self._lock = threading.Lock()
 
@@ -193,6 +233,16 @@ class Revocations:
         if session_ms is not None:
             return True
         return user_ms is not None and (issued is None or issued < user_ms / 1000)
+
+    def refuses_principal(self, principal: Principal, since: float) -> bool:
+        """Whether an open connection's ``principal``, authenticated at ``since`` (Unix
+        seconds), is void now: :meth:`refuses` with the token's issue time, or ``since`` for
+        a credential without one (a static token: the user revoked after the connection
+        authenticated). The public caller is never refused."""
+        if principal.user is None or not (self.sessions or self.users):
+            return False
+        issued = principal.issued_at if principal.issued_at is not None else since
+        return self.refuses(principal.sid, principal.user, issued)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -223,6 +273,7 @@ class Revocations:
         """Record entries (made here, announced by another process, or caught up from the
         store); an entry older than the window is ignored, a user's later time wins."""
         now = self.clock()
+        recorded = False
         with self._lock:
             self._prune(now)
             for entry in entries:
@@ -238,6 +289,15 @@ class Revocations:
                     continue
                 table[entry.key] = at
                 heapq.heappush(self._expiry, (until, entry.kind, entry.key))
+                recorded = True
+            if recorded:
+                self.version += 1
+        if recorded:
+            for listener in tuple(self.listeners):
+                try:
+                    listener()
+                except Exception as exc:  # a listener's bug must not undo a revocation
+                    log.error("revocation listener failed: %s", type(exc).__name__)
 
     def prune(self, now: float | None = None) -> None:
         """Drop the entries whose window has passed (also done by every write)."""

@@ -83,7 +83,7 @@ def build_extras(
         audit=service.audit,
         password_providers=service.password_providers,  # filled by ldap_logins below
         signing=signing,
-        revoke_user=service.revoke_user,
+        user_changed=service.user_changed,
     )
     service.two_factor = two_factor
     reset = PasswordReset(service, once, mailer)

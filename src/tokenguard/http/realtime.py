@@ -33,7 +33,10 @@ token expired, frames other than ``auth`` are not handed to the app (the client 
 ``TOKEN_EXPIRED`` message back, with its ``uid``), and the app sees the public principal. A
 socket opened with the session cookie has its session checked again at every heartbeat: a
 logout reaches it within ``WEBSOCKETS_HEARTBEAT_PERIOD`` (as ``TOKEN_EXPIRED``), instead of
-when the cookie's JWT expires.
+when the cookie's JWT expires. And a socket whose token is revoked
+(:mod:`tokenguard.guard.revocation`: a logout, a change of role, a suspension...) lapses as
+an expired one does, as soon as the shell learns of it (:meth:`Connection.recheck`) or at the
+next frame at the latest.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from ..errors import AuthError, invalid_credentials
 from ..flow import Call, Flow
 from ..guard.decide import Guard, Refusal
 from ..guard.extract import Extracted
+from ..guard.revocation import Revocations
 from ..principal import Principal
 from ..stores.base import refresh_token_key
 
@@ -320,10 +324,18 @@ class Connection:
         # its count needs no shared store (and no round trip per frame).
         self._window_ends = 0.0
         self._window_count = 0
+        #: When the principal authenticated (the revocation registry's clock): a static
+        #: token, which has no issue time, is void once its user is revoked after this.
+        self._since = 0.0
 
     @property
     def mode(self) -> Mode:
         return self._rt.mode
+
+    @property
+    def revocations(self) -> Revocations:
+        """The registry whose writes this socket watches (see :meth:`recheck`)."""
+        return self._rt.guard.revocations
 
     # -- events --------------------------------------------------------------------------
 
@@ -382,7 +394,28 @@ class Connection:
             return []
         if state == "expired" and self.mode != "public":
             return [SendJSON(auth_error("TOKEN_EXPIRED", "Token expired.", uid))]
+        if self._revoked():
+            # Revoked since the last check: the frame is not the app's (as once expired).
+            return self._lapse(uid)
         return [Deliver(data)]
+
+    def recheck(self) -> Answer:
+        """Revocations arrived (tokenguard.guard.revocation): when they void this socket's
+        principal (a logout, a change of role, a suspension...), the client is told
+        ``TOKEN_EXPIRED`` and the socket goes on as for an expired token — the app sees the
+        public principal at once, and the socket closes with ``AUTH_TIMEOUT`` unless a new
+        ``auth`` frame (a refresh into the new role) comes within
+        ``WEBSOCKETS_REST_AUTH_TIMEOUT``."""
+        if self.state != "open" or not self._revoked():
+            return []
+        log.info("realtime socket's token was revoked: re-authentication required")
+        return self._lapse()
+
+    def _revoked(self) -> bool:
+        principal = self.principal
+        if principal is None:
+            return False
+        return self._rt.guard.revocations.refuses_principal(principal, self._since)
 
     def _count_message(self) -> Answer | None:
         """Directus's per-connection limit on incoming frames: past it, every frame (an
@@ -456,6 +489,7 @@ class Connection:
     def _open(self, principal: Principal) -> Answer:
         self.state = "open"
         self.principal = principal
+        self._since = self._rt.guard.revocations.clock()
         return [StartApp(principal), *self._expiry(principal), *self._heartbeat()]
 
     def _token_upgrade(self, found: Extracted) -> Answer | Flow[Answer]:
@@ -512,6 +546,7 @@ class Connection:
             return [failed, SetPrincipal(public), *self._close(None)]
         self.state = "open"
         self.principal = done.principal
+        self._since = self._rt.guard.revocations.clock()
         return [
             SendJSON(auth_ok(uid, done.refresh_token)),
             SetPrincipal(done.principal),
@@ -545,12 +580,13 @@ class Connection:
             return [SetTimer("expiry", remaining)]
         return self._lapse()
 
-    def _lapse(self) -> Answer:
+    def _lapse(self, uid: Any = None) -> Answer:
         """The credential stopped being valid: tell the client, wait for a new one."""
         public = self._rt.guard.public
         self.principal = public
         self.state = "expired"
-        actions: Answer = [SendJSON(TOKEN_EXPIRED), SetPrincipal(public), CancelTimer("expiry")]
+        told = TOKEN_EXPIRED if uid is None else auth_error("TOKEN_EXPIRED", "Token expired.", uid)
+        actions: Answer = [SendJSON(told), SetPrincipal(public), CancelTimer("expiry")]
         if self.mode == "public":
             self.state = "open"
         else:

@@ -29,22 +29,27 @@ policy of :mod:`tokenguard.guard.csrf`), is refused before the consumer runs: th
 closed before it is accepted, which the server answers with 403.
 
 The guard is the Django integration's (:func:`~tokenguard.integrations.django.get_guard`): the
-principal is checked once, at the upgrade, as for a plain ASGI WebSocket; a token that expires
-later does not close the socket.
+principal is checked at the upgrade, as for a plain ASGI WebSocket; a token that expires
+later does not close the socket, but one that is revoked does (a logout, a change of role or
+access, a suspension: :mod:`tokenguard.guard.revocation`): the socket is closed with code
+4403 (reason ``Token revoked.``) as soon as this process learns of it, or at the next frame
+at the latest, and the consumer gets ``websocket.disconnect``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import GeneratorType
-from typing import Any
+from typing import Any, cast
 
+from .. import types
 from ..errors import AuthError
 from ..flow import run_async
 from ..guard.decide import Refusal
 from ..guard.extract import Extracted
 from ..logs.redact import remove_query_params
 from ..principal import Principal
+from ..shells.asgi_ws import guarded_socket
 from .django.conf import get_guard
 from .django.user import TokenGuardUser
 
@@ -100,7 +105,9 @@ class TokenGuardChannelsMiddleware:
             scope["query_string"] = stripped.encode("latin-1")
         scope["principal"] = outcome
         scope["user"] = self.user_class(outcome)
-        await self.inner(scope, receive, send)
+        # The inner app takes the scope as the dict Channels gives (the shell's type is wider).
+        inner = cast(types.ASGIApp, self.inner)
+        await guarded_socket(inner, scope, receive, send, outcome, core.guard.revocations)
 
     async def authenticate(self, scope: Scope) -> Principal | AuthError:
         """The principal of an upgrade, or why it is refused."""

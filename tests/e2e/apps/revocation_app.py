@@ -1,6 +1,8 @@
 """Two tiny apps behind tokenguard, configured from the environment, for the revocation
 end-to-end tests: ``asgi`` (uvicorn) and ``wsgi`` (gunicorn). ``/whoami`` answers with the
-user, whether it has admin access and the worker's PID; everything else is public."""
+user, whether it has admin access and the worker's PID; everything else is public. Every
+WebSocket answers each frame the same way (with ``WEBSOCKETS_ENABLED``, ``/websocket`` is the
+realtime path)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,23 @@ def _body(principal: Principal | None) -> tuple[int, bytes]:
     return 200, f"user={user} admin={admin} pid={os.getpid()}".encode()
 
 
+async def _socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Any WebSocket (the realtime path or another): accept, then answer each frame with who
+    the socket speaks for and the worker's PID, until it ends."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        _, body = _body(scope["state"]["user"])
+        await send({"type": "websocket.send", "text": body.decode()})
+
+
 async def _asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await _socket(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     status, body = _body(scope.get("user"))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,12 +129,20 @@ def _store(fn: Any, *args: Any, **kwargs: Any) -> Flow[Any]:
 
 
 def user_for_identity(
-    users: Any, identity: ExternalIdentity, registration: Registration
+    users: Any,
+    identity: ExternalIdentity,
+    registration: Registration,
+    *,
+    changed: Callable[[User, User | None], Flow[None]] | None = None,
 ) -> Flow[User]:
     """The active user ``identity`` names, registered if the rules allow; raises
     :class:`~tokenguard.errors.AuthError` (401, or 503 when the store cannot answer).
 
     ``users`` is a sync or async user store with ``get_by_external_identifier``.
+    ``changed`` (:meth:`AuthService.user_changed
+    <tokenguard.auth.service.AuthService.user_changed>`) is told of each update of a
+    returning user, before and after: a role synced from the provider's groups voids the
+    access tokens issued under the old one.
     """
     identifier = identity.identifier
     if not identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
@@ -157,7 +165,7 @@ def user_for_identity(
     if user.status != "active":
         raise invalid_credentials()
     if user.provider == identity.provider:
-        user = yield from _refresh(users, user, identity, email, registration)
+        user = yield from _refresh(users, user, identity, email, registration, changed)
     return user
 
 
@@ -243,6 +251,7 @@ def _refresh(
     identity: ExternalIdentity,
     email: str | None,
     registration: Registration,
+    changed: Callable[[User, User | None], Flow[None]] | None = None,
 ) -> Flow[User]:
     """Apply ``SYNC_USER_INFO`` and a role mapping to a returning user."""
     changes: dict[str, Any] = {}
@@ -267,4 +276,7 @@ def _refresh(
         changes.pop("email", None)
         log.warning("provider %s: user %s's new e-mail is taken", identity.provider, user.id)
         updated = (yield from _store(users.update, user.id, **changes)) if changes else user
+    if changed is not None:
+        # Before the new tokens are issued: they are made after the revocation's moment.
+        yield from changed(user, updated)
     return updated if updated is not None else user

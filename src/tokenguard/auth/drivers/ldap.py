@@ -422,7 +422,9 @@ class LdapLogin:
             ok = yield from self._bind(entry.dn, password)
             if not ok:
                 raise invalid_credentials()
-        user = yield from user_for_identity(users, self.identity(entry), self.provider.registration)
+        user = yield from user_for_identity(
+            users, self.identity(entry), self.provider.registration, changed=service.user_changed
+        )
         if not found:
             found.append(user)
         yield from service.check_otp(user, credentials.otp)

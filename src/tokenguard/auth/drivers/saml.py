@@ -467,7 +467,12 @@ class SAMLLogin:
             log.warning("[SAML] no user identifier for provider %s", saml.provider.name)
             raise invalid_credentials()
         return (
-            yield from user_for_identity(self.service.users, identity, saml.provider.registration)
+            yield from user_for_identity(
+                self.service.users,
+                identity,
+                saml.provider.registration,
+                changed=self.service.user_changed,
+            )
         )
 
     # -- logout -------------------------------------------------------------------------------

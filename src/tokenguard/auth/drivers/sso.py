@@ -472,7 +472,14 @@ class SingleSignOn:
         if identity is None:
             log.warning("provider %s sent no usable identifier or e-mail", provider.name)
             raise invalid_credentials()
-        return (yield from user_for_identity(self.service.users, identity, provider.registration))
+        return (
+            yield from user_for_identity(
+                self.service.users,
+                identity,
+                provider.registration,
+                changed=self.service.user_changed,
+            )
+        )
 
 
 def _claim(profile: dict[str, Any], key: str | None) -> Any:

@@ -1,5 +1,7 @@
 """The app configuration: ``"tokenguard.integrations.django"`` in ``INSTALLED_APPS`` gives
-``manage.py tokenguard ...``; the middleware and the rest work without it."""
+``manage.py tokenguard ...``, and changes Django makes to its users (the admin, a group
+added, ``is_active`` cleared) revoke their access tokens; the middleware and the rest work
+without it."""
 
 from __future__ import annotations
 
@@ -14,3 +16,10 @@ class TokenGuardConfig(AppConfig):  # type: ignore[misc]  # Django ships no type
     name = "tokenguard.integrations.django"
     label = "tokenguard"
     verbose_name = "tokenguard"
+
+    def ready(self) -> None:
+        """Changes Django makes to its users revoke their tokens
+        (:mod:`tokenguard.integrations.django.signals`)."""
+        from .signals import connect  # the app registry is ready: the user model can load
+
+        connect()
