@@ -13,8 +13,9 @@ For each of ``--revocations`` (default 1,200) revocations, one after the other:
 1. log in (json mode) at one process, and present the access token twice at every process
    (``GET /whoami``: 200 each time; the second answer comes from the token cache and the
    header memo, so the revocation has to beat the cached path);
-2. release one poller thread per process, each sending ``GET /whoami`` with that token back to
-   back over its own keep-alive connection, and at the same instant (``t0``) revoke the token
+2. release one poller thread per process, each sending ``GET /whoami`` with that token every
+   ``--poll-gap-ms`` (1 ms; 0: back to back) over its own keep-alive connection, and at the
+   same instant (``t0``) revoke the token
    at process ``i mod N``, cycling through three ways: ``POST /auth/logout`` (the session store
    ends the session), ``TokenGuard.arevoke_session`` and ``TokenGuard.arevoke_user`` (the
    public API, called by the app's ``POST /bench/revoke-session`` and
@@ -289,9 +290,11 @@ def request(
 class Poller(threading.Thread):
     """Polls one process with the token it is given until the first 401 (or the deadline)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, gap_s: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.port = port
+        #: Pause between two polls (0: back to back, the finest resolution and the most load).
+        self.gap_s = gap_s
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self.go = threading.Event()
         self.done = threading.Event()
@@ -324,6 +327,8 @@ class Poller(threading.Thread):
                     if status != 200:
                         self.error = f"status {status}"
                         break
+                    if self.gap_s:
+                        time.sleep(self.gap_s)
             except (OSError, http.client.HTTPException) as exc:
                 self.error = type(exc).__name__
             self.done.set()
@@ -360,11 +365,13 @@ def revoke(kind: str, port: int, session: dict[str, Any], conn: http.client.HTTP
     return status
 
 
-def measure(ports: list[int], revocations: int, users: int, deadline_s: float) -> dict[str, Any]:
+def measure(
+    ports: list[int], revocations: int, users: int, deadline_s: float, gap_s: float = 0.0
+) -> dict[str, Any]:
     """Run the revocations; every one's per-process refusal times (ms from t0)."""
     count = len(ports)
     conns = [http.client.HTTPConnection("127.0.0.1", p, timeout=10) for p in ports]
-    pollers = [Poller(p) for p in ports]
+    pollers = [Poller(p, gap_s) for p in ports]
     for poller in pollers:
         poller.start()
     # Every process sees a token once, which starts its subscriber; then wait for catch-up.
@@ -487,6 +494,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
+        f"Server: `{meta['server_command']}`; polls "
+        + ("back to back" if not meta["poll_gap_ms"] else f"{meta['poll_gap_ms']:g} ms apart")
+        + f"; a miss after {meta['deadline_s']:g} s.",
+        "",
     ]
     for store, result in report["stores"].items():
         if "skipped" in result:
@@ -534,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=64, help="distinct users logging in")
     parser.add_argument("--deadline", type=float, default=5.0,
                         help="seconds a process may take to refuse before it is a miss")  # fmt: skip
+    parser.add_argument("--poll-gap-ms", type=float, default=1.0,
+                        help="pause between two polls of a process (default 1; 0: back to back, "
+                        "where the pollers load the servers as much as what they measure)")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 processes, 12 revocations")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
@@ -542,7 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     stores = [s.strip() for s in args.store.split(",") if s.strip()]
     processes = args.processes or (2 if args.quick else 4)
     revocations = args.revocations or (12 if args.quick else 1200)
-    if set(stores) - set(STORES) or processes < 1 or revocations < 1 or args.users < 1:
+    if (
+        set(stores) - set(STORES)
+        or processes < 1
+        or revocations < 1
+        or args.users < 1
+        or args.poll_gap_ms < 0
+    ):
         parser.error("bad --store/--processes/--revocations/--users")
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -556,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_before": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
             "processes": processes,
             "deadline_s": args.deadline,
+            "poll_gap_ms": args.poll_gap_ms,
             "server_command": " ".join(server_command(0))
             .replace(sys.executable, "python")
             .replace("--port 0", "--port <free port>"),
@@ -579,7 +600,13 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(stop_processes, servers)
             load = os.getloadavg()[0]
             try:
-                result = measure([p.port for p in servers], revocations, args.users, args.deadline)
+                result = measure(
+                    [p.port for p in servers],
+                    revocations,
+                    args.users,
+                    args.deadline,
+                    args.poll_gap_ms / 1000,
+                )
             except (RuntimeError, OSError, http.client.HTTPException) as exc:
                 log(f"{store}: failed: {exc}")
                 report["stores"][store] = {"skipped": f"failed: {exc}"}

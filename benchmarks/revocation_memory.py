@@ -279,6 +279,51 @@ def redis_window(url: str, members: int) -> dict[str, Any]:
     }
 
 
+def postgres_window(members: int) -> dict[str, Any]:
+    """PostgreSQL's window of revocations (a table, a row per revocation, with its indexes):
+    bytes per row, and the ``NOTIFY`` payload of one revocation of each kind. Needs the
+    PostgreSQL feed (``tokenguard.stores.postgres.revocation_payload``)."""
+    try:
+        from tokenguard.stores.postgres import revocation_payload  # type: ignore[attr-defined]
+    except ImportError:
+        return {"skipped": "pending: this build has no PostgreSQL revocation feed"}
+    import psycopg
+
+    from tokenguard.config import Settings
+    from tokenguard.stores.postgres import pg_stores
+
+    from .revocation import private_postgres
+
+    now_ms = int(time.time() * 1000)
+    with private_postgres() as conninfo:
+        settings = Settings(
+            secret=secrets.token_urlsafe(48), db_client="pg", db_connection_string=conninfo
+        )
+        users, sessions = pg_stores(settings, "sync")
+        size_sql = "SELECT pg_total_relation_size('tokenguard_revocations')"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("VACUUM tokenguard_revocations")
+            before = int(conn.execute(size_sql).fetchone()[0])  # type: ignore[index]
+            for start in range(0, members, _BATCH):
+                count = min(members, start + _BATCH) - start
+                sessions.record_revocations([(f"s:{_sid()}", now_ms) for _ in range(count)])
+            conn.execute("VACUUM tokenguard_revocations")
+            after = int(conn.execute(size_sql).fetchone()[0])  # type: ignore[index]
+            rows = int(conn.execute("SELECT count(*) FROM tokenguard_revocations").fetchone()[0])  # type: ignore[index]
+        for store in (sessions, users):
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+    return {
+        "rows": rows,
+        "table_and_index_bytes_per_row": round((after - before) / rows, 1),
+        "notify_payload_bytes": {
+            "a session": len(revocation_payload([(f"s:{_sid()}", now_ms)]).encode()),
+            "a user": len(revocation_payload([(f"u:{_uuid()}", now_ms)]).encode()),
+        },
+    }
+
+
 def messages() -> dict[str, int]:
     """Bytes of the channel messages (UTF-8), one revocation each."""
     from tokenguard.guard.revocation import Entry, encode_entries
@@ -346,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subscribers", type=int, default=4, help="processes listening")
     parser.add_argument("--no-redis", action="store_true", help="only the per-process figures")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also PostgreSQL's window (a private cluster; at most 200,000 rows)",
+    )
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
     repeated_user = _uuid()
@@ -384,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
                 }
         except RuntimeError as exc:
             report["redis"] = {"skipped": str(exc)}
+    if args.postgres:
+        try:
+            report["postgres"] = postgres_window(min(args.entries, 200_000))
+        except (RuntimeError, OSError, ImportError) as exc:
+            report["postgres"] = {"skipped": str(exc)}
     report["sizing"] = sizing(report)
     report["meta"]["load_after"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     report["meta"]["seconds"] = round(time.monotonic() - started, 1)

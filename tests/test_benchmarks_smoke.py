@@ -260,3 +260,29 @@ def test_the_revocations_held_variant_checks_and_passes() -> None:
     listed = next(iter(revocations.sessions))
     assert asyncio.run(status(apps.directus_token(sid="a" * 22))) == 200
     assert asyncio.run(status(apps.directus_token(sid=listed))) == 401
+
+
+def test_quick_revocation_on_postgres(tmp_path: Path) -> None:
+    # The PostgreSQL path: a private cluster, migrated, sessions in it, two processes. Where
+    # the build carries revocations over LISTEN/NOTIFY every one is refused everywhere; where
+    # it does not, the first revocation reaches only its own process and the run says so.
+    for module in ("uvicorn", "argon2", "psycopg"):
+        pytest.importorskip(module)
+    out = tmp_path / "revocation.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.revocation", "--store", "postgres", "--processes",
+         "2", "--revocations", "3", "--deadline", "2", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())["stores"]["postgres"]
+    first = result["rows"][0]
+    assert first["kind"] == "logout" and first["status"] == 204
+    assert _positive(first["refused_ms"][0])  # the process that revoked refuses at once
+    if "skipped" in result:
+        assert "does not carry revocations across processes" in result["skipped"]
+        assert first["refused_ms"][1] is None
+    else:
+        summary = result["summary"]
+        assert (summary["revocations"], summary["complete"], summary["missed"]) == (3, 3, 0)
