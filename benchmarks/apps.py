@@ -7,6 +7,7 @@ The ``make_*`` functions are also uvicorn/gunicorn factories (``--factory``).
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ import jwt
 
 from tokenguard import Settings, TokenGuard, TokenGuardMiddleware, User
 from tokenguard.config import token_policy
+from tokenguard.guard.revocation import Entry
 from tokenguard.jose.tokens import hash_token, issue_access_token
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
 
@@ -28,8 +30,9 @@ BODY = b"ok"
 SETTINGS = Settings(secret=SECRET, issuer=ISSUER)
 
 
-def directus_token(user_id: str | None = None, *, ttl_s: int = 3600) -> str:
-    """A Directus-shaped HS256 access token (id, role, app/admin access, iat, exp, iss)."""
+def directus_token(user_id: str | None = None, *, ttl_s: int = 3600, sid: str | None = None) -> str:
+    """A Directus-shaped HS256 access token (id, role, app/admin access, iat, exp, iss; with
+    ``sid``, the session a login's token names)."""
     return issue_access_token(
         token_policy(SETTINGS),
         user_id=user_id or str(uuid.uuid4()),
@@ -38,6 +41,7 @@ def directus_token(user_id: str | None = None, *, ttl_s: int = 3600) -> str:
         admin_access=False,
         ttl_ms=ttl_s * 1000,
         now=time.time(),
+        sid=sid,
     )
 
 
@@ -88,6 +92,18 @@ def make_core(flavour: str) -> TokenGuard:
 
 def make_asgi_tokenguard() -> Any:
     return TokenGuardMiddleware(bare_asgi, make_core("async"))
+
+
+def make_asgi_tokenguard_revocations() -> Any:
+    """tokenguard whose revocation list holds 10,000 revoked sessions and 1,000 revoked users,
+    none of them the request's: a deployment where logouts happen. With the list empty the
+    guard skips the check; here every request pays for it."""
+    core = make_core("async")
+    now_ms = int(time.time() * 1000)
+    revocations = core.guard.revocations
+    revocations.apply(Entry("s", secrets.token_urlsafe(16)[:22], now_ms) for _ in range(10_000))
+    revocations.apply(Entry("u", str(uuid.uuid4()), now_ms) for _ in range(1_000))
+    return TokenGuardMiddleware(bare_asgi, core)
 
 
 def _jwt_backend() -> Any:

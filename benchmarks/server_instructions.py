@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,6 +40,13 @@ VARIANTS = {
     "tokenguard-repeated": ("make_asgi_tokenguard", "repeated"),
     "tokenguard-static": ("make_asgi_tokenguard", "static"),
     "tokenguard-first-seen": ("make_asgi_tokenguard", "first-seen"),
+    # Tokens naming their session (as a login's do): the list empty, then not.
+    "tokenguard-first-seen-sid": ("make_asgi_tokenguard", "first-seen-sid"),
+    "tokenguard-repeated-revocations-held": ("make_asgi_tokenguard_revocations", "repeated-sid"),
+    "tokenguard-first-seen-revocations-held": (
+        "make_asgi_tokenguard_revocations",
+        "first-seen-sid",
+    ),
     "Starlette AuthenticationMiddleware + PyJWT": ("make_asgi_starlette_auth", "repeated"),
 }
 WARMUP = 300
@@ -47,6 +55,11 @@ WARMUP = 300
 def _tokens(mode: str, count: int) -> list[str]:
     if mode == "static":
         return [apps.STATIC_TOKEN] * count
+    if mode.endswith("-sid"):
+        mode = mode.removesuffix("-sid")
+        if mode == "first-seen":
+            return [apps.directus_token(sid=secrets.token_urlsafe(16)[:22]) for _ in range(count)]
+        return [apps.directus_token(sid=secrets.token_urlsafe(16)[:22])] * count
     if mode == "first-seen":
         return [apps.directus_token() for _ in range(count)]
     return [apps.directus_token()] * count

@@ -157,3 +157,132 @@ def test_quick_login_flood(tmp_path: Path) -> None:
         assert sum(logins["by_status"].values()) == logins["answered"]
         assert all(isinstance(target[k], bool) for k in ("memory_met", "logins_met"))
         assert isinstance(poller["met"], bool)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_quick_revocation_propagation(tmp_path: Path) -> None:
+    # Two real uvicorn processes sharing a private Redis, a dozen revocations: every one is
+    # refused by both processes, each way of revoking is measured; no time is asserted.
+    for module in ("uvicorn", "argon2", "redis"):
+        pytest.importorskip(module)
+    out = tmp_path / "revocation.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.revocation", "--quick", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| **every process** (the latest of the N) | 12 |" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["meta"]["processes"] == 2
+    result = report["stores"]["redis"]
+    summary = result["summary"]
+    assert (summary["revocations"], summary["complete"], summary["missed"]) == (12, 12, 0)
+    assert summary["errors"] == []
+    # The logout answers 204 (Directus's), the public API's routes 200.
+    assert summary["revoke_statuses"] == {"204": 4, "200": 8}
+    assert [row["kind"] for row in result["rows"][:3]] == ["logout", "session", "user"]
+    assert [row["issuer"] for row in result["rows"][:3]] == [0, 1, 0]
+    for row in result["rows"]:
+        assert len(row["refused_ms"]) == 2 and all(_positive(ms) for ms in row["refused_ms"])
+        assert all(polls >= 1 for polls in row["polls"])
+    every = summary["every_process"]
+    assert every["n"] == 12 and every["p50_ms"] <= every["p99_ms"] <= every["max_ms"]
+    assert {kind: d["n"] for kind, d in summary["by_kind"].items()} == {
+        "logout": 4,
+        "session": 4,
+        "user": 4,
+    }
+    assert isinstance(summary["target_met"], bool)
+
+
+def test_revocation_memory_small(tmp_path: Path) -> None:
+    # The memory and traffic figures of docs/scaling.md, at a size that runs in seconds.
+    pytest.importorskip("redis")
+    out = tmp_path / "memory.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    args = ["--entries", "2000", "--json", str(out)]
+    if shutil.which("redis-server") is None:
+        args.append("--no-redis")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.revocation_memory", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    registry = report["registry"]
+    for name in ("sessions", "users"):
+        assert registry[name]["keys_held"] == registry[name]["heap_items"] == 2000
+        assert _positive(registry[name]["bytes_per_revocation"])
+    repeated = registry["one user, revoked again and again"]
+    assert (repeated["keys_held"], repeated["heap_items"]) == (1, 2000)
+    # The messages: a logout publishes the bare family (22 characters).
+    assert report["messages_bytes"]["logout (the family, as the store's script publishes it)"] == 22
+    sizing = report["sizing"]
+    assert (sizing["session_window_s"], sizing["user_window_s"]) == (905.0, 86405.0)
+    if "redis" in report:
+        assert "skipped" not in report["redis"], report["redis"]
+        ways = report["redis"]["traffic"]["ways"]
+        assert set(ways) == {"logout (the store's script)", "revoke_session", "revoke_user"}
+        for way in ways.values():
+            assert _positive(way["bytes_in_per_revocation"])
+            assert _positive(way["bytes_out_per_subscriber"])
+        window = report["redis"]["window"]
+        assert window["members"] == 2000 and _positive(window["used_memory_bytes_per_member"])
+
+
+def test_the_revocations_held_variant_checks_and_passes() -> None:
+    # benchmarks.server_instructions' "revocations held" variants: the list is full of other
+    # sessions and users, a token naming its session passes, one whose session is listed not.
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import apps
+
+    app = apps.make_asgi_tokenguard_revocations()
+    revocations = app.core.guard.revocations
+    assert (len(revocations.sessions), len(revocations.users)) == (10_000, 1_000)
+
+    async def status(token: str) -> int:
+        sent: list[Any] = []
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "query_string": b"",
+                                 "headers": [(b"authorization", f"Bearer {token}".encode())]}  # fmt: skip
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    listed = next(iter(revocations.sessions))
+    assert asyncio.run(status(apps.directus_token(sid="a" * 22))) == 200
+    assert asyncio.run(status(apps.directus_token(sid=listed))) == 401
+
+
+def test_quick_revocation_on_postgres(tmp_path: Path) -> None:
+    # The PostgreSQL path: a private cluster, migrated, sessions in it, two processes. Where
+    # the build carries revocations over LISTEN/NOTIFY every one is refused everywhere; where
+    # it does not, the first revocation reaches only its own process and the run says so.
+    for module in ("uvicorn", "argon2", "psycopg"):
+        pytest.importorskip(module)
+    out = tmp_path / "revocation.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.revocation", "--store", "postgres", "--processes",
+         "2", "--revocations", "3", "--deadline", "2", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())["stores"]["postgres"]
+    first = result["rows"][0]
+    assert first["kind"] == "logout" and first["status"] == 204
+    assert _positive(first["refused_ms"][0])  # the process that revoked refuses at once
+    if "skipped" in result:
+        assert "does not carry revocations across processes" in result["skipped"]
+        assert first["refused_ms"][1] is None
+    else:
+        summary = result["summary"]
+        assert (summary["revocations"], summary["complete"], summary["missed"]) == (3, 3, 0)

@@ -219,8 +219,12 @@ class Guard:
             rv = self.revocations
             if rv.sessions or rv.users or not rv.trusted:
                 # Checked after the cache hit: a cached verdict never outlives a revocation.
-                return self._unrevoked(cached, from_cookie)
+                outcome = self._unrevoked(cached, from_cookie)
+                if outcome is not cached:
+                    return outcome  # refused, or the store asked while the list is untrusted
             if raw_authorization is not None:
+                # (Memoised with revocations held too: cached_bearer checks them on each hit,
+                # and without the memo every repeated token took the whole path again.)
                 # Seen before and still good: from now on the raw header alone answers. A
                 # token seen once is not memoised (most first-seen tokens are also last-seen
                 # in a burst of new logins, and each memo entry costs an insert and memory).
