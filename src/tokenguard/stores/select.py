@@ -247,7 +247,7 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
     redis_sessions = _redis_sessions(sessions)
     if redis_sessions is None:
         return None
-    from .redis import RedisSessionStore, master_check, sync_client
+    from .redis import RedisSessionStore, master_check, sync_client, sync_twin
 
     url = settings.redis_url
     connect: Callable[[], Any]
@@ -266,14 +266,26 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
             return client
 
     else:
-        return None  # an async client without a URL: no thread can share it
+        # An asyncio client passed in without a URL: its connections belong to an event
+        # loop, so the subscriber thread gets a synchronous twin reaching the same server.
+        # One twin, kept: redis-py reconnects by itself, as with a synchronous store.
+        twin = sync_twin(redis_sessions.client)
+        if twin is None:
+            return None
+        twin_client, still_master = twin
+
+        def connect() -> Any:
+            return twin_client
+
+    if url:
+        still_master = master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    elif isinstance(redis_sessions, RedisSessionStore):
+        still_master = None
     return InvalidationSource(
         connect,
         redis_sessions.channel,
         owns_client=bool(url),
-        still_master=master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        if url
-        else None,
+        still_master=still_master,
         listen=redis_sessions.listeners.append,
         revocations_key=redis_sessions.revocations_key,
         set_window=lambda ms: setattr(redis_sessions, "revocation_window_ms", ms),
