@@ -142,7 +142,7 @@ def test_the_cli_reports_the_schema_status(pg_empty: str) -> None:
     run_cli("db", "migrate", env=env)
     assert run_cli("db", "status", env=env) == (
         0,
-        f"1  {pg_schema.MIGRATIONS[0].name}\n",
+        "".join(f"{m.version}  {m.name}\n" for m in pg_schema.MIGRATIONS),
         f"the schema is up to date (version {SCHEMA_VERSION})\n",
     )
     assert run_cli("db", "status", env={})[0] == 2
@@ -461,10 +461,10 @@ def test_many_coroutines_may_open_the_async_pool_at_once(pg_conninfo: str) -> No
 def test_our_connection_defaults_never_override_the_users() -> None:
     from psycopg.conninfo import conninfo_to_dict
 
-    from tokenguard.stores.pg_driver import _with_options
+    from tokenguard.stores.pg_driver import with_options
 
     mine = conninfo_to_dict(
-        _with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)
+        with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)
     )
     assert mine["keepalives_idle"] == "99"
     assert mine["tcp_user_timeout"] == "10000"
