@@ -1,7 +1,7 @@
 """End to end, without Redis: revoked access tokens are refused by both workers of a real
 uvicorn (``--workers 2``) whose sessions live in PostgreSQL (``LISTEN``/``NOTIFY``) or in one
 SQLite file (a 50 ms poller), whatever revoked them: a json-mode logout through one worker,
-or the ``tokenguard`` command from another process (suspend, set-password)."""
+or the ``tokenguard`` command from another process (suspend)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 from tests.e2e.test_pg_server import database  # noqa: F401 (a fixture)
 from tests.e2e.test_revocation_server import (
-    NEW_PASSWORD,
     PASSWORD,
     cli,
     login,
@@ -62,11 +61,3 @@ def test_both_workers_refuse_a_revoked_token_without_redis(
         cli(env, "users", "suspend", "ada@example.com")
         refused_everywhere(server, kept["access_token"])
         cli(env, "users", "activate", "ada@example.com")
-
-        # set-password: every token issued before is refused.
-        tokens = login(server)
-        served_by_both(server, tokens["access_token"])
-        cli(env, "users", "set-password", "ada@example.com", "--password-stdin",
-            stdin=NEW_PASSWORD + "\n")  # fmt: skip
-        refused_everywhere(server, tokens["access_token"])
-        served_by_both(server, login(server, NEW_PASSWORD)["access_token"])

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import secrets
-import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +24,12 @@ from tokenguard.app import TokenGuard
 from tokenguard.config import Settings, token_policy
 from tokenguard.flow import run_async, run_sync
 from tokenguard.guard.decide import Refusal
+from tokenguard.guard.feed import Feed
 from tokenguard.guard.feeds import PgRevocationFeed, SQLiteRevocationFeed
 from tokenguard.jose.tokens import issue_access_token
 from tokenguard.principal import Principal
 from tokenguard.stores.base import FAMILY_LENGTH, SessionRecord, User, refresh_token_key
 from tokenguard.stores.memory import MemoryUserStore
-from tokenguard.stores.pg_schema import migrate
 from tokenguard.stores.postgres import (
     CATCH_UP,
     AsyncPgSessionStore,
@@ -100,22 +98,20 @@ def cores() -> Iterator[list[TokenGuard]]:
         core.close()
 
 
-def pg_core(conninfo: str, cores: list[TokenGuard]) -> TokenGuard:
-    core = TokenGuard(
-        Settings(secret=SECRET), users=MemoryUserStore(), sessions=PgSessionStore(conninfo)
-    )
+def make_core(sessions: Any, cores: list[TokenGuard], feed: type[Feed]) -> TokenGuard:
+    """A guard over ``sessions`` (its own connections: another process's worth)."""
+    core = TokenGuard(Settings(secret=SECRET), users=MemoryUserStore(), sessions=sessions)
     cores.append(core)
-    assert isinstance(core.feed, PgRevocationFeed)
+    assert isinstance(core.feed, feed)
     return core
+
+
+def pg_core(conninfo: str, cores: list[TokenGuard]) -> TokenGuard:
+    return make_core(PgSessionStore(conninfo), cores, PgRevocationFeed)
 
 
 def sqlite_core(path: Path, cores: list[TokenGuard]) -> TokenGuard:
-    core = TokenGuard(
-        Settings(secret=SECRET), users=MemoryUserStore(), sessions=SQLiteSessionStore(path)
-    )
-    cores.append(core)
-    assert isinstance(core.feed, SQLiteRevocationFeed)
-    return core
+    return make_core(SQLiteSessionStore(path), cores, SQLiteRevocationFeed)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
@@ -213,39 +209,6 @@ def test_pg_the_async_store_feeds_the_registry_too(pg_conninfo: str) -> None:
         other.close()
 
 
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    """A cluster for this test alone (it is frozen and killed), migrated."""
-    server = PgServer()
-    try:
-        server.start()
-        migrate(server.conninfo)
-        yield server
-    finally:
-        for pid in server_pids(server):
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        server.cleanup()
-
-
-def server_pids(server: PgServer) -> list[int]:
-    """The postmaster and every process it started (backends, background workers)."""
-    if server.pid is None:
-        return []
-    found = [server.pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == server.pid:
-                found.append(int(entry))
-    return found
-
-
 def watch(core: TokenGuard, tokens: dict[str, str], seconds: float) -> dict[str, set[int]]:
     """The statuses each token got over ``seconds`` of requests."""
     seen: dict[str, set[int]] = {name: set() for name in tokens}
@@ -272,9 +235,7 @@ def test_pg_frozen_then_killed_never_lets_a_revoked_token_through(
     rv = b.guard.revocations
 
     # Frozen: sockets stay open, nothing answers. The feed notices within its bound.
-    pids = server_pids(own_pg)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    own_pg.pause()
     try:
         frozen_at = time.monotonic()
         took = eventually(lambda: not rv.trusted, timeout=5)
@@ -284,8 +245,7 @@ def test_pg_frozen_then_killed_never_lets_a_revoked_token_through(
         assert seen["kept"] == {503}, seen
         assert time.monotonic() - frozen_at < 30
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        own_pg.resume()
     eventually(lambda: rv.trusted, timeout=20)
     assert status(request(b, kept)) == 200 and refused(request(b, gone))
 
@@ -390,25 +350,19 @@ def test_a_forked_child_trusts_nothing_it_inherited_and_starts_its_own_feed(
     assert child.exitcode == 0
 
 
-def test_close_stops_the_feed_in_bounded_time(tmp_path: Path) -> None:
-    core = TokenGuard(
-        Settings(secret=SECRET), users=MemoryUserStore(), sessions=SQLiteSessionStore(tmp_path / "f.db")
-    )
-    assert core.feed is not None and core.feed.start(wait_s=5)
-    thread = core.feed._thread
-    started = time.monotonic()
-    core.close()
-    assert time.monotonic() - started < 2
-    assert thread is not None and not thread.is_alive()
-    assert not core.guard.revocations.trusted
-
-
-@pytest.mark.pg
-def test_pg_close_stops_the_listener_in_bounded_time(pg_conninfo: str) -> None:
-    core = TokenGuard(Settings(secret=SECRET), users=MemoryUserStore(), sessions=PgSessionStore(pg_conninfo))
+@pytest.mark.parametrize("kind", [pytest.param("pg", marks=pytest.mark.pg), "sqlite"])
+def test_close_stops_the_feed_in_bounded_time(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "pg":
+        sessions: Any = PgSessionStore(request.getfixturevalue("pg_conninfo"))
+    else:
+        sessions = SQLiteSessionStore(tmp_path / "f.db")
+    core = TokenGuard(Settings(secret=SECRET), users=MemoryUserStore(), sessions=sessions)
     assert core.feed is not None and core.feed.start(wait_s=10)
     thread = core.feed._thread
     started = time.monotonic()
     core.close()
     assert time.monotonic() - started < 2
     assert thread is not None and not thread.is_alive()
+    assert not core.guard.revocations.trusted

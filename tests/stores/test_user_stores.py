@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenguard.stores.base import User
-from tokenguard.stores.sqlite import SCHEMA_VERSION, SchemaTooNew, SQLiteSessionStore, SQLiteUserStore
+from tokenguard.stores.sqlite import (
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    SQLiteSessionStore,
+    SQLiteUserStore,
+)
 
 ALICE = User(
     id="u-alice",
