@@ -17,6 +17,8 @@ from types import GeneratorType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers.pg_server import PgServer
 from tests.helpers.tokens import SECRET
@@ -178,6 +180,44 @@ def test_pg_payloads_round_trip_and_unreadable_ones_mean_catch_up() -> None:
     assert read_revocation_payload(revocation_payload(members)) == members
     for junk in (CATCH_UP, "", "{}", "[1]", '[["s:a"]]', "not json"):
         assert read_revocation_payload(junk) is None
+
+
+# User ids come from wherever the app's users come from: any text.
+_members = st.lists(
+    st.tuples(
+        st.sampled_from(["s:", "u:"]).flatmap(lambda k: st.text(min_size=1).map(lambda t: k + t)),
+        st.integers(min_value=0, max_value=2**53),
+    ),
+    max_size=300,
+)
+
+
+@given(members=_members)
+@settings(max_examples=200, deadline=None)
+def test_pg_a_payload_is_exact_or_says_catch_up_and_always_fits(
+    members: list[tuple[str, int]],
+) -> None:
+    payload = revocation_payload(members)
+    assert len(payload.encode("utf-8", "surrogatepass")) < 8000  # NOTIFY's limit
+    if payload == CATCH_UP:
+        assert read_revocation_payload(payload) is None
+    else:
+        assert read_revocation_payload(payload) == members
+
+
+@given(user=st.text(min_size=1), sid=st.text(min_size=1))
+@settings(max_examples=50, deadline=None)
+def test_sqlite_any_user_id_or_sid_is_found_again(tmp_path_factory: Any, user: str, sid: str) -> None:
+    store = SQLiteSessionStore(tmp_path_factory.mktemp("rv") / "rv.db")
+    try:
+        store.record_revocations([(f"u:{user}", 5), (f"s:{sid}", 7), (f"u:{user}", 9)])
+        assert store.revocation_scores(sid, user) == (7, 9)  # a user's latest time wins
+        assert store.revocation_scores(sid + "x", user + "x") == (None, None)
+        members, last = store.revocations_after(None, 0)
+        assert sorted(members) == sorted([(f"u:{user}", 5), (f"s:{sid}", 7), (f"u:{user}", 9)])
+        assert store.revocations_after(last) == ([], last)
+    finally:
+        store.close()
 
 
 @pytest.mark.pg
