@@ -80,8 +80,9 @@ class Feed:
         self._delay = RETRY_MIN_S
         #: Set by close(): no thread is started again, not even in a forked child.
         self._closed = False
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        if hasattr(os, "register_at_fork"):  # POSIX; elsewhere no process forks
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     # -- wiring ------------------------------------------------------------------------------
 

@@ -251,6 +251,7 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
 
     url = settings.redis_url
     connect: Callable[[], Any]
+    still_master: Callable[[str, int], bool] | None = None
     if url:
 
         def connect() -> Any:
@@ -259,6 +260,7 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
             )
             return client
 
+        still_master = master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
     elif isinstance(redis_sessions, RedisSessionStore):
         client = redis_sessions.client
 
@@ -277,10 +279,6 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
         def connect() -> Any:
             return twin_client
 
-    if url:
-        still_master = master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
-    elif isinstance(redis_sessions, RedisSessionStore):
-        still_master = None
     return InvalidationSource(
         connect,
         redis_sessions.channel,
