@@ -25,8 +25,8 @@ or after the command), or, with `DB_CLIENT=pg`, the PostgreSQL database (prepare
 history and `ps`): use `--password-stdin` or `--password-prompt`. Exit status: 0 ok, 1 failed
 (e.g. no such user), 2 usage error. `set-role`, `set-password`, `suspend`, `revoke-sessions` and
 `tfa disable` void the user's access tokens issued before them (`revoke-session`: those of the
-session) in every running server sharing the Redis session store
-([revocation](security/revocation.md)).
+session) in every running server sharing the session store: Redis, PostgreSQL or the SQLite
+file ([revocation](security/revocation.md)).
 
 ```bash
 tokenguard secret                                   # a strong SECRET

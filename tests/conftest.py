@@ -18,7 +18,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.helpers.pg_server import pg_conninfo, pg_empty, pg_server  # noqa: E402, F401
+from tests.helpers.pg_server import own_pg, pg_conninfo, pg_empty, pg_server  # noqa: E402, F401
 from tests.helpers.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 

@@ -20,6 +20,8 @@ from .closing import Resources
 from .config import Settings, warn_unknown_settings
 from .flow import run_async, run_sync
 from .guard.decide import Guard
+from .guard.feed import Feed
+from .guard.feeds import revocation_feed_for
 from .guard.invalidation import invalidation_for
 from .guard.limits import Limits
 from .guard.pipeline import RequestPipeline
@@ -107,11 +109,14 @@ class TokenGuard:
         #: session stores only; see tokenguard.guard.invalidation), or None.
         self.invalidation = invalidation_for(settings, sessions, self.guard.cache)
         self.guard.invalidation = self.invalidation
-        if self.invalidation is not None:
-            # Revocations reach every process over the same channel (fail closed until the
-            # subscriber has caught up: see tokenguard.guard.revocation).
-            self.invalidation.attach(self.guard.revocations, sessions)
-            self._resources.add(self.invalidation)  # first: its thread reads the store
+        #: The thread bringing this process the revocations made by the others: the Redis
+        #: subscriber above, PostgreSQL's LISTEN or the SQLite file's poller
+        #: (tokenguard.guard.feeds); None for memory (one process).
+        self.feed: Feed | None = self.invalidation or revocation_feed_for(sessions)
+        if self.feed is not None:
+            # Fail closed until it has caught up: see tokenguard.guard.revocation.
+            self.feed.attach(self.guard.revocations, sessions)
+            self._resources.add(self.feed)  # first: its thread reads the store
         #: login / refresh / logout, and the ``/auth`` routes that serve them.
         #: Rate limits and the login lockout, counted where RATE_LIMITER_STORE says.
         counter = select.counter(settings, flavour)
@@ -175,16 +180,17 @@ class TokenGuard:
 
     def revoke_user(self, user_id: str) -> None:
         """Void every access token of ``user_id`` issued until now, in this process at once
-        and, with a Redis session store, in every process (for apps that change users in
-        their own tables: a role, a password, a suspension). Blocking; raises
-        :class:`~tokenguard.errors.AuthError` (503) when the other processes cannot be told.
+        and, with a Redis, PostgreSQL or SQLite-file session store, in every process (for
+        apps that change users in their own tables: a role, a password, a suspension).
+        Blocking; raises :class:`~tokenguard.errors.AuthError` (503) when the other
+        processes cannot be told.
         Sessions stay: the client refreshes into what the user now is (end them with the
         session store's ``revoke_user`` too to log the user out)."""
         run_sync(self.auth.revoke_user(user_id))
 
     def revoke_session(self, sid: str) -> None:
         """Void every access token of the session ``sid`` (:attr:`Principal.sid
-        <tokenguard.principal.Principal.sid>`), here and, with Redis, in every process.
+        <tokenguard.principal.Principal.sid>`), here and, with a shared store, in every process.
         Blocking, like :meth:`revoke_user`. The session itself is ended by the store."""
         rv = self.guard.revocations
         entry = rv.revoke_session(sid)

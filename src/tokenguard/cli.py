@@ -349,8 +349,8 @@ def _revokes(before: User, after: User) -> bool:
 
 def _revoke_tokens(ctx: _Context, user: User) -> None:
     """Void the user's access tokens issued until now in every running process: announced
-    through the session store when it can (Redis: its window of revocations and channel,
-    see tokenguard.guard.revocation); other stores have no way to reach the servers."""
+    through the session store when it can (Redis, PostgreSQL, a SQLite file: its window of
+    revocations, see tokenguard.guard.feed); memory stores have no way to reach the servers."""
     from .guard.revocation import Entry, encode_entries
 
     record = getattr(ctx.sessions(), "record_revocations", None)

@@ -256,3 +256,27 @@ def test_off_when_the_ttl_is_zero_or_the_store_is_not_redis(redis_url: str, redi
     off.close()
     memory = TokenGuard(Settings(secret=SECRET))
     assert memory.invalidation is None
+
+
+def test_an_async_store_passed_in_without_a_url_gets_a_subscriber(redis_url: str, redis_prefix: str) -> None:
+    # No REDIS setting: the subscriber thread gets a synchronous twin of the asyncio client.
+    from tokenguard.stores.redis import AsyncRedisSessionStore
+
+    store = AsyncRedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    core = TokenGuard(
+        Settings(secret=SECRET, redis_prefix=redis_prefix), users=MemoryUserStore(), sessions=store,
+        flavour="async",
+    )  # fmt: skip
+    invalidation = core.invalidation
+    assert isinstance(invalidation, SessionInvalidation) and core.feed is invalidation
+    other = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)  # another process
+    try:
+        assert invalidation.start(wait_s=5) and core.guard.revocations.trusted
+        _, refresh = login(core, other)
+        other.revoke(refresh_token_key(refresh))
+        family = refresh[:22]
+        assert eventually(lambda: core.guard.revocations.refuses(family, None, None))
+        assert invalidation.received >= 1
+    finally:
+        invalidation.close()
+        other.close()

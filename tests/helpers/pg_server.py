@@ -27,7 +27,7 @@ import pytest
 
 from .redis_server import free_port
 
-__all__ = ["PgServer", "pg_bindir", "pg_conninfo", "pg_empty", "pg_server"]
+__all__ = ["PgServer", "own_pg", "pg_bindir", "pg_conninfo", "pg_empty", "pg_server"]
 
 _USER = "tokenguard"
 
@@ -75,6 +75,8 @@ class PgServer:
         while self.port == 5432:  # never the machine's own server's port
             self.port = free_port()
         self.pid: int | None = None
+        #: The processes :meth:`pause` froze.
+        self.paused: list[int] = []
         self._runas: list[str] = []
         if os.geteuid() == 0:
             # PostgreSQL will not run as root: Debian's package makes a `postgres` user.
@@ -182,6 +184,39 @@ class PgServer:
                 return
             time.sleep(0.05)
 
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, background workers)."""
+        if self.pid is None:
+            return []
+        found = [self.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:  # its parent
+                found.append(int(entry))
+        return found
+
+    def pause(self) -> list[int]:
+        """Freeze the server (SIGSTOP to the postmaster and its children): the kernel still
+        accepts connections and acknowledges bytes, nothing answers. Returns the PIDs."""
+        self.paused = self.processes()
+        for pid in self.paused:
+            os.kill(pid, signal.SIGSTOP)
+        return self.paused
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        paused, self.paused = self.paused, []
+        for pid in paused:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def fresh_schema(self) -> str:
         """A new, empty schema; returns a connection string whose ``search_path`` is it."""
         import psycopg
@@ -204,6 +239,7 @@ class PgServer:
 
     def cleanup(self) -> None:
         """Stop the server and remove its directory (idempotent)."""
+        self.resume()  # a frozen server cannot stop
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
         atexit.unregister(self.cleanup)
@@ -221,6 +257,21 @@ def pg_server() -> Iterator[PgServer]:
     server = PgServer()
     try:
         server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A migrated cluster for one test alone (it may stop, pause or kill it: the shared one
+    must keep running)."""
+    from tokenguard.stores.pg_schema import migrate
+
+    server = PgServer()
+    try:
+        server.start()
+        migrate(server.conninfo)
         yield server
     finally:
         server.cleanup()

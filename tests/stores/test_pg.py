@@ -45,6 +45,7 @@ TABLES = {
     "tokenguard_audit",
     "tokenguard_migrations",
     "tokenguard_once",
+    "tokenguard_revocations",
     "tokenguard_sessions",
     "tokenguard_users",
 }
@@ -86,14 +87,15 @@ def run_cli(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
 def test_migrate_builds_a_fresh_schema_once_and_records_its_version(pg_empty: str) -> None:
     assert tables(pg_empty) == set()
     applied = migrate(pg_empty)
-    assert [m.version for m in applied] == [1] == [SCHEMA_VERSION]
+    assert [m.version for m in applied] == [1, 2] and SCHEMA_VERSION == 2
     assert tables(pg_empty) == TABLES
-    assert migrations(pg_empty) == [(1, pg_schema.MIGRATIONS[0].name)]
+    everything = [(m.version, m.name) for m in pg_schema.MIGRATIONS]
+    assert migrations(pg_empty) == everything
     users = PgUserStore(pg_empty)
     users.create(User(id="u1", email="a@example.com"))
     # a re-run is a no-op: nothing applied, nothing recorded twice, the data kept
     assert migrate(pg_empty) == []
-    assert migrations(pg_empty) == [(1, pg_schema.MIGRATIONS[0].name)]
+    assert migrations(pg_empty) == everything
     assert users.get_by_id("u1") == User(id="u1", email="a@example.com")
     users.close()
 
@@ -109,8 +111,9 @@ def test_concurrent_migrators_apply_each_step_once(pg_empty: str) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
-    assert migrations(pg_empty) == [(1, pg_schema.MIGRATIONS[0].name)]
+    # Each step applied exactly once, by whichever migrator got to it first.
+    assert sorted(m.version for r in results for m in r) == [1, 2]
+    assert migrations(pg_empty) == [(m.version, m.name) for m in pg_schema.MIGRATIONS]
 
 
 def test_the_cli_migrates_with_a_connection_string(pg_empty: str) -> None:
@@ -118,7 +121,7 @@ def test_the_cli_migrates_with_a_connection_string(pg_empty: str) -> None:
     assert run_cli("db", "migrate", env=env) == (
         0,
         f"{SCHEMA_VERSION}\n",
-        f"applied migration 1: {pg_schema.MIGRATIONS[0].name}\n",
+        "".join(f"applied migration {m.version}: {m.name}\n" for m in pg_schema.MIGRATIONS),
     )
     assert run_cli("db", "migrate", env=env) == (
         0,
@@ -139,7 +142,7 @@ def test_the_cli_reports_the_schema_status(pg_empty: str) -> None:
     run_cli("db", "migrate", env=env)
     assert run_cli("db", "status", env=env) == (
         0,
-        f"1  {pg_schema.MIGRATIONS[0].name}\n",
+        "".join(f"{m.version}  {m.name}\n" for m in pg_schema.MIGRATIONS),
         f"the schema is up to date (version {SCHEMA_VERSION})\n",
     )
     assert run_cli("db", "status", env={})[0] == 2
@@ -458,10 +461,10 @@ def test_many_coroutines_may_open_the_async_pool_at_once(pg_conninfo: str) -> No
 def test_our_connection_defaults_never_override_the_users() -> None:
     from psycopg.conninfo import conninfo_to_dict
 
-    from tokenguard.stores.pg_driver import _with_options
+    from tokenguard.stores.pg_driver import with_options
 
     mine = conninfo_to_dict(
-        _with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)
+        with_options("postgresql://app@db/x?keepalives_idle=99&options=-csearch_path%3Dauth", 1000)
     )
     assert mine["keepalives_idle"] == "99"
     assert mine["tcp_user_timeout"] == "10000"

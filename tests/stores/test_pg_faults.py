@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
@@ -31,7 +31,6 @@ from tokenguard import TokenGuardMiddleware
 from tokenguard.app import TokenGuard
 from tokenguard.shells.wsgi import TokenGuardWSGI
 from tokenguard.stores.base import StoreUnavailable
-from tokenguard.stores.pg_schema import migrate
 from tokenguard.stores.postgres import PgUserStore
 
 from .conftest import new_token, open_session_store, real_now_ms, record
@@ -49,18 +48,6 @@ DOWN = error_body(
     service="database",
     reason="Couldn't reach PostgreSQL",
 )
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    """A cluster for this test alone (the shared one must keep running), migrated."""
-    server = PgServer()
-    try:
-        server.start()
-        migrate(server.conninfo)
-        yield server
-    finally:
-        server.cleanup()
 
 
 def bounded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -131,9 +131,17 @@ def test_invalidation_applies_to_redis_session_stores() -> None:
 
     source.listen(listener)
     assert sync_sessions.listeners == [listener]
-    # an async client without a URL: no thread can share it
+    # an async client without a URL: the thread gets a synchronous twin of it (same server,
+    # database and credentials), kept for reconnections
     async_sessions = AsyncRedisSessionStore(redis.asyncio.Redis.from_url(URL))
-    assert select.invalidation_source(settings(), async_sessions) is None
+    source = select.invalidation_source(settings(), async_sessions)
+    assert source is not None and source.channel == async_sessions.channel
+    twin = source.connect()
+    assert isinstance(twin, redis.Redis) and twin is source.connect()
+    wanted = async_sessions.client.connection_pool.connection_kwargs
+    got = twin.connection_pool.connection_kwargs
+    assert (got["host"], got["port"], got.get("db")) == (wanted["host"], wanted["port"], wanted.get("db"))
+    twin.close()  # (URL names no server: the twin's reach is shown by the test_invalidation suite)
     # with a URL the subscriber makes (and owns) its own client, in either flavour
     source = select.invalidation_source(settings(redis_url=URL), async_sessions)
     assert source is not None and source.owns_client and source.still_master is None
@@ -153,3 +161,24 @@ def test_an_unused_default_store_is_released(made: str) -> None:
 
     select.release_unused(Pooled() if made == "discard" else Store())
     assert calls == [made]
+
+
+def test_revocation_feeds_apply_to_pg_and_sqlite_file_stores(tmp_path: Any) -> None:
+    from tokenguard.stores.postgres import AsyncPgSessionStore, PgSessionStore
+    from tokenguard.stores.sqlite import SQLiteSessionStore
+
+    conninfo = "host=127.0.0.1 port=1 dbname=nothing"  # nothing is opened
+    for store in (PgSessionStore(conninfo), AsyncPgSessionStore(conninfo)):
+        source = select.revocation_source(store)
+        assert source is not None and (source.kind, source.conninfo) == ("pg", conninfo)
+        source.set_window(1234)
+        assert store.revocation_window_ms == 1234
+        store.discard()
+    on_file = SQLiteSessionStore(tmp_path / "s.db")
+    source = select.revocation_source(on_file)
+    assert source is not None and source.kind == "sqlite"
+    on_file.close()
+    # one process only: nothing to feed
+    assert select.revocation_source(SQLiteSessionStore(":memory:")) is None
+    assert select.revocation_source(MemorySessionStore()) is None
+    assert select.revocation_source(MyRedisSessions(redis.Redis.from_url(URL))) is None

@@ -9,7 +9,7 @@ import pytest
 
 from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_key, session_id
 
-from .conftest import new_token, record
+from .conftest import new_token, real_now_ms, record
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -321,3 +321,37 @@ def test_revoke_session_ends_only_that_users_family(sessions: Any, now: int) -> 
         assert sessions.revoke_session("alice", odd) is False
     assert sessions.revoke_session("bob", theirs.family) is True
     assert sessions.sessions("bob", now) == []
+
+
+# --- the window of revocations (every store several processes share) ------------------------
+
+
+def test_every_session_revocation_enters_the_window_of_revocations(sessions: Any, now: int) -> None:
+    # What the other processes learn from (tokenguard.guard.revocation): a logout, reuse of a
+    # rotated token and a user's revocation each record the families they ended, and a
+    # revocation recorded by the app is found again. Memory is one process: it has no window.
+    scores = getattr(sessions, "revocation_scores", None)
+    if scores is None:
+        from tokenguard.stores.memory import MemorySessionStore
+
+        assert isinstance(sessions, MemorySessionStore)
+        return
+    logout, reused, alice = (record(new_token(), user_id=u, expires_at_ms=now + HOUR) for u in ("u", "u", "alice"))
+    untouched = record(new_token(), user_id="bob", expires_at_ms=now + HOUR)
+    for rec in (logout, reused, alice, untouched):
+        sessions.create(rec)
+    assert scores(logout.family, None) == (None, None)
+    sessions.revoke(logout.token_hash)
+    nxt = successor(reused, now)
+    assert sessions.rotate(reused.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    assert sessions.rotate(reused.token_hash, successor(reused, now), now_ms=now, grace_ms=0).status == "reused"
+    assert sessions.revoke_user("alice") == 1
+    ended = record(new_token(), user_id="carol", expires_at_ms=now + HOUR)
+    sessions.create(ended)
+    assert sessions.revoke_session("carol", ended.family) is True  # a user's own "end session"
+    for family in (logout.family, reused.family, alice.family, ended.family):
+        session_ms, _ = scores(family, None)
+        assert session_ms is not None and abs(session_ms - real_now_ms()) < MINUTE
+    assert scores(untouched.family, "bob") == (None, None)
+    sessions.record_revocations([("u:bob", now + 5)], "")
+    assert scores(untouched.family, "bob") == (None, now + 5)

@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenguard.stores.base import User
-from tokenguard.stores.sqlite import SchemaTooNew, SQLiteSessionStore, SQLiteUserStore
+from tokenguard.stores.sqlite import (
+    SCHEMA_VERSION,
+    SchemaTooNew,
+    SQLiteSessionStore,
+    SQLiteUserStore,
+)
 
 ALICE = User(
     id="u-alice",
@@ -127,7 +132,7 @@ def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
     with sqlite3.connect(path) as check:
         assert check.execute(
             "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("2",)
+        ).fetchone() == (str(SCHEMA_VERSION),)
     check.close()
 
 
@@ -210,7 +215,7 @@ def test_sqlite_persists_and_records_its_schema_version(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute(
             "SELECT value FROM tokenguard_meta WHERE key = 'schema_version'"
-        ).fetchone() == ("2",)
+        ).fetchone() == (str(SCHEMA_VERSION),)
     conn.close()
 
 

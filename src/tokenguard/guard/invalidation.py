@@ -26,7 +26,6 @@ its first session request instead of inheriting a dead one.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,13 +34,8 @@ from typing import TYPE_CHECKING, Any
 from ..principal import Principal
 from ..stores.select import invalidation_source
 from .cache import TokenCache
-from .revocation import (
-    MESSAGE_MARK,
-    Entry,
-    Revocations,
-    decode_entries,
-    entry_from_member,
-)
+from .feed import Feed
+from .revocation import MESSAGE_MARK, Entry, decode_entries, entry_from_member
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,9 +44,6 @@ __all__ = ["SessionInvalidation", "invalidation_for"]
 
 log = logging.getLogger("tokenguard.invalidation")
 
-#: Seconds between a lost subscription and the next attempt (doubling up to the maximum).
-_RETRY_MIN_S = 0.1
-_RETRY_MAX_S = 5.0
 #: Seconds a subscriber waits for a message before checking whether it should stop.
 _POLL_S = 0.5
 #: Seconds between checks that the subscription still sits on the current master (Sentinel).
@@ -62,17 +53,18 @@ _CHECK_S = 1.0
 #: tokenguard.guard.revocation).
 _PING_S = 0.5
 _SILENT_S = 2.0
-#: Seconds close() waits for the subscriber thread (it wakes every _POLL_S; a connect or a
-#: read in progress is bounded by the client's timeouts).
-_JOIN_S = 10.0
 
 
 def _close(closable: Any) -> None:
     closable.close()
 
 
-class SessionInvalidation:
-    """The guard's cache of session checks, and the subscriber that keeps it honest."""
+class SessionInvalidation(Feed):
+    """The guard's cache of session checks, and the Redis subscriber that keeps it honest
+    (and feeds the registry of revocations: a :class:`~tokenguard.guard.feed.Feed`)."""
+
+    thread_name = "tokenguard-invalidation"
+    source_name = "Redis"
 
     def __init__(
         self,
@@ -85,6 +77,7 @@ class SessionInvalidation:
         owns_client: bool = True,
         still_master: Callable[[str, int], bool] | None = None,
     ) -> None:
+        super().__init__(clock=clock)
         self.cache = cache
         self.connect = connect
         self.owns_client = owns_client
@@ -92,51 +85,22 @@ class SessionInvalidation:
         self.still_master = still_master
         self.channel = channel
         self.ttl_s = ttl_s
-        self.clock = clock
         #: Bumped by every announcement and every loss of the subscription.
         self.epoch = 0
-        #: True while subscribed: the only time anything is cached.
-        self.live = False
         #: Announcements received (families), for tests and metrics.
         self.received = 0
-        self._lock = threading.Lock()
         self._families: dict[str, set[str]] = {}
         self._size = 0
-        self._pid: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._subscribed = threading.Event()
-        #: Set by close(): no subscriber is started again, not even in a forked child.
-        self._closed = False
-        #: The guard's revoked sessions and users, fed from the channel (see :meth:`attach`).
-        self.revocations: Revocations | None = None
+        #: The sorted set holding the store's window of revocations.
         self.revocations_key = ""
-        #: Sets the store's window of revocations to the registry's (set by invalidation_for).
-        self.set_window: Callable[[int], None] | None = None
 
     # -- revocations -------------------------------------------------------------------------
-
-    def attach(self, revocations: Revocations, sessions: Any) -> None:
-        """Feed ``revocations`` from the channel and the window of revocations of
-        ``sessions`` (a Redis session store); until the subscriber is live and has caught
-        up, the registry is not trusted and that store is asked on each request."""
-        self.revocations = revocations
-        if self.set_window is not None:
-            self.set_window(int(revocations.window_s * 1000))
-        revocations.trusted = False
-        revocations.check = sessions.revocation_scores
-        revocations.publish = sessions.record_revocations
-        revocations.on_check = self.begin  # a subscriber not running yet is started
 
     def _catch_up(self, client: Any) -> None:
         # Subscribed first, read second: whatever was announced before the subscription is
         # in the window, whatever comes after arrives as a message.
-        rv = self.revocations
-        if rv is None:
-            return
-        now_ms = int(self.clock() * 1000)
         rows = client.zrangebyscore(
-            self.revocations_key, now_ms - int(rv.window_s * 1000), "+inf", withscores=True
+            self.revocations_key, self.window_start_ms(), "+inf", withscores=True
         )
         found = []
         for member, score in rows:
@@ -144,15 +108,13 @@ class SessionInvalidation:
             entry = entry_from_member(str(name), score)
             if entry is not None:
                 found.append(entry)
-        rv.apply(found)
-        rv.trusted = True
+        self._caught_up(found)
 
     # -- request side ------------------------------------------------------------------------
 
     def begin(self) -> int:
         """Call before reading the store; pass the result to :meth:`remember`."""
-        if self._pid != os.getpid() and not self._closed:
-            self._start()
+        super().begin()
         return self.epoch
 
     def remember(
@@ -166,7 +128,7 @@ class SessionInvalidation:
             if not self.live or epoch != self.epoch:
                 return
             if self._size >= max(self.cache.max_size, 1):
-                self._forget_all()  # a stale index can only grow so far
+                self._forget()  # a stale index can only grow so far
             tokens = self._families.setdefault(family, set())
             if token not in tokens:
                 tokens.add(token)
@@ -184,8 +146,8 @@ class SessionInvalidation:
                     for token in tokens:
                         self.cache.discard(token)
 
-    def _forget_all(self) -> None:
-        # Holding the lock.
+    def _forget(self) -> None:
+        # Holding the lock: every cached session check goes.
         self.epoch += 1
         for tokens in self._families.values():
             for token in tokens:
@@ -195,100 +157,51 @@ class SessionInvalidation:
 
     # -- subscriber --------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid() or self._closed:
+    def _follow(self, stop: threading.Event) -> None:
+        client: Any = None
+        pubsub: Any = None
+        try:
+            client = self.connect()
+            pubsub = client.pubsub()
+            pubsub.subscribe(self.channel)
+            checked = pinged = heard = time.monotonic()
+            while not stop.is_set():
+                message = pubsub.get_message(timeout=_POLL_S)
+                now = time.monotonic()
+                if self.still_master is not None and now - checked > _CHECK_S:
+                    checked = now
+                    self._check_master(pubsub)
+                if message is not None:
+                    heard = now
+                elif now - heard > _SILENT_S:
+                    # A frozen server (SIGSTOP, a stalled network) keeps the socket open
+                    # and says nothing: silence past the bound counts as a lost channel.
+                    raise ConnectionError("the invalidation channel went silent")
+                if now - pinged > _PING_S:
+                    pinged = now
+                    pubsub.ping()  # answered by a "pong" message: proof of life
+                if message is not None:
+                    self._message(client, message)
+        finally:
+            self._release(pubsub, client)
+
+    def _message(self, client: Any, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "subscribe":
+            self._catch_up(client)
+        elif kind == "message":
+            data = message.get("data")
+            if isinstance(data, bytes):
+                data = data.decode("ascii", "replace")
+            text = str(data)
+            if text.startswith(MESSAGE_MARK):
+                self._heard(decode_entries(text))
                 return
-            # A fresh process (or a fork): nothing inherited is trusted.
-            self._pid = os.getpid()
-            self.live = False
-            self._forget_all()
-            self._stop = threading.Event()
-            self._subscribed = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, name="tokenguard-invalidation", daemon=True
-            )
-            self._thread.start()
-
-    def start(self, wait_s: float | None = None) -> bool:
-        """Start the subscriber now (else the first session request does); with ``wait_s``,
-        wait that long for the subscription; whether it is live."""
-        self.begin()
-        if wait_s is not None:
-            self._subscribed.wait(wait_s)
-        return self.live
-
-    def _go_dark(self) -> None:
-        if self.revocations is not None:
-            self.revocations.trusted = False  # first, before anything is forgotten
-        with self._lock:
-            self.live = False
-            self._forget_all()
-        self._subscribed.clear()
-
-    def _run(self) -> None:
-        delay = _RETRY_MIN_S
-        stop = self._stop
-        while not stop.is_set():
-            client: Any = None
-            pubsub: Any = None
-            try:
-                client = self.connect()
-                pubsub = client.pubsub()
-                pubsub.subscribe(self.channel)
-                checked = pinged = heard = time.monotonic()
-                while not stop.is_set():
-                    message = pubsub.get_message(timeout=_POLL_S)
-                    now = time.monotonic()
-                    if self.still_master is not None and now - checked > _CHECK_S:
-                        checked = now
-                        self._check_master(pubsub)
-                    if message is not None:
-                        heard = now
-                    elif now - heard > _SILENT_S:
-                        # A frozen server (SIGSTOP, a stalled network) keeps the socket open
-                        # and says nothing: silence past the bound counts as a lost channel.
-                        raise ConnectionError("the invalidation channel went silent")
-                    if now - pinged > _PING_S:
-                        pinged = now
-                        pubsub.ping()  # answered by a "pong" message: proof of life
-                    if message is None:
-                        continue
-                    kind = message.get("type")
-                    if kind == "subscribe":
-                        self._catch_up(client)
-                        with self._lock:
-                            self._forget_all()  # whatever was missed before now
-                            self.live = True
-                        self._subscribed.set()
-                        delay = _RETRY_MIN_S
-                    elif kind == "message":
-                        data = message.get("data")
-                        if isinstance(data, bytes):
-                            data = data.decode("ascii", "replace")
-                        text = str(data)
-                        if text.startswith(MESSAGE_MARK):
-                            if self.revocations is not None:
-                                self.revocations.apply(decode_entries(text))
-                            continue
-                        families = [f for f in text.split(",") if f]
-                        self.received += len(families)
-                        if self.revocations is not None:
-                            now = self.clock()
-                            self.revocations.apply(Entry("s", f, int(now * 1000)) for f in families)
-                        self.invalidate(families)
-            except Exception as exc:  # any failure: stop trusting the cache, then retry
-                self._go_dark()
-                log.warning(
-                    "session invalidation channel lost (%s); checking Redis on every request "
-                    "until it is back",
-                    type(exc).__name__,
-                )
-                stop.wait(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-            finally:
-                self._release(pubsub, client)
-        self._go_dark()
+            families = [f for f in text.split(",") if f]
+            self.received += len(families)
+            now_ms = int(self.clock() * 1000)
+            self._heard(Entry("s", f, now_ms) for f in families)
+            self.invalidate(families)
 
     def _release(self, pubsub: Any, client: Any) -> None:
         from ..stores.redis import close_client
@@ -317,17 +230,7 @@ class SessionInvalidation:
 
         Idempotent. Afterwards nothing is cached: every session request asks the store.
         """
-        with self._lock:
-            self._closed = True
-            stop, thread = self._stop, self._thread
-        stop.set()
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            # The thread wakes at least every _POLL_S; a connect or a read is bounded by the
-            # client's timeouts (1 s and 5 s), so this wait is bounded too.
-            thread.join(timeout=_JOIN_S)
-            if thread.is_alive():
-                log.warning("the session invalidation thread did not stop in %.0f s", _JOIN_S)
-        self._go_dark()
+        super().close()
         release = getattr(self.still_master, "close", None)
         if callable(release):
             release()

@@ -45,6 +45,7 @@ __all__ = [
     "make_pg_conninfo",
     "require_psycopg",
     "sync_db",
+    "with_options",
 ]
 
 T = TypeVar("T")
@@ -167,7 +168,7 @@ _CONNECTION_DEFAULTS = {
 }
 
 
-def _with_options(conninfo: str, statement_timeout_ms: int, connect_timeout: float = 2) -> str:
+def with_options(conninfo: str, statement_timeout_ms: int, connect_timeout: float = 2) -> str:
     """``conninfo`` with our defaults where it sets none, and a ``statement_timeout`` added
     to its ``options`` (kept, not replaced: a user's own ``-c search_path=…`` still
     applies)."""
@@ -251,7 +252,7 @@ class _Pooled:
         max_size: int = 10,
     ) -> None:
         self.conninfo = conninfo
-        self._pool_conninfo = _with_options(conninfo, statement_timeout_ms, timeout)
+        self._pool_conninfo = with_options(conninfo, statement_timeout_ms, timeout)
         self._options = _pool_options(timeout, min_size, max_size)
         self._pool: Any = None
         self._checked = False
@@ -449,7 +450,7 @@ def check_schema_at_start(conninfo: str, *, timeout: int = 2) -> None:
 
     try:
         with psycopg.connect(
-            _with_options(conninfo, 5_000), autocommit=True, connect_timeout=timeout
+            with_options(conninfo, 5_000), autocommit=True, connect_timeout=timeout
         ) as conn:
             check = schema_check()
             sql, params = next(check)

@@ -90,6 +90,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS tokenguard_audit_user ON tokenguard_audit (user_id)",
         ),
     ),
+    Migration(
+        2,
+        "the window of revocations (access tokens refused in every process)",
+        (
+            # Append-only: a revocation is a row (member ``s:<family>`` or ``u:<user id>``,
+            # at_ms = when, or the user's not-before time), announced by NOTIFY in the
+            # transaction that writes it; rows older than one token window are pruned.
+            """CREATE TABLE IF NOT EXISTS tokenguard_revocations (
+                seq BIGSERIAL PRIMARY KEY,
+                member TEXT NOT NULL,
+                at_ms BIGINT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS tokenguard_revocations_member"
+            " ON tokenguard_revocations (member, at_ms)",
+            "CREATE INDEX IF NOT EXISTS tokenguard_revocations_at"
+            " ON tokenguard_revocations (at_ms)",
+        ),
+    ),
 )
 
 #: The version this tokenguard needs (the last migration's).

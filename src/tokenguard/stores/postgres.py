@@ -31,7 +31,9 @@ by itself, so the store works again as soon as the server does.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import astuple, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -69,6 +71,9 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
+    "CATCH_UP",
+    "REVOCATION_CHANNEL_SQL",
+    "REVOCATION_WINDOW_SQL",
     "AsyncPgAuditStore",
     "AsyncPgDatabase",
     "AsyncPgOnceStore",
@@ -85,6 +90,8 @@ __all__ = [
     "make_pg_conninfo",
     "pg_audit_store",
     "pg_stores",
+    "read_revocation_payload",
+    "revocation_payload",
 ]
 
 
@@ -185,11 +192,99 @@ def _row_record(row: tuple[Any, ...]) -> SessionRecord:
     )
 
 
+# --------------------------------------------------------------------------- revocations
+# The window of revocations (tokenguard.guard.revocation): a row per revocation, written and
+# announced (NOTIFY, delivered at commit) in one transaction; listened to by
+# tokenguard.guard.feeds.PgRevocationFeed, which catches up from the table first.
+
+#: The NOTIFY channel, one per schema (two apps in two schemas of one database never hear
+#: each other): an expression both the notifier and the listener evaluate on their session.
+REVOCATION_CHANNEL_SQL = "'tokenguard_rv_' || left(md5(coalesce(current_schema(), '')), 16)"
+#: The revocations made since a time (Unix ms): what a listener catches up from.
+REVOCATION_WINDOW_SQL = "SELECT member, at_ms FROM tokenguard_revocations WHERE at_ms >= $1"
+#: A NOTIFY payload must stay under 8000 bytes: a longer announcement (a user with very many
+#: sessions) says only this, and the listeners read the table.
+CATCH_UP = "*"
+_PAYLOAD_LIMIT = 7_999
+_PRUNE_REVOCATIONS = (
+    "DELETE FROM tokenguard_revocations WHERE seq IN (SELECT seq FROM tokenguard_revocations"
+    " WHERE at_ms < %s FOR UPDATE SKIP LOCKED)"
+)
+_REVOCATION_SCORES = (
+    "SELECT member, max(at_ms) FROM tokenguard_revocations WHERE member = ANY(%s) GROUP BY member"
+)
+
+
+def revocation_payload(members: list[tuple[str, int]]) -> str:
+    """The NOTIFY payload announcing ``members`` (name, ms): compact JSON, or
+    :data:`CATCH_UP` when that would not fit."""
+    text = json.dumps([[m, at] for m, at in members], separators=(",", ":"))
+    return text if len(text.encode("utf-8")) <= _PAYLOAD_LIMIT else CATCH_UP
+
+
+def read_revocation_payload(payload: str) -> list[tuple[str, int]] | None:
+    """The members a payload of :func:`revocation_payload` announces; ``None`` when the
+    listener must read the table instead (:data:`CATCH_UP`, or a payload it cannot read)."""
+    try:
+        items = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(items, list):
+        return None
+    found: list[tuple[str, int]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            return None  # not ours: read the table rather than miss anything
+        if type(item[1]) is int:
+            found.append((item[0], item[1]))
+    return found
+
+
+def _record_revocations(members: list[tuple[str, int]], window_ms: int) -> Op[None]:
+    """Steps of a transaction: the rows, the pruning, then the announcement (delivered by
+    PostgreSQL when the transaction commits, never before the rows are visible)."""
+    members = [(m, at) for m, at in members if not _unstorable(m)]  # never stored, never asked
+    if not members:
+        return
+    yield Query(
+        "INSERT INTO tokenguard_revocations (member, at_ms)"
+        " SELECT * FROM unnest(%s::text[], %s::bigint[])",
+        ([m for m, _ in members], [at for _, at in members]),
+    )
+    newest = max(at for _, at in members)
+    yield Query(_PRUNE_REVOCATIONS, (newest - window_ms,))
+    yield Query(
+        f"SELECT pg_notify({REVOCATION_CHANNEL_SQL}, %s)", (revocation_payload(members),)
+    )
+
+
+def _revocation_scores(sid: str | None, user: str | None) -> Op[tuple[int | None, int | None]]:
+    session_member, user_member = f"s:{sid or ''}", f"u:{user or ''}"
+    names = [n for n in (session_member, user_member) if not _unstorable(n)]
+    reply = yield Query(_REVOCATION_SCORES, (names,), alone=True)
+    found = {str(member): int(at) for member, at in reply.rows}
+    return found.get(session_member), found.get(user_member)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class _SessionLogic:
     """The session operations, as steps for either driver (no I/O here)."""
 
     def __init__(self) -> None:
         self._last_purge_ms = 0
+        #: How long a revocation is kept in ``tokenguard_revocations``: the longest token
+        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
+        self.revocation_window_ms = 86_400_000 + 300_000
+
+    def _families_revoked(self, families: list[str]) -> Op[None]:
+        # In the transaction that deleted them: every process hears of it at commit.
+        now_ms = _now_ms()
+        yield from _record_revocations(
+            [(f"s:{f}", now_ms) for f in families], self.revocation_window_ms
+        )
 
     def _create(self, record: SessionRecord) -> Op[None]:
         if record.family != family_of(record.token_hash):
@@ -222,6 +317,7 @@ class _SessionLogic:
         )
         if outcome.status == "reused" and old is not None:
             yield Query("DELETE FROM tokenguard_sessions WHERE family = %s", (old.family,))
+            yield from self._families_revoked([old.family])
         for record in (old_after, new_to_store):
             if record is not None:
                 yield Query(_SESSION_UPSERT, _session_params(record))
@@ -265,6 +361,7 @@ class _SessionLogic:
         record = _record((yield Query(_SESSION_SELECT, (token_hash,))).rows)
         if record is not None:
             yield Query("DELETE FROM tokenguard_sessions WHERE family = %s", (record.family,))
+            yield from self._families_revoked([record.family])
         return record
 
     def _revoke_user(self, user_id: str, except_family: str | None) -> Op[int]:
@@ -283,6 +380,7 @@ class _SessionLogic:
         for family in families:  # sorted: two revokers never wait on each other in a cycle
             yield Query(_LOCK_FAMILY, (family,))
         yield Query("DELETE FROM tokenguard_sessions WHERE family = ANY(%s)", (families,))
+        yield from self._families_revoked(families)
         return len(families)
 
     @staticmethod
@@ -292,8 +390,7 @@ class _SessionLogic:
         reply = yield Query(_SESSION_OF_USER, (user_id,), alone=True)
         return summarize_sessions((_row_record(r) for r in reply.rows), user_id, now_ms)
 
-    @staticmethod
-    def _revoke_session(user_id: str, family: str) -> Op[bool]:
+    def _revoke_session(self, user_id: str, family: str) -> Op[bool]:
         if _unstorable(user_id) or _unstorable(family):
             return False
         yield Query(_LOCK_FAMILY, (family,))
@@ -302,7 +399,10 @@ class _SessionLogic:
             " FROM tokenguard_sessions WHERE family = %s AND user_id = %s) RETURNING 1",
             (family, family, user_id),
         )
-        return bool(reply.rows)
+        if not reply.rows:
+            return False
+        yield from self._families_revoked([family])  # as every other end of a session
+        return True
 
 
 class PgSessionStore(_SessionLogic, SyncOwned):
@@ -335,6 +435,17 @@ class PgSessionStore(_SessionLogic, SyncOwned):
     def revoke_session(self, user_id: str, family: str) -> bool:
         return self.db.run(self._revoke_session(user_id, family))
 
+    def record_revocations(self, members: list[tuple[str, int]], message: str = "") -> None:
+        """Write ``members`` (name, ms) to ``tokenguard_revocations`` and announce them to
+        every listening process (NOTIFY, in the same transaction); ``message`` (the Redis
+        channel's form) is not needed here."""
+        self.db.run(_record_revocations(members, self.revocation_window_ms))
+
+    def revocation_scores(self, sid: str | None, user: str | None) -> tuple[int | None, int | None]:
+        """When session ``sid`` was revoked and ``user``'s not-before time, in ms (``None``
+        for either when the window holds none)."""
+        return self.db.run(_revocation_scores(sid, user))
+
 
 class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
     """:class:`~tokenguard.stores.base.AsyncSessionStore` in ``tokenguard_sessions``."""
@@ -365,6 +476,16 @@ class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
 
     async def revoke_session(self, user_id: str, family: str) -> bool:
         return await self.db.run(self._revoke_session(user_id, family))
+
+    async def record_revocations(self, members: list[tuple[str, int]], message: str = "") -> None:
+        """See :meth:`PgSessionStore.record_revocations`."""
+        await self.db.run(_record_revocations(members, self.revocation_window_ms))
+
+    async def revocation_scores(
+        self, sid: str | None, user: str | None
+    ) -> tuple[int | None, int | None]:
+        """See :meth:`PgSessionStore.revocation_scores`."""
+        return await self.db.run(_revocation_scores(sid, user))
 
 
 # --------------------------------------------------------------------------- users

@@ -81,6 +81,7 @@ __all__ = [
     "master_check",
     "parse_redis_url",
     "sync_client",
+    "sync_twin",
 ]
 
 T = TypeVar("T")
@@ -647,6 +648,63 @@ def _client(flavour: _Flavour, url: str, opts: dict[str, Any]) -> tuple[Any, boo
 def sync_client(url: str, **opts: Any) -> tuple[Any, bool]:
     """A synchronous client for ``url`` and whether it is a Cluster client."""
     return _client(_SYNC, url, opts)
+
+
+#: What a synchronous twin copies of an asyncio client's connection settings: the address,
+#: the database, the credentials and TLS (never its timeouts or retries: the subscriber has
+#: its own).
+_TWIN_KEYS = (
+    "host", "port", "path", "db", "username", "password", "client_name",
+    "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname",
+)  # fmt: skip
+_TWIN_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 5.0}
+
+
+def _twin_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in _TWIN_KEYS if k in kwargs}
+
+
+def sync_twin(client: Any) -> tuple[Any, Callable[[str, int], bool] | None] | None:
+    """A synchronous client reaching the same server as the ``redis.asyncio`` ``client``
+    (plain, Sentinel or Cluster), for a thread that cannot share an event loop's client;
+    with, behind Sentinel, a master check (see :func:`master_check`). ``None`` for a client
+    it cannot read."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        nodes = [_SYNC.cluster_node(n.host, n.port) for n in client.get_nodes()]
+        creds = _twin_kwargs(dict(getattr(client, "connection_kwargs", {})))
+        creds.pop("host", None), creds.pop("port", None)
+        return _SYNC.cluster(startup_nodes=nodes, **creds, **_TWIN_OPTIONS), None
+    if not isinstance(client, redis.asyncio.Redis):
+        return None
+    pool = client.connection_pool
+    if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool):
+        sentinels = pool.sentinel_manager.sentinels
+        where = [s.connection_pool.connection_kwargs for s in sentinels]
+        addresses = [(kw["host"], kw["port"]) for kw in where]
+        first = _twin_kwargs(sentinels[0].connection_pool.connection_kwargs) if sentinels else {}
+        sentinel_kwargs = {k: v for k, v in first.items() if k not in ("host", "port", "db")}
+        sentinel_kwargs.update(_TWIN_OPTIONS)
+        sentinel = _SYNC.sentinel(addresses, sentinel_kwargs=sentinel_kwargs)
+        master = sentinel.master_for(
+            pool.service_name, **_twin_kwargs(pool.connection_kwargs), **_TWIN_OPTIONS
+        )
+        checker = _SYNC.sentinel(addresses, sentinel_kwargs=sentinel_kwargs)
+        return master, _MasterCheck(checker, pool.service_name)
+    classes = {
+        redis.asyncio.SSLConnection: redis.SSLConnection,
+        redis.asyncio.UnixDomainSocketConnection: redis.UnixDomainSocketConnection,
+        redis.asyncio.Connection: redis.Connection,
+    }
+    connection_class = classes.get(pool.connection_class)
+    if connection_class is None:
+        return None
+    sync_pool = redis.ConnectionPool(
+        connection_class=connection_class,
+        **_twin_kwargs(pool.connection_kwargs),
+        **_TWIN_OPTIONS,
+        health_check_interval=2,
+    )
+    return redis.Redis(connection_pool=sync_pool), None
 
 
 def close_client(client: Any) -> None:

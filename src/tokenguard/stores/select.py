@@ -13,7 +13,9 @@ module, from the settings and the flavour (``"sync"`` for WSGI and the command l
   it can share one);
 - :func:`counter` — the rate-limit counter of ``RATE_LIMITER_STORE``;
 - :func:`invalidation_source` — whether session checks may be cached and invalidated across
-  processes (Redis session stores only), and over which connection.
+  processes (Redis session stores only), and over which connection;
+- :func:`revocation_source` — how a PostgreSQL or SQLite session store tells every process
+  of revoked access tokens (``LISTEN``/``NOTIFY``, or a poller on the shared file).
 
 A store passed in by the caller is recognised by its type (``isinstance``), never by the
 name of its class or module. Backends are imported only when chosen, so that choosing
@@ -43,10 +45,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Flavour",
     "InvalidationSource",
+    "RevocationSource",
     "audit_store",
     "counter",
     "invalidation_source",
     "once_store",
+    "revocation_source",
     "release_unused",
     "stores",
 ]
@@ -243,10 +247,11 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
     redis_sessions = _redis_sessions(sessions)
     if redis_sessions is None:
         return None
-    from .redis import RedisSessionStore, master_check, sync_client
+    from .redis import RedisSessionStore, master_check, sync_client, sync_twin
 
     url = settings.redis_url
     connect: Callable[[], Any]
+    still_master: Callable[[str, int], bool] | None = None
     if url:
 
         def connect() -> Any:
@@ -255,6 +260,7 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
             )
             return client
 
+        still_master = master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
     elif isinstance(redis_sessions, RedisSessionStore):
         client = redis_sessions.client
 
@@ -262,15 +268,58 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
             return client
 
     else:
-        return None  # an async client without a URL: no thread can share it
+        # An asyncio client passed in without a URL: its connections belong to an event
+        # loop, so the subscriber thread gets a synchronous twin reaching the same server.
+        # One twin, kept: redis-py reconnects by itself, as with a synchronous store.
+        twin = sync_twin(redis_sessions.client)
+        if twin is None:
+            return None
+        twin_client, still_master = twin
+
+        def connect() -> Any:
+            return twin_client
+
     return InvalidationSource(
         connect,
         redis_sessions.channel,
         owns_client=bool(url),
-        still_master=master_check(url, socket_connect_timeout=1.0, socket_timeout=1.0)
-        if url
-        else None,
+        still_master=still_master,
         listen=redis_sessions.listeners.append,
         revocations_key=redis_sessions.revocations_key,
         set_window=lambda ms: setattr(redis_sessions, "revocation_window_ms", ms),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationSource:
+    """How revocations of a PostgreSQL or SQLite session store reach every process (see
+    :mod:`tokenguard.guard.feeds`): ``kind`` ``"pg"`` (``LISTEN`` with ``conninfo``) or
+    ``"sqlite"`` (a poller on the store's file)."""
+
+    kind: Literal["pg", "sqlite"]
+    set_window: Callable[[int], None]
+    conninfo: str = ""
+
+
+def revocation_source(sessions: object) -> RevocationSource | None:
+    """A :class:`RevocationSource` for a PostgreSQL session store (either flavour) or a
+    SQLite one on a file; ``None`` otherwise (Redis has :func:`invalidation_source`; memory
+    and ``:memory:`` are one process, where a revocation applies at once)."""
+
+    def set_window(ms: int) -> None:
+        sessions.revocation_window_ms = ms  # type: ignore[attr-defined]
+
+    database = getattr(sessions, "db", None)
+    if database is not None:
+        from .pg_driver import AsyncPgDatabase, PgDatabase
+
+        if isinstance(database, AsyncPgDatabase | PgDatabase):
+            from .postgres import AsyncPgSessionStore, PgSessionStore
+
+            if isinstance(sessions, AsyncPgSessionStore | PgSessionStore):
+                return RevocationSource("pg", set_window, database.conninfo)
+    from .sqlite import SQLiteSessionStore
+
+    if isinstance(sessions, SQLiteSessionStore) and sessions.shared:
+        return RevocationSource("sqlite", set_window)
+    return None

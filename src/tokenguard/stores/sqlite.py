@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Bumped by every schema change; ``_MIGRATIONS[n]`` brings a version ``n - 1`` file to ``n``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -85,6 +85,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE tokenguard_users ADD COLUMN external_key TEXT",
         "CREATE UNIQUE INDEX IF NOT EXISTS tokenguard_users_external"
         " ON tokenguard_users (external_key)",
+    ),
+    # The window of revocations (tokenguard.guard.revocation), appended to by every process
+    # and polled by each (tokenguard.guard.feeds.SQLiteRevocationFeed): AUTOINCREMENT, so a
+    # sequence number is never reused once pruned, and one writer at a time (BEGIN
+    # IMMEDIATE) makes the order of ``seq`` the order of the commits.
+    3: (
+        """CREATE TABLE IF NOT EXISTS tokenguard_revocations (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            member TEXT NOT NULL,
+            at_ms INTEGER NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS tokenguard_revocations_member"
+        " ON tokenguard_revocations (member, at_ms)",
+        "CREATE INDEX IF NOT EXISTS tokenguard_revocations_at ON tokenguard_revocations (at_ms)",
     ),
 }
 
@@ -144,6 +158,8 @@ class _Database:
         self._timeout = timeout
         self._local = threading.local()
         self._memory = self.filename in ("", ":memory:")
+        #: A database of one connection (``:memory:``): no other process can share it.
+        self.memory = self._memory
         # A ``:memory:`` database exists per connection, so it gets exactly one, under a lock.
         self._shared_lock = threading.RLock()
         self._shared: sqlite3.Connection | None = None
@@ -417,6 +433,14 @@ class SQLiteSessionStore:
     def __init__(self, filename: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self._db = _Database(filename, timeout)
         self._last_purge_ms = 0
+        #: How long a revocation is kept in ``tokenguard_revocations``: the longest token
+        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
+        self.revocation_window_ms = 86_400_000 + 300_000
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this store too (a file; not ``:memory:``)."""
+        return not self._db.memory
 
     def create(self, record: SessionRecord) -> None:
         with self._db.write() as conn:
@@ -442,6 +466,7 @@ class SQLiteSessionStore:
             )
             if outcome.status == "reused" and old is not None:
                 conn.execute("DELETE FROM tokenguard_sessions WHERE family = ?", (old.family,))
+                self._families_revoked(conn, [old.family])
             for record in (old_after, new_to_store):
                 if record is not None:
                     self._insert(conn, record)
@@ -453,21 +478,87 @@ class SQLiteSessionStore:
             record = self._select(conn, token_hash)
             if record is not None:
                 conn.execute("DELETE FROM tokenguard_sessions WHERE family = ?", (record.family,))
+                self._families_revoked(conn, [record.family])
         return record
 
     def revoke_user(self, user_id: str, *, except_family: str | None = None) -> int:
         with self._db.write() as conn:
-            families = conn.execute(
-                "SELECT COUNT(DISTINCT family) FROM tokenguard_sessions"
-                " WHERE user_id = ? AND family IS NOT ?",
-                (user_id, except_family),
-            ).fetchone()[0]
+            families = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT DISTINCT family FROM tokenguard_sessions"
+                    " WHERE user_id = ? AND family IS NOT ?",
+                    (user_id, except_family),
+                )
+            ]
             conn.execute(
                 "DELETE FROM tokenguard_sessions WHERE family IN (SELECT family"
                 " FROM tokenguard_sessions WHERE user_id = ? AND family IS NOT ?)",
                 (user_id, except_family),
             )
-        return int(families)
+            self._families_revoked(conn, families)
+        return len(families)
+
+    # -- the window of revocations (see tokenguard.guard.revocation) --------------------------
+
+    def record_revocations(self, members: list[tuple[str, int]], message: str = "") -> None:
+        """Write ``members`` (name, ms) to ``tokenguard_revocations``, where every process's
+        poller finds them; ``message`` (the Redis channel's form) is not needed here."""
+        if members:
+            with self._db.write() as conn:
+                self._record(conn, members)
+
+    def revocation_scores(self, sid: str | None, user: str | None) -> tuple[int | None, int | None]:
+        """When session ``sid`` was revoked and ``user``'s not-before time, in ms (``None``
+        for either when the window holds none)."""
+        session_member, user_member = f"s:{sid or ''}", f"u:{user or ''}"
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT member, max(at_ms) FROM tokenguard_revocations"
+                " WHERE member IN (?, ?) GROUP BY member",
+                (session_member, user_member),
+            ).fetchall()
+        found = {str(member): int(at) for member, at in rows}
+        return found.get(session_member), found.get(user_member)
+
+    def revocations_after(
+        self, seq: int | None, since_ms: int = 0
+    ) -> tuple[list[tuple[str, int]], int]:
+        """The revocations written after sequence number ``seq`` (name, ms), and the last
+        sequence number; with ``seq=None``, those made since ``since_ms`` (a catch-up). One
+        statement: one snapshot, so nothing falls between a catch-up and the next poll."""
+        with self._db.read() as conn:
+            if seq is None:
+                rows = conn.execute(
+                    "SELECT seq, member, at_ms FROM tokenguard_revocations WHERE at_ms >= ?"
+                    " OR seq = (SELECT max(seq) FROM tokenguard_revocations) ORDER BY seq",
+                    (since_ms,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT seq, member, at_ms FROM tokenguard_revocations WHERE seq > ?"
+                    " ORDER BY seq",
+                    (seq,),
+                ).fetchall()
+        last = int(rows[-1][0]) if rows else (seq or 0)
+        return [(str(member), int(at)) for _, member, at in rows], last
+
+    def _families_revoked(self, conn: sqlite3.Connection, families: list[str]) -> None:
+        # In the transaction that deleted them.
+        now_ms = int(time.time() * 1000)
+        self._record(conn, [(f"s:{f}", now_ms) for f in families])
+
+    def _record(self, conn: sqlite3.Connection, members: list[tuple[str, int]]) -> None:
+        if not members:
+            return
+        conn.executemany(
+            "INSERT INTO tokenguard_revocations (member, at_ms) VALUES (?, ?)", members
+        )
+        newest = max(at for _, at in members)
+        conn.execute(
+            "DELETE FROM tokenguard_revocations WHERE at_ms < ?",
+            (newest - self.revocation_window_ms,),
+        )
 
     def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
         with self._db.read() as conn:
@@ -481,7 +572,10 @@ class SQLiteSessionStore:
                 " FROM tokenguard_sessions WHERE family = ? AND user_id = ?)",
                 (family, family, user_id),
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount <= 0:
+                return False
+            self._families_revoked(conn, [family])  # as every other end of a session
+            return True
 
     def close(self) -> None:
         """Close the store's connections."""
