@@ -239,3 +239,18 @@ def test_a_null_exp_is_invalid_even_when_exp_is_optional() -> None:
     assert code(lenient.verify(mint(exp=DROP), now)) == "OK"  # no exp: allowed here
     assert code(lenient.verify(mint(exp=None), now)) == "INVALID_TOKEN"  # "exp": null is not "no exp"
     assert code(verifier.verify(mint(exp=DROP), now)) == "INVALID_TOKEN"  # the default requires it
+
+
+def test_a_stray_character_in_the_payload_is_malformed_wherever_it_sits() -> None:
+    # A payload that decodes leniently (as Node's Buffer does: characters outside the alphabet
+    # skipped) to our issuer claims to be ours, so it is INVALID_TOKEN, never a static-token
+    # candidate; the verdict must not depend on the segment's length (the padding a lenient
+    # decoder adds), only on what the alphabet's characters decode to.
+    now = time.time()
+    header, payload, signature = mint().split(".")
+    for junk in ("!", "=", "==", "*", "!!!"):
+        for at in (0, 1, len(payload) // 2, len(payload) - 1, len(payload)):
+            bad = f"{header}.{payload[:at]}{junk}{payload[at:]}.{signature}"
+            assert code(verifier.verify(bad, now)) == "INVALID_TOKEN", (junk, at)
+    foreign = mint(iss="elsewhere").split(".")[1]
+    assert code(verifier.verify(f"{header}.!{foreign}.{signature}", now)) == "STATIC"
