@@ -573,3 +573,124 @@ def test_a_session_live_again_at_the_probe_keeps_no_probe_and_is_ended() -> None
     # left live); it was no reuse, so no access token of the family is revoked here.
     assert len(store) == 0
     assert len(guard.revocations) == 0
+
+
+# -- the registry's writes, exactly ------------------------------------------------------------
+
+
+def test_a_revocation_at_a_given_time_is_recorded_at_that_time() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    at = Clock().now - 10.0
+    assert rv.revoke_session("fam-a", at=at) == Entry("s", "fam-a", int(at * 1000))
+    assert rv.sessions == {"fam-a": at}
+    # A user's not-before is rounded up to the millisecond.
+    assert rv.revoke_user("u1", at=at + 0.0001) == Entry("u", "u1", int(at * 1000) + 1)
+    assert rv.users == {"u1": (int(at * 1000) + 1) / 1000}
+
+
+def test_announce_publishes_the_members_and_the_message() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    published: list[tuple[list[tuple[str, int]], str]] = []
+    rv.publish = lambda members, message: published.append((members, message))
+    entries = [Entry("s", "fam-a", 1), Entry("u", "u1", 2)]
+    run_sync(rv.announce(entries))
+    assert published == [([("s:fam-a", 1), ("u:u1", 2)], '![["s","fam-a",1],["u","u1",2]]')]
+    run_sync(rv.announce([]))  # nothing to tell
+    assert len(published) == 1
+
+
+def test_an_older_entry_in_a_batch_does_not_stop_the_later_ones() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    now_ms = int(clock.now * 1000)
+    rv.apply([Entry("u", "u1", now_ms)])
+    rv.apply([Entry("u", "u1", now_ms - 1000), Entry("u", "u2", now_ms), Entry("s", "fam-a", now_ms)])
+    assert rv.users == {"u1": now_ms / 1000, "u2": now_ms / 1000}
+    assert rv.sessions == {"fam-a": now_ms / 1000}
+
+
+def test_a_renewed_entry_outlives_its_first_window() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    start = clock.now
+    rv.revoke_user("u1", at=start)
+    rv.revoke_user("u1", at=start + 100)  # the not-before moved on: its own window
+    rv.prune(now=start + WINDOW)
+    assert rv.users == {"u1": start + 100}
+    rv.prune(now=start + 100 + WINDOW)
+    assert rv.users == {}
+
+
+# -- the guard's revocation checks on every path, exactly --------------------------------------
+
+
+def _cookie(core: TokenGuard, token: str) -> object:
+    outcome = core.guard.authenticate(None, "", f"directus_session_token={token}")
+    return run_sync(outcome) if isinstance(outcome, GeneratorType) else outcome
+
+
+REVOKED = (401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, False)
+REVOKED_COOKIE = (401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, True)
+
+
+def test_a_revoked_token_from_the_cookie_clears_it_on_every_path() -> None:
+    core = _core()
+    access, _ = _login(core)
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.sid is not None
+    core.guard.revocations.revoke_session(principal.sid)
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE  # the cached check
+    assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_the_memo_never_answers_for_a_revoked_user_or_while_untrusted() -> None:
+    core = _core()
+    access, _ = _login(core)
+    raw = f"Bearer {access}"
+    for _ in range(2):
+        assert isinstance(_ask(core, access, raw), Principal)
+    memo = core.guard.cached_bearer(raw, "")
+    assert isinstance(memo, Principal) and memo.user is not None
+    rv = core.guard.revocations
+    rv.trusted = False
+    assert core.guard.cached_bearer(raw, "") is None
+    rv.trusted = True
+    assert core.guard.cached_bearer(raw, "") == memo
+    rv.revoke_user(memo.user)
+    assert core.guard.cached_bearer(raw, "") is None
+    assert _answer(_ask(core, access, raw)) == REVOKED
+
+
+def _session_login(core: TokenGuard) -> str:
+    from tokenguard.auth.service import ClientInfo, Credentials
+
+    tokens = run_sync(
+        core.auth.login(Credentials("ada@example.com", "correct horse"), "session", ClientInfo(), 0.0)
+    )
+    return tokens.access_token
+
+
+@pytest.mark.parametrize("revoke", ["session", "user"])
+def test_a_session_mode_token_is_refused_once_revoked(revoke: str) -> None:
+    core = _core()
+    access = _session_login(core)
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.via == "session"
+    assert principal.sid is not None and principal.user is not None
+    if revoke == "session":
+        core.guard.revocations.revoke_session(principal.sid)
+    else:
+        core.guard.revocations.revoke_user(principal.user)
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE
+    assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_a_session_mode_token_while_untrusted_is_what_the_store_says() -> None:
+    core = _core()
+    access = _session_login(core)
+    _untrusted(core, lambda sid, user: (None, None))
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.via == "session"
+    _untrusted(core, lambda sid, user: (1, None))
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE
+    assert _answer(_ask(core, access)) == REVOKED
