@@ -80,7 +80,8 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 # Each mutant runs every test that reaches the mutated function, stopping at the first failure.
 # The fixed tests (a request, its exact answer) are what must kill a mutant; hypothesis's
 # hundreds of examples only make each run slow, and random ones would make a verdict depend on
-# luck. So in a mutation run: fixed tests first, property tests last, each property test with
+# luck. So in a mutation run: fixed tests first, fastest first (the durations mutmut recorded
+# in its first pass, when this process is one of its workers), property tests last, each with
 # a few derandomized examples and no shrinking (a failure is all that counts).
 _MUTATION_RUN = bool(os.environ.get("TG_MUTATION_RUN"))
 _MUTATION_EXAMPLES = 10
@@ -107,4 +108,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 deadline=None,
                 phases=[Phase.explicit, Phase.generate],
             )
-    items.sort(key=is_property)  # stable: the collection order otherwise
+    durations: dict[str, float] = {}
+    try:
+        from mutmut.state import state  # a worker forked from mutmut: its recorded durations
+    except ImportError:
+        pass
+    else:
+        durations = dict(state().duration_by_test)
+    items.sort(key=lambda item: (is_property(item), durations.get(item.nodeid, 0.0)))

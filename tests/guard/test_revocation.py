@@ -365,6 +365,25 @@ def test_the_async_twins_revoke_too() -> None:
 
 
 # -- exact answers (each found by mutation testing: scripts/mutation.py) ------------------------
+# Tokens minted, not logged in: no password hashing, so these tests, which every mutant of the
+# token path runs, stay cheap.
+
+USER = "5b0e2c4a-1d3f-4a6b-8c9d-0e1f2a3b4c5d"
+
+
+def _quick(*, session: bool = False) -> tuple[TokenGuard, str]:
+    """A core and an access token (of a live session, in session mode) as a login makes them."""
+    core = TokenGuard(secret=SECRET, users=MemoryUserStore(), sessions=MemorySessionStore())
+    now_ms = int(time.time() * 1000)
+    refresh = FAMILY + "q" * 42
+    claims: dict[str, Any] = {"id": USER, "sid": FAMILY, "iat_ms": now_ms, "iat": now_ms // 1000}
+    if session:
+        core.sessions.create(  # type: ignore[union-attr]
+            SessionRecord(refresh_token_key(refresh), FAMILY, USER, now_ms + 3_600_000, now_ms)
+        )
+        claims["session"] = refresh
+    return core, mint(**claims)
+
 
 
 def test_the_channel_message_is_compact_json_after_the_mark() -> None:
@@ -418,8 +437,7 @@ def _answer(outcome: object) -> tuple[int, str, str, dict[str, Any], bool]:
 
 
 def test_untrusted_without_a_check_is_a_503_saying_why() -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
     _untrusted(core, None)
     assert _answer(_ask(core, access)) == (
         503,
@@ -431,8 +449,7 @@ def test_untrusted_without_a_check_is_a_503_saying_why() -> None:
 
 
 def test_a_check_that_fails_oddly_is_a_503_and_a_warning_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
 
     def broken(sid: str | None, user: str | None) -> tuple[int | None, int | None]:
         raise RuntimeError(f"unexpected reply for {access}")
@@ -453,8 +470,7 @@ def test_a_check_that_fails_oddly_is_a_503_and_a_warning_without_the_token(caplo
 
 
 def test_the_stores_not_before_is_compared_with_the_tokens_millisecond() -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
     principal = _ask(core, access)
     assert isinstance(principal, Principal) and principal.issued_at is not None
     issued_ms = round(principal.issued_at * 1000)
@@ -465,8 +481,7 @@ def test_the_stores_not_before_is_compared_with_the_tokens_millisecond() -> None
 
 
 def test_a_revoked_token_from_the_cookie_clears_the_cookie() -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
     _untrusted(core, lambda sid, user: (1, None))
     outcome = core.guard.authenticate(None, "", f"directus_session_token={access}")
     if isinstance(outcome, GeneratorType):
@@ -634,8 +649,7 @@ REVOKED_COOKIE = (401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, T
 
 
 def test_a_revoked_token_from_the_cookie_clears_it_on_every_path() -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
     principal = _cookie(core, access)
     assert isinstance(principal, Principal) and principal.sid is not None
     core.guard.revocations.revoke_session(principal.sid)
@@ -644,8 +658,7 @@ def test_a_revoked_token_from_the_cookie_clears_it_on_every_path() -> None:
 
 
 def test_the_memo_never_answers_for_a_revoked_user_or_while_untrusted() -> None:
-    core = _core()
-    access, _ = _login(core)
+    core, access = _quick()
     raw = f"Bearer {access}"
     for _ in range(2):
         assert isinstance(_ask(core, access, raw), Principal)
@@ -661,19 +674,9 @@ def test_the_memo_never_answers_for_a_revoked_user_or_while_untrusted() -> None:
     assert _answer(_ask(core, access, raw)) == REVOKED
 
 
-def _session_login(core: TokenGuard) -> str:
-    from tokenguard.auth.service import ClientInfo, Credentials
-
-    tokens = run_sync(
-        core.auth.login(Credentials("ada@example.com", "correct horse"), "session", ClientInfo(), 0.0)
-    )
-    return tokens.access_token
-
-
 @pytest.mark.parametrize("revoke", ["session", "user"])
 def test_a_session_mode_token_is_refused_once_revoked(revoke: str) -> None:
-    core = _core()
-    access = _session_login(core)
+    core, access = _quick(session=True)
     principal = _cookie(core, access)
     assert isinstance(principal, Principal) and principal.via == "session"
     assert principal.sid is not None and principal.user is not None
@@ -686,8 +689,7 @@ def test_a_session_mode_token_is_refused_once_revoked(revoke: str) -> None:
 
 
 def test_a_session_mode_token_while_untrusted_is_what_the_store_says() -> None:
-    core = _core()
-    access = _session_login(core)
+    core, access = _quick(session=True)
     _untrusted(core, lambda sid, user: (None, None))
     principal = _cookie(core, access)
     assert isinstance(principal, Principal) and principal.via == "session"
