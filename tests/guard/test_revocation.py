@@ -545,8 +545,12 @@ def _reuse_revokes_the_family(store: Any) -> None:
     )
 
 
-def test_a_rotated_away_session_presented_again_ends_the_session() -> None:
-    _reuse_revokes_the_family(MemorySessionStore())
+def test_a_rotated_away_session_presented_again_ends_the_session(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        _reuse_revokes_the_family(MemorySessionStore())
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tokenguard"]
+    assert records == [(logging.WARNING, "session cookie reused after rotation: session revoked")]
+    assert OLD not in caplog.text and FAMILY not in caplog.text
 
 
 def test_a_rotated_away_session_presented_again_ends_the_session_in_redis(
