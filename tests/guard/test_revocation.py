@@ -673,6 +673,10 @@ def test_the_memo_never_answers_for_a_revoked_user_or_while_untrusted() -> None:
     assert core.guard.cached_bearer(raw, "") is None
     rv.trusted = True
     assert core.guard.cached_bearer(raw, "") == memo
+    # A not-before older than the token refuses nothing: the memo still answers.
+    assert memo.issued_at is not None
+    rv.revoke_user(memo.user, at=memo.issued_at - 60)
+    assert core.guard.cached_bearer(raw, "") == memo
     rv.revoke_user(memo.user)
     assert core.guard.cached_bearer(raw, "") is None
     assert _answer(_ask(core, access, raw)) == REVOKED
