@@ -131,6 +131,8 @@ def test_the_wire_format_round_trips_and_refuses_garbage() -> None:
 def test_issued_at_prefers_milliseconds() -> None:
     assert issued_at({"iat": 10, "iat_ms": 10_250}) == 10.25
     assert issued_at({"iat": 10}) == 10.0
+    assert issued_at({"iat": 10.5}) == 10.5  # PyJWT and our verifier accept a fractional iat
+    assert issued_at({"iat": "10"}) is None and issued_at({"iat_ms": 10.5, "iat": True}) is None
     assert issued_at({}) is None
 
 

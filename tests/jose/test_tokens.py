@@ -254,3 +254,33 @@ def test_a_stray_character_in_the_payload_is_malformed_wherever_it_sits() -> Non
             assert code(verifier.verify(bad, now)) == "INVALID_TOKEN", (junk, at)
     foreign = mint(iss="elsewhere").split(".")[1]
     assert code(verifier.verify(f"{header}.!{foreign}.{signature}", now)) == "STATIC"
+
+
+# -- each claim check, exactly (found by mutation testing: scripts/mutation.py) ----------------
+
+
+def test_nbf_at_now_plus_the_leeway_is_valid_and_a_second_later_is_not() -> None:
+    from tokenguard.jose.refusals import NOT_YET_VALID
+
+    v = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=5000)))
+    now = 1_800_000_000.0
+    exp = int(now) + 600
+    assert code(v.verify(mint(nbf=int(now) + 5, iat=int(now), exp=exp), now)) == "OK"
+    assert v.verify(mint(nbf=int(now) + 6, iat=int(now), exp=exp), now) is NOT_YET_VALID
+
+
+@pytest.mark.parametrize("name", ["sub", "jti", "id", "session", "sid"])
+@pytest.mark.parametrize("value", [1, None, ["x"], {"a": "b"}])
+def test_a_string_claim_of_another_type_is_invalid_claims(name: str, value: object) -> None:
+    from tokenguard.jose.refusals import INVALID_CLAIMS
+
+    assert verifier.verify(mint(**{name: value}), time.time()) is INVALID_CLAIMS
+    assert code(verifier.verify(mint(**{name: "a-string"}), time.time())) == "OK"
+
+
+@pytest.mark.parametrize("value", ["1800000000000", 1.8e12, None, True])
+def test_iat_ms_of_another_type_than_an_integer_is_invalid_claims(value: object) -> None:
+    from tokenguard.jose.refusals import INVALID_CLAIMS
+
+    assert verifier.verify(mint(iat_ms=value), time.time()) is INVALID_CLAIMS
+    assert code(verifier.verify(mint(iat_ms=int(time.time() * 1000)), time.time())) == "OK"
