@@ -284,3 +284,17 @@ def test_iat_ms_of_another_type_than_an_integer_is_invalid_claims(value: object)
 
     assert verifier.verify(mint(iat_ms=value), time.time()) is INVALID_CLAIMS
     assert code(verifier.verify(mint(iat_ms=int(time.time() * 1000)), time.time())) == "OK"
+
+
+def test_a_lone_surrogate_in_utf8_is_read_as_pyjwt_reads_it() -> None:
+    # json.loads (PyJWT's parser) decodes bytes with "surrogatepass": a string holding the
+    # UTF-8 form of a lone surrogate is a claim like any other, not "no JWT at all".
+    from tests.helpers.tokens import claims
+
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    payload = b64(json.dumps(claims()).encode()[:-1] + b', "jti": "\xed\xa0\x80"}')
+    signature = hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), "sha256").digest()
+    token = f"{header}.{payload}.{b64(signature)}"
+    result = verifier.verify(token, time.time())
+    assert isinstance(result, dict) and result["jti"] == "\ud800"
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["jti"] == "\ud800"
