@@ -706,3 +706,13 @@ def test_a_session_mode_token_while_untrusted_is_what_the_store_says() -> None:
     _untrusted(core, lambda sid, user: (1, None))
     assert _answer(_cookie(core, access)) == REVOKED_COOKIE
     assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_the_registry_keeps_the_guards_clock() -> None:
+    # A guard on another clock (a test's, a replay's): a revocation made "now" is its now.
+    later = time.time() + 10 * 365 * 86_400.0
+    guard = Guard(Settings(secret=SECRET), MemoryUserStore(), MemorySessionStore(), clock=lambda: later)
+    token = mint(id="u1", iat=int(later) - 10, exp=int(later) + 600)
+    assert isinstance(guard.authenticate(f"Bearer {token}", "", None), Principal)
+    guard.revocations.revoke_user("u1")
+    assert _answer(guard.authenticate(f"Bearer {token}", "", None)) == REVOKED
