@@ -440,7 +440,7 @@ def _answer(outcome: object) -> tuple[int, str, str, dict[str, Any], bool]:
 
 def test_untrusted_without_a_check_is_a_503_saying_why() -> None:
     core, access = _quick()
-    _untrusted(core, None)
+    core.guard.revocations.trusted = False  # and no check set: a registry's default
     assert _answer(_ask(core, access)) == (
         503,
         "SERVICE_UNAVAILABLE",

@@ -298,3 +298,25 @@ def test_a_lone_surrogate_in_utf8_is_read_as_pyjwt_reads_it() -> None:
     result = verifier.verify(token, time.time())
     assert isinstance(result, dict) and result["jti"] == "\ud800"
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["jti"] == "\ud800"
+
+
+def test_the_verifier_keeps_its_policy() -> None:
+    policy = token_policy(settings)
+    assert TokenVerifier(policy).policy is policy
+
+
+def test_a_token_of_exactly_the_maximum_length_is_verified() -> None:
+    token = mint()
+    exact = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, max_token_length=len(token))))
+    assert code(exact.verify(token, time.time())) == "OK"
+    shorter = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, max_token_length=len(token) - 1)))
+    assert code(shorter.verify(token, time.time())) == "STATIC"
+
+
+@pytest.mark.parametrize("alg", ["", "XXXX", "none"])
+def test_with_hmac_retired_no_header_is_an_hmac_one(alg: str) -> None:
+    from tokenguard.jose.refusals import ALGORITHM_NOT_ACCEPTED
+
+    retired = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, jwt_accept_hmac=False)))
+    token = sign({"alg": alg, "typ": "JWT"}, claims())
+    assert retired.verify(token, time.time()) is ALGORITHM_NOT_ACCEPTED

@@ -105,8 +105,9 @@ class TokenVerifier:
         self.policy = policy
         # The policy's values copied into slots: the hot path reads attributes, not a chain.
         self._key = policy.secret
-        # With the HMAC secret retired (or absent: verify-only), no HS header is good.
-        self._alg = policy.algorithm if policy.accept_hmac else ""
+        # With the HMAC secret retired (or absent: verify-only), no header is an HMAC one: a
+        # marker no JSON value equals (an empty string did, so {"alg": ""} passed as HMAC).
+        self._alg: object = policy.algorithm if policy.accept_hmac else _MISSING
         self._digest = _DIGESTS[policy.algorithm]
         self._sig_len = _SIG_LEN[policy.algorithm]
         self.issuer = policy.issuer
