@@ -206,6 +206,11 @@ def main() -> int:
     targets = sorted(n for n, s in status.items() if s in undecided and n not in skipped)
     if targets and not run(targets, options.jobs):
         return 1
+    # With --keep, mutmut regenerates the mutants of a function edited since (their verdicts
+    # reset, their numbers may shift): run those too.
+    fresh = sorted(n for n, s in results().items() if s == "not checked" and n not in skipped)
+    if fresh and not run(fresh, options.jobs):
+        return 1
     elapsed = time.monotonic() - started
 
     status = results()
