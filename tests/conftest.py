@@ -74,3 +74,45 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- Mutation testing (scripts/mutation.py sets TG_MUTATION_RUN) ------------------------------
+# Each mutant runs every test that reaches the mutated function, stopping at the first failure.
+# The fixed tests (a request, its exact answer) are what must kill a mutant; hypothesis's
+# hundreds of examples only make each run slow, and random ones would make a verdict depend on
+# luck. So in a mutation run: fixed tests first, fastest first (the durations mutmut recorded
+# in its first pass, when this process is one of its workers), property tests last, each with
+# a few derandomized examples and no shrinking (a failure is all that counts).
+_MUTATION_RUN = bool(os.environ.get("TG_MUTATION_RUN"))
+_MUTATION_EXAMPLES = 10
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not _MUTATION_RUN:
+        return
+    from hypothesis import Phase, settings
+
+    def is_property(item: pytest.Item) -> bool:
+        return getattr(getattr(item, "obj", None), "is_hypothesis_test", False) is True
+
+    for item in items:
+        if is_property(item):
+            # hypothesis reads this attribute (what @settings set) each time the test is called.
+            test = getattr(item.obj, "__func__", item.obj)  # type: ignore[attr-defined]
+            current = test._hypothesis_internal_use_settings
+            test._hypothesis_internal_use_settings = settings(
+                current,
+                max_examples=min(current.max_examples, _MUTATION_EXAMPLES),
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],
+            )
+    durations: dict[str, float] = {}
+    try:
+        from mutmut.state import state  # a worker forked from mutmut: its recorded durations
+    except ImportError:
+        pass
+    else:
+        durations = dict(state().duration_by_test)
+    items.sort(key=lambda item: (is_property(item), durations.get(item.nodeid, 0.0)))

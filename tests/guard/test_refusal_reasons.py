@@ -120,3 +120,50 @@ def test_nothing_is_formatted_when_debug_is_off(caplog: pytest.LogCaptureFixture
         refusal(resolve(make_guard(), f"Bearer {mint(secret=OTHER_SECRET)}"))
     assert not caplog.records
     assert refusals.reason_of(refusals.EXPIRED) == "expired"
+
+
+# --- the static-token reasons, exactly, from an in-process store and from an I/O store ---------
+
+
+OFF_TOKEN = "qQ7-" + "q" * 36  # a suspended user's static token
+
+
+class IoUsers(MemoryUserStore):
+    """The same store, declared as doing I/O: the guard asks it through a flow."""
+
+    io_bound = True
+
+
+class LooseUsers(MemoryUserStore):
+    """A store whose token index is loose: any hash finds the one active user it holds."""
+
+    def get_by_token_hash(self, token_hash: str) -> User | None:
+        return self.get_by_email("loose@example.com")
+
+
+def static_guard(users: MemoryUserStore) -> Guard:
+    users.create(
+        User(id="u-off", email="off@example.com", role="robot", status="suspended", token_hash=hash_token(OFF_TOKEN))
+    )
+    return Guard(Settings(secret=SECRET), users, MemorySessionStore())
+
+
+@pytest.mark.parametrize("store", [MemoryUserStore, IoUsers], ids=["in-process", "io"])
+def test_static_refusals_say_why_from_either_kind_of_store(caplog: pytest.LogCaptureFixture, store: type[MemoryUserStore]) -> None:
+    guard = static_guard(store())
+    assert refused_with(caplog, guard, OFF_TOKEN) == "refused header token: user inactive (suspended)"
+    assert refused_with(caplog, guard, OFF_TOKEN, "query") == "refused query token: user inactive (suspended)"
+    assert refused_with(caplog, guard, mint(iss="elsewhere"), "query") == "refused query token: wrong issuer"
+    # Three segments and a JSON object without "iss": looks like a JWT of nobody, so no issuer
+    # to blame; a payload that is no object at all, the same.
+    for payload in ({"sub": "x"}, ["iss"]):
+        token = raw_jwt({"alg": "HS256"}, json.dumps(payload), "c2lnbmF0dXJl")
+        assert refused_with(caplog, guard, token) == "refused header token: unknown static token"
+
+
+def test_an_active_user_found_under_another_hash_is_an_unknown_static_token(caplog: pytest.LogCaptureFixture) -> None:
+    users = LooseUsers()
+    users.create(User(id="u-loose", email="loose@example.com", role="robot", token_hash=hash_token("the-real-token-" + "r" * 30)))
+    guard = Guard(Settings(secret=SECRET), users, MemorySessionStore())
+    # Active, with a token hash, but not this token's: never "inactive".
+    assert refused_with(caplog, guard, "another-token-" + "a" * 30) == "refused header token: unknown static token"

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from types import GeneratorType
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.tokens import SECRET
+from tests.helpers.tokens import SECRET, mint
 from tokenguard.app import TokenGuard
+from tokenguard.config import Settings
 from tokenguard.flow import run_sync
-from tokenguard.guard.decide import Refusal
+from tokenguard.guard.decide import Guard, Refusal
 from tokenguard.guard.revocation import (
     PRIVILEGE_FIELDS,
     Entry,
@@ -24,8 +27,9 @@ from tokenguard.guard.revocation import (
     revoking_change,
 )
 from tokenguard.principal import Principal
-from tokenguard.stores.base import StoreUnavailable, User
+from tokenguard.stores.base import SessionRecord, StoreUnavailable, User, refresh_token_key
 from tokenguard.stores.memory import MemorySessionStore, MemoryUserStore
+from tokenguard.stores.redis import RedisSessionStore
 from tokenguard.users import create_user
 
 WINDOW = 960.0  # 15 minutes of ACCESS_TOKEN_TTL, one of leeway
@@ -129,6 +133,8 @@ def test_the_wire_format_round_trips_and_refuses_garbage() -> None:
 def test_issued_at_prefers_milliseconds() -> None:
     assert issued_at({"iat": 10, "iat_ms": 10_250}) == 10.25
     assert issued_at({"iat": 10}) == 10.0
+    assert issued_at({"iat": 10.5}) == 10.5  # PyJWT and our verifier accept a fractional iat
+    assert issued_at({"iat": "10"}) is None and issued_at({"iat_ms": 10.5, "iat": True}) is None
     assert issued_at({}) is None
 
 
@@ -483,3 +489,355 @@ def test_user_changed_revokes_only_what_a_token_rests_on() -> None:
     fresh, _ = _login(core)
     principal = _ask(core, fresh)
     assert isinstance(principal, Principal) and principal.role == "viewer"
+
+
+# -- exact answers (each found by mutation testing: scripts/mutation.py) ------------------------
+# Tokens minted, not logged in: no password hashing, so these tests, which every mutant of the
+# token path runs, stay cheap.
+
+USER = "5b0e2c4a-1d3f-4a6b-8c9d-0e1f2a3b4c5d"
+
+
+def _quick(*, session: bool = False) -> tuple[TokenGuard, str]:
+    """A core and an access token (of a live session, in session mode) as a login makes them."""
+    core = TokenGuard(secret=SECRET, users=MemoryUserStore(), sessions=MemorySessionStore())
+    now_ms = int(time.time() * 1000)
+    refresh = FAMILY + "q" * 42
+    claims: dict[str, Any] = {"id": USER, "sid": FAMILY, "iat_ms": now_ms, "iat": now_ms // 1000}
+    if session:
+        core.sessions.create(  # type: ignore[union-attr]
+            SessionRecord(refresh_token_key(refresh), FAMILY, USER, now_ms + 3_600_000, now_ms)
+        )
+        claims["session"] = refresh
+    return core, mint(**claims)
+
+
+
+def test_the_channel_message_is_compact_json_after_the_mark() -> None:
+    message = encode_entries([Entry("s", "fam-a", 1), Entry("u", "u1", 2)])
+    assert message == '![["s","fam-a",1],["u","u1",2]]'
+
+
+def test_a_window_member_names_its_entry() -> None:
+    assert entry_from_member("s:fam-a", 7.0) == Entry("s", "fam-a", 7)
+    assert entry_from_member("u:u1", 2.0) == Entry("u", "u1", 2)
+    assert entry_from_member("S:fam-a", 7.0) is None
+
+
+def test_the_length_counts_sessions_and_users() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    rv.revoke_session("fam-a")
+    rv.revoke_user("u1")
+    rv.revoke_user("u2")
+    assert len(rv) == 3
+
+
+def test_prune_at_a_given_time_ignores_the_clock() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    rv.revoke_session("fam-a")
+    rv.prune(now=clock.now + WINDOW)
+    assert len(rv) == 0
+
+
+def test_the_stores_answer_refuses_what_the_registry_would() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    # (session revoked at ms, user's not-before ms), issued at (s) -> refused?
+    assert rv.refuses_stored((None, None), 10.0) is False
+    assert rv.refuses_stored((5, None), 10.0) is True
+    assert rv.refuses_stored((None, 10_000), 9.999) is True
+    assert rv.refuses_stored((None, 10_000), 10.0) is False  # issued at the not-before: good
+    assert rv.refuses_stored((None, 10_001), 10.0) is True
+    assert rv.refuses_stored((None, 10_000), None) is True  # no iat: refused by any
+    assert rv.refuses_stored((None, 10_000), 10.001) is False
+
+
+def _untrusted(core: TokenGuard, check: Any) -> None:
+    core.guard.revocations.trusted = False
+    core.guard.revocations.check = check
+
+
+def _answer(outcome: object) -> tuple[int, str, str, dict[str, Any], bool]:
+    assert isinstance(outcome, Refusal), outcome
+    error = outcome.error
+    return error.status, error.code, error.message, error.extensions, outcome.clear_session_cookie
+
+
+def test_untrusted_without_a_check_is_a_503_saying_why() -> None:
+    core, access = _quick()
+    core.guard.revocations.trusted = False  # and no check set: a registry's default
+    assert _answer(_ask(core, access)) == (
+        503,
+        "SERVICE_UNAVAILABLE",
+        'Service "redis" is unavailable. revocations not caught up.',
+        {"service": "redis", "reason": "revocations not caught up"},
+        False,
+    )
+
+
+def test_a_check_that_fails_oddly_is_a_503_and_a_warning_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    core, access = _quick()
+
+    def broken(sid: str | None, user: str | None) -> tuple[int | None, int | None]:
+        raise RuntimeError(f"unexpected reply for {access}")
+
+    _untrusted(core, broken)
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        outcome = _ask(core, access)
+    assert _answer(outcome) == (
+        503,
+        "SERVICE_UNAVAILABLE",
+        'Service "redis" is unavailable. revocation check failed.',
+        {"service": "redis", "reason": "revocation check failed"},
+        False,
+    )
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tokenguard"]
+    assert records == [(logging.WARNING, "revocation check failed: RuntimeError")]
+    assert access not in caplog.text
+
+
+def test_the_stores_not_before_is_compared_with_the_tokens_millisecond() -> None:
+    core, access = _quick()
+    principal = _ask(core, access)
+    assert isinstance(principal, Principal) and principal.issued_at is not None
+    issued_ms = round(principal.issued_at * 1000)
+    for not_before_ms, refused in ((issued_ms, False), (issued_ms + 1, True)):
+        _untrusted(core, lambda sid, user, ms=not_before_ms: (None, ms))
+        outcome = _ask(core, access)
+        assert isinstance(outcome, Refusal) is refused, (not_before_ms, outcome)
+
+
+def test_a_revoked_token_from_the_cookie_clears_the_cookie() -> None:
+    core, access = _quick()
+    _untrusted(core, lambda sid, user: (1, None))
+    outcome = core.guard.authenticate(None, "", f"directus_session_token={access}")
+    if isinstance(outcome, GeneratorType):
+        outcome = run_sync(outcome)
+    assert _answer(outcome) == (
+        401,
+        "INVALID_CREDENTIALS",
+        "Invalid user credentials.",
+        {},
+        True,
+    )
+    # In the header, the same token refused leaves the cookie alone.
+    assert _answer(_ask(core, access))[4] is False
+
+
+# -- a dead session cookie: the reuse probe ----------------------------------------------------
+
+FAMILY = "R" * 22
+OLD = FAMILY + "o" * 42  # rotated away (its grace over)
+NEW = FAMILY + "n" * 42  # what it was rotated into
+
+
+def _rotated_away(store: Any) -> int:
+    """``OLD`` rotated into ``NEW`` a second ago, without grace; returns now in ms."""
+    now_ms = int(time.time() * 1000)
+    expires = now_ms + 3_600_000
+    store.create(SessionRecord(refresh_token_key(OLD), FAMILY, "u1", expires, now_ms - 2000))
+    outcome = store.rotate(
+        refresh_token_key(OLD),
+        SessionRecord(refresh_token_key(NEW), FAMILY, "u1", expires, now_ms - 1000),
+        now_ms=now_ms - 1000,
+        grace_ms=0,
+    )
+    assert outcome.status == "rotated"
+    return now_ms
+
+
+def _session_guard(store: Any) -> Guard:
+    return Guard(Settings(secret=SECRET), MemoryUserStore(), store)
+
+
+def _present(guard: Guard, session: str) -> object:
+    outcome = guard.authenticate(f"Bearer {mint(id='u1', session=session)}", "", None)
+    return run_sync(outcome) if isinstance(outcome, GeneratorType) else outcome
+
+
+def _reuse_revokes_the_family(store: Any) -> None:
+    now_ms = _rotated_away(store)
+    guard = _session_guard(store)
+    assert _answer(_present(guard, OLD)) == (
+        401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, False
+    )
+    # Someone held a copy of the old session: the whole session ends, its successor too,
+    # and every access token of the family (sid) is refused from now on.
+    assert store.get(refresh_token_key(NEW), now_ms) is None
+    assert list(guard.revocations.sessions) == [FAMILY]
+    assert _answer(_present(guard, NEW))[:2] == (401, "INVALID_CREDENTIALS")
+    sid_token = mint(id="u1", sid=FAMILY)
+    assert _answer(guard.authenticate(f"Bearer {sid_token}", "", None))[:2] == (
+        401, "INVALID_CREDENTIALS"
+    )
+
+
+def test_a_rotated_away_session_presented_again_ends_the_session(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="tokenguard"):
+        _reuse_revokes_the_family(MemorySessionStore())
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "tokenguard"]
+    assert records == [(logging.WARNING, "session cookie reused after rotation: session revoked")]
+    assert OLD not in caplog.text and FAMILY not in caplog.text
+
+
+def test_a_rotated_away_session_presented_again_ends_the_session_in_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=redis_prefix)
+    try:
+        _reuse_revokes_the_family(store)
+    finally:
+        store.close()
+
+
+def test_an_unknown_session_is_refused_and_nothing_is_stored() -> None:
+    store = MemorySessionStore()
+    guard = _session_guard(store)
+    assert _answer(_present(guard, FAMILY + "u" * 42)) == (
+        401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, False
+    )
+    assert len(store) == 0 and len(guard.revocations) == 0
+
+
+class LateSessions(MemorySessionStore):
+    """A session that the store's read misses but its rotation finds live (a read replica
+    behind, a clock apart): the race the probe must not turn into a live session."""
+
+    def get(self, token_hash: str, now_ms: int) -> SessionRecord | None:
+        return None
+
+
+def test_a_session_live_again_at_the_probe_keeps_no_probe_and_is_ended() -> None:
+    store = LateSessions()
+    now_ms = int(time.time() * 1000)
+    store.create(SessionRecord(refresh_token_key(OLD), FAMILY, "u1", now_ms + 3_600_000, now_ms))
+    guard = _session_guard(store)
+    assert _answer(_present(guard, OLD)) == (
+        401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, False
+    )
+    # The probe rotated the live session: both are dropped (no successor nobody holds is
+    # left live); it was no reuse, so no access token of the family is revoked here.
+    assert len(store) == 0
+    assert len(guard.revocations) == 0
+
+
+# -- the registry's writes, exactly ------------------------------------------------------------
+
+
+def test_a_revocation_at_a_given_time_is_recorded_at_that_time() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    at = Clock().now - 10.0
+    assert rv.revoke_session("fam-a", at=at) == Entry("s", "fam-a", int(at * 1000))
+    assert rv.sessions == {"fam-a": at}
+    # A user's not-before is rounded up to the millisecond.
+    assert rv.revoke_user("u1", at=at + 0.0001) == Entry("u", "u1", int(at * 1000) + 1)
+    assert rv.users == {"u1": (int(at * 1000) + 1) / 1000}
+
+
+def test_announce_publishes_the_members_and_the_message() -> None:
+    rv = Revocations(WINDOW, clock=Clock())
+    published: list[tuple[list[tuple[str, int]], str]] = []
+    rv.publish = lambda members, message: published.append((members, message))
+    entries = [Entry("s", "fam-a", 1), Entry("u", "u1", 2)]
+    run_sync(rv.announce(entries))
+    assert published == [([("s:fam-a", 1), ("u:u1", 2)], '![["s","fam-a",1],["u","u1",2]]')]
+    run_sync(rv.announce([]))  # nothing to tell
+    assert len(published) == 1
+
+
+def test_an_older_entry_in_a_batch_does_not_stop_the_later_ones() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    now_ms = int(clock.now * 1000)
+    rv.apply([Entry("u", "u1", now_ms)])
+    rv.apply([Entry("u", "u1", now_ms - 1000), Entry("u", "u2", now_ms), Entry("s", "fam-a", now_ms)])
+    assert rv.users == {"u1": now_ms / 1000, "u2": now_ms / 1000}
+    assert rv.sessions == {"fam-a": now_ms / 1000}
+
+
+def test_a_renewed_entry_outlives_its_first_window() -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    start = clock.now
+    rv.revoke_user("u1", at=start)
+    rv.revoke_user("u1", at=start + 100)  # the not-before moved on: its own window
+    rv.prune(now=start + WINDOW)
+    assert rv.users == {"u1": start + 100}
+    rv.prune(now=start + 100 + WINDOW)
+    assert rv.users == {}
+
+
+# -- the guard's revocation checks on every path, exactly --------------------------------------
+
+
+def _cookie(core: TokenGuard, token: str) -> object:
+    outcome = core.guard.authenticate(None, "", f"directus_session_token={token}")
+    return run_sync(outcome) if isinstance(outcome, GeneratorType) else outcome
+
+
+REVOKED = (401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, False)
+REVOKED_COOKIE = (401, "INVALID_CREDENTIALS", "Invalid user credentials.", {}, True)
+
+
+def test_a_revoked_token_from_the_cookie_clears_it_on_every_path() -> None:
+    core, access = _quick()
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.sid is not None
+    core.guard.revocations.revoke_session(principal.sid)
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE  # the cached check
+    assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_the_memo_never_answers_for_a_revoked_user_or_while_untrusted() -> None:
+    core, access = _quick()
+    raw = f"Bearer {access}"
+    for _ in range(2):
+        assert isinstance(_ask(core, access, raw), Principal)
+    memo = core.guard.cached_bearer(raw, "")
+    assert isinstance(memo, Principal) and memo.user is not None
+    rv = core.guard.revocations
+    rv.trusted = False
+    assert core.guard.cached_bearer(raw, "") is None
+    rv.trusted = True
+    assert core.guard.cached_bearer(raw, "") == memo
+    # A not-before older than the token refuses nothing: the memo still answers.
+    assert memo.issued_at is not None
+    rv.revoke_user(memo.user, at=memo.issued_at - 60)
+    assert core.guard.cached_bearer(raw, "") == memo
+    rv.revoke_user(memo.user)
+    assert core.guard.cached_bearer(raw, "") is None
+    assert _answer(_ask(core, access, raw)) == REVOKED
+
+
+@pytest.mark.parametrize("revoke", ["session", "user"])
+def test_a_session_mode_token_is_refused_once_revoked(revoke: str) -> None:
+    core, access = _quick(session=True)
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.via == "session"
+    assert principal.sid is not None and principal.user is not None
+    if revoke == "session":
+        core.guard.revocations.revoke_session(principal.sid)
+    else:
+        core.guard.revocations.revoke_user(principal.user)
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE
+    assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_a_session_mode_token_while_untrusted_is_what_the_store_says() -> None:
+    core, access = _quick(session=True)
+    _untrusted(core, lambda sid, user: (None, None))
+    principal = _cookie(core, access)
+    assert isinstance(principal, Principal) and principal.via == "session"
+    _untrusted(core, lambda sid, user: (1, None))
+    assert _answer(_cookie(core, access)) == REVOKED_COOKIE
+    assert _answer(_ask(core, access)) == REVOKED
+
+
+def test_the_registry_keeps_the_guards_clock() -> None:
+    # A guard on another clock (a test's, a replay's): a revocation made "now" is its now.
+    later = time.time() + 10 * 365 * 86_400.0
+    guard = Guard(Settings(secret=SECRET), MemoryUserStore(), MemorySessionStore(), clock=lambda: later)
+    token = mint(id="u1", iat=int(later) - 10, exp=int(later) + 600)
+    assert isinstance(guard.authenticate(f"Bearer {token}", "", None), Principal)
+    guard.revocations.revoke_user("u1")
+    assert _answer(guard.authenticate(f"Bearer {token}", "", None)) == REVOKED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 
@@ -46,7 +47,9 @@ def names_issuer(token: str, issuer: str, max_length: int, *, strict: bool) -> b
                 return False
             payload = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
         else:
-            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+            # As Node's Buffer: characters outside the alphabet skipped, padding included.
+            data = re.sub(r"[^A-Za-z0-9_+/-]", "", parts[1])
+            payload = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
     except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
         return False
     return isinstance(payload, dict) and payload.get("iss") == issuer

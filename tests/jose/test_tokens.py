@@ -239,3 +239,84 @@ def test_a_null_exp_is_invalid_even_when_exp_is_optional() -> None:
     assert code(lenient.verify(mint(exp=DROP), now)) == "OK"  # no exp: allowed here
     assert code(lenient.verify(mint(exp=None), now)) == "INVALID_TOKEN"  # "exp": null is not "no exp"
     assert code(verifier.verify(mint(exp=DROP), now)) == "INVALID_TOKEN"  # the default requires it
+
+
+def test_a_stray_character_in_the_payload_is_malformed_wherever_it_sits() -> None:
+    # A payload that decodes leniently (as Node's Buffer does: characters outside the alphabet
+    # skipped) to our issuer claims to be ours, so it is INVALID_TOKEN, never a static-token
+    # candidate; the verdict must not depend on the segment's length (the padding a lenient
+    # decoder adds), only on what the alphabet's characters decode to.
+    now = time.time()
+    header, payload, signature = mint().split(".")
+    for junk in ("!", "=", "==", "*", "!!!"):
+        for at in (0, 1, len(payload) // 2, len(payload) - 1, len(payload)):
+            bad = f"{header}.{payload[:at]}{junk}{payload[at:]}.{signature}"
+            assert code(verifier.verify(bad, now)) == "INVALID_TOKEN", (junk, at)
+    foreign = mint(iss="elsewhere").split(".")[1]
+    assert code(verifier.verify(f"{header}.!{foreign}.{signature}", now)) == "STATIC"
+
+
+# -- each claim check, exactly (found by mutation testing: scripts/mutation.py) ----------------
+
+
+def test_nbf_at_now_plus_the_leeway_is_valid_and_a_second_later_is_not() -> None:
+    from tokenguard.jose.refusals import NOT_YET_VALID
+
+    v = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=5000)))
+    now = 1_800_000_000.0
+    exp = int(now) + 600
+    assert code(v.verify(mint(nbf=int(now) + 5, iat=int(now), exp=exp), now)) == "OK"
+    assert v.verify(mint(nbf=int(now) + 6, iat=int(now), exp=exp), now) is NOT_YET_VALID
+
+
+@pytest.mark.parametrize("name", ["sub", "jti", "id", "session", "sid"])
+@pytest.mark.parametrize("value", [1, None, ["x"], {"a": "b"}])
+def test_a_string_claim_of_another_type_is_invalid_claims(name: str, value: object) -> None:
+    from tokenguard.jose.refusals import INVALID_CLAIMS
+
+    assert verifier.verify(mint(**{name: value}), time.time()) is INVALID_CLAIMS
+    assert code(verifier.verify(mint(**{name: "a-string"}), time.time())) == "OK"
+
+
+@pytest.mark.parametrize("value", ["1800000000000", 1.8e12, None, True])
+def test_iat_ms_of_another_type_than_an_integer_is_invalid_claims(value: object) -> None:
+    from tokenguard.jose.refusals import INVALID_CLAIMS
+
+    assert verifier.verify(mint(iat_ms=value), time.time()) is INVALID_CLAIMS
+    assert code(verifier.verify(mint(iat_ms=int(time.time() * 1000)), time.time())) == "OK"
+
+
+def test_a_lone_surrogate_in_utf8_is_read_as_pyjwt_reads_it() -> None:
+    # json.loads (PyJWT's parser) decodes bytes with "surrogatepass": a string holding the
+    # UTF-8 form of a lone surrogate is a claim like any other, not "no JWT at all".
+    from tests.helpers.tokens import claims
+
+    header = b64(b'{"alg":"HS256","typ":"JWT"}')
+    payload = b64(json.dumps(claims()).encode()[:-1] + b', "jti": "\xed\xa0\x80"}')
+    signature = hmac.new(SECRET.encode(), f"{header}.{payload}".encode(), "sha256").digest()
+    token = f"{header}.{payload}.{b64(signature)}"
+    result = verifier.verify(token, time.time())
+    assert isinstance(result, dict) and result["jti"] == "\ud800"
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["jti"] == "\ud800"
+
+
+def test_the_verifier_keeps_its_policy() -> None:
+    policy = token_policy(settings)
+    assert TokenVerifier(policy).policy is policy
+
+
+def test_a_token_of_exactly_the_maximum_length_is_verified() -> None:
+    token = mint()
+    exact = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, max_token_length=len(token))))
+    assert code(exact.verify(token, time.time())) == "OK"
+    shorter = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, max_token_length=len(token) - 1)))
+    assert code(shorter.verify(token, time.time())) == "STATIC"
+
+
+@pytest.mark.parametrize("alg", ["", "XXXX", "none"])
+def test_with_hmac_retired_no_header_is_an_hmac_one(alg: str) -> None:
+    from tokenguard.jose.refusals import ALGORITHM_NOT_ACCEPTED
+
+    retired = TokenVerifier(token_policy(Settings(secret=SECRET, leeway_ms=0, jwt_accept_hmac=False)))
+    token = sign({"alg": alg, "typ": "JWT"}, claims())
+    assert retired.verify(token, time.time()) is ALGORITHM_NOT_ACCEPTED

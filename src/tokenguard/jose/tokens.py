@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ _HEADER_KEYS = frozenset({"alg", "typ", "kid"})
 _MISSING = object()
 
 _HEADER_CACHE_SIZE = 64
+_NOT_B64 = re.compile(r"[^A-Za-z0-9_+/-]")
 
 
 def hash_token(token: str) -> str:
@@ -56,8 +58,12 @@ def hash_token(token: str) -> str:
 
 
 def _lenient_payload(segment: str) -> Any:
+    # As Node's Buffer decodes base64: characters outside the alphabet (padding included) are
+    # skipped wherever they are, so the padding added is what the remaining characters need
+    # (counting the skipped ones made a stray character's verdict depend on the length).
+    data = _NOT_B64.sub("", segment)
     try:
-        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        return json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
 
@@ -99,8 +105,9 @@ class TokenVerifier:
         self.policy = policy
         # The policy's values copied into slots: the hot path reads attributes, not a chain.
         self._key = policy.secret
-        # With the HMAC secret retired (or absent: verify-only), no HS header is good.
-        self._alg = policy.algorithm if policy.accept_hmac else ""
+        # With the HMAC secret retired (or absent: verify-only), no header is an HMAC one: a
+        # marker no JSON value equals (an empty string did, so {"alg": ""} passed as HMAC).
+        self._alg: object = policy.algorithm if policy.accept_hmac else _MISSING
         self._digest = _DIGESTS[policy.algorithm]
         self._sig_len = _SIG_LEN[policy.algorithm]
         self.issuer = policy.issuer
