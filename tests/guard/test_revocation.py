@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.tokens import SECRET, mint
+from tests.helpers.tokens import DROP, SECRET, mint
 from tokenguard.app import TokenGuard
 from tokenguard.config import Settings
 from tokenguard.flow import run_sync
@@ -841,3 +841,85 @@ def test_the_registry_keeps_the_guards_clock() -> None:
     assert isinstance(guard.authenticate(f"Bearer {token}", "", None), Principal)
     guard.revocations.revoke_user("u1")
     assert _answer(guard.authenticate(f"Bearer {token}", "", None)) == REVOKED
+
+
+def test_each_privilege_change_names_its_field_and_two_factor_only_when_removed() -> None:
+    from dataclasses import replace
+
+    changed = {
+        "role": "viewer",
+        "admin_access": True,
+        "app_access": False,
+        "status": "suspended",
+        "password_hash": "$argon2id$new",
+    }
+    assert PRIVILEGE_FIELDS == ("role", "admin_access", "app_access", "status", "password_hash")
+    for name, value in changed.items():
+        assert revoking_change(_BEFORE, replace(_BEFORE, **{name: value})) == name
+    # Two at once: the first in PRIVILEGE_FIELDS' order.
+    assert revoking_change(_BEFORE, replace(_BEFORE, status="draft", role=None)) == "role"
+    assert revoking_change(_BEFORE, replace(_BEFORE, tfa_secret=None)) == "tfa_secret"
+    assert revoking_change(_BEFORE, replace(_BEFORE, tfa_secret="")) == "tfa_secret"
+    # A new TOTP secret, or two-factor turned on: the tokens stand.
+    assert revoking_change(_BEFORE, replace(_BEFORE, tfa_secret="sealed-again")) is None
+    without = replace(_BEFORE, tfa_secret=None)
+    assert revoking_change(without, _BEFORE) is None
+    assert revoking_change(without, without) is None
+    assert revoking_change(_BEFORE, replace(_BEFORE, email="ada@elsewhere.example")) is None
+    assert revoking_change(_BEFORE, None) == "deleted"
+
+
+def test_an_open_connection_learning_late_of_a_revocation_goes_by_its_tokens_issue_time() -> None:
+    # The revocation was made elsewhere before the connection authenticated, and reaches this
+    # process after (a feed catching up): the token, issued before it, is void all the same.
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    jwt = Principal("u1", "editor", via="jwt", sid="s1", issued_at=clock.now - 5)
+    rv.revoke_user("u1", at=clock.now - 2)
+    assert rv.refuses_principal(jwt, clock.now - 1)
+    # A token issued after it stands, whenever the connection authenticated.
+    later = Principal("u1", "editor", via="jwt", sid="s1", issued_at=clock.now - 1.5)
+    assert not rv.refuses_principal(later, clock.now - 3)
+
+
+def test_an_open_connection_without_a_user_is_refused_by_its_revoked_session() -> None:
+    # A JWT may carry a sid and no id (check_claims allows it): the request path refuses it
+    # once its session is revoked (Guard._unrevoked), so an open connection must end too.
+    core, _ = _quick()
+    token = mint(id=DROP, sid="s9-family-0000000000000")
+    principal = _ask(core, token)
+    assert isinstance(principal, Principal) and principal.user is None
+    rv = core.guard.revocations
+    since = time.time()
+    rv.revoke_user("u1")
+    assert not rv.refuses_principal(principal, since)
+    rv.revoke_session("s9-family-0000000000000")
+    assert _is_refused(_ask(core, token))
+    assert rv.refuses_principal(principal, since)
+    assert not rv.refuses_principal(Principal(None, None), since)
+
+
+def test_an_entry_applied_again_wakes_nobody_and_a_failing_listener_is_logged_by_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    rv = Revocations(WINDOW, clock=clock)
+    heard: list[int] = []
+    rv.listeners.append(lambda: heard.append(rv.version))
+    entry = rv.revoke_user("u1")
+    session = rv.revoke_session("s1")
+    assert heard == [1, 2] and rv.version == 2
+    # The same times again (a feed's catch-up repeating what this process made): nothing new.
+    rv.apply([entry, session])
+    assert heard == [1, 2] and rv.version == 2
+
+    def broken() -> None:
+        raise RuntimeError("a listener's bug, with a token-xyz in it")
+
+    rv.listeners.insert(0, broken)
+    with caplog.at_level(logging.ERROR, logger="tokenguard.guard"):
+        rv.revoke_user("u2")
+    assert heard == [1, 2, 3] and rv.version == 3
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("tokenguard.guard", logging.ERROR, "revocation listener failed: RuntimeError")
+    ]

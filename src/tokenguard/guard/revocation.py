@@ -238,8 +238,9 @@ class Revocations:
         """Whether an open connection's ``principal``, authenticated at ``since`` (Unix
         seconds), is void now: :meth:`refuses` with the token's issue time, or ``since`` for
         a credential without one (a static token: the user revoked after the connection
-        authenticated). The public caller is never refused."""
-        if principal.user is None or not (self.sessions or self.users):
+        authenticated). The public caller is never refused; a token without a user but with
+        a revoked session is, as on the request path (:meth:`refuses`)."""
+        if not (self.sessions or self.users):
             return False
         issued = principal.issued_at if principal.issued_at is not None else since
         return self.refuses(principal.sid, principal.user, issued)
