@@ -215,7 +215,7 @@ def test_a_role_change_lapses_the_socket_and_a_refresh_brings_the_new_role(
             refresh = json.dumps({"type": "auth", "refresh_token": tokens["refresh_token"]})
             await ws.send(refresh)
             ok = await recv(ws)
-            assert ok["status"] == "ok" and isinstance(ok["refresh_token"], str)
+            assert ok["status"] == "ok" and isinstance(ok["refresh_token"], str), ok
             await ws.send('{"type":"hello"}')
             assert (await recv(ws))["role"] == "viewer"
             await asyncio.sleep(1.5)  # past AUTH_TIMEOUT: the re-authenticated socket stays

@@ -923,3 +923,33 @@ def test_an_entry_applied_again_wakes_nobody_and_a_failing_listener_is_logged_by
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("tokenguard.guard", logging.ERROR, "revocation listener failed: RuntimeError")
     ]
+
+
+def test_a_refresh_in_the_revoked_millisecond_waits_it_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A role change revokes the user at a not-before time rounded up to the millisecond; a
+    # refresh in that same millisecond would issue a token refused at once (a realtime
+    # socket's refresh then fails as a whole and its refresh token is gone). It waits instead.
+    from tokenguard.auth.service import ClientInfo
+
+    now = [1_800_000_000.0002]
+    users = MemoryUserStore()
+    ada = create_user(users, "ada@example.com", password="correct horse", role="editor")
+    core = TokenGuard(
+        secret=SECRET, users=users, sessions=MemorySessionStore(), login_stall_ms=0,
+        clock=lambda: now[0],
+    )
+    core.guard.revocations.clock = lambda: now[0]
+    _, refresh = _login(core)
+    users.update(ada.id, role="viewer")
+    core.guard.revocations.revoke_user(ada.id)  # not before 1_800_000_000.001
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    tokens = run_sync(core.auth.refresh(refresh, "json", ClientInfo()))
+    assert slept and now[0] >= 1_800_000_000.001
+    principal = _ask(core, tokens.access_token)
+    assert isinstance(principal, Principal) and principal.role == "viewer"

@@ -407,3 +407,31 @@ async def test_a_write_after_a_revocation_raises_and_sends_nothing() -> None:
         {"type": "websocket.accept"},
         {"type": "websocket.close", "code": 4403, "reason": "Token revoked."},
     ]
+
+
+async def test_a_socket_of_a_token_with_a_session_but_no_user_closes_when_it_is_revoked() -> None:
+    # check_claims accepts a JWT with a sid and no id; the request path refuses it once its
+    # session is revoked, so its socket must not be handed over unwatched.
+    import jwt as pyjwt
+
+    core = make_core()
+    now = int(core.clock())
+    sid = "s9-family-0000000000000"
+    lone = pyjwt.encode(
+        {"role": ROLE, "app_access": True, "admin_access": False, "iat": now, "exp": now + 900,
+         "iss": "directus", "sid": sid},
+        core.settings.secret,
+        algorithm="HS256",
+    )
+    app = EchoApp()
+    server = FakeServer("/chat", f"access_token={lone}".encode())
+    server.frame("one")
+
+    def then() -> None:
+        core.guard.revocations.revoke_session(sid)
+        server.frame("two")
+
+    await _after_first_echo(app, core, server, then)
+    assert server.texts() == [{"echo": "one", "via": "jwt"}]
+    assert server.sent[-1] == {"type": "websocket.close", "code": 4403, "reason": "Token revoked."}
+    assert "two" not in json.dumps(app.seen)

@@ -300,18 +300,29 @@ class AuthService:
             return
         log.info("user %s changed (%s): access tokens issued until now revoked", before.id, reason)
         yield from self.revoke_user(before.id)
+        # A login that goes on to issue a token (a provider's role sync) must not issue it
+        # in the revoked millisecond.
+        yield from self._past_not_before(before.id)
+
+    def _past_not_before(self, user_id: str) -> Flow[bool]:
+        """Wait until ``user_id``'s not-before time has passed, when it lies at most 2 ms
+        ahead (it is rounded up to the millisecond: a token issued before it would be
+        refused at once, see :meth:`Revocations.revoke_user
+        <tokenguard.guard.revocation.Revocations.revoke_user>`); whether it waited."""
         rv = self.revocations
-        not_before = rv.users.get(before.id) if rv is not None else None
-        if rv is not None and not_before is not None:
-            # The not-before time is rounded up to the millisecond: a login that goes on to
-            # issue a token (a provider's role sync) waits that long, or its new token
-            # would fall in the revoked millisecond. Looked at again after each pause: an
-            # event loop's timers (uvloop's are whole milliseconds) may wake a little early.
-            for _ in range(5):
-                gap = not_before - rv.clock()
-                if not 0 < gap <= 0.002:
-                    break
-                yield Sleep(max(gap, 0.001))
+        not_before = rv.users.get(user_id) if rv is not None else None
+        if rv is None or not_before is None:
+            return False
+        waited = False
+        # Looked at again after each pause: an event loop's timers (uvloop's are whole
+        # milliseconds) may wake a little early.
+        for _ in range(5):
+            gap = not_before - rv.clock()
+            if not 0 < gap <= 0.002:
+                break
+            waited = True
+            yield Sleep(max(gap, 0.001))
+        return waited
 
     def announce(self, entries: list[Entry]) -> Flow[None]:
         """Tell the other processes of revocations made here (a 503 when they cannot be)."""
@@ -583,6 +594,13 @@ class AuthService:
                 yield from self._reused(client, outcome, token[:FAMILY_LENGTH])
             raise invalid_credentials()
         seen.append(record.user_id)
+        if (yield from self._past_not_before(record.user_id)):
+            # The user was revoked in this very millisecond (a role change just now): issued
+            # now, the new token would be refused at once, and a client that cannot keep the
+            # refresh token it was answered with (a realtime socket's refresh, refused as a
+            # whole) would lose its session. Past it, the user read below is the changed one.
+            now = self.clock()
+            now_ms = int(now * 1000)
         user: User | None = yield from self._store(self.users.get_by_id, record.user_id)
         if user is None or user.status != "active":
             yield from self._store(self.sessions.revoke, key)

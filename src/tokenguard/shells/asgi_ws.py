@@ -206,8 +206,9 @@ async def guarded_socket(
     """Run ``app`` on a WebSocket authenticated as ``principal`` at the upgrade, and close the
     socket (:data:`REVOKED_CODE`) when that principal's token is revoked: at once when the
     registry says so, else at the next frame either way. The public caller has nothing to
-    lose: its socket is handed over untouched."""
-    if principal.user is None:
+    lose: its socket is handed over untouched. A token naming a session but no user is
+    watched too: its session can be revoked."""
+    if principal.user is None and principal.sid is None:
         await app(scope, receive, send)
         return
     await _Guarded(app, scope, receive, send, principal, revocations).run()
