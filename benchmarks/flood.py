@@ -66,7 +66,7 @@ from typing import Any
 import httpx
 
 from .redis_memory import private_redis
-from .run import free_port, machine
+from .run import finish_report, free_port, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -997,15 +997,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
             result["logins_met"] = result["logins"]["completed_per_s"] >= logins_target
             report["targets"][name] = result
-    report["meta"]["load_after"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    report["meta"]["seconds_total"] = round(time.monotonic() - started, 1)
-    text = markdown(report)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 0
+    return finish_report(report, started, markdown, args.json, args.markdown)
 
 
 if __name__ == "__main__":

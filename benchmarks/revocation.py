@@ -61,7 +61,7 @@ from typing import Any
 
 from .flood import percentile
 from .redis_memory import private_redis
-from .run import ROOT, free_port, machine
+from .run import ROOT, finish_report, free_port, machine
 
 STORES = ("redis", "postgres", "sqlite")
 KINDS = ("logout", "session", "user")
@@ -627,15 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             report["stores"][store] = entry
             log(f"{store}: done")
-    report["meta"]["load_after"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    report["meta"]["seconds_total"] = round(time.monotonic() - started, 1)
-    text = markdown(report)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 0
+    return finish_report(report, started, markdown, args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -774,6 +774,26 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
 
 
+def finish_report(
+    report: dict[str, Any],
+    started: float,
+    markdown: Callable[[dict[str, Any]], str],
+    json_path: Path | None,
+    markdown_path: Path | None,
+) -> int:
+    """Stamp the load average and the run's length on ``report``, print its tables, and write
+    them (and the raw numbers) where asked; the exit status of a benchmark's ``main``."""
+    report["meta"]["load_after"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    report["meta"]["seconds_total"] = round(time.monotonic() - started, 1)
+    text = markdown(report)
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2))
+    if markdown_path:
+        markdown_path.write_text(text)
+    return 0
+
+
 def _load() -> str:
     """The 1/5/15-minute load averages: how busy the machine was (others' work included)."""
     try:
