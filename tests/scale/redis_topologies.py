@@ -10,9 +10,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RedisCluster", "RedisSentinel", "port_pair_free"]
+__all__ = ["RedisCluster", "RedisSentinel", "distinct_free_ports", "port_pair_free"]
 
 
 def _free(port: int) -> bool:
@@ -33,6 +34,16 @@ def port_pair_free() -> int:
     raise RuntimeError("no free port pair")
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different ports from :func:`port_pair_free` (two random picks may agree)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = port_pair_free()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
@@ -40,6 +51,11 @@ def _ping(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _synced(port: int) -> bool:
+    info = _cli("-p", str(port), "info", "replication")
+    return "connected_slaves:1" in info and "state=online" in info
 
 
 def _cli(*args: str, timeout: float = 20.0) -> str:
@@ -66,6 +82,13 @@ class _Processes:
                 raise RuntimeError(f"redis on {port} did not start")
             time.sleep(0.02)
 
+    def logs(self, tail: int = 2000) -> str:
+        """The end of every process's log, for an error that says why."""
+        return "\n".join(
+            f"== {path.name}\n{path.read_text(errors='replace')[-tail:]}"
+            for path in sorted(self.directory.glob("redis-*.log"))
+        )
+
     def stop(self, port: int | None = None) -> None:
         for p in [port] if port is not None else list(self.processes):
             process = self.processes.pop(p, None)
@@ -84,7 +107,7 @@ class RedisCluster(_Processes):
     """Three masters, no replicas, all 16384 slots covered."""
 
     def start(self) -> None:
-        self.ports = [port_pair_free() for _ in range(3)]
+        self.ports = distinct_free_ports(3)
         for port in self.ports:
             self._spawn(
                 port,
@@ -124,16 +147,30 @@ class RedisSentinel(_Processes):
     service = "mymaster"
 
     def start(self) -> None:
-        self.master_port = port_pair_free()
-        self.replica_port = port_pair_free()
-        self.sentinel_port = port_pair_free()
-        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # Setting up is not what the tests test: a topology that did not come up (a port
+        # taken between its check and its use, a sync stalled on a loaded machine) is
+        # stopped and started once more on fresh ports, with its logs in the error if
+        # that fails too.
+        try:
+            self._start_once()
+        except RuntimeError:
+            self.stop()
+            self._start_once()
+
+    def _start_once(self) -> None:
+        self.master_port, self.replica_port, self.sentinel_port = distinct_free_ports(3)
+        # No pause before the full sync (Redis waits 5 s by default for more replicas).
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--repl-diskless-sync-delay", "0"]  # fmt: skip
         self._spawn(self.master_port, "--port", str(self.master_port), *common,
                     "--dir", str(self.directory))  # fmt: skip
         self._spawn(self.replica_port, "--port", str(self.replica_port), *common,
                     "--dir", str(self.directory),
                     "--replicaof", "127.0.0.1", str(self.master_port))  # fmt: skip
-        conf = self.directory / "sentinel.conf"
+        self._wait("the replica to sync", lambda: _synced(self.master_port))
+        # The Sentinel comes last: its first look at the master finds the replica already
+        # there (it looks again only every 10 s), so a failover has one to promote.
+        conf = self.directory / f"sentinel-{self.sentinel_port}.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.directory}\n"
             f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} 1\n"
@@ -141,14 +178,25 @@ class RedisSentinel(_Processes):
             f"sentinel failover-timeout {self.service} 5000\n"
         )
         self._spawn(self.sentinel_port, str(conf), "--sentinel")
-        deadline = time.monotonic() + 30
-        while True:
-            info = _cli("-p", str(self.master_port), "info", "replication")
-            if "connected_slaves:1" in info and "state=online" in info:
-                break
+        self._wait("the Sentinel to know the replica", self._sentinel_knows_replica)
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
             if time.monotonic() > deadline:
-                raise RuntimeError("replica did not connect")
+                raise RuntimeError(f"timed out waiting for {what}\n{self.logs()}")
             time.sleep(0.1)
+
+    def _sentinel_knows_replica(self) -> bool:
+        lines = _cli("-p", str(self.sentinel_port), "sentinel", "replicas", self.service).split()
+        # Listed by its port, up (flags "slave" alone: not s_down, not disconnected) and
+        # linked to the master.
+        return (
+            str(self.replica_port) in lines
+            and "slave" in lines
+            and "master-link-status" in lines
+            and lines[lines.index("master-link-status") + 1] == "ok"
+        )
 
     @property
     def url(self) -> str:
