@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from tests.helpers.auth import EMAIL, PASSWORD, SECRET, USER_ID, error_body, make_user
 from tests.http.test_auth_routes import Harness
+from tokenguard.logs.audit import AuditEvent
+from tokenguard.stores.audit import MemoryAuditStore
 from tokenguard.stores.base import session_id
 
 JSON = "application/json; charset=utf-8"
@@ -241,6 +243,52 @@ def test_any_session_id_a_client_sends_is_answered_never_500(h: Harness, raw: st
     if reply.status == 403:
         assert reply.body == FORBIDDEN
     assert h.request("GET", "/app", headers=bearer(mine)).status == 200
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_ending_sessions_is_audited_with_who_and_from_where(kind: str) -> None:
+    trail = MemoryAuditStore()
+    h = Harness(kind, audit=trail)
+    h.users.create(make_user(id=OTHER_ID, email="grace@example.com"))
+    mine = login(h, "mine")
+    other = login(h, "other")
+    login(h, "other-2")
+    theirs = login(h, email="grace@example.com")
+    target = session_id(other["refresh_token"][:22])
+    client = {"user-agent": "ender/1.0", "origin": "https://app.example.com", **bearer(mine)}
+    assert h.request("DELETE", f"/auth/sessions/{target}", headers=client).status == 204
+    # Ended already, another user's, unknown: each refused, and audited as refused.
+    for sid in (target, session_id(theirs["refresh_token"][:22]), "nothing-of-the-sort"):
+        assert h.request("DELETE", f"/auth/sessions/{sid}", headers=client).status == 403
+    assert h.request("DELETE", "/auth/sessions", headers=client).status == 204
+    # A static token names no session of its own: every session ends, audited the same.
+    h.users.update(USER_ID, token_hash=hashlib.sha256(b"static-token-of-ada").hexdigest())
+    static = {"user-agent": "script/2", "authorization": "Bearer static-token-of-ada"}
+    assert h.request("DELETE", "/auth/sessions", headers=static).status == 204
+    ip = "127.0.0.1" if kind == "asgi" else None
+
+    def event(name: str, outcome: str, agent: str = "ender/1.0", **fields: Any) -> AuditEvent:
+        origin = "https://app.example.com" if agent == "ender/1.0" else None
+        return AuditEvent(
+            event=name, outcome=outcome, timestamp="2027-01-15T08:00:00.000Z",
+            user_id=USER_ID, ip=ip, user_agent=agent, origin=origin, provider=None, **fields,
+        )
+
+    events = [e for e in reversed(trail.recent(100)) if e.event != "login"]
+    assert events == [
+        event("session_end", "success"),
+        event("session_end", "failure", reason="FORBIDDEN"),
+        event("session_end", "failure", reason="FORBIDDEN"),
+        event("session_end", "failure", reason="FORBIDDEN"),
+        event("session_end_others", "success"),
+        event("session_end_others", "success", agent="script/2"),
+    ]
+    assert h.request("GET", "/app", headers=bearer(mine)).status == 401
+    assert h.request("GET", "/app", headers=bearer(theirs)).status == 200
+    # Neither the session's id nor its family, let alone a token, in any record.
+    secrets = [target, other["refresh_token"][:22], other["refresh_token"], mine["access_token"]]
+    for record in trail.recent(100):
+        assert not any(secret in record.to_json() for secret in secrets)
 
 
 def test_the_secret_is_unused_by_the_id() -> None:

@@ -227,8 +227,9 @@ def test_throttle_per_account_and_per_address() -> None:
 
 def test_every_event_kind_is_covered() -> None:
     assert set(EVENTS) == {
-        "login", "refresh", "refresh_reuse", "logout", "password_reset_request",
-        "password_reset", "tfa_enable", "tfa_disable", "lockout", "throttle",
+        "login", "refresh", "refresh_reuse", "logout", "session_end", "session_end_others",
+        "password_reset_request", "password_reset", "tfa_enable", "tfa_disable", "lockout",
+        "throttle",
     }
 
 

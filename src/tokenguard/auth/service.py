@@ -348,24 +348,37 @@ class AuthService:
         )
         return sessions
 
-    def end_session(self, user_id: str, session_id: str) -> Flow[bool]:
+    def end_session(
+        self, user_id: str, session_id: str, client: ClientInfo | None = None
+    ) -> Flow[bool]:
         """End the session of ``user_id`` whose public id (:func:`~tokenguard.stores.base.
         session_id`) is ``session_id``: its refresh tokens in the store, its access tokens
         here and in every process. ``False`` when the user has no such live session — an
-        unknown id and another user's session are the same answer."""
+        unknown id and another user's session are the same answer (audited as a refusal,
+        ``FORBIDDEN``: the answer the route gives)."""
+        ended = False
         for info in (yield from self.list_sessions(user_id)):
             if info.id != session_id:
                 continue
-            ended: bool = yield from self._store(
-                self.sessions.revoke_session, user_id, info.family
-            )
+            ended = yield from self._store(self.sessions.revoke_session, user_id, info.family)
             if ended:
                 yield from self._void([info.family])
                 log.info("session ended by its user %s", user_id)
-            return ended
-        return False
+            break
+        if not ended:
+            # No session id in the record, here or on success: AuditEvent's fields are fixed
+            # (each a column of the stored trail), and none holds one.
+            yield from self.audit.emit(
+                "session_end", "failure", client, user_id=user_id, provider=None,
+                reason="FORBIDDEN",
+            )
+            return False
+        yield from self.audit.emit("session_end", "success", client, user_id=user_id, provider=None)
+        return True
 
-    def end_other_sessions(self, user_id: str, keep: str | None) -> Flow[int]:
+    def end_other_sessions(
+        self, user_id: str, keep: str | None, client: ClientInfo | None = None
+    ) -> Flow[int]:
         """End every session of ``user_id`` but the family ``keep`` (the caller's own; every
         session when ``None``, as for a static token); how many ended."""
         listed = yield from self.list_sessions(user_id)
@@ -376,6 +389,10 @@ class AuthService:
         # lost its refresh token, and its access token lives at most ACCESS_TOKEN_TTL.
         yield from self._void([s.family for s in listed if s.family != keep])
         log.info("other sessions ended by their user %s: %d", user_id, count)
+        # A success even when none ended: the user asked, and was answered 204.
+        yield from self.audit.emit(
+            "session_end_others", "success", client, user_id=user_id, provider=None
+        )
         return count
 
     def _void(self, families: list[str]) -> Flow[None]:

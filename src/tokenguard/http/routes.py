@@ -602,10 +602,11 @@ class AuthRouter:
             body = {"data": [_session_item(s, current) for s in listed]}
             return json_response(200, _compact(body), list(_NO_CACHE))
         if route == "sessions":
-            yield from self.service.end_other_sessions(user_id, current)
+            yield from self.service.end_other_sessions(user_id, current, self._client(request))
             return ResponseView(204, list(_NO_CACHE), b"")
         session = self._session_param(request.path) or ""
-        if not (yield from self.service.end_session(user_id, session)):
+        ended = yield from self.service.end_session(user_id, session, self._client(request))
+        if not ended:
             # Unknown, ended or another user's: one answer, so ids cannot be probed.
             raise forbidden()
         return ResponseView(204, list(_NO_CACHE), b"")

@@ -1,5 +1,5 @@
 """An audit trail of authentication events: one structured record per login, refresh,
-logout, password reset, two-factor change, lockout and throttle.
+logout, session ended by its user, password reset, two-factor change, lockout and throttle.
 
 Every event goes to the standard :mod:`logging` module, logger ``tokenguard.audit``: the
 message is one JSON line, and the record carries the same fields as attributes (``extra``),
@@ -50,6 +50,8 @@ EVENTS: dict[str, str] = {
     "refresh": "a refresh-token rotation",
     "refresh_reuse": "a rotated-away refresh token used again: its session family revoked",
     "logout": "a logout",
+    "session_end": "one of a user's sessions ended by that user (or refused: none of theirs)",
+    "session_end_others": "every other session of a user ended by that user",
     "password_reset_request": "a password reset link requested",
     "password_reset": "a password reset completed (or refused)",
     "tfa_enable": "two-factor authentication enabled (or refused)",
