@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tokenguard.auth.passwords import verify_password
+from tokenguard.jose.tokens import hash_token
 from tokenguard.stores.base import User
 from tokenguard.stores.memory import MemoryUserStore
 from tokenguard.stores.sqlite import SQLiteUserStore
-from tokenguard.jose.tokens import hash_token
 from tokenguard.users import aensure_admin, afind_user, aseed_from_env, ensure_admin, seed_from_env
 
 EMAIL = "admin@example.com"
@@ -117,7 +118,7 @@ def test_the_async_seed_loser_of_the_race_takes_the_winners_user() -> None:
 
 
 def test_afind_user_raises_lookup_error_for_nobody() -> None:
-    with pytest.raises(LookupError, match="no user 'nobody@example.com'"):
+    with pytest.raises(LookupError, match=re.escape("no user 'nobody@example.com'")):
         asyncio.run(afind_user(MemoryUserStore(), "nobody@example.com"))
 
 
