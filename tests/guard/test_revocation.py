@@ -953,3 +953,118 @@ def test_a_refresh_in_the_revoked_millisecond_waits_it_out(monkeypatch: pytest.M
     assert slept and now[0] >= 1_800_000_000.001
     principal = _ask(core, tokens.access_token)
     assert isinstance(principal, Principal) and principal.role == "viewer"
+
+
+def _login_while(core: TokenGuard, change: Any) -> Any:
+    """Log ada in with ``change`` made while her password is being checked (an admin in
+    another request, another process); the tokens, or the error raised."""
+    from tokenguard.auth.service import ClientInfo, Credentials
+
+    verify = core.auth.passwords.verify
+
+    def verify_during_a_change(password_hash: str | None, password: str) -> bool:
+        ok = verify(password_hash, password)
+        change()
+        return ok
+
+    core.auth.passwords.verify = verify_during_a_change  # type: ignore[method-assign]
+    try:
+        return run_sync(
+            core.auth.login(
+                Credentials("ada@example.com", "correct horse"), "json", ClientInfo(), 0.0
+            )
+        )
+    except Exception as error:
+        return error
+
+
+def _live_sessions(core: TokenGuard, user_id: str) -> int:
+    return len(core.auth.sessions.sessions(user_id, int(time.time() * 1000)))
+
+
+def test_a_role_taken_away_during_a_login_is_not_in_its_token() -> None:
+    # The user was read before the password check; her role changed (and her tokens until
+    # then were revoked, as user_changed does) before the token was issued. The login goes
+    # on with the user read again: the token carries the new role and is accepted.
+    core = _core()
+    ada = core.auth.users.get_by_email("ada@example.com")
+    assert ada is not None
+
+    def demote() -> None:
+        core.auth.users.update(ada.id, role="viewer")
+        core.guard.revocations.revoke_user(ada.id)
+
+    tokens = _login_while(core, demote)
+    principal = _ask(core, tokens.access_token)
+    assert isinstance(principal, Principal) and principal.role == "viewer"
+    assert _live_sessions(core, ada.id) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"password_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaA"}, {"status": "suspended"}],
+    ids=["password changed", "suspended"],
+)
+def test_a_login_that_raced_a_change_of_its_credentials_is_refused(
+    change: dict[str, str],
+) -> None:
+    # `users set-password` (or suspend) ends every session and revokes the user; the login
+    # that verified the old password meanwhile must not come out with a session of its own.
+    from tokenguard.errors import AuthError
+
+    core = _core()
+    ada = core.auth.users.get_by_email("ada@example.com")
+    assert ada is not None
+
+    def set_password() -> None:
+        core.auth.users.update(ada.id, **change)
+        core.auth.sessions.revoke_user(ada.id)
+        core.guard.revocations.revoke_user(ada.id)
+
+    error = _login_while(core, set_password)
+    assert isinstance(error, AuthError)
+    assert (error.status, error.code) == (401, "INVALID_CREDENTIALS")
+    assert _live_sessions(core, ada.id) == 0
+
+
+def test_a_revocation_heard_while_the_session_is_written_ends_it() -> None:
+    # Another process revoked the user after this one read her again and before it issued:
+    # the session just written is ended and the login refused, never a token out of date.
+    from tokenguard.errors import AuthError
+
+    core = _core()
+    ada = core.auth.users.get_by_email("ada@example.com")
+    assert ada is not None
+    create = core.auth.sessions.create
+
+    def create_then_hear_a_revocation(record: SessionRecord) -> None:
+        create(record)
+        core.guard.revocations.revoke_user(ada.id)  # as the feed applies an announcement
+
+    core.auth.sessions.create = create_then_hear_a_revocation  # type: ignore[method-assign]
+    from tokenguard.auth.service import ClientInfo, Credentials
+
+    with pytest.raises(AuthError) as raised:
+        run_sync(
+            core.auth.login(
+                Credentials("ada@example.com", "correct horse"), "json", ClientInfo(), 0.0
+            )
+        )
+    assert (raised.value.status, raised.value.code) == (401, "INVALID_CREDENTIALS")
+    assert _live_sessions(core, ada.id) == 0
+
+
+def test_a_login_with_no_revocation_of_its_user_reads_the_user_once() -> None:
+    core = _core()
+    reads: list[str] = []
+    get_by_id = core.auth.users.get_by_id
+
+    def counted(user_id: str) -> User | None:
+        reads.append(user_id)
+        return get_by_id(user_id)
+
+    core.auth.users.get_by_id = counted  # type: ignore[method-assign]
+    core.guard.revocations.revoke_user("someone-else")
+    access, _ = _login(core)
+    assert reads == []
+    assert isinstance(_ask(core, access), Principal)

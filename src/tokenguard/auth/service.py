@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from ..config import Settings, token_policy
@@ -437,6 +437,8 @@ class AuthService:
             yield from self.stall(started, tarpit=True)
             raise
         found: list[User] = []
+        # The token will say what the user was at this moment (see start_session).
+        read_at = self.clock()
         try:
             if provider is None:
                 user = yield from self._local_user(credentials, client, found)
@@ -445,7 +447,7 @@ class AuthService:
             # Only a complete login (password and OTP) ends the run of failures: wrong codes
             # after a right password keep counting towards the lockout.
             yield from self.limits.succeeded(user.id, account)
-            tokens = yield from self.start_session(user, mode, client)
+            tokens = yield from self.start_session(user, mode, client, read_at=read_at)
         except AuthError as error:
             log.info("login refused: %s", error.code)
             user_id = found[0].id if found else None
@@ -472,7 +474,7 @@ class AuthService:
         yield from self.check_password(user, client, self._verify(user, credentials.password))
         yield from self.check_otp(user, credentials.otp)
         if self.passwords.needs_rehash(user.password_hash or ""):
-            yield from self._rehash(user, credentials.password)
+            user = yield from self._rehash(user, credentials.password)
         return user
 
     def _verify(self, user: User, password: str) -> Flow[bool]:
@@ -517,13 +519,15 @@ class AuthService:
         if not ok:
             raise invalid_otp()
 
-    def _rehash(self, user: User, password: str) -> Flow[None]:
+    def _rehash(self, user: User, password: str) -> Flow[User]:
         """Replace a foreign (bcrypt, PBKDF2…) or outdated hash with argon2id, now that the
-        password is known to be right. A store that refuses costs the upgrade, not the login."""
+        password is known to be right. A store that refuses costs the upgrade, not the login.
+        The user as it now is."""
         try:
             new_hash = yield Call(self.passwords.hash, (password,), blocking=True)
         except Overloaded:
-            return  # the pool is full: the upgrade waits for a quieter login, the login does not
+            # The pool is full: the upgrade waits for a quieter login, the login does not.
+            return user
         try:
             yield Call(self.users.update, (user.id,), {"password_hash": new_hash})
         except Exception as exc:
@@ -532,12 +536,24 @@ class AuthService:
                 user.id,
                 type(exc).__name__,
             )
-            return
+            return user
         log.info("login: the password hash of user %s was upgraded to argon2id", user.id)
+        return replace(user, password_hash=new_hash)
 
-    def start_session(self, user: User, mode: Mode, client: ClientInfo) -> Flow[Tokens]:
+    def start_session(
+        self, user: User, mode: Mode, client: ClientInfo, *, read_at: float | None = None
+    ) -> Flow[Tokens]:
         """Record a new session for ``user`` (already authenticated: by password and OTP, or by
-        single sign-on) and issue its tokens."""
+        single sign-on) and issue its tokens.
+
+        ``read_at`` is when ``user`` was read (default: now). The access token is issued as
+        of that moment, so that a change of the user made after it (a role taken away while
+        the password was being checked) refuses the token in every process; a change this
+        process already knows of is read again first, and a login that raced a change of
+        its credentials or status is refused."""
+        if read_at is None:
+            read_at = self.clock()
+        user, read_at = yield from self._as_of_now(user, read_at)
         token = self.refresh_tokens.new()
         now = self.clock()
         now_ms = int(now * 1000)
@@ -546,12 +562,39 @@ class AuthService:
             token, user.id, now_ms + self.settings.refresh_token_ttl_ms, now_ms, client
         )
         yield from self._store(self.sessions.create, record)
+        if self._changed_since(user.id, read_at):
+            # Revoked while the session was being written (a password change in another
+            # process, say): its revocation of the user's sessions may have missed this one.
+            yield from self._store(self.sessions.revoke, record.token_hash)
+            raise invalid_credentials()
         log.info("login: user %s, %s mode", user.id, mode)
-        tokens = self._issue(user, token, mode, now)
+        tokens = self._issue(user, token, mode, read_at)
         yield from self.audit.emit(
             "login", "success", client, user_id=user.id, provider=user.provider
         )
         return tokens
+
+    def _changed_since(self, user_id: str, read_at: float) -> bool:
+        """Whether this process knows of a revocation of ``user_id`` at or after ``read_at``
+        (not-before times are whole milliseconds rounded up: one in the same millisecond
+        counts, since it may have come after the read)."""
+        rv = self.revocations
+        not_before = rv.users.get(user_id) if rv is not None else None
+        return not_before is not None and not_before > read_at
+
+    def _as_of_now(self, user: User, read_at: float) -> Flow[tuple[User, float]]:
+        """``user`` and when it was read, read again when a revocation of it came since (a
+        dictionary lookup otherwise). A login whose checks no longer stand (the user gone,
+        no longer active, the password changed) is refused; a new role or access is taken."""
+        if not self._changed_since(user.id, read_at):
+            return user, read_at
+        yield from self._past_not_before(user.id)
+        read_at = self.clock()
+        fresh: User | None = yield from self._store(self.users.get_by_id, user.id)
+        if fresh is None or fresh.status != "active" or fresh.password_hash != user.password_hash:
+            log.info("login: user %s changed while logging in; refused", user.id)
+            raise invalid_credentials()
+        return fresh, read_at
 
     # -- refresh ---------------------------------------------------------------------------
 
