@@ -1068,3 +1068,39 @@ def test_a_login_with_no_revocation_of_its_user_reads_the_user_once() -> None:
     access, _ = _login(core)
     assert reads == []
     assert isinstance(_ask(core, access), Principal)
+
+
+def test_a_user_revoked_again_and_again_holds_a_bounded_heap() -> None:
+    # Each revocation of the same user pushes an expiry item; once the outdated ones make the
+    # heap longer than twice the entries plus the slack, it is rebuilt from the tables. What
+    # it says stays right: the session and the user go exactly when their windows pass.
+    from tokenguard.guard import revocation as module
+
+    assert module._HEAP_SLACK == 1024
+    now = [1_800_000_000.0]
+    rv = Revocations(100.0, session_window_s=10.0, clock=lambda: now[0])
+    rv.revoke_session("s-early")  # at 1_800_000_000.0: goes at + 10 s
+    sizes = []
+    for _ in range(2 * 1024 + 10):
+        now[0] += 0.001
+        rv.revoke_user("ada")
+        sizes.append(len(rv._expiry))
+    limit = 2 * 2 + 1024  # two entries held
+    # Grows one item a revocation up to the limit, and is rebuilt to the two live items the
+    # revocation after, again and again.
+    assert sizes == ([*range(2, limit + 1)] * 3)[: len(sizes)]
+    assert len(rv) == 2
+    last = rv.users["ada"]
+    assert rv.refuses(None, "ada", last - 0.001) and not rv.refuses(None, "ada", last)
+    now[0] = 1_800_000_000.0 + 10.0 - 0.0001
+    rv.prune()
+    assert "s-early" in rv.sessions
+    now[0] = 1_800_000_000.0 + 10.0
+    rv.prune()
+    assert "s-early" not in rv.sessions and "ada" in rv.users
+    now[0] = last + 100.0 - 0.0001
+    rv.prune()
+    assert "ada" in rv.users
+    now[0] = last + 100.0
+    rv.prune()
+    assert len(rv) == 0 and rv._expiry == []

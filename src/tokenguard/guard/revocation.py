@@ -164,6 +164,10 @@ class RevocationPublisher(Protocol):
     def __call__(self, members: list[tuple[str, int]], message: str) -> Any: ...
 
 
+#: Outdated heap items tolerated beyond the live entries before the heap is rebuilt.
+_HEAP_SLACK = 1024
+
+
 class Revocations:
     """The revoked sessions and users' not-before times of this process.
 
@@ -293,6 +297,8 @@ class Revocations:
                 recorded = True
             if recorded:
                 self.version += 1
+                if len(self._expiry) > 2 * len(self) + _HEAP_SLACK:
+                    self._compact()
         if recorded:
             for listener in tuple(self.listeners):
                 try:
@@ -318,6 +324,15 @@ class Revocations:
             at = table.get(key)
             if at is not None and at + window <= now:
                 del table[key]
+
+    def _compact(self) -> None:
+        # Holding the lock. A user revoked again leaves its earlier heap item behind (it is
+        # skipped when it comes up): rebuilt from the tables once outdated items outnumber
+        # the live ones, the heap stays within twice the entries held, whatever the number
+        # of revocations, at an amortised constant cost per write.
+        self._expiry = [(at + self.session_window_s, "s", key) for key, at in self.sessions.items()]
+        self._expiry += [(at + self.window_s, "u", key) for key, at in self.users.items()]
+        heapq.heapify(self._expiry)
 
     def clear(self) -> None:
         """Forget everything (tests; a fresh process)."""
