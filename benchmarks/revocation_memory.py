@@ -9,8 +9,8 @@ Measured, not computed:
   own, as the subscriber decodes it. Also the time one entry takes to apply, and a request's
   check (:meth:`~tokenguard.guard.revocation.Revocations.refuses`) with the registry empty and
   full.
-- **Redis** (a private ``redis-server``): ``used_memory`` growth of the window of revocations
-  (``<prefix>rv``) per member; bytes in and out per revocation (``INFO stats``
+- **Redis** (a private ``redis-server``): ``used_memory`` growth of the window of revoked
+  sessions (``<prefix>rvs``; users' ``<prefix>rv`` is the same structure) per member; bytes in and out per revocation (``INFO stats``
   ``total_net_input_bytes``/``total_net_output_bytes``) for the three ways a revocation reaches
   the store (a logout's script; ``revoke_session``/``revoke_user``'s record-and-publish), with
   no subscriber and with ``--subscribers`` of them (the difference is what each process
@@ -241,7 +241,8 @@ def redis_window(url: str, members: int) -> dict[str, Any]:
 
     client = redis.Redis.from_url(url)
     store = RedisSessionStore(client, prefix="window:")
-    client.delete(store.revocations_key)
+    key = store.session_revocations_key  # where sessions go; every member made at once
+    client.delete(key)
     before = int(client.info("memory")["used_memory"])
     now_ms = int(time.time() * 1000)
     for start in range(0, members, _BATCH):
@@ -249,13 +250,13 @@ def redis_window(url: str, members: int) -> dict[str, Any]:
         # The window's own commands (ZADD GT, prune, PEXPIRE) without a message per batch.
         store._run(store._record_revocations(batch, "!"))
     after = int(client.info("memory")["used_memory"])
-    held = int(client.zcard(store.revocations_key))
-    usage = int(client.memory_usage(store.revocations_key, samples=0) or 0)
+    held = int(client.zcard(key))
+    usage = int(client.memory_usage(key, samples=0) or 0)
     # Catch-up, as the subscriber does it (tokenguard.guard.invalidation._catch_up).
     rv = Revocations(86_405.0, session_window_s=905.0)
     net_before = _net(client)
     started = time.perf_counter()
-    rows = client.zrangebyscore(store.revocations_key, now_ms - 86_405_000, "+inf", withscores=True)
+    rows = client.zrangebyscore(key, now_ms - 86_405_000, "+inf", withscores=True)
     fetched = time.perf_counter()
     found = []
     for member, score in rows:
@@ -267,7 +268,7 @@ def redis_window(url: str, members: int) -> dict[str, Any]:
     net_after = _net(client)
     assert len(rv.sessions) == held
     del rows, found, rv
-    client.delete(store.revocations_key)
+    client.delete(key)
     client.close()
     return {
         "members": held,
@@ -368,11 +369,11 @@ def sizing(report: dict[str, Any], per_hour: int = 1_000_000, processes: int = 8
     redis = report.get("redis")
     if redis and "window" in redis:
         per_member = redis["window"]["used_memory_bytes_per_member"]
-        # The Redis window keeps every member for the longer (user) window.
-        out["redis_members_held"] = round(rate * user_window_s)
-        out["redis_window_mib"] = round(rate * user_window_s * per_member / 2**20, 1)
+        # Sessions (<prefix>rvs) are kept for the session window only.
+        out["redis_members_held"] = round(sessions_held)
+        out["redis_window_mib"] = round(sessions_held * per_member / 2**20, 1)
         out["catch_up_mib"] = round(
-            rate * user_window_s * redis["window"]["catch_up_bytes_per_member"] / 2**20, 1
+            sessions_held * redis["window"]["catch_up_bytes_per_member"] / 2**20, 1
         )
         session = redis["traffic"]["ways"]["revoke_session"]
         out["channel_kib_per_s_per_process"] = round(

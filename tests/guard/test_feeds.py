@@ -149,13 +149,19 @@ def test_pg_a_process_started_later_catches_up_from_the_table(
 ) -> None:
     a = pg_core(pg_conninfo, cores)
     jwt, refresh = token(a)
-    run_sync(a.auth.logout(refresh))  # a's feed never ran: the row is all there is
+    theirs, _ = token(a, "u2")
+    run_sync(a.auth.logout(refresh))  # a's feed never ran: the rows are all there is
+    a.revoke_user("u2")
     b = pg_core(pg_conninfo, cores)
     # Not caught up yet: the store answers for the token (refused, never accepted blind).
     assert not b.guard.revocations.trusted
-    assert refused(request(b, jwt))
+    assert refused(request(b, jwt)) and refused(request(b, theirs))
     assert b.feed is not None and b.feed.start(wait_s=10)
-    assert b.guard.revocations.trusted and refused(request(b, jwt))
+    # Both kinds, each kept in the table for its own window (the session's the shorter).
+    assert b.guard.revocations.trusted and refused(request(b, jwt)) and refused(request(b, theirs))
+    assert isinstance(b.sessions, PgSessionStore)
+    assert b.sessions.session_revocation_window_ms == 905_000
+    assert b.sessions.revocation_window_ms == 86_405_000
 
 
 @pytest.mark.pg
@@ -348,11 +354,17 @@ def test_sqlite_a_failing_poll_ends_trust_and_the_table_answers_per_request(
     eventually(lambda: not rv.trusted)
     # Nothing can vouch for a token now: 503 for both, never a 200 for the revoked one.
     assert status(request(b, kept)) == 503 and status(request(b, gone)) in (401, 503)
+    # Revocations b could not read meanwhile, one of each kind: found when it catches up.
+    now_ms = int(time.time() * 1000) + 1
     with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO moved (member, at_ms) VALUES (?, ?)", [("s:missed", now_ms), ("u:u3", now_ms)]
+        )
         conn.execute("ALTER TABLE moved RENAME TO tokenguard_revocations")
     conn.close()
     eventually(lambda: rv.trusted, timeout=15)
     assert status(request(b, kept)) == 200 and refused(request(b, gone))
+    assert rv.refuses("missed", None, None) and rv.refuses(None, "u3", now_ms / 1000 - 1)
 
 
 def test_sqlite_in_memory_and_memory_stores_have_no_feed_and_stay_trusted() -> None:

@@ -280,3 +280,46 @@ def test_an_async_store_passed_in_without_a_url_gets_a_subscriber(redis_url: str
     finally:
         invalidation.close()
         other.close()
+
+
+def test_a_catch_up_after_losing_the_channel_reads_both_sets_and_the_old_layout(tmp_path: Any) -> None:
+    # Revocations whose announcements a process missed (written to the window, never
+    # published: the channel was down) are found when it catches up: users in rv, sessions in
+    # rvs, and sessions an earlier version wrote to rv. A private server: the test cuts every
+    # subscriber's connection.
+    import redis
+
+    server = RedisServer(tmp_path)
+    server.start()
+    core, store = make_core(server.url, "tg-cu:")
+    invalidation = core.invalidation
+    assert invalidation is not None
+    revocations = core.guard.revocations
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert invalidation.start(wait_s=5) and revocations.trusted
+        # The store keeps each kind for the registry's window of it.
+        assert store.revocation_window_ms == int(revocations.window_s * 1000)
+        assert store.session_revocation_window_ms == int(revocations.session_window_s * 1000)
+        now = int(time.time() * 1000)
+        client.zadd("tg-cu:rvs", {"s:new-layout": now})
+        client.zadd("tg-cu:rv", {"s:old-layout": now - 60_000, "u:mallory": now})
+        assert not revocations.refuses("new-layout", None, None)
+        assert not revocations.refuses("old-layout", None, None)
+        assert not revocations.refuses(None, "mallory", now / 1000 - 1)
+        lost = invalidation.epoch
+        client.client_kill_filter(_type="pubsub")
+        assert eventually(lambda: invalidation.epoch != lost and invalidation.live)
+        assert revocations.trusted
+        assert revocations.refuses("new-layout", None, None)
+        assert revocations.refuses("old-layout", None, None)
+        assert revocations.refuses(None, "mallory", now / 1000 - 1)
+        assert not revocations.refuses(None, "mallory", now / 1000 + 1)
+        # and asked per request meanwhile, the store answers the same from both sets
+        assert store.revocation_scores("new-layout", "mallory") == (now, now)
+        assert store.revocation_scores("old-layout", None) == (now - 60_000, None)
+    finally:
+        client.close()
+        invalidation.close()
+        store.close()
+        server.stop()

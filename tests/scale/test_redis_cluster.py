@@ -200,3 +200,52 @@ def test_rate_limit_counters_on_the_cluster(redis_cluster: RedisCluster) -> None
         await acounter.aclose()
 
     asyncio.run(main())
+
+
+def test_the_window_of_revocations_on_the_cluster(redis_cluster: RedisCluster) -> None:
+    # Sessions in <prefix>rvs, users in <prefix>rv: two slots, written after the script that
+    # revoked (a script keeps to its family's slot), asked in one pipeline, both read when a
+    # process catches up; session members an earlier version left in rv are still found.
+    from tests.guard.test_invalidation import eventually
+    from tests.helpers.tokens import SECRET
+    from tokenguard.app import TokenGuard
+    from tokenguard.config import Settings
+    from tokenguard.stores.memory import MemoryUserStore
+
+    prefix = f"tg-scale:{uuid.uuid4().hex}:"
+    store = RedisSessionStore.from_url(redis_cluster.url, prefix=prefix)
+    client = store.client
+    assert store.cluster
+    store.revocation_window_ms, store.session_revocation_window_ms = 3_600_000, 300
+    sessions, users = f"{prefix}rvs", f"{prefix}rv"
+    assert client.keyslot(sessions) != client.keyslot(users)  # the cross-slot case is real
+    now = int(time.time() * 1000)
+    gone, late = token(family_name()), token(family_name())
+    for tok in (gone, late):
+        store.create(record(tok, "win-user", now))
+    assert store.revoke(refresh_token_key(gone)) is not None
+    store.record_revocations([("u:win-user", now)], "")
+    client.zadd(users, {"s:old-layout": now})
+    at = int(client.zscore(sessions, f"s:{gone[:22]}"))
+    assert 0 < client.pttl(sessions) <= 300
+    assert store.revocation_scores(gone[:22], "win-user") == (at, now)
+    assert store.revocation_scores("old-layout", None) == (now, None)
+    time.sleep(0.4)
+    assert store.revoke(refresh_token_key(late)) is not None
+    assert client.zrange(sessions, 0, -1) == [f"s:{late[:22]}".encode()]
+    assert store.revocation_scores(gone[:22], "win-user") == (None, now)
+    # A process starting now catches up from both sets.
+    core = TokenGuard(
+        Settings(secret=SECRET, redis_url=redis_cluster.url, redis_prefix=prefix),
+        users=MemoryUserStore(),
+    )
+    assert core.invalidation is not None
+    try:
+        assert core.invalidation.start(wait_s=5)
+        rv = core.guard.revocations
+        assert eventually(lambda: rv.trusted)
+        assert rv.refuses(late[:22], None, None) and rv.refuses("old-layout", None, None)
+        assert rv.refuses(None, "win-user", now / 1000 - 1)
+    finally:
+        core.close()
+        store.close()

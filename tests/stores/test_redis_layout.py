@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -63,11 +64,74 @@ def test_one_hash_per_family_and_one_set_per_user(
     assert tombstone["n"] == nxt.token_hash and tombstone["l"] == now
 
     assert store.revoke_user("alice") == 1
-    # What remains is the window of revocations (the family, until no token can need it).
-    window_key = f"{redis_prefix}rv"
+    # What remains is the window of revoked sessions (the family, until no access token of
+    # it can still be valid: the session window, not the users' day).
+    window_key = f"{redis_prefix}rvs"
     assert keys(client, redis_prefix) == {window_key}
     assert client.zrange(window_key, 0, -1) == [f"s:{old.family}".encode()]
-    assert 0 < client.pttl(window_key) <= store.revocation_window_ms
+    assert 0 < client.pttl(window_key) <= store.session_revocation_window_ms < HOUR
+
+
+def test_sessions_leave_the_window_after_theirs_and_users_stay_for_theirs(
+    store: RedisSessionStore, client: redis.Redis, redis_prefix: str
+) -> None:
+    store.revocation_window_ms, store.session_revocation_window_ms = HOUR, 300
+    sessions, users = f"{redis_prefix}rvs", f"{redis_prefix}rv"
+    now = real_now_ms()
+    # Every way a session ends (the scripts, the batches) writes rvs only, with its expiry.
+    logout, reused, ended = (record(new_token(), user_id="u", expires_at_ms=now + HOUR) for _ in range(3))
+    for rec in (logout, reused, ended):
+        store.create(rec)
+    assert store.revoke(logout.token_hash) is not None
+    nxt = record(new_token(reused.family), user_id="u", expires_at_ms=now + HOUR)
+    assert store.rotate(reused.token_hash, nxt, now_ms=now, grace_ms=0).status == "rotated"
+    again = record(new_token(reused.family), user_id="u", expires_at_ms=now + HOUR)
+    assert store.rotate(reused.token_hash, again, now_ms=now, grace_ms=0).status == "reused"
+    assert store.revoke_session("u", ended.family) is True
+    at = real_now_ms()
+    store.record_revocations([("u:bob", at), ("s:app-made", at)], "")
+    assert {m.decode() for m in client.zrange(sessions, 0, -1)} == {
+        f"s:{logout.family}", f"s:{reused.family}", f"s:{ended.family}", "s:app-made"
+    }
+    assert client.zrange(users, 0, -1) == [b"u:bob"]
+    assert 0 < client.pttl(sessions) <= 300 and HOUR - 60_000 < client.pttl(users) <= HOUR
+    assert store.revocation_scores("app-made", "bob") == (at, at)
+    time.sleep(0.4)
+    # Past the session window: the next session revocation prunes the earlier ones (and had
+    # none come, the key's expiry would have), while the user revoked at the same moment stays.
+    late = record(new_token(), user_id="u", expires_at_ms=now + HOUR)
+    store.create(late)
+    assert store.revoke(late.token_hash) is not None
+    assert client.zrange(sessions, 0, -1) == [f"s:{late.family}".encode()]
+    assert store.revocation_scores("app-made", "bob") == (None, at)
+    assert store.revocation_scores(logout.family, None) == (None, None)
+    time.sleep(0.4)
+    assert client.exists(sessions) == 0 and client.zrange(users, 0, -1) == [b"u:bob"]
+
+
+def test_sessions_in_the_window_of_earlier_versions_are_still_found(
+    store: RedisSessionStore, client: redis.Redis, redis_prefix: str
+) -> None:
+    # Before rvs existed, rv held both kinds for the users' window: after an upgrade those
+    # members are asked until they are pruned with the users' window, never dropped early.
+    store.revocation_window_ms, store.session_revocation_window_ms = HOUR, 300
+    users = f"{redis_prefix}rv"
+    now = real_now_ms()
+    client.zadd(users, {"s:written-before": now - 10_000, "u:carol": now - 10_000})
+    assert store.revocation_scores("written-before", "carol") == (now - 10_000, now - 10_000)
+    # the later of the two sets wins for a session found in both
+    store.record_revocations([("s:written-before", now)], "")
+    assert store.revocation_scores("written-before", None) == (now, None)
+    time.sleep(0.4)
+    store.record_revocations([("s:other", real_now_ms())], "")
+    assert store.revocation_scores("written-before", None) == (now - 10_000, None)
+    # a user's revocation prunes rv with the users' window: the old member is still in it
+    store.record_revocations([("u:dave", real_now_ms())], "")
+    assert client.zscore(users, "s:written-before") == now - 10_000
+    store.revocation_window_ms = 5_000
+    store.record_revocations([("u:erin", real_now_ms())], "")
+    assert client.zscore(users, "s:written-before") is None
+    assert store.revocation_scores("written-before", "carol") == (None, None)
 
 
 def test_an_expired_record_leaves_nothing_behind(

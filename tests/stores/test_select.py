@@ -145,6 +145,41 @@ def test_invalidation_applies_to_redis_session_stores() -> None:
     # with a URL the subscriber makes (and owns) its own client, in either flavour
     source = select.invalidation_source(settings(redis_url=URL), async_sessions)
     assert source is not None and source.owns_client and source.still_master is None
+    # the window of revocations: users in rv, sessions in rvs, each kept for its own time
+    assert (source.revocations_key, source.session_revocations_key) == ("tokenguard:rv", "tokenguard:rvs")
+    assert source.set_window is not None
+    source.set_window(86_405_000, 905_000)
+    assert (async_sessions.revocation_window_ms, async_sessions.session_revocation_window_ms) == (
+        86_405_000,
+        905_000,
+    )
+
+
+def test_stores_keep_revocations_for_the_windows_of_the_settings(tmp_path: Path) -> None:
+    # A process without a feed (the command line) writes and prunes the window too: with the
+    # app's windows, never the store's defaults (a session kept shorter than an access token
+    # lives would let a catching-up process accept it).
+    hour, week = 3_600_000, 7 * 86_400_000
+    for redis_url in ("", URL):
+        chosen = settings(
+            db_filename=str(tmp_path / "w.db"),
+            redis_url=redis_url,
+            access_token_ttl_ms=hour,
+            session_cookie_ttl_ms=week,
+            leeway_ms=2_000,
+        )
+        _, sessions = select.stores(chosen)
+        assert isinstance(sessions, SQLiteSessionStore if not redis_url else RedisSessionStore)
+        assert (sessions.revocation_window_ms, sessions.session_revocation_window_ms) == (  # type: ignore[attr-defined]
+            week + 2_000,
+            hour + 2_000,
+        )
+        select.release_unused(sessions)
+    # defaults: Directus's lifetimes (1 day, 15 minutes) and a 5 s leeway
+    _, sessions = select.stores(settings(db_filename=str(tmp_path / "d.db")))
+    assert (sessions.revocation_window_ms, sessions.session_revocation_window_ms) == (86_405_000, 905_000)  # type: ignore[attr-defined]
+    select.release_unused(sessions)
+    select.set_revocation_windows(MemorySessionStore(), 1, 1)  # no window: nothing to set
 
 
 @pytest.mark.parametrize("made", ["discard", "close"])
@@ -171,12 +206,14 @@ def test_revocation_feeds_apply_to_pg_and_sqlite_file_stores(tmp_path: Any) -> N
     for store in (PgSessionStore(conninfo), AsyncPgSessionStore(conninfo)):
         source = select.revocation_source(store)
         assert source is not None and (source.kind, source.conninfo) == ("pg", conninfo)
-        source.set_window(1234)
-        assert store.revocation_window_ms == 1234
+        source.set_window(1234, 567)
+        assert (store.revocation_window_ms, store.session_revocation_window_ms) == (1234, 567)
         store.discard()
     on_file = SQLiteSessionStore(tmp_path / "s.db")
     source = select.revocation_source(on_file)
     assert source is not None and source.kind == "sqlite"
+    source.set_window(1234, 567)
+    assert (on_file.revocation_window_ms, on_file.session_revocation_window_ms) == (1234, 567)
     on_file.close()
     # one process only: nothing to feed
     assert select.revocation_source(SQLiteSessionStore(":memory:")) is None

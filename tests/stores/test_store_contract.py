@@ -9,7 +9,7 @@ import pytest
 
 from tokenguard.stores.base import RotateOutcome, SessionRecord, refresh_token_key, session_id
 
-from .conftest import new_token, real_now_ms, record
+from .conftest import PortalStore, new_token, real_now_ms, record
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -355,3 +355,25 @@ def test_every_session_revocation_enters_the_window_of_revocations(sessions: Any
     assert scores(untouched.family, "bob") == (None, None)
     sessions.record_revocations([("u:bob", now + 5)], "")
     assert scores(untouched.family, "bob") == (None, now + 5)
+
+
+def test_a_session_leaves_the_window_after_its_own_window_and_a_user_stays_for_theirs(
+    sessions: Any, now: int
+) -> None:
+    # A session's revocation can refuse only access tokens (ACCESS_TOKEN_TTL): kept that
+    # long, not for the users' window (a day), which is where most of a store's window went.
+    scores = getattr(sessions, "revocation_scores", None)
+    if scores is None:
+        return  # memory: one process, no window (see above)
+    store = sessions.store if isinstance(sessions, PortalStore) else sessions
+    store.revocation_window_ms, store.session_revocation_window_ms = HOUR, MINUTE
+    sessions.record_revocations([("s:gone", now), ("u:kept", now)], "")
+    sessions.record_revocations([("s:fresh", now + MINUTE // 2)], "")
+    assert scores("gone", "kept") == (now, now)  # within both windows
+    sessions.record_revocations([("s:later", now + MINUTE + 1)], "")
+    assert scores("gone", "kept") == (None, now)  # the session's window passed, not the user's
+    assert scores("fresh", None) == (now + MINUTE // 2, None)
+    assert scores("later", None) == (now + MINUTE + 1, None)
+    sessions.record_revocations([("u:next", now + HOUR + 1)], "")
+    assert scores(None, "kept") == (None, None)  # the user's window passed too
+    assert scores(None, "next") == (None, now + HOUR + 1)

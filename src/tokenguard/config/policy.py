@@ -10,7 +10,7 @@ from ..jose.keys import key_ring_for
 from ..jose.policy import TokenPolicy
 from .settings import Settings
 
-__all__ = ["token_policy"]
+__all__ = ["revocation_windows_ms", "token_policy"]
 
 
 def token_policy(settings: Settings) -> TokenPolicy:
@@ -34,3 +34,15 @@ def token_policy(settings: Settings) -> TokenPolicy:
             settings.jwks_min_refetch_ms,
         ),
     )
+
+
+def revocation_windows_ms(settings: Settings) -> tuple[int, int]:
+    """How long a revocation can refuse a token, in ms: a user's (the longest token lifetime,
+    ``SESSION_COOKIE_TTL`` included, plus the leeway) and a session's (``ACCESS_TOKEN_TTL``
+    plus the leeway: a session-mode token's session is checked against the store anyway).
+
+    Every process's registry (:mod:`tokenguard.guard.revocation`) keeps its entries that
+    long, and the session stores their windows of revocations.
+    """
+    user_ms = max(settings.access_token_ttl_ms, settings.session_cookie_ttl_ms)
+    return user_ms + settings.leeway_ms, settings.access_token_ttl_ms + settings.leeway_ms

@@ -26,6 +26,7 @@ from types import GeneratorType
 from typing import Any
 
 from ..config import Settings, token_policy
+from ..config.policy import revocation_windows_ms
 from ..errors import AuthError, invalid_credentials, invalid_token, service_unavailable
 from ..flow import Call, Flow
 from ..jose.keys import KeyFetchNeeded
@@ -94,11 +95,9 @@ class Guard:
         self.public = Principal(user=None, role=settings.public_role, via="public")
         #: Revoked sessions and users of this process (tokenguard.guard.revocation): an entry
         #: lives as long as the longest token it could refuse.
+        user_ms, session_ms = revocation_windows_ms(settings)
         self.revocations = Revocations(
-            (max(settings.access_token_ttl_ms, settings.session_cookie_ttl_ms) + settings.leeway_ms)
-            / 1000,
-            session_window_s=(settings.access_token_ttl_ms + settings.leeway_ms) / 1000,
-            clock=clock,
+            user_ms / 1000, session_window_s=session_ms / 1000, clock=clock
         )
         self._max_length = settings.max_token_length
         self._leeway = settings.leeway_ms / 1000

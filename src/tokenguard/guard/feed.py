@@ -70,8 +70,9 @@ class Feed:
         self.live = False
         #: The registry fed (see :meth:`attach`).
         self.revocations: Revocations | None = None
-        #: Sets the store's window of revocations to the registry's (milliseconds).
-        self.set_window: Callable[[int], None] | None = None
+        #: Sets the store's windows of revocations to the registry's (a user's, a session's;
+        #: milliseconds).
+        self.set_window: Callable[[int, int], None] | None = None
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._stop = threading.Event()
@@ -92,7 +93,9 @@ class Feed:
         has caught up, the registry is not trusted and that store is asked on each request."""
         self.revocations = revocations
         if self.set_window is not None:
-            self.set_window(int(revocations.window_s * 1000))
+            self.set_window(
+                int(revocations.window_s * 1000), int(revocations.session_window_s * 1000)
+            )
         revocations.trusted = False
         revocations.check = sessions.revocation_scores
         revocations.publish = sessions.record_revocations

@@ -91,23 +91,27 @@ class SessionInvalidation(Feed):
         self.received = 0
         self._families: dict[str, set[str]] = {}
         self._size = 0
-        #: The sorted set holding the store's window of revocations.
+        #: The sorted sets holding the store's window of revocations: users (and sessions
+        #: written by earlier versions), then sessions.
         self.revocations_key = ""
+        self.session_revocations_key = ""
 
     # -- revocations -------------------------------------------------------------------------
 
     def _catch_up(self, client: Any) -> None:
         # Subscribed first, read second: whatever was announced before the subscription is
-        # in the window, whatever comes after arrives as a message.
-        rows = client.zrangebyscore(
-            self.revocations_key, self.window_start_ms(), "+inf", withscores=True
-        )
+        # in the window, whatever comes after arrives as a message. Both sets, each on its own
+        # (on a Cluster they live in two slots).
+        since = self.window_start_ms()
         found = []
-        for member, score in rows:
-            name = member.decode("utf-8", "replace") if isinstance(member, bytes) else member
-            entry = entry_from_member(str(name), score)
-            if entry is not None:
-                found.append(entry)
+        for key in (self.revocations_key, self.session_revocations_key):
+            if not key:
+                continue
+            for member, score in client.zrangebyscore(key, since, "+inf", withscores=True):
+                name = member.decode("utf-8", "replace") if isinstance(member, bytes) else member
+                entry = entry_from_member(str(name), score)
+                if entry is not None:
+                    found.append(entry)
         self._caught_up(found)
 
     # -- request side ------------------------------------------------------------------------
@@ -257,5 +261,6 @@ def invalidation_for(
     )
     source.listen(invalidation.invalidate)
     invalidation.revocations_key = source.revocations_key
+    invalidation.session_revocations_key = source.session_revocations_key
     invalidation.set_window = source.set_window
     return invalidation

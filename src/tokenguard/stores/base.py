@@ -36,6 +36,31 @@ __all__ = [
 REFRESH_TOKEN_LENGTH = 64
 FAMILY_LENGTH = 22
 
+#: How long a store keeps a revocation when the app has not said (see
+#: :func:`~tokenguard.stores.select.set_revocation_windows`): Directus's default lifetimes
+#: (``SESSION_COOKIE_TTL`` 1 day for a user, ``ACCESS_TOKEN_TTL`` 15 minutes for a session)
+#: plus the largest leeway allowed, 5 minutes.
+DEFAULT_REVOCATION_WINDOW_MS = 86_400_000 + 300_000
+DEFAULT_SESSION_REVOCATION_WINDOW_MS = 900_000 + 300_000
+
+
+def revocation_prune_bounds(
+    newest_ms: int, window_ms: int, session_window_ms: int
+) -> tuple[int, int, int]:
+    """What a table of revocations (PostgreSQL, SQLite) prunes after writing rows up to
+    ``newest_ms``: every row older than the first bound, and the sessions' rows (members
+    ``s:…``) from the second bound to the third (their own, shorter window).
+
+    The sessions' band is one session window wide, not open-ended: an index on ``at_ms``
+    serves it, and it passes over the users' rows of that band only, never the whole day of
+    them a session window would otherwise run into. A session's row the band missed (no
+    write for longer than a session window) goes with the users' window; keeping a
+    revocation longer is never wrong, only larger.
+    """
+    session_window_ms = min(session_window_ms, window_ms)  # a session never outlives a user
+    session_cut = newest_ms - session_window_ms
+    return newest_ms - window_ms, session_cut - session_window_ms, session_cut
+
 
 def refresh_token_key(token: str) -> str:
     """The store key of a refresh token: ``<family>.<SHA-256 hex of the whole token>``.

@@ -41,12 +41,15 @@ from typing import TYPE_CHECKING, Any
 from ..flow import Call, Flow, run_async, run_sync
 from ..logs.audit import AuditEvent
 from .base import (
+    DEFAULT_REVOCATION_WINDOW_MS,
+    DEFAULT_SESSION_REVOCATION_WINDOW_MS,
     RotateOutcome,
     SessionInfo,
     SessionRecord,
     StoreUnavailable,
     User,
     family_of,
+    revocation_prune_bounds,
     summarize_sessions,
 )
 from .once import digest
@@ -206,9 +209,15 @@ REVOCATION_WINDOW_SQL = "SELECT member, at_ms FROM tokenguard_revocations WHERE 
 #: sessions) says only this, and the listeners read the table.
 CATCH_UP = "*"
 _PAYLOAD_LIMIT = 7_999
+# Everything older than the users' window, and the sessions' rows of the band before their
+# own window (see revocation_prune_bounds): two ranges of the at_ms index. The rows found
+# become an array first, deleted through the primary key: as a join (``seq IN (…)``) the
+# planner may scan the whole table for each write once it expects a thousand rows or so.
 _PRUNE_REVOCATIONS = (
-    "DELETE FROM tokenguard_revocations WHERE seq IN (SELECT seq FROM tokenguard_revocations"
-    " WHERE at_ms < %s FOR UPDATE SKIP LOCKED)"
+    "DELETE FROM tokenguard_revocations WHERE seq = ANY(ARRAY(SELECT seq"
+    " FROM tokenguard_revocations"
+    " WHERE at_ms < %s OR (at_ms >= %s AND at_ms < %s AND member LIKE 's:%%')"
+    " FOR UPDATE SKIP LOCKED))"
 )
 _REVOCATION_SCORES = (
     "SELECT member, max(at_ms) FROM tokenguard_revocations WHERE member = ANY(%s) GROUP BY member"
@@ -240,7 +249,9 @@ def read_revocation_payload(payload: str) -> list[tuple[str, int]] | None:
     return found
 
 
-def _record_revocations(members: list[tuple[str, int]], window_ms: int) -> Op[None]:
+def _record_revocations(
+    members: list[tuple[str, int]], window_ms: int, session_window_ms: int
+) -> Op[None]:
     """Steps of a transaction: the rows, the pruning, then the announcement (delivered by
     PostgreSQL when the transaction commits, never before the rows are visible)."""
     members = [(m, at) for m, at in members if not _unstorable(m)]  # never stored, never asked
@@ -252,7 +263,7 @@ def _record_revocations(members: list[tuple[str, int]], window_ms: int) -> Op[No
         ([m for m, _ in members], [at for _, at in members]),
     )
     newest = max(at for _, at in members)
-    yield Query(_PRUNE_REVOCATIONS, (newest - window_ms,))
+    yield Query(_PRUNE_REVOCATIONS, revocation_prune_bounds(newest, window_ms, session_window_ms))
     yield Query(
         f"SELECT pg_notify({REVOCATION_CHANNEL_SQL}, %s)", (revocation_payload(members),)
     )
@@ -275,16 +286,22 @@ class _SessionLogic:
 
     def __init__(self) -> None:
         self._last_purge_ms = 0
-        #: How long a revocation is kept in ``tokenguard_revocations``: the longest token
-        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
-        self.revocation_window_ms = 86_400_000 + 300_000
+        #: How long a user's revocation is kept in ``tokenguard_revocations``: the longest
+        #: token lifetime plus leeway (the app sets its own, see
+        #: :func:`~tokenguard.stores.select.set_revocation_windows`).
+        self.revocation_window_ms = DEFAULT_REVOCATION_WINDOW_MS
+        #: The same for a session's: the access-token lifetime plus leeway.
+        self.session_revocation_window_ms = DEFAULT_SESSION_REVOCATION_WINDOW_MS
+
+    def _record_members(self, members: list[tuple[str, int]]) -> Op[None]:
+        yield from _record_revocations(
+            members, self.revocation_window_ms, self.session_revocation_window_ms
+        )
 
     def _families_revoked(self, families: list[str]) -> Op[None]:
         # In the transaction that deleted them: every process hears of it at commit.
         now_ms = _now_ms()
-        yield from _record_revocations(
-            [(f"s:{f}", now_ms) for f in families], self.revocation_window_ms
-        )
+        yield from self._record_members([(f"s:{f}", now_ms) for f in families])
 
     def _create(self, record: SessionRecord) -> Op[None]:
         if record.family != family_of(record.token_hash):
@@ -439,7 +456,7 @@ class PgSessionStore(_SessionLogic, SyncOwned):
         """Write ``members`` (name, ms) to ``tokenguard_revocations`` and announce them to
         every listening process (NOTIFY, in the same transaction); ``message`` (the Redis
         channel's form) is not needed here."""
-        self.db.run(_record_revocations(members, self.revocation_window_ms))
+        self.db.run(self._record_members(members))
 
     def revocation_scores(self, sid: str | None, user: str | None) -> tuple[int | None, int | None]:
         """When session ``sid`` was revoked and ``user``'s not-before time, in ms (``None``
@@ -479,7 +496,7 @@ class AsyncPgSessionStore(_SessionLogic, AsyncOwned):
 
     async def record_revocations(self, members: list[tuple[str, int]], message: str = "") -> None:
         """See :meth:`PgSessionStore.record_revocations`."""
-        await self.db.run(_record_revocations(members, self.revocation_window_ms))
+        await self.db.run(self._record_members(members))
 
     async def revocation_scores(
         self, sid: str | None, user: str | None

@@ -13,10 +13,16 @@ Key layout (``prefix`` defaults to ``"tokenguard:"``):
   sessions revoked) publishes the families it removed, in the same script or round trip, so
   that processes caching session checks (:mod:`tokenguard.guard.invalidation`) drop them at once.
   Revoked users (``!``-prefixed JSON, :mod:`tokenguard.guard.revocation`) are announced there too.
-- ``<prefix>rv`` — a SORTED SET, the current window of revocations (member ``s:<family>`` or
-  ``u:<user id>``, score = when, in ms): a process whose subscription was down catches up
-  from it before it trusts its own list again, and asks it per request meanwhile. Written
-  before the announcement, pruned to :attr:`~_RedisSessions.revocation_window_ms`.
+- ``<prefix>rv`` and ``<prefix>rvs`` — SORTED SETs, the current window of revocations (score =
+  when, in ms): ``rv`` the users (member ``u:<user id>``), kept for
+  :attr:`~_RedisSessions.revocation_window_ms` (the longest token lifetime: about a day), and
+  ``rvs`` the sessions (member ``s:<family>``), kept for
+  :attr:`~_RedisSessions.session_revocation_window_ms` only (an access token's lifetime: about
+  15 minutes; sessions are most of the revocations, so this is most of the memory). A process
+  whose subscription was down catches up from both before it trusts its own list again, and
+  asks both per request meanwhile. Written before the announcement, pruned to its window.
+  Versions before ``rvs`` kept sessions in ``rv`` too: such members are still read, and
+  pruned with the users' window.
 
 Beyond one server: ``redis+sentinel://host:26379[,host2:26379]/<service>[/<db>]`` asks the
 Sentinels for the current master (``rediss+sentinel://`` for TLS), and
@@ -60,6 +66,8 @@ from redis.backoff import NoBackoff
 
 from ..flow import Call, Flow, run_async, run_sync
 from .base import (
+    DEFAULT_REVOCATION_WINDOW_MS,
+    DEFAULT_SESSION_REVOCATION_WINDOW_MS,
     RotateOutcome,
     SessionInfo,
     SessionRecord,
@@ -108,7 +116,7 @@ local function extend(key, at)
   if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
 end
 local function record_revoked(window, member, now, ms)
-  -- Into the window of revocations first (a refused write fails the whole script before
+  -- Into the window of revoked sessions first (a refused write fails the whole script before
   -- anything is deleted); only where the window shares the slot (not on a Cluster).
   if window == nil then return end
   redis.call('ZADD', window, 'GT', now, member)
@@ -148,8 +156,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 extend(KEYS[1], tonumber(ARGV[3]))
 return 1
 """,
-    # KEYS: family [, window of revocations]. ARGV: old hash, new hash, new record JSON, new
-    # expires, now, grace, invalidation channel, family, window ms.
+    # KEYS: family [, window of revoked sessions]. ARGV: old hash, new hash, new record JSON,
+    # new expires, now, grace, invalidation channel, family, session window ms.
     # Returns {"missing"} | {"reused"} | {"rotated"} | {"grace", record JSON}.
     "rotate": _LUA_PRELUDE
     + """
@@ -182,8 +190,8 @@ redis.call('HSET', key, ARGV[1], cjson.encode(old), ARGV[2], ARGV[3])
 extend(key, math.max(old.e, tonumber(ARGV[4])))
 return {'rotated'}
 """,
-    # KEYS: family [, window of revocations]. ARGV: token hash, invalidation channel, family,
-    # now, window ms. Returns the record JSON (or nil) and drops the family.
+    # KEYS: family [, window of revoked sessions]. ARGV: token hash, invalidation channel,
+    # family, now, session window ms. Returns the record JSON (or nil) and drops the family.
     "revoke": _LUA_PRELUDE
     + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -311,35 +319,54 @@ class _RedisSessions:
         #: Called in-process with the families this store revoked (the local session cache
         #: must not wait for its own announcement to come back).
         self.listeners: list[Callable[[list[str]], None]] = []
-        #: How long a revocation is kept in ``<prefix>rv``: the longest access-token
-        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
-        self.revocation_window_ms = 86_400_000 + 300_000
+        #: How long a user's revocation is kept in ``<prefix>rv``: the longest token
+        #: lifetime plus leeway (the app sets its own, see
+        #: :func:`~tokenguard.stores.select.set_revocation_windows`; this default covers
+        #: Directus's with the largest leeway allowed).
+        self.revocation_window_ms = DEFAULT_REVOCATION_WINDOW_MS
+        #: How long a session's revocation is kept in ``<prefix>rvs``: the access-token
+        #: lifetime plus leeway (a session-mode token's session is checked on every request).
+        self.session_revocation_window_ms = DEFAULT_SESSION_REVOCATION_WINDOW_MS
 
     @property
     def revocations_key(self) -> str:
-        """The sorted set holding the current window of revocations."""
+        """The sorted set holding the current window of revoked users (and, written by
+        earlier versions, sessions)."""
         return f"{self.prefix}rv"
+
+    @property
+    def session_revocations_key(self) -> str:
+        """The sorted set holding the current window of revoked sessions."""
+        return f"{self.prefix}rvs"
 
     def _window_commands(
         self, members: list[tuple[str, int]]
     ) -> tuple[tuple[str | int | bytes, ...], ...]:
         # Recorded in the window (then announced by the caller): a process that subscribes
-        # after an announcement it missed finds the entry when it catches up.
-        key = self.revocations_key
-        window = self.revocation_window_ms
+        # after an announcement it missed finds the entry when it catches up. Sessions and
+        # users each in their own set, pruned to their own window.
         newest = max(at for _, at in members)
-        pairs: list[str | int] = []
-        for member, at in members:
-            pairs += [at, member]
-        return (
-            ("ZADD", key, "GT", *pairs),
-            ("ZREMRANGEBYSCORE", key, "-inf", f"({newest - window}"),
-            ("PEXPIRE", key, window),
-        )
+        commands: list[tuple[str | int | bytes, ...]] = []
+        for key, window, kind in (
+            (self.session_revocations_key, self.session_revocation_window_ms, True),
+            (self.revocations_key, self.revocation_window_ms, False),
+        ):
+            pairs: list[str | int] = []
+            for member, at in members:
+                if member.startswith("s:") is kind:
+                    pairs += [at, member]
+            if pairs:
+                commands += [
+                    ("ZADD", key, "GT", *pairs),
+                    ("ZREMRANGEBYSCORE", key, "-inf", f"({newest - window}"),
+                    ("PEXPIRE", key, window),
+                ]
+        return tuple(commands)
 
     def _with_window(self, key: str) -> tuple[str, ...]:
-        # The window of revocations joins a script's keys unless it lives in another slot.
-        return (key,) if self.cluster else (key, self.revocations_key)
+        # The window of revoked sessions joins a script's keys unless it lives in another
+        # slot (a Cluster: then _record_families writes it after the script).
+        return (key,) if self.cluster else (key, self.session_revocations_key)
 
     def _record_families(self, families: list[str]) -> _Op[None]:
         # On a Cluster, after the script that revoked them (which announced them already):
@@ -359,11 +386,18 @@ class _RedisSessions:
     def _revocation_scores(
         self, sid: str | None, user: str | None
     ) -> _Op[tuple[int | None, int | None]]:
-        (scores,) = yield _Commands(
-            (("ZMSCORE", self.revocations_key, f"s:{sid or ''}", f"u:{user or ''}"),)
+        session = f"s:{sid or ''}"
+        # Both sets in one round trip; ``rv`` is asked for the session too, for the members
+        # written there before ``rvs`` existed (still within their window after an upgrade).
+        new, old = yield _Commands(
+            (
+                ("ZSCORE", self.session_revocations_key, session),
+                ("ZMSCORE", self.revocations_key, session, f"u:{user or ''}"),
+            )
         )
-        session_ms, user_ms = (None if v is None else int(float(v)) for v in scores)
-        return session_ms, user_ms
+        found = [int(float(v)) for v in (new, old[0]) if v is not None]
+        user_ms = None if old[1] is None else int(float(old[1]))
+        return (max(found) if found else None), user_ms
 
     def _announce(self, families: list[str]) -> None:
         for listener in self.listeners:
@@ -430,7 +464,7 @@ class _RedisSessions:
                 grace_ms,
                 self.channel,
                 family,
-                self.revocation_window_ms,
+                self.session_revocation_window_ms,
             ),
         )
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
@@ -453,7 +487,13 @@ class _RedisSessions:
         raw = yield _Script(
             "revoke",
             self._with_window(self.family_key(family)),
-            (token_hash, self.channel, family, int(time.time() * 1000), self.revocation_window_ms),
+            (
+                token_hash,
+                self.channel,
+                family,
+                int(time.time() * 1000),
+                self.session_revocation_window_ms,
+            ),
         )
         if raw is None:
             return None

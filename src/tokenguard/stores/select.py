@@ -52,6 +52,7 @@ __all__ = [
     "once_store",
     "revocation_source",
     "release_unused",
+    "set_revocation_windows",
     "stores",
 ]
 
@@ -101,7 +102,20 @@ def stores(
         from .redis_persistence import warn_without_persistence
 
         warn_without_persistence(settings.redis_url)  # once, at start; not per request
+    from ..config.policy import revocation_windows_ms
+
+    # The app's windows, not the store's defaults: a process that writes revocations without
+    # a feed (the command line) prunes the window as the servers do, never shorter.
+    set_revocation_windows(sessions, *revocation_windows_ms(settings))
     return users, sessions
+
+
+def set_revocation_windows(sessions: object, user_ms: int, session_ms: int) -> None:
+    """Keep ``user_ms`` a user's revocation and ``session_ms`` a session's in the window of
+    revocations of ``sessions`` (Redis, PostgreSQL, SQLite; other stores keep none)."""
+    if hasattr(sessions, "session_revocation_window_ms"):
+        sessions.revocation_window_ms = user_ms  # type: ignore[attr-defined]
+        sessions.session_revocation_window_ms = session_ms
 
 
 def release_unused(store: Any) -> None:
@@ -233,10 +247,13 @@ class InvalidationSource:
     #: Sentinel only: whether a server is still the master.
     still_master: Callable[[str, int], bool] | None
     listen: Callable[[Callable[[Iterable[str]], None]], None]
-    #: The sorted set holding the current window of revocations (tokenguard.guard.revocation).
+    #: The sorted sets holding the current window of revocations (tokenguard.guard.revocation):
+    #: users (and sessions written by earlier versions), and sessions.
     revocations_key: str = ""
-    #: Sets how long the store keeps a revocation in that window (milliseconds).
-    set_window: Callable[[int], None] | None = None
+    session_revocations_key: str = ""
+    #: Sets how long the store keeps a user's and a session's revocation in that window
+    #: (milliseconds; see :func:`set_revocation_windows`).
+    set_window: Callable[[int, int], None] | None = None
 
 
 def invalidation_source(settings: Settings, sessions: object) -> InvalidationSource | None:
@@ -286,7 +303,10 @@ def invalidation_source(settings: Settings, sessions: object) -> InvalidationSou
         still_master=still_master,
         listen=redis_sessions.listeners.append,
         revocations_key=redis_sessions.revocations_key,
-        set_window=lambda ms: setattr(redis_sessions, "revocation_window_ms", ms),
+        session_revocations_key=redis_sessions.session_revocations_key,
+        set_window=lambda user_ms, session_ms: set_revocation_windows(
+            redis_sessions, user_ms, session_ms
+        ),
     )
 
 
@@ -297,7 +317,8 @@ class RevocationSource:
     ``"sqlite"`` (a poller on the store's file)."""
 
     kind: Literal["pg", "sqlite"]
-    set_window: Callable[[int], None]
+    #: See :attr:`InvalidationSource.set_window`.
+    set_window: Callable[[int, int], None]
     conninfo: str = ""
 
 
@@ -306,8 +327,8 @@ def revocation_source(sessions: object) -> RevocationSource | None:
     SQLite one on a file; ``None`` otherwise (Redis has :func:`invalidation_source`; memory
     and ``:memory:`` are one process, where a revocation applies at once)."""
 
-    def set_window(ms: int) -> None:
-        sessions.revocation_window_ms = ms  # type: ignore[attr-defined]
+    def set_window(user_ms: int, session_ms: int) -> None:
+        set_revocation_windows(sessions, user_ms, session_ms)
 
     database = getattr(sessions, "db", None)
     if database is not None:

@@ -22,11 +22,14 @@ from dataclasses import astuple, fields, replace
 from typing import Any
 
 from .base import (
+    DEFAULT_REVOCATION_WINDOW_MS,
+    DEFAULT_SESSION_REVOCATION_WINDOW_MS,
     RotateOutcome,
     SessionInfo,
     SessionRecord,
     StoreUnavailable,
     User,
+    revocation_prune_bounds,
     summarize_sessions,
 )
 from .rotation import plan_rotation
@@ -433,9 +436,12 @@ class SQLiteSessionStore:
     def __init__(self, filename: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self._db = _Database(filename, timeout)
         self._last_purge_ms = 0
-        #: How long a revocation is kept in ``tokenguard_revocations``: the longest token
-        #: lifetime plus leeway (the app sets its own; this default covers Directus's).
-        self.revocation_window_ms = 86_400_000 + 300_000
+        #: How long a user's revocation is kept in ``tokenguard_revocations``: the longest
+        #: token lifetime plus leeway (the app sets its own, see
+        #: :func:`~tokenguard.stores.select.set_revocation_windows`).
+        self.revocation_window_ms = DEFAULT_REVOCATION_WINDOW_MS
+        #: The same for a session's: the access-token lifetime plus leeway.
+        self.session_revocation_window_ms = DEFAULT_SESSION_REVOCATION_WINDOW_MS
 
     @property
     def shared(self) -> bool:
@@ -554,10 +560,17 @@ class SQLiteSessionStore:
         conn.executemany(
             "INSERT INTO tokenguard_revocations (member, at_ms) VALUES (?, ?)", members
         )
-        newest = max(at for _, at in members)
+        users_cut, band, sessions_cut = revocation_prune_bounds(
+            max(at for _, at in members),
+            self.revocation_window_ms,
+            self.session_revocation_window_ms,
+        )
+        # Two statements, each one range of the at_ms index (see revocation_prune_bounds).
+        conn.execute("DELETE FROM tokenguard_revocations WHERE at_ms < ?", (users_cut,))
         conn.execute(
-            "DELETE FROM tokenguard_revocations WHERE at_ms < ?",
-            (newest - self.revocation_window_ms,),
+            "DELETE FROM tokenguard_revocations WHERE at_ms >= ? AND at_ms < ?"
+            " AND member LIKE 's:%'",
+            (band, sessions_cut),
         )
 
     def sessions(self, user_id: str, now_ms: int) -> list[SessionInfo]:
