@@ -26,7 +26,10 @@ history and `ps`): use `--password-stdin` or `--password-prompt`. Exit status: 0
 (e.g. no such user), 2 usage error. `set-role`, `set-password`, `suspend`, `revoke-sessions` and
 `tfa disable` void the user's access tokens issued before them (`revoke-session`: those of the
 session) in every running server sharing the session store: Redis, PostgreSQL or the SQLite
-file ([revocation](security/revocation.md)).
+file ([revocation](security/revocation.md)). With an audit store (`TOKENGUARD_AUDIT_STORE`
+`sqlite`, `redis` or `pg`), the commands that change a user's access or credentials or end its
+sessions record a `user_change` event, user agent `tokenguard-cli`
+([audit](security/audit.md#changes-to-a-user)).
 
 ```bash
 tokenguard secret                                   # a strong SECRET

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -516,3 +517,51 @@ def test_installed_script_and_python_m(db: Path) -> None:
     finally:
         users.close()
         sessions.close()
+
+
+# --------------------------------------------------------------------------- audit trail
+
+
+def test_changes_and_ended_sessions_are_recorded_in_the_audit_trail(run, guard: Guard) -> None:
+    """With an audit store that keeps events, each command that voids something of a user's
+    records one user_change event: the reason says what, the user agent says the command line."""
+    audited = {"TOKENGUARD_AUDIT_STORE": "sqlite"}
+    user_id = make_user(run)
+    open_session(guard.sessions, user_id, "J")  # type: ignore[arg-type]
+    open_session(guard.sessions, user_id, "K")  # type: ignore[arg-type]
+    # No audit store named: the change is made, and only logged.
+    assert run("users", "set-role", "ada@example.com", "author").code == 0
+    steps: list[tuple[tuple[str, ...], str]] = [
+        (("users", "set-role", "ada@example.com", "author"), ""),  # no change: no event
+        (("users", "set-role", "ada@example.com", "viewer"), ""),
+        (("users", "set-role", "ada@example.com", "viewer", "--admin"), ""),
+        (("users", "set-password", "ada@example.com", "--password-stdin"), "another long password\n"),
+        (("users", "revoke-session", "ada@example.com", session_id("J" * 22)), ""),
+        (("users", "revoke-sessions", "ada@example.com"), ""),
+        (("users", "suspend", "ada@example.com"), ""),
+        (("users", "suspend", "ada@example.com"), ""),  # suspended already: sessions ended again
+        (("users", "activate", "ada@example.com"), ""),
+        (("tokens", "set", "ada@example.com"), ""),
+        (("tokens", "revoke", "ada@example.com"), ""),
+        (("users", "sessions", "ada@example.com"), ""),  # a read: no event
+    ]
+    for argv, stdin in steps:
+        r = run(*argv, stdin=stdin, env=audited)
+        assert r.code == 0, (argv, r.err)
+    listed = run("audit", "list", "--json", env=audited)
+    assert listed.code == 0, listed.err
+    events = [json.loads(line) for line in listed.out.splitlines()]
+    for event in events:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event.pop("timestamp"))
+    cli_change = {"event": "user_change", "outcome": "success", "user_id": user_id, "ip": None,
+                  "user_agent": "tokenguard-cli", "origin": None, "provider": "default"}
+    assert events == [  # newest first
+        {**cli_change, "reason": reason}
+        for reason in [
+            "token_hash", "token_hash", "status", "sessions", "status", "sessions", "session",
+            "password_hash", "admin_access", "role",
+        ]
+    ]
+    only = run("audit", "list", "--event", "user_change", "--user", user_id, "--limit", "1", env=audited)
+    assert only.out.endswith("  user_change  success  " + user_id + "  -  default  token_hash"
+                             "  ua=tokenguard-cli  origin=-\n")

@@ -10,6 +10,10 @@ that ``TOKEN=$(tokenguard tokens set admin@example.com)`` works; only their hash
 
 Exit codes: 0 success, 1 a failure the command could not get past (no such user, e-mail
 taken, database unreadable…), 2 a usage error, 130 interrupted.
+
+With an audit store that keeps events (``TOKENGUARD_AUDIT_STORE`` sqlite, redis or pg), the
+commands that change a user's credentials or access, or end its sessions, record a
+``user_change`` event there, its user agent ``tokenguard-cli`` (see docs/security/audit.md).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import __version__
 from .config import Settings, generate_secret
 from .errors import ConfigError, MissingExtra
-from .logs.audit import EVENTS, AuditStore
+from .logs.audit import EVENTS, Audit, AuditStore
 from .stores import select
 from .stores.base import SessionInfo, SessionStore, StoreUnavailable, User, UserStore
 from .stores.pg_schema import SchemaNotMigrated
@@ -50,6 +55,20 @@ StoreFactory = Callable[[str], UserStore]
 #: Builds the session store from the database file name and the environment, instead of the
 #: one the settings choose.
 SessionFactory = Callable[[str, Mapping[str, str]], SessionStore]
+
+
+#: The user agent of the events the command line records: no address, no origin.
+CLI_USER_AGENT = "tokenguard-cli"
+
+
+@dataclass(frozen=True, slots=True)
+class _CommandLine:
+    """The client of the command line's audit events (a :class:`~tokenguard.logs.audit.
+    ClientLike`): the field an administrator filters on to tell them from a request's."""
+
+    ip: str | None = None
+    user_agent: str | None = CLI_USER_AGENT
+    origin: str | None = None
 
 
 class CommandError(Exception):
@@ -94,6 +113,7 @@ class _Context:
         self.stderr = stderr
         self._settings: Settings | None = None
         self._stores: tuple[UserStore, SessionStore] | None = None
+        self._audit: Audit | None = None
         #: Everything made here, closed by close() in this order.
         self._made: list[Any] = []
 
@@ -161,6 +181,19 @@ class _Context:
 
     def sessions(self) -> SessionStore:
         return self._pair(create=True)[1]
+
+    def audit(self) -> Audit:
+        """Where the commands' events go: the app's audit store when it keeps events another
+        process can read (a memory store would die with this process: only the log then)."""
+        if self._audit is None:
+            settings = self.settings()
+            store: AuditStore | None = None
+            if settings.audit_store in ("sqlite", "redis", "pg"):
+                # On PostgreSQL the trail shares the user store's pool, as for `audit list`.
+                shared = self.store() if settings.audit_store == "pg" else None
+                store = self.made(select.audit_store(settings, "sync", shared))
+            self._audit = Audit(store)
+        return self._audit
 
     def made(self, resource: Any) -> Any:
         """Close ``resource`` with the stores (before them: it may share their connection)."""
@@ -320,8 +353,10 @@ def _cmd_users_set_role(ctx: _Context) -> int:
     updated = set_role(ctx.store(), user.id, role, admin_access=args.admin, app_access=app)
     # Tokens issued before a change are refused; the client refreshes into the new role.
     # The decision is the one every path makes (tokenguard.guard.revocation.revoking_change).
-    if _revokes(user, updated):
+    reason = _change(user, updated)
+    if reason is not None:
         _revoke_tokens(ctx, user)
+        _audit(ctx, user, reason)
     ctx.note(
         f"{updated.email}: role {updated.role or '-'}, admin {_yes_no(updated.admin_access)}, "
         f"app {_yes_no(updated.app_access)}"
@@ -333,18 +368,34 @@ def _cmd_users_set_password(ctx: _Context) -> int:
     user = ctx.user(ctx.args.email)
     password = _read_password(ctx)
     assert password is not None  # the option group is required
-    set_password(ctx.store(), user.id, password)
+    updated = set_password(ctx.store(), user.id, password)
     _revoke_tokens(ctx, user)
+    _audit(ctx, user, _change(user, updated) or "password_hash")
     ctx.note(f"password of {user.email} changed")
     return 0
 
 
-def _revokes(before: User, after: User) -> bool:
-    """Whether the change voids the user's access tokens (the guard's one rule; imported
-    here, not at the top: the guard package is heavy for a command line)."""
+def _change(before: User, after: User | None) -> str | None:
+    """Why ``before``'s change voids its access tokens, or ``None`` (the guard's one rule,
+    :func:`~tokenguard.guard.revocation.revoking_change`; imported here, not at the top:
+    the guard package is heavy for a command line)."""
     from .guard.revocation import revoking_change
 
-    return revoking_change(before, after) is not None
+    return revoking_change(before, after)
+
+
+def _audit(ctx: _Context, user: User, reason: str) -> None:
+    """Record the command's change of ``user`` in the audit trail, as the app records one
+    (``user_change``; the command line as its client). A store that fails is reported on
+    standard error by the audit logger, and fails nothing: the change is made already."""
+    from .flow import run_sync
+
+    run_sync(
+        ctx.audit().emit(
+            "user_change", "success", _CommandLine(), user_id=user.id,
+            provider=user.provider, reason=reason,
+        )
+    )
 
 
 def _revoke_tokens(ctx: _Context, user: User) -> None:
@@ -381,20 +432,27 @@ def _set_status(ctx: _Context, status: str) -> int:
     user = ctx.user(ctx.args.email)
     updated = set_status(ctx.store(), user.id, status)  # type: ignore[arg-type]
     ctx.note(f"{user.email} is now {status}")
+    reason = _change(user, updated)
     if status != "active":
         # A session-mode cookie is checked against its session on every request, so revoking
         # the sessions shuts the user out now rather than when the cookie expires.
         _revoke_sessions(ctx, user)
         ctx.note("it can no longer log in, refresh or use its static token or access tokens")
-    elif _revokes(user, updated):
+        # Suspended again: no status changed, but its sessions were ended all the same.
+        _audit(ctx, user, reason or "sessions")
+    elif reason is not None:
         # Reactivated: nothing it held was valid anyway; what a token of the suspension
         # window might claim is voided all the same, as for any change of status.
         _revoke_tokens(ctx, user)
+        _audit(ctx, user, reason)
     return 0
 
 
 def _cmd_users_revoke_sessions(ctx: _Context) -> int:
-    _revoke_sessions(ctx, ctx.user(ctx.args.email))
+    user = ctx.user(ctx.args.email)
+    _revoke_sessions(ctx, user)
+    # Not session_end_others: those events are a user ending its own sessions.
+    _audit(ctx, user, "sessions")
     return 0
 
 
@@ -478,6 +536,8 @@ def _cmd_users_revoke_session(ctx: _Context) -> int:
     if not ended:
         raise CommandError(f"{user.email} has no live session {wanted!r}")
     ctx.note(f"revoked session {wanted} of {user.email}")
+    # Not session_end, a user ending its own session; no session id: no field holds one.
+    _audit(ctx, user, "session")
     return 0
 
 
@@ -493,6 +553,8 @@ def _print_token(ctx: _Context, user: User, verb: str) -> int:
     token = set_static_token(ctx.store(), user.id)
     ctx.out(token)
     ctx.note(f"static token {verb} for {user.email}; it is shown once and cannot be read back")
+    # After it is printed: shown once, it must not be lost to a trail that cannot be reached.
+    _audit(ctx, user, "token_hash")
     return 0
 
 
@@ -518,6 +580,7 @@ def _cmd_tokens_revoke(ctx: _Context) -> int:
         ctx.note(f"{user.email} had no static token")
         return 0
     set_static_token(ctx.store(), user.id, "")
+    _audit(ctx, user, "token_hash")
     ctx.note(f"static token of {user.email} revoked")
     return 0
 
@@ -570,8 +633,9 @@ def _cmd_tfa_disable(ctx: _Context) -> int:
     if not user.tfa_secret:
         ctx.note(f"{user.email} had no two-factor")
         return 0
-    ctx.store().update(user.id, tfa_secret=None)
+    updated = ctx.store().update(user.id, tfa_secret=None)
     _revoke_tokens(ctx, user)
+    _audit(ctx, user, _change(user, updated) or "tfa_secret")
     ctx.note(f"two-factor of {user.email} disabled")
     return 0
 

@@ -310,3 +310,37 @@ def test_each_update_of_a_returning_user_is_reported_before_and_after(users: Any
     assert reported == []  # nothing changed: nothing to report
     assert sign_in(["staff"]).role == "r-staff"
     assert reported == [("r-admin", "r-staff")]
+
+
+def test_a_role_synced_at_sign_in_is_audited_as_a_user_change(users: Any) -> None:
+    """The role sync goes through AuthService.user_changed, which records the change that
+    voided the user's tokens: one ``user_change`` event, its reason the field, its provider
+    the user's (no client here: the SSO drivers have none at hand, LDAP's passes its own)."""
+    from tests.helpers.auth import SECRET, Clock
+    from tokenguard import TokenGuard
+    from tokenguard.logs.audit import AuditEvent
+    from tokenguard.stores.audit import MemoryAuditStore
+    from tokenguard.stores.memory import MemorySessionStore
+
+    trail = MemoryAuditStore()
+    core = TokenGuard(
+        secret=SECRET, users=users, sessions=MemorySessionStore(), clock=Clock(), audit=trail
+    )
+    rules = replace(OPEN, update_role=True)
+
+    def sign_in(role: str) -> User:
+        identity = replace(ADA, role=role)
+        return run_sync(
+            user_for_identity(users, identity, rules, changed=core.auth.user_changed)
+        )
+
+    ada = sign_in("r-admin")
+    sign_in("r-admin")
+    assert trail.recent() == []  # a registration, then no change: nothing to record
+    sign_in("r-staff")
+    assert trail.recent() == [
+        AuditEvent(
+            event="user_change", outcome="success", timestamp="2027-01-15T08:00:00.000Z",
+            user_id=ada.id, provider="idp", reason="role",
+        )
+    ]

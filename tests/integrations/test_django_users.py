@@ -392,6 +392,34 @@ def test_changes_django_makes_to_a_user_revoke_its_tokens() -> None:
     assert _status(token) == 401
 
 
+def test_changes_django_makes_to_a_user_are_audited() -> None:
+    """Each change that revokes records one user_change event (no client: a signal has no
+    request), its reason the field; a harmless save records nothing."""
+    from tokenguard.stores.audit import MemoryAuditStore
+
+    trail = MemoryAuditStore()
+    with override_settings(TOKENGUARD=options(audit=trail)):
+        ada = account(groups=("Editors",))
+        admins = Group.objects.create(name="Admins")
+        pk = str(ada.pk)
+        ada.first_name = "Augusta"
+        ada.save()
+        ada.groups.remove(Group.objects.get(name="Editors"))  # editor -> no role
+        admins.user_set.add(ada)  # from the group's side: the role before is unknown
+        ada.is_active = False
+        ada.save()
+        ada.delete()
+        recorded = [
+            (e.event, e.outcome, e.user_id, e.ip, e.user_agent, e.origin, e.provider, e.reason)
+            for e in reversed(trail.recent())
+        ]
+    assert recorded == [
+        ("user_change", "success", pk, None, None, None, "default", reason)
+        # The first: account() adds Editors after creating the user (no role -> editor).
+        for reason in ("role", "role", "role", "status", "deleted")
+    ]
+
+
 # -- Channels --------------------------------------------------------------------------------
 
 

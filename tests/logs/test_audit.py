@@ -174,6 +174,8 @@ def test_password_reset_request_and_completion() -> None:
         assert e.events() == [
             expected("password_reset_request", "success", user_id=USER_ID),
             expected("password_reset_request", "failure", reason="NOT_ELIGIBLE"),
+            # What happened to the user (its tokens voided), then the request that did it.
+            expected("user_change", "success", user_id=USER_ID, reason="password_hash"),
             expected("password_reset", "success", user_id=USER_ID),
             # The password changed, so the token no longer matches: refused before any claim.
             expected("password_reset", "failure", reason="FORBIDDEN"),
@@ -196,6 +198,7 @@ def test_tfa_enable_and_disable() -> None:
         assert e.events()[1:] == [
             expected("tfa_enable", "failure", user_id=USER_ID, reason="INVALID_PAYLOAD"),
             expected("tfa_enable", "success", user_id=USER_ID),
+            expected("user_change", "success", user_id=USER_ID, reason="tfa_secret", timestamp="2027-01-15T08:00:30.000Z"),
             expected("tfa_disable", "success", user_id=USER_ID, timestamp="2027-01-15T08:00:30.000Z"),
         ]
 
@@ -206,6 +209,8 @@ def test_lockout() -> None:
         assert e.events() == [
             expected("login", "failure", user_id=USER_ID, reason="INVALID_CREDENTIALS"),
             expected("login", "failure", user_id=USER_ID, reason="INVALID_CREDENTIALS"),
+            # The suspension, with the client of the attempt that caused it; then the lockout.
+            expected("user_change", "success", user_id=USER_ID, reason="status"),
             expected("lockout", "blocked", user_id=USER_ID),
             expected("login", "failure", user_id=USER_ID, reason="INVALID_CREDENTIALS"),
         ]
@@ -229,7 +234,7 @@ def test_every_event_kind_is_covered() -> None:
     assert set(EVENTS) == {
         "login", "refresh", "refresh_reuse", "logout", "session_end", "session_end_others",
         "password_reset_request", "password_reset", "tfa_enable", "tfa_disable", "lockout",
-        "throttle",
+        "throttle", "user_change",
     }
 
 

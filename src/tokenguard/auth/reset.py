@@ -282,7 +282,7 @@ class PasswordReset:
         seen: list[str] = []
         audit = self.service.audit
         try:
-            yield from self._reset(payload, seen)
+            yield from self._reset(payload, seen, client)
         except AuthError as error:
             user_id = seen[0] if seen else None
             yield from audit.emit(
@@ -291,7 +291,9 @@ class PasswordReset:
             raise
         yield from audit.emit("password_reset", "success", client, user_id=seen[0])
 
-    def _reset(self, payload: ResetPayload, seen: list[str]) -> Flow[None]:
+    def _reset(
+        self, payload: ResetPayload, seen: list[str], client: ClientInfo | None
+    ) -> Flow[None]:
         service = self.service
         now = service.clock()
         claims = self.tokens.verify(payload.token, now)
@@ -315,5 +317,5 @@ class PasswordReset:
         if updated is None:
             raise forbidden()
         revoked = yield from service._store(service.sessions.revoke_user, user.id)
-        yield from service.user_changed(user, updated)
+        yield from service.user_changed(user, updated, client)
         log.info("password reset for user %s; %s session(s) revoked", user.id, revoked)

@@ -35,7 +35,7 @@ from ..flow import Call, Flow, Sleep
 from ..guard.limits import Limits, TooManyRequests
 from ..guard.revocation import Entry, Revocations, revoking_change
 from ..jose.tokens import issue_access_token
-from ..logs.audit import Audit
+from ..logs.audit import Audit, ClientLike
 from ..stores.base import (
     FAMILY_LENGTH,
     AsyncSessionStore,
@@ -285,7 +285,9 @@ class AuthService:
             return
         yield from self.announce([rv.revoke_user(user_id)])
 
-    def user_changed(self, before: User, after: User | None) -> Flow[None]:
+    def user_changed(
+        self, before: User, after: User | None, client: ClientLike | None = None
+    ) -> Flow[None]:
         """Void ``before``'s access tokens when its change to ``after`` (``None``: gone)
         touched what a token carries or rests on (:func:`~tokenguard.guard.revocation.
         revoking_change`: role, admin/app access, status, password, two-factor removed).
@@ -294,11 +296,23 @@ class AuthService:
         the one the store returned, so the decision is made once: a login driver syncing the
         role from the provider's groups, the lockout, a reset, two-factor. The tokens of
         the change's moment are refused everywhere (announced as :meth:`revoke_user` does);
-        their clients refresh into the new role."""
+        their clients refresh into the new role.
+
+        Each such change is audited as a ``user_change`` event (its reason: the field that
+        changed, or ``deleted``), with ``client`` when the change came from a request. A
+        flow that audits itself (``lockout``, ``password_reset``, ``tfa_disable``) gets this
+        event too: that one records the request, this one what happened to the user, so
+        ``audit list --event user_change`` lists every change that voided a user's tokens."""
         reason = revoking_change(before, after)
         if reason is None:
             return
         log.info("user %s changed (%s): access tokens issued until now revoked", before.id, reason)
+        # Recorded before the revocation is announced: the user was changed in the store
+        # already, and a 503 from the announcement must not leave that out of the trail.
+        yield from self.audit.emit(
+            "user_change", "success", client, user_id=before.id, provider=before.provider,
+            reason=reason,
+        )
         yield from self.revoke_user(before.id)
         # A login that goes on to issue a token (a provider's role sync) must not issue it
         # in the revoked millisecond.
@@ -495,7 +509,7 @@ class AuthService:
             # As `tokenguard users suspend` does: a session-mode cookie, a refresh token or an
             # access token someone already holds must stop working now, not when it expires.
             yield from self._store(self.sessions.revoke_user, user.id)
-            yield from self.user_changed(user, suspended)
+            yield from self.user_changed(user, suspended, client)
             log.warning("login: user %s suspended after too many failed attempts", user.id)
             yield from self.audit.emit(
                 "lockout", "blocked", client, user_id=user.id, provider=user.provider

@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from cryptography.exceptions import InvalidTag
@@ -123,6 +123,15 @@ class SecretBox:
         return plain.decode()
 
 
+class _UserChanged(Protocol):
+    """:meth:`AuthService.user_changed <tokenguard.auth.service.AuthService.user_changed>`:
+    told of the change, with the client that asked for it (for the audit trail)."""
+
+    def __call__(
+        self, before: User, after: User | None, /, client: ClientLike | None = None
+    ) -> Flow[None]: ...
+
+
 class TwoFactor:
     """The TOTP check used by login, and the three enrolment operations (flows)."""
 
@@ -140,7 +149,7 @@ class TwoFactor:
         password_providers: Mapping[str, Any] | None = None,
         signing: SignedValues | None = None,
         revoke_user: Callable[[str], Flow[None]] | None = None,
-        user_changed: Callable[[User, User | None], Flow[None]] | None = None,
+        user_changed: _UserChanged | None = None,
     ) -> None:
         import time
 
@@ -286,9 +295,13 @@ class TwoFactor:
         self, user_id: str | None, code: str, client: ClientLike | None = None
     ) -> Flow[None]:
         """Remove the secret once ``code`` is a fresh code for it."""
-        return self._audited("tfa_disable", user_id, client, self._disable(user_id, code))
+        return self._audited(
+            "tfa_disable", user_id, client, self._disable(user_id, code, client)
+        )
 
-    def _disable(self, user_id: str | None, code: str) -> Flow[None]:
+    def _disable(
+        self, user_id: str | None, code: str, client: ClientLike | None
+    ) -> Flow[None]:
         user = yield from self._user(user_id)
         if not user.tfa_secret:
             raise invalid_payload(f'User "{user.id}" doesn\'t have TFA enabled')
@@ -296,7 +309,7 @@ class TwoFactor:
             raise invalid_payload(OTP_INVALID)
         updated = yield from self._store(self.users.update, user.id, tfa_secret=None)
         if self.user_changed is not None:
-            yield from self.user_changed(user, updated)
+            yield from self.user_changed(user, updated, client=client)
         elif self.revoke_user is not None:
             yield from self.revoke_user(user.id)
         log.info("two-factor disabled for user %s", user.id)

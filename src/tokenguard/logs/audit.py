@@ -1,5 +1,6 @@
 """An audit trail of authentication events: one structured record per login, refresh,
-logout, session ended by its user, password reset, two-factor change, lockout and throttle.
+logout, session ended by its user, password reset, two-factor change, lockout, throttle and
+change to a user that voids its tokens (by the system, an administrator or the command line).
 
 Every event goes to the standard :mod:`logging` module, logger ``tokenguard.audit``: the
 message is one JSON line, and the record carries the same fields as attributes (``extra``),
@@ -58,6 +59,10 @@ EVENTS: dict[str, str] = {
     "tfa_disable": "two-factor authentication disabled (or refused)",
     "lockout": "a user suspended after too many failed logins",
     "throttle": "a request refused by a rate limit (429)",
+    "user_change": (
+        "a change to a user that voids its tokens, whatever made it (the reason names the "
+        "field, or deleted; from the command line also sessions or session)"
+    ),
 }
 
 #: success: it happened; failure: it was refused; blocked: an attack was stopped.

@@ -32,6 +32,7 @@ and nobody is let in. ldap3 is blocking: every directory call is a blocking
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -423,7 +424,11 @@ class LdapLogin:
             if not ok:
                 raise invalid_credentials()
         user = yield from user_for_identity(
-            users, self.identity(entry), self.provider.registration, changed=service.user_changed
+            users,
+            self.identity(entry),
+            self.provider.registration,
+            # The role sync of this sign-in is audited with its client.
+            changed=functools.partial(service.user_changed, client=client),
         )
         if not found:
             found.append(user)

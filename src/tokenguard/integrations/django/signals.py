@@ -7,8 +7,10 @@ model, each change of a user is read as tokenguard reads users (the role from th
 admin/app access from ``is_superuser``/``is_staff``, the status from ``is_active``, the
 password) before and after, and the one rule of
 :func:`~tokenguard.guard.revocation.revoking_change` decides: a change of privilege voids the
-user's access tokens issued until then, in every process (:meth:`TokenGuard.revoke_user
-<tokenguard.app.TokenGuard.revoke_user>`). Each client refreshes into what its user now is.
+user's access tokens issued until then, in every process (:meth:`AuthService.user_changed
+<tokenguard.auth.service.AuthService.user_changed>`, which records a ``user_change`` event in
+the audit trail too, without a client: a signal has no request at hand). Each client refreshes
+into what its user now is.
 
 What sends no signal is not seen: ``QuerySet.update()``, raw SQL, another program writing
 the table. Call ``get_guard().revoke_user(str(pk))`` after those.
@@ -23,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from ...app import TokenGuard
-from ...guard.revocation import revoking_change
+from ...flow import run_sync
 from ...stores.base import User
 from .conf import get_guard
 from .users import DjangoUserStore
@@ -60,8 +62,22 @@ def _guarded(model: type[Any]) -> tuple[TokenGuard, DjangoUserStore] | None:
 
 
 def _revoke(guard: TokenGuard, before: User, after: User | None) -> None:
-    if revoking_change(before, after) is not None:
-        guard.revoke_user(before.id)
+    # The one place every change of a user goes through: it decides, revokes and audits.
+    run_sync(guard.auth.user_changed(before, after))
+
+
+def _revoke_unseen(guard: TokenGuard, users: DjangoUserStore, pk: Any) -> None:
+    """Revoke a user whose role may have moved, unseen before the change; audited as a
+    change of role (the provider read now: it is no field a group change moves)."""
+    user_id = str(pk)
+    guard.revoke_user(user_id)
+    now = users.get_by_id(user_id)
+    run_sync(
+        guard.auth.audit.emit(
+            "user_change", "success", user_id=user_id,
+            provider=now.provider if now is not None else None, reason="role",
+        )
+    )
 
 
 def _before_save(sender: type[Any], instance: Any, raw: bool = False, **kwargs: Any) -> None:
@@ -91,7 +107,8 @@ def _after_save(sender: type[Any], instance: Any, created: bool = False, **kwarg
 def _deleted(sender: type[Any], instance: Any, **kwargs: Any) -> None:
     found = _guarded(sender)
     if found is not None and instance.pk is not None:
-        found[0].revoke_user(str(instance.pk))
+        # Still readable here (the key is cleared after the signals): the user as it was.
+        _revoke(found[0], found[1].as_user(instance), None)
 
 
 def _groups(
@@ -106,7 +123,7 @@ def _groups(
             found = _guarded(model)
             if found is not None and found[1].roles:
                 for pk in pk_set:
-                    found[0].revoke_user(str(pk))
+                    _revoke_unseen(found[0], found[1], pk)
         return
     if action in ("pre_add", "pre_remove", "pre_clear"):
         found = _guarded(type(instance))
