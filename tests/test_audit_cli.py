@@ -88,6 +88,27 @@ def test_list_from_redis(redis_url: str, redis_prefix: str, capsys: pytest.Captu
     assert json.loads(line)["event"] == "refresh" and json.loads(line)["user_id"] == USER_ID
 
 
+def test_a_command_line_change_lands_in_a_redis_trail(tmp_path: Path, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line writes its events where the app does (here Redis, beside a SQLite
+    user file), so the app's processes and `audit list` see them."""
+    db = str(tmp_path / "app.db")
+    env = {"DB_FILENAME": db, "REDIS": redis_url, "TOKENGUARD_REDIS_PREFIX": redis_prefix,
+           "TOKENGUARD_AUDIT_STORE": "redis"}
+    code, out, err = _run(["users", "create", "ada@example.com", "--role", "editor"], env, capsys, monkeypatch)
+    assert code == 0, err
+    user_id = out.strip()
+    code, _, err = _run(["users", "suspend", "ada@example.com"], env, capsys, monkeypatch)
+    assert code == 0, err
+    code, out, err = _run(["audit", "list", "--json"], env, capsys, monkeypatch)
+    assert (code, err) == (0, "")
+    [line] = out.splitlines()  # the creation voids nothing: not recorded
+    event = json.loads(line)
+    del event["timestamp"]
+    assert event == {"event": "user_change", "outcome": "success", "user_id": user_id, "ip": None,
+                     "user_agent": "tokenguard-cli", "origin": None, "provider": "default",
+                     "reason": "status"}
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
