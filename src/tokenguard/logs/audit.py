@@ -61,7 +61,7 @@ EVENTS: dict[str, str] = {
     "throttle": "a request refused by a rate limit (429)",
     "user_change": (
         "a change to a user that voids its tokens, whatever made it (the reason names the "
-        "field, or deleted; from the command line also sessions or session)"
+        "field, or deleted; from the command line also token_hash, sessions or session)"
     ),
 }
 
