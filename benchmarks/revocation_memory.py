@@ -66,7 +66,8 @@ def registry_bytes(entries: int, kind: str, key: Callable[[int], str]) -> dict[s
     now_ms = int(time.time() * 1000)
     rv = Revocations(86_405.0, session_window_s=905.0)
     for start in range(0, entries, _BATCH):
-        # Strictly increasing times: a repeated key is a later revocation (a new heap item).
+        # Strictly increasing times: a repeated key is a later revocation (a new heap item,
+        # until outdated items outnumber the entries and the heap is rebuilt).
         batch = [
             Entry(kind, key(i), now_ms + i) for i in range(start, min(entries, start + _BATCH))
         ]  # type: ignore[arg-type]

@@ -215,7 +215,9 @@ def test_revocation_memory_small(tmp_path: Path) -> None:
         assert registry[name]["keys_held"] == registry[name]["heap_items"] == 2000
         assert _positive(registry[name]["bytes_per_revocation"])
     repeated = registry["one user, revoked again and again"]
-    assert (repeated["keys_held"], repeated["heap_items"]) == (1, 2000)
+    # Each revocation of the same user leaves an outdated heap item; the heap is rebuilt once
+    # they outnumber the entries (plus 1,024), so one user holds a bounded heap.
+    assert repeated["keys_held"] == 1 and 1 <= repeated["heap_items"] <= 2 * 1 + 1024
     # The messages: a logout publishes the bare family (22 characters).
     assert report["messages_bytes"]["logout (the family, as the store's script publishes it)"] == 22
     sizing = report["sizing"]

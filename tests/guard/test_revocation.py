@@ -1104,3 +1104,37 @@ def test_a_user_revoked_again_and_again_holds_a_bounded_heap() -> None:
     now[0] = last + 100.0
     rv.prune()
     assert len(rv) == 0 and rv._expiry == []
+
+
+def test_a_login_token_is_dated_as_of_the_read_and_lives_its_ttl_from_the_issue() -> None:
+    # iat/iat_ms say when the user was read (a change since then refuses the token); exp
+    # counts ACCESS_TOKEN_TTL from the issue, as the answer's `expires` does: dated by the
+    # read, a 3 s token of a login whose hash took 0.8 s expired before its client expected.
+    import jwt as pyjwt
+
+    from tokenguard.auth.service import ClientInfo, Credentials
+
+    now = [1_800_000_000.6]
+    users = MemoryUserStore()
+    create_user(users, "ada@example.com", password="correct horse", role="editor")
+    core = TokenGuard(
+        secret=SECRET,
+        users=users,
+        sessions=MemorySessionStore(),
+        login_stall_ms=0,
+        access_token_ttl_ms=3_000,
+        clock=lambda: now[0],
+    )
+    verify = core.auth.passwords.verify
+
+    def slow_verify(password_hash: str | None, password: str) -> bool:
+        now[0] += 0.8  # the hash takes its time: the clock crosses a second
+        return verify(password_hash, password)
+
+    core.auth.passwords.verify = slow_verify  # type: ignore[method-assign]
+    tokens = run_sync(
+        core.auth.login(Credentials("ada@example.com", "correct horse"), "json", ClientInfo(), 0.0)
+    )
+    claims = pyjwt.decode(tokens.access_token, options={"verify_signature": False})
+    assert claims["iat_ms"] == 1_800_000_000_600 and claims["iat"] == 1_800_000_000
+    assert claims["exp"] == 1_800_000_001 + 3 and tokens.expires_ms == 3_000

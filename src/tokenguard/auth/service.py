@@ -229,7 +229,9 @@ class AuthService:
             log.error("store call %s failed: %s", getattr(fn, "__name__", "?"), type(exc).__name__)
             raise service_unavailable("database", "Couldn't reach the store") from None
 
-    def _issue(self, user: User, refresh_token: str, mode: Mode, now: float) -> Tokens:
+    def _issue(
+        self, user: User, refresh_token: str, mode: Mode, now: float, as_of: float | None = None
+    ) -> Tokens:
         settings = self.settings
         if mode == "session":
             ttl = settings.session_cookie_ttl_ms
@@ -247,6 +249,7 @@ class AuthService:
             now=now,
             session=session,
             sid=refresh_token[:FAMILY_LENGTH],
+            as_of=as_of,
         )
         return Tokens(access, refresh_token, ttl, mode)
 
@@ -560,11 +563,12 @@ class AuthService:
         """Record a new session for ``user`` (already authenticated: by password and OTP, or by
         single sign-on) and issue its tokens.
 
-        ``read_at`` is when ``user`` was read (default: now). The access token is issued as
-        of that moment, so that a change of the user made after it (a role taken away while
-        the password was being checked) refuses the token in every process; a change this
-        process already knows of is read again first, and a login that raced a change of
-        its credentials or status is refused."""
+        ``read_at`` is when ``user`` was read (default: now). The access token is dated
+        (``iat``, ``iat_ms``) as of that moment, its lifetime counted from now, so that a
+        change of the user made after it (a role taken away while the password was being
+        checked) refuses the token in every process; a change this process already knows of
+        is read again first, and a login that raced a change of its credentials or status
+        is refused."""
         if read_at is None:
             read_at = self.clock()
         user, read_at = yield from self._as_of_now(user, read_at)
@@ -582,7 +586,7 @@ class AuthService:
             yield from self._store(self.sessions.revoke, record.token_hash)
             raise invalid_credentials()
         log.info("login: user %s, %s mode", user.id, mode)
-        tokens = self._issue(user, token, mode, read_at)
+        tokens = self._issue(user, token, mode, now, as_of=read_at)
         yield from self.audit.emit(
             "login", "success", client, user_id=user.id, provider=user.provider
         )

@@ -265,6 +265,7 @@ def issue_access_token(
     session: str | None = None,
     sid: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    as_of: float | None = None,
 ) -> str:
     """Sign an access token with Directus's claims, in Directus's order: with the policy's
     active asymmetric key if it has one, else with its HMAC secret.
@@ -273,8 +274,13 @@ def issue_access_token(
     family, not a secret), by which a logout voids the token at once; and ``iat_ms``, the
     issue time to the millisecond, so that a user's revocation refuses exactly the tokens
     issued before it (``iat`` has whole seconds only). See :mod:`tokenguard.guard.revocation`.
+
+    ``as_of`` (default ``now``) dates ``iat`` and ``iat_ms`` earlier than ``now``: the moment
+    the claims were read, so that a change of the user since then refuses the token. ``exp``
+    always counts ``ttl_ms`` from ``now``: the client's ``expires`` says the same.
     """
-    iat = int(now)
+    iat = int(now if as_of is None else min(as_of, now))
+    expires = int(now) + ttl_ms // 1000
     payload: dict[str, Any] = {}
     if user_id is not None:
         payload["id"] = user_id
@@ -288,8 +294,8 @@ def issue_access_token(
     if extra:
         payload.update(extra)
     payload["iat"] = iat
-    payload["iat_ms"] = int(now * 1000)
-    payload["exp"] = iat + ttl_ms // 1000
+    payload["iat_ms"] = int((now if as_of is None else min(as_of, now)) * 1000)
+    payload["exp"] = expires
     payload["iss"] = policy.issuer
     if policy.audience is not None:
         payload["aud"] = policy.audience
