@@ -68,6 +68,11 @@ def test_foreign_hashes_verify_as_their_makers_say(kind: str, password: str, oth
     assert PASSWORDS.verify(stored, password) is True
     # bcrypt reads 72 bytes: two passwords equal there are equal to it (and to us).
     same_to_bcrypt = "bcrypt-" in kind and password.encode()[:72] == other.encode()[:72]
+    # Before its 5.0, the bcrypt package read a password only up to its first NUL (as C's
+    # crypt does), so "" and "\0" were one password; later ones refuse a NUL. What the maker
+    # says then depends on its version: such pairs are not asserted here.
+    cut = [p.encode().split(b"\0")[0][:72] for p in (password, other)]
+    assume(not ("bcrypt-" in kind and "\0" in password + other and cut[0] == cut[1]))
     # HMAC pads a key shorter than its hash's 64-byte block with zeros: to PBKDF2 (and scrypt,
     # built on it) passwords that differ only by trailing NULs there are one password.
     a, b = password.encode(), other.encode()
